@@ -1,0 +1,81 @@
+"""hubwidgets: look inside a TensorFlow model from a notebook, and act on it.
+
+``import hubwidgets`` is cheap: TensorFlow, Keras and the widget libraries load on first use.
+
+Backend (no widgets): :func:`inspect`, :func:`weight_stats`, :func:`freeze`,
+:func:`unfreeze`, :func:`set_trainable`, :class:`HubLayer`.
+Widgets: :func:`explore`, :class:`LayerExplorer`, :class:`WeightPlot`.
+In IPython: ``%load_ext hubwidgets``.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+__version__ = "0.1.0"
+
+_EXPORTS = {
+    "inspect": "hubwidgets.model.inspect",
+    "ModelTree": "hubwidgets.model.tree",
+    "Node": "hubwidgets.model.tree",
+    "VariableInfo": "hubwidgets.model.tree",
+    "SignatureInfo": "hubwidgets.model.tree",
+    "weight_stats": "hubwidgets.model.stats",
+    "WeightStats": "hubwidgets.model.stats",
+    "NonFiniteWeightsWarning": "hubwidgets.model.stats",
+    "freeze": "hubwidgets.model.freeze",
+    "unfreeze": "hubwidgets.model.freeze",
+    "set_trainable": "hubwidgets.model.freeze",
+    "freeze_up_to": "hubwidgets.model.freeze",
+    "needs_compile": "hubwidgets.model.freeze",
+    "HubLayer": "hubwidgets.model.hub_layer",
+    "HubWidgetsError": "hubwidgets.model.errors",
+    "UnbuiltModelError": "hubwidgets.model.errors",
+    "NotAModelError": "hubwidgets.model.errors",
+    "ModelLoadError": "hubwidgets.model.errors",
+    "FreezeError": "hubwidgets.model.errors",
+    "explore": "hubwidgets.widgets.dashboard",
+    "Dashboard": "hubwidgets.widgets.dashboard",
+    "LayerExplorer": "hubwidgets.widgets.explorer",
+    "WeightPlot": "hubwidgets.widgets.weights",
+    "load_ipython_extension": "hubwidgets.ipython",
+    "unload_ipython_extension": "hubwidgets.ipython",
+}
+
+__all__ = sorted(_EXPORTS)
+
+if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
+    from .model.errors import (FreezeError, HubWidgetsError, ModelLoadError, NotAModelError,
+                               UnbuiltModelError)
+    from .model.freeze import freeze, freeze_up_to, needs_compile, set_trainable, unfreeze
+    from .model.inspect import inspect
+    from .model.stats import NonFiniteWeightsWarning, WeightStats, weight_stats
+    from .model.tree import ModelTree, Node, SignatureInfo, VariableInfo
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'hubwidgets' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))
+
+
+def load_ipython_extension(ipython: Any) -> None:
+    """``%load_ext hubwidgets``: show models as the explorer."""
+    from .ipython import load_ipython_extension as load
+
+    load(ipython)
+
+
+def unload_ipython_extension(ipython: Any) -> None:
+    """``%unload_ext hubwidgets``: restore the normal display."""
+    from .ipython import unload_ipython_extension as unload
+
+    unload(ipython)

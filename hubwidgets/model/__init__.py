@@ -1,0 +1,1 @@
+"""The backend: TensorFlow objects in, plain dataclasses out.  Never imports widgets."""

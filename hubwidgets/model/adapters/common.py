@@ -1,0 +1,121 @@
+"""Helpers every adapter shares: identity of variables and building ``VariableInfo`` s."""
+
+from __future__ import annotations
+
+import sys
+from typing import Any, Iterable
+
+from ..tree import ModelTree, VariableInfo
+
+
+def keras3_module() -> Any | None:
+    """The Keras 3 package if it is already imported (never imports it)."""
+    keras = sys.modules.get("keras")
+    return keras if keras is not None and hasattr(keras, "Variable") else None
+
+
+def tf_keras_module() -> Any | None:
+    """The tf_keras package if it is already imported (never imports it)."""
+    return sys.modules.get("tf_keras")
+
+
+def is_keras3_variable(v: Any) -> bool:
+    keras = keras3_module()
+    return keras is not None and isinstance(v, keras.Variable)
+
+
+def backing_variable(v: Any) -> Any:
+    """The ``tf.Variable`` behind a Keras 3 variable, or ``v`` itself."""
+    if is_keras3_variable(v):
+        inner = getattr(v, "_value", None)
+        return inner if inner is not None else v
+    return v
+
+
+def variable_key(v: Any) -> int:
+    """One identity for a variable however it is reached (Keras 3 wrapper or tf.Variable)."""
+    return id(backing_variable(v))
+
+
+def short_name(v: Any) -> str:
+    """``kernel`` from ``dense/kernel:0`` (tf) or a Keras 3 variable's name."""
+    name = str(getattr(v, "name", "variable"))
+    name = name.rsplit(":", 1)[0] if ":" in name else name
+    return name.rsplit("/", 1)[-1] or "variable"
+
+
+def full_name(v: Any) -> str:
+    """The variable's scoped name without ``:0`` (``model/dense/kernel``)."""
+    name = str(getattr(v, "path", None) or getattr(v, "name", "variable"))
+    return name.rsplit(":", 1)[0] if ":" in name else name
+
+
+def dtype_name(dtype: Any) -> str:
+    return str(getattr(dtype, "name", dtype))
+
+
+def shape_tuple(shape: Any) -> tuple[int | None, ...]:
+    if shape is None:
+        return ()
+    if hasattr(shape, "as_list"):
+        if getattr(shape, "rank", 0) is None:
+            return ()
+        return tuple(shape.as_list())
+    return tuple(None if d is None else int(d) for d in shape)
+
+
+def itemsize(dtype: str) -> int:
+    import tensorflow as tf
+
+    try:
+        return int(tf.as_dtype(dtype).size)
+    except (TypeError, ValueError):
+        return 0
+
+
+def variable_device(v: Any) -> str:
+    try:
+        return str(backing_variable(v).device or "")
+    except (AttributeError, ValueError, RuntimeError):
+        return ""
+
+
+def make_variable_info(v: Any, node_path: str, name: str, tree: ModelTree,
+                       can_train: bool) -> VariableInfo:
+    """Describe one live variable placed under ``node_path``."""
+    shape = shape_tuple(getattr(v, "shape", None))
+    dtype = dtype_name(getattr(v, "dtype", "unknown"))
+    size = 1
+    for d in shape:
+        size = size * d if d is not None else 0
+    return VariableInfo(
+        name=name,
+        path=f"{node_path}/{name}" if node_path else name,
+        shape=shape,
+        dtype=dtype,
+        device=variable_device(v),
+        nbytes=size * itemsize(dtype),
+        can_train=can_train,
+        variable=v,
+        key=variable_key(v),
+        _tree=tree,
+    )
+
+
+def unique_names(names: Iterable[str]) -> list[str]:
+    """Make names unique among siblings by appending ``_1``, ``_2``..."""
+    seen: dict[str, int] = {}
+    out = []
+    for name in names:
+        if name in seen:
+            seen[name] += 1
+            candidate = f"{name}_{seen[name]}"
+            while candidate in seen:
+                seen[name] += 1
+                candidate = f"{name}_{seen[name]}"
+            seen[candidate] = 0
+            out.append(candidate)
+        else:
+            seen[name] = 0
+            out.append(name)
+    return out

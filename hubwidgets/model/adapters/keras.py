@@ -1,0 +1,211 @@
+"""Keras 3 and tf_keras (Keras 2) models and layers, including ``hub.KerasLayer`` and
+``keras.layers.TFSMLayer``, whose insides are restored SavedModels.
+
+Both generations share one walk: ``Model.layers`` (or a layer's tracked sub-layers) for the
+children, a layer's ``weights`` minus its children's for its own variables, and the model's
+``trainable_weights`` for what training updates.  Children are built lazily.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ..errors import UnbuiltModelError
+from ..tree import ModelTree, Node
+from .common import (keras3_module, make_variable_info, short_name, shape_tuple,
+                     tf_keras_module, unique_names, variable_key)
+
+KERAS3 = "Keras 3"
+TF_KERAS = "tf_keras"
+WRAPPER_ATTRS = {"KerasLayer": "_func", "TFSMLayer": "_reloaded_obj"}
+
+
+def keras_generation(obj: Any) -> str | None:
+    """"Keras 3", "tf_keras" or None, without importing either package."""
+    keras = keras3_module()
+    if keras is not None and isinstance(obj, keras.layers.Layer):
+        return KERAS3
+    tfk = tf_keras_module()
+    if tfk is not None and isinstance(obj, tfk.layers.Layer):
+        return TF_KERAS
+    return None
+
+
+def _is_model(layer: Any) -> bool:
+    keras, tfk = keras3_module(), tf_keras_module()
+    return bool((keras is not None and isinstance(layer, keras.Model))
+                or (tfk is not None and isinstance(layer, tfk.Model)))
+
+
+def direct_sublayers(layer: Any) -> list[Any]:
+    """The layers one level below ``layer``, in model order."""
+    if _is_model(layer):
+        return list(layer.layers)
+    try:
+        return list(layer._flatten_layers(include_self=False, recursive=False))  # noqa: SLF001
+    except AttributeError:
+        return []
+
+
+def _weights(layer: Any) -> list[Any]:
+    try:
+        return list(layer.weights)
+    except (AttributeError, ValueError):
+        return []
+
+
+def _shape_of(layer: Any, attr: str) -> Any:
+    """``layer.output.shape`` (or input) when the layer was called symbolically, else None."""
+    tensor = None
+    for name in (attr, attr + "s") if _is_model(layer) else (attr,):
+        try:
+            tensor = getattr(layer, name)
+        except Exception:  # noqa: BLE001 - Keras raises several types for "never called"
+            continue
+        if tensor is not None:
+            break
+    if tensor is None:
+        return None
+    if isinstance(tensor, (list, tuple)):
+        shapes = [shape_tuple(getattr(t, "shape", None)) for t in tensor]
+        return shapes if len(shapes) != 1 else shapes[0]
+    if isinstance(tensor, dict):
+        return [shape_tuple(getattr(t, "shape", None)) for t in tensor.values()]
+    shape = getattr(tensor, "shape", None)
+    return None if shape is None else shape_tuple(shape)
+
+
+def can_train_keys(root: Any, generation: str) -> set[int]:
+    """Keys of the variables that are trainable by nature (not counting frozen layers)."""
+    if generation == TF_KERAS:
+        return {variable_key(v) for v in _weights(root) if getattr(v, "trainable", False)}
+    keys: set[int] = set()
+    for layer in root._flatten_layers(include_self=True, recursive=True):  # noqa: SLF001
+        keys.update(variable_key(v) for v in getattr(layer, "_trainable_variables", []))
+    for v in _weights(root):  # variables tracked outside layers (TFSMLayer's, for one)
+        if getattr(v, "trainable", False):
+            keys.add(variable_key(v))
+    return keys
+
+
+def check_built(layer: Any) -> None:
+    """Raise :class:`UnbuiltModelError` with the fix when ``layer`` has no weights yet."""
+    if getattr(layer, "built", True) or _weights(layer):
+        return
+    kind = "model" if _is_model(layer) else "layer"
+    raise UnbuiltModelError(
+        f"The {kind} {layer.name!r} ({type(layer).__name__}) has not been built yet, so its "
+        f"weights do not exist. Call it once on a batch of example inputs, e.g. "
+        f"`{kind}(x[:1])`, or build it with `{kind}.build(input_shape)`, e.g. "
+        f"`{kind}.build((None, 784))`. Then call hubwidgets.inspect again.")
+
+
+class KerasBuilder:
+    """Turns a Keras layer graph into lazily expanded :class:`Node` s."""
+
+    def __init__(self, tree: ModelTree, root: Any, generation: str) -> None:
+        self.tree = tree
+        self.root = root
+        self.generation = generation
+        self.can_train = can_train_keys(root, generation)
+        self.parent_count = self._count_parents(root)
+
+    @staticmethod
+    def _count_parents(root: Any) -> dict[int, int]:
+        counts: dict[int, int] = {}
+        seen: set[int] = set()
+        stack = [root]
+        while stack:
+            layer = stack.pop()
+            if id(layer) in seen:
+                continue
+            seen.add(id(layer))
+            for sub in direct_sublayers(layer):
+                counts[id(sub)] = counts.get(id(sub), 0) + 1
+                stack.append(sub)
+        return counts
+
+    def node(self, layer: Any, path: str, name: str | None = None) -> Node:
+        """The node for ``layer`` at ``path``; its children are built when first read."""
+        node = Node(
+            name=name or layer.name,
+            path=path,
+            class_name=type(layer).__name__,
+            input_shape=_shape_of(layer, "input"),
+            output_shape=_shape_of(layer, "output"),
+            obj=layer,
+            layer_trainable=bool(getattr(layer, "trainable", True)),
+            shared=self.parent_count.get(id(layer), 0) > 1,
+            _tree=self.tree,
+        )
+        node._subtree_vars = lambda: {
+            variable_key(v): (_size(v), variable_key(v) in self.can_train) for v in _weights(layer)}
+        node.notes = self._notes(layer)
+        wrapped_attr = WRAPPER_ATTRS.get(type(layer).__name__)
+        if wrapped_attr and getattr(layer, wrapped_attr, None) is not None:
+            self._fill_wrapper(node, layer, getattr(layer, wrapped_attr))
+        else:
+            subs = direct_sublayers(layer)
+            child_keys = {variable_key(v) for sub in subs for v in _weights(sub)}
+            own = [v for v in _weights(layer) if variable_key(v) not in child_keys]
+            self._set_variables(node, own)
+            if subs:
+                node._expand = lambda: [self.node(sub, f"{path}/{sub.name}") for sub in subs]
+        return node
+
+    def _set_variables(self, node: Node, variables: list[Any]) -> None:
+        names = unique_names([short_name(v) for v in variables])
+        node.variables = [make_variable_info(v, node.path, n, self.tree,
+                                             variable_key(v) in self.can_train)
+                          for v, n in zip(variables, names)]
+
+    def _fill_wrapper(self, node: Node, layer: Any, restored: Any) -> None:
+        """``hub.KerasLayer`` / ``TFSMLayer``: show the restored module's structure inside."""
+        from .trackable import TrackableWalker
+
+        walker = TrackableWalker(self.tree, saved_model_dir=_handle_dir(layer))
+        inner = walker.build(restored, node.name, node.path)
+        # the wrapper holds the module's variables; map them back to the Keras-side objects
+        placed = {v.key for v in inner.all_variables()}
+        own = [v for v in _weights(layer) if variable_key(v) not in placed]
+        self._set_variables(node, own)
+        node.variables += inner.variables
+        node._children = inner.children
+        node.signatures = inner.signatures
+
+    def _notes(self, layer: Any) -> list[str]:
+        notes = []
+        if not getattr(layer, "built", True) and not _weights(layer):
+            notes.append("not built yet: no weights")
+        if type(layer).__name__ == "BatchNormalization" and not getattr(layer, "trainable", True):
+            notes.append("frozen BatchNormalization runs in inference mode (uses its moving "
+                         "mean and variance)")
+        return notes
+
+
+def _size(v: Any) -> int:
+    size = 1
+    for d in shape_tuple(getattr(v, "shape", None)):
+        if d is None:
+            return 0
+        size *= d
+    return size
+
+
+def _handle_dir(layer: Any) -> str | None:
+    handle = getattr(layer, "_handle", None) or getattr(layer, "filepath", None)
+    if not isinstance(handle, str):
+        return None
+    from .paths import resolve_local_dir
+
+    return resolve_local_dir(handle)
+
+
+def build_keras_tree(obj: Any, tree: ModelTree) -> Node:
+    """Fill ``tree`` for a Keras 3 or tf_keras model or layer and return its root."""
+    generation = keras_generation(obj)
+    assert generation is not None
+    check_built(obj)
+    builder = KerasBuilder(tree, obj, generation)
+    tree._trainable_keys_fn = lambda: {variable_key(v) for v in obj.trainable_weights}
+    return builder.node(obj, obj.name)

@@ -1,0 +1,357 @@
+"""Restored SavedModels, TF Hub modules and plain ``tf.Module`` s: the object-graph walk.
+
+Such objects have no ``.layers``.  Their tree is recovered in this order:
+
+1. the restored object graph (``layer_with_weights-0``, attribute names, variables), with
+   layer names taken from the variables' name scopes and, when the SavedModel directory is
+   known, names and classes from its ``keras_metadata.pb``;
+2. variables the graph walk could not place are grouped by their name scopes;
+3. the signatures (and restored ``__call__`` functions) are listed on the root;
+4. :func:`op_census` counts the op types of a signature's graph, the last-resort view.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from typing import Any, Callable
+
+from ..tree import ModelTree, Node, SignatureInfo, TensorSpecInfo
+from .common import full_name, make_variable_info, unique_names, variable_key
+
+# children that only repeat what the walk finds elsewhere, or are not structure
+AGGREGATES = frozenset({
+    "variables", "trainable_variables", "non_trainable_variables", "regularization_losses",
+    "keras_api", "signatures", "_self_saveable_object_factories", "_all_variables",
+    "_misc_assets", "_default_save_signature", "_build_shapes_dict", "_inbound_nodes",
+    "_outbound_nodes", "_losses", "_loss_ids", "_losses_override", "call_signature_parameters",
+    "_call_context_args", "_call_has_context_arg", "_trainable_variables",
+    "_non_trainable_variables", "_tracked", "_operations", "output_names", "_functional",
+})
+RESTORED_CLASS = "RestoredObject"
+
+
+def _natural_key(name: str) -> list[Any]:
+    return [int(t) if t.isdigit() else t for t in re.split(r"(\d+)", name)]
+
+
+def _children_of(obj: Any) -> list[tuple[str, Any]]:
+    try:
+        children = obj._trackable_children()  # noqa: SLF001 - the only walkable view of a restored graph
+    except (AttributeError, TypeError, ValueError):
+        return []
+    return sorted(((str(k), v) for k, v in children.items() if k not in AGGREGATES),
+                  key=lambda kv: _natural_key(kv[0]))
+
+
+def _is_variable(obj: Any) -> bool:
+    import tensorflow as tf
+
+    return isinstance(obj, tf.Variable)
+
+
+def _is_container(obj: Any) -> bool:
+    return type(obj).__name__ in {"ListWrapper", "_DictWrapper", "_TupleWrapper", "NoDependency"}
+
+
+def _is_structural(obj: Any) -> bool:
+    """Objects worth a node: trackables that are not functions, assets or constants."""
+    from tensorflow.python.trackable.base import Trackable
+
+    if not isinstance(obj, Trackable):
+        return False
+    name = type(obj).__name__
+    skip = ("Function", "Asset", "Constant", "SignatureMap", "CapturableResource", "Resource")
+    return not any(s in name for s in skip) or name == "_UserObject"
+
+
+def keras_metadata(saved_model_dir: str | None) -> dict[tuple[str, ...], tuple[str, str]]:
+    """Map object-graph paths (tuples of child names) to (layer name, class) from the
+    ``keras_metadata.pb`` that tf_keras writes beside ``saved_model.pb``; empty if absent."""
+    if not saved_model_dir:
+        return {}
+    meta_file = os.path.join(saved_model_dir, "keras_metadata.pb")
+    graph_file = os.path.join(saved_model_dir, "saved_model.pb")
+    if not (os.path.isfile(meta_file) and os.path.isfile(graph_file)):
+        return {}
+    try:
+        from tensorflow.core.protobuf import saved_model_pb2
+        from tf_keras.protobuf import saved_metadata_pb2
+
+        meta = saved_metadata_pb2.SavedMetadata()
+        with open(meta_file, "rb") as f:
+            meta.ParseFromString(f.read())
+        saved = saved_model_pb2.SavedModel()
+        with open(graph_file, "rb") as f:
+            saved.ParseFromString(f.read())
+    except Exception:  # noqa: BLE001 - metadata is a bonus; the walk works without it
+        return {}
+    by_id: dict[int, tuple[str, str]] = {}
+    for node in meta.nodes:
+        try:
+            info = json.loads(node.metadata)
+        except ValueError:
+            continue
+        by_id[node.node_id] = (str(info.get("name", "")), str(info.get("class_name", "")))
+    graph = saved.meta_graphs[0].object_graph_def
+    paths: dict[int, tuple[str, ...]] = {0: ()}
+    queue = [0]
+    while queue:
+        node_id = queue.pop(0)
+        for ref in graph.nodes[node_id].children:
+            if ref.node_id not in paths:
+                paths[ref.node_id] = paths[node_id] + (ref.local_name,)
+                queue.append(ref.node_id)
+    return {paths[i]: v for i, v in by_id.items() if i in paths}
+
+
+class TrackableWalker:
+    """Builds nodes for one restored object graph or ``tf.Module`` (eagerly: such graphs
+    are small, and unplaced variables can only be known after the whole walk)."""
+
+    def __init__(self, tree: ModelTree, saved_model_dir: str | None = None,
+                 keras_child: Callable[[Any, str, str], Node] | None = None) -> None:
+        self.tree = tree
+        self.metadata = keras_metadata(saved_model_dir)
+        self.keras_child = keras_child
+        self.placed: set[int] = set()
+        self.visited: set[int] = set()
+
+    # -- public ---------------------------------------------------------------------------
+    def build(self, obj: Any, name: str, path: str, class_name: str | None = None) -> Node:
+        """The node for ``obj`` and everything under it, plus name-scope groups for the
+        variables the graph does not reach."""
+        node = self._node(obj, name, path, (), class_name)
+        self._derive_names(node, "")
+        leftovers = [v for v in _all_variables(obj) if variable_key(v) not in self.placed]
+        if leftovers:
+            node._children = node.children + group_by_scope(
+                leftovers, node.path, self.tree, strip=_common_scope(leftovers))
+        node.signatures = signatures_of(obj)
+        return node
+
+    # -- walk -----------------------------------------------------------------------------
+    def _node(self, obj: Any, name: str, path: str, graph_path: tuple[str, ...],
+              class_name: str | None = None) -> Node:
+        self.visited.add(id(obj))
+        meta_name, meta_class = self.metadata.get(graph_path, ("", ""))
+        if meta_name:
+            name = meta_name
+            path = f"{path.rsplit('/', 1)[0]}/{meta_name}" if graph_path else meta_name
+        node = Node(name=name, path=path, obj=obj, _tree=self.tree,
+                    class_name=class_name or meta_class or _class_name(obj))
+        var_items: list[tuple[str, Any]] = []
+        child_items: list[tuple[str, Any, tuple[str, ...]]] = []
+        self._collect(obj, "", graph_path, var_items, child_items)
+        for vname, (_, var) in zip(unique_names([n for n, _ in var_items]), var_items):
+            self.placed.add(variable_key(var))
+            node.variables.append(make_variable_info(var, node.path, vname, self.tree,
+                                                     bool(getattr(var, "trainable", True))))
+        children = []
+        for cname, child, gpath in child_items:
+            if id(child) in self.visited:
+                continue
+            cpath = f"{node.path}/{cname}"
+            if self.keras_child is not None and _is_keras_layer(child):
+                self.visited.add(id(child))
+                built = self.keras_child(child, cpath, cname)
+                self.placed.update(v.key for v in built.all_variables())
+                children.append(built)
+            else:
+                child_node = self._node(child, cname, cpath, gpath)
+                empty = not (child_node.variables or child_node.children)
+                if not (empty and cname.startswith("_")):
+                    children.append(child_node)
+        node._children = children
+        return node
+
+    def _collect(self, obj: Any, prefix: str, graph_path: tuple[str, ...],
+                 var_items: list, child_items: list) -> None:
+        for cname, child in _children_of(obj):
+            label = f"{prefix}.{cname}" if prefix else cname
+            gpath = graph_path + (cname,)
+            if _is_variable(child):
+                if variable_key(child) not in self.placed:
+                    var_items.append((label, child))
+            elif _is_container(child):
+                self._collect(child, label, gpath, var_items, child_items)
+            elif _is_structural(child):
+                child_items.append((label, child, gpath))
+
+    # -- names ----------------------------------------------------------------------------
+    def _derive_names(self, node: Node, parent_scope: str) -> None:
+        """Rename ``layer_with_weights-0`` style nodes after their variables' name scope."""
+        scope = _common_scope([v.variable for v in node.all_variables()])
+        for child in node.children:
+            self._derive_names(child, scope)
+        if node.class_name == RESTORED_CLASS and scope and scope != parent_scope \
+                and re.fullmatch(r"(layer(_with_weights)?-\d+|_?layers\.\d+)", node.name):
+            _rename(node, scope.rsplit("/", 1)[-1])
+
+
+def _rename(node: Node, new_name: str) -> None:
+    old = node.path
+    new = (old.rsplit("/", 1)[0] + "/" + new_name) if "/" in old else new_name
+    node.name = new_name
+    for sub in node.walk():
+        sub.path = new + sub.path[len(old):]
+        for var in sub.variables:
+            var.path = f"{sub.path}/{var.name}"
+
+
+def _common_scope(variables: list[Any]) -> str:
+    """The name scope shared by all variables (``dense_1`` for ``dense_1/kernel:0``)."""
+    scopes = [full_name(v).split("/")[:-1] for v in variables]
+    if not scopes:
+        return ""
+    common = os.path.commonprefix(scopes)
+    return "/".join(common)
+
+
+def _class_name(obj: Any) -> str:
+    name = type(obj).__name__
+    return RESTORED_CLASS if name == "_UserObject" else name
+
+
+def _is_restored(obj: Any) -> bool:
+    return type(obj).__name__ == "_UserObject"
+
+
+def _is_keras_layer(obj: Any) -> bool:
+    from .keras import keras_generation
+
+    return keras_generation(obj) is not None
+
+
+def _all_variables(obj: Any) -> list[Any]:
+    try:
+        return list(getattr(obj, "variables", []) or [])
+    except Exception:  # noqa: BLE001 - some restored objects raise on attribute access
+        return []
+
+
+def group_by_scope(variables: list[Any], path: str, tree: ModelTree, strip: str = "") -> list[Node]:
+    """Nodes for the name scopes of ``variables`` (``a/b/kernel`` -> node a, node b)."""
+    root = Node(name="", path=path, class_name="NameScope", _tree=tree)
+    for v in variables:
+        parts = full_name(v).split("/")
+        if strip and full_name(v).startswith(strip + "/"):
+            parts = full_name(v)[len(strip) + 1:].split("/")
+        node = root
+        for part in parts[:-1]:
+            existing = next((c for c in node.children if c.name == part), None)
+            if existing is None:
+                existing = Node(name=part, path=f"{node.path}/{part}", class_name="NameScope",
+                                _tree=tree)
+                node._children = node.children + [existing]
+            node = existing
+        taken = {x.name for x in node.variables}
+        vname = parts[-1]
+        while vname in taken:
+            vname += "_"
+        node.variables.append(make_variable_info(v, node.path, vname, tree,
+                                                 bool(getattr(v, "trainable", True))))
+    return root.children + ([] if not root.variables else [_scope_leftover(root, path, tree)])
+
+
+def _scope_leftover(root: Node, path: str, tree: ModelTree) -> Node:
+    node = Node(name="(unscoped)", path=f"{path}/(unscoped)", class_name="NameScope", _tree=tree)
+    for v in root.variables:
+        node.variables.append(make_variable_info(v.variable, node.path, v.name, tree, v.can_train))
+    return node
+
+
+# -- signatures and the op census ----------------------------------------------------------
+def _spec_info(name: str, spec: Any) -> TensorSpecInfo:
+    from .common import dtype_name, shape_tuple
+
+    shape = getattr(spec, "shape", None)
+    rank_known = shape is not None and getattr(shape, "rank", 0) is not None
+    return TensorSpecInfo(name=name, dtype=dtype_name(getattr(spec, "dtype", "?")),
+                          shape=shape_tuple(shape) if rank_known else None)
+
+
+def _flat_specs(structure: Any, prefix: str) -> list[TensorSpecInfo]:
+    import tensorflow as tf
+
+    if isinstance(structure, dict):
+        return [s for k in sorted(structure) for s in _flat_specs(structure[k], str(k))]
+    if isinstance(structure, (list, tuple)):
+        if len(structure) == 1:
+            return _flat_specs(structure[0], prefix)
+        return [s for i, x in enumerate(structure) for s in _flat_specs(x, f"{prefix}_{i}")]
+    if isinstance(structure, (tf.TensorSpec, tf.Tensor)) or hasattr(structure, "dtype"):
+        name = getattr(structure, "name", None) if isinstance(structure, tf.TensorSpec) else None
+        return [_spec_info(name or prefix, structure)]
+    return []
+
+
+def _signature(name: str, fn: Any) -> SignatureInfo:
+    args, kwargs = fn.structured_input_signature
+    inputs = _flat_specs(list(args), "input") + _flat_specs(dict(kwargs), "input")
+    outputs = _flat_specs(fn.structured_outputs, "output")
+    return SignatureInfo(name=name, inputs=tuple(inputs), outputs=tuple(outputs))
+
+
+def signatures_of(obj: Any) -> list[SignatureInfo]:
+    """The SavedModel signatures of ``obj`` and, when it has none, its restored ``__call__``."""
+    out: list[SignatureInfo] = []
+    sigs = getattr(obj, "signatures", None)
+    if sigs is not None and hasattr(sigs, "items"):
+        for name, fn in sorted(sigs.items()):
+            try:
+                out.append(_signature(name, fn))
+            except Exception:  # noqa: BLE001 - a signature we cannot describe is skipped
+                continue
+    if not out:
+        for fn in _call_functions(obj):
+            try:
+                out.append(_signature("__call__", fn))
+            except Exception:  # noqa: BLE001
+                continue
+    return out
+
+
+def _call_functions(obj: Any) -> list[Any]:
+    call = getattr(type(obj), "__call__", None) and getattr(obj, "__call__", None)
+    concrete = getattr(call, "concrete_functions", None)
+    if concrete:
+        return list(concrete)
+    try:
+        return list(call._list_all_concrete_functions_for_serialization())  # noqa: SLF001
+    except Exception:  # noqa: BLE001
+        return []
+
+
+def op_census(obj: Any, signature: str | None = None) -> dict[str, int]:
+    """Count the op types in the graph of ``signature`` (default: the first signature, or
+    the restored ``__call__``), including the functions that graph calls."""
+    fn = _census_function(obj, signature)
+    graph_def = fn.graph.as_graph_def()
+    counts: dict[str, int] = {}
+    for node in graph_def.node:
+        counts[node.op] = counts.get(node.op, 0) + 1
+    for function in graph_def.library.function:
+        for node in function.node_def:
+            counts[node.op] = counts.get(node.op, 0) + 1
+    return dict(sorted(counts.items(), key=lambda kv: (-kv[1], kv[0])))
+
+
+def _census_function(obj: Any, signature: str | None) -> Any:
+    from ..errors import NotAModelError
+
+    target = getattr(obj, "_func", None) or getattr(obj, "_reloaded_obj", None) or obj
+    sigs = getattr(target, "signatures", None) or {}
+    if signature is not None:
+        if signature not in sigs:
+            raise KeyError(f"No signature {signature!r}; this model has: {sorted(sigs) or 'none'}.")
+        return sigs[signature]
+    if sigs:
+        return sigs[sorted(sigs)[0]]
+    calls = _call_functions(target)
+    if calls:
+        return calls[0]
+    raise NotAModelError("This object has no signatures or traced functions, so there is no "
+                         "graph to count ops in. Save it with tf.saved_model.save(..., "
+                         "signatures=...) or call a tf.function on it first.")

@@ -1,0 +1,295 @@
+"""On-device weight statistics: ``weight_stats``.
+
+Each variable is reduced where it lives (``tf.device(variable.device)``) by one
+``tf.function`` per dtype, traced once for any shape (a flat ``[None]`` signature), so a
+model with hundreds of variables costs one trace, not hundreds.  Only the scalars and the
+bin counts come back to the host.
+
+Results are cached per variable.  The cache key includes a checksum of the variable's bits,
+computed on the device in one cheap pass, so a changed value is never served stale.
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+from dataclasses import dataclass, field
+from typing import Any, Iterable
+
+import numpy as np
+
+FLOAT_KINDS = ("float16", "bfloat16", "float32", "float64")
+INT_KINDS = ("int8", "int16", "int32", "int64", "uint8", "uint16", "uint32", "uint64")
+
+
+class NonFiniteWeightsWarning(UserWarning):
+    """Some weights are NaN or Inf."""
+
+
+@dataclass
+class WeightStats:
+    """Statistics of one variable.  Fields that do not apply to its dtype are ``None``.
+
+    ``counts`` / ``edges`` follow ``numpy.histogram``: ``len(edges) == len(counts) + 1``,
+    NaN/Inf are left out, and so are values outside ``value_range`` when one is given.
+    """
+
+    path: str
+    dtype: str
+    shape: tuple[int | None, ...]
+    count: int
+    mean: float | None = None
+    std: float | None = None
+    min: float | None = None
+    max: float | None = None
+    l2_norm: float | None = None
+    zero_fraction: float | None = None
+    nan_count: int = 0
+    inf_count: int = 0
+    counts: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
+    edges: np.ndarray = field(default_factory=lambda: np.zeros(0))
+    device: str = ""
+
+    @property
+    def has_nonfinite(self) -> bool:
+        return bool(self.nan_count or self.inf_count)
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-ready dict (lists instead of arrays)."""
+        out = {k: getattr(self, k) for k in (
+            "path", "dtype", "count", "mean", "std", "min", "max", "l2_norm",
+            "zero_fraction", "nan_count", "inf_count", "device")}
+        out["shape"] = list(self.shape)
+        out["counts"] = self.counts.tolist()
+        out["edges"] = self.edges.tolist()
+        return out
+
+
+class _Kernels:
+    """The traced reductions, one concrete function per (kind, dtype)."""
+
+    def __init__(self) -> None:
+        import tensorflow as tf
+
+        self.tf = tf
+        self._cache: dict[tuple[str, str], Any] = {}
+
+    def get(self, kind: str, dtype: Any) -> Any:
+        key = (kind, dtype.name)
+        if key not in self._cache:
+            builder = {"float": self._float_stats, "checksum": self._checksum}[kind]
+            fn = self.tf.function(builder, reduce_retracing=True, autograph=False)
+            spec = [self.tf.TensorSpec([None], dtype), self.tf.TensorSpec([2], self.tf.float64),
+                    self.tf.TensorSpec([], self.tf.bool), self.tf.TensorSpec([], self.tf.int32)]
+            spec = spec if kind == "float" else spec[:1]
+            self._cache[key] = fn.get_concrete_function(*spec)
+        return self._cache[key]
+
+    def _float_stats(self, x: Any, value_range: Any, fixed_range: Any, bins: Any) -> Any:
+        """count, nan, inf, zeros, sum, sum of squares, min, max (finite values), histogram."""
+        tf = self.tf
+        x = tf.cast(x, tf.float64) if x.dtype != tf.float64 else x
+        finite = tf.math.is_finite(x)
+        nan = tf.reduce_sum(tf.cast(tf.math.is_nan(x), tf.int64))
+        n = tf.size(x, out_type=tf.int64)
+        n_finite = tf.reduce_sum(tf.cast(finite, tf.int64))
+        inf = n - n_finite - nan
+        xf = tf.where(finite, x, tf.zeros_like(x))
+        total = tf.reduce_sum(xf)
+        mean = total / tf.cast(tf.maximum(n_finite, 1), tf.float64)
+        centered = tf.where(finite, x - mean, tf.zeros_like(x))
+        var = tf.reduce_sum(centered * centered) / tf.cast(tf.maximum(n_finite, 1), tf.float64)
+        sq = tf.reduce_sum(xf * xf)
+        zeros = tf.reduce_sum(tf.cast(tf.equal(x, 0), tf.int64))
+        big = tf.constant(np.inf, tf.float64)
+        lo_data = tf.reduce_min(tf.where(finite, x, big))
+        hi_data = tf.reduce_max(tf.where(finite, x, -big))
+        lo = tf.where(fixed_range, value_range[0], lo_data)
+        hi = tf.where(fixed_range, value_range[1], hi_data)
+        # numpy's rule for an empty or constant range
+        lo, hi = tf.where(n_finite > 0, lo, 0.0), tf.where(n_finite > 0, hi, 1.0)
+        same = tf.equal(lo, hi)
+        lo, hi = tf.where(same, lo - 0.5, lo), tf.where(same, hi + 0.5, hi)
+        inside = finite & (x >= lo) & (x <= hi)
+        # numpy's binning: floor((x - lo) * bins / (hi - lo)), the top edge in the last bin
+        scaled = (tf.where(inside, x, lo) - lo) * (tf.cast(bins, tf.float64) / (hi - lo))
+        index = tf.clip_by_value(tf.cast(tf.floor(scaled), tf.int32), 0, bins - 1)
+        index = tf.where(inside, index, bins)  # an overflow bin for what is left out
+        counts = tf.math.bincount(index, minlength=bins + 1, maxlength=bins + 1, dtype=tf.int64)
+        scalars = tf.stack([tf.cast(n, tf.float64), tf.cast(nan, tf.float64),
+                            tf.cast(inf, tf.float64), tf.cast(zeros, tf.float64), mean,
+                            tf.sqrt(var), lo_data, hi_data, tf.sqrt(sq), lo, hi])
+        return scalars, counts[:bins]
+
+    def _checksum(self, x: Any) -> Any:
+        """Two sums over the raw bits (plain and position-weighted): changes when any bit does."""
+        tf = self.tf
+        width = x.dtype.size
+        bits_type = {1: tf.int8, 2: tf.int16, 4: tf.int32, 8: tf.int64}[width]
+        bits = tf.cast(tf.bitcast(x, bits_type), tf.int64) if x.dtype != bits_type else \
+            tf.cast(x, tf.int64)
+        weight = tf.range(tf.size(bits, out_type=tf.int64), dtype=tf.int64) % 127 + 1
+        return tf.stack([tf.reduce_sum(bits), tf.reduce_sum(bits * weight)])
+
+
+_KERNELS: _Kernels | None = None
+_CACHE: dict[tuple, tuple[tuple, WeightStats]] = {}
+
+
+def _kernels() -> _Kernels:
+    global _KERNELS
+    if _KERNELS is None:
+        _KERNELS = _Kernels()
+    return _KERNELS
+
+
+def weight_stats(target: Any, bins: int = 64,
+                 value_range: tuple[float, float] | None = None) -> dict[str, WeightStats]:
+    """Statistics of every variable in ``target``, keyed by variable path.
+
+    ``target`` is a model (anything :func:`hubwidgets.inspect` accepts), a ``ModelTree``, a
+    ``Node`` (its whole subtree), a ``VariableInfo``, or a list of these or of variables.
+    ``bins`` is the number of histogram bins; ``value_range=(lo, hi)`` fixes the bin edges
+    (use it to compare several variables on shared bins).
+    """
+    if not isinstance(bins, int) or isinstance(bins, bool) or bins < 1:
+        raise ValueError(f"bins must be a positive integer, got {bins!r}.")
+    if value_range is not None:
+        lo, hi = (float(v) for v in value_range)
+        if not (math.isfinite(lo) and math.isfinite(hi) and lo < hi):
+            raise ValueError(f"value_range must be two finite numbers (lo, hi) with lo < hi, "
+                             f"got {value_range!r}.")
+        value_range = (lo, hi)
+    results = {path: _stats_of(path, var, bins, value_range) for path, var in _targets(target)}
+    bad = [s.path for s in results.values() if s.has_nonfinite]
+    if bad:
+        shown = ", ".join(bad[:5]) + (" ..." if len(bad) > 5 else "")
+        warnings.warn(
+            f"NaN or Inf values in {len(bad)} variable(s): {shown}. Training probably diverged "
+            "(lower the learning rate, check the inputs) or the weights file is damaged; "
+            "reload the weights from a good checkpoint.", NonFiniteWeightsWarning, stacklevel=2)
+    return results
+
+
+def _targets(target: Any) -> list[tuple[str, Any]]:
+    from .inspect import inspect
+    from .tree import ModelTree, Node, VariableInfo
+
+    if isinstance(target, VariableInfo):
+        return [(target.path, target.variable)]
+    if isinstance(target, Node):
+        return [(v.path, v.variable) for v in target.all_variables()]
+    if isinstance(target, ModelTree):
+        return [(v.path, v.variable) for v in target.variables()]
+    if isinstance(target, (list, tuple)):
+        out: list[tuple[str, Any]] = []
+        for item in target:
+            if isinstance(item, (VariableInfo, Node, ModelTree)):
+                out += _targets(item)
+            elif hasattr(item, "dtype") and hasattr(item, "shape") and hasattr(item, "assign"):
+                out.append((_variable_path(item), item))
+            else:
+                raise TypeError(f"weight_stats got a {type(item).__name__} in its list; pass "
+                                "variables, Nodes or VariableInfos.")
+        return _dedupe_paths(out)
+    if hasattr(target, "assign") and hasattr(target, "dtype"):
+        return [(_variable_path(target), target)]
+    return [(v.path, v.variable) for v in inspect(target).variables()]
+
+
+def _variable_path(v: Any) -> str:
+    from .adapters.common import full_name
+
+    return full_name(v)
+
+
+def _dedupe_paths(items: list[tuple[str, Any]]) -> list[tuple[str, Any]]:
+    seen: dict[str, int] = {}
+    out = []
+    for path, v in items:
+        if path in seen:
+            seen[path] += 1
+            path = f"{path}#{seen[path]}"
+        else:
+            seen[path] = 0
+        out.append((path, v))
+    return out
+
+
+def _stats_of(path: str, variable: Any, bins: int,
+              value_range: tuple[float, float] | None) -> WeightStats:
+    from .adapters.common import backing_variable, dtype_name, shape_tuple
+
+    tf = _kernels().tf
+    var = backing_variable(variable)
+    dtype = tf.as_dtype(var.dtype)
+    shape = shape_tuple(var.shape)
+    device = str(getattr(var, "device", "") or "")
+    with tf.device(device or None):
+        flat = tf.reshape(tf.convert_to_tensor(var), [-1])
+        checksum = _checksum(flat, dtype)
+        key = (id(var), bins, value_range)
+        cached = _CACHE.get(key)
+        if cached is not None and checksum is not None and cached[0] == checksum \
+                and cached[1].path == path:
+            return cached[1]
+        stats = _compute(flat, dtype, bins, value_range)
+    stats.path, stats.shape, stats.device = path, shape, device
+    stats.dtype = dtype_name(dtype)
+    if checksum is not None:
+        _CACHE[key] = (checksum, stats)
+    return stats
+
+
+def _checksum(flat: Any, dtype: Any) -> tuple | None:
+    if dtype.name not in FLOAT_KINDS + INT_KINDS + ("bool",):
+        return None
+    tf = _kernels().tf
+    if dtype == tf.bool:
+        flat = tf.cast(flat, tf.int8)
+        dtype = tf.int8
+    values = _kernels().get("checksum", dtype)(flat).numpy()
+    return tuple(int(v) for v in values)
+
+
+def _compute(flat: Any, dtype: Any, bins: int,
+             value_range: tuple[float, float] | None) -> WeightStats:
+    tf = _kernels().tf
+    name = dtype.name
+    count = int(flat.shape[0])
+    if name == "bool":
+        flat, name = tf.cast(flat, tf.float32), "float32"
+    if name not in FLOAT_KINDS + INT_KINDS:
+        return WeightStats(path="", dtype=name, shape=(), count=count)
+    if name in INT_KINDS or name in ("float16", "bfloat16"):
+        flat = tf.cast(flat, tf.float64 if name in INT_KINDS else tf.float32)
+    fixed = value_range is not None
+    rng = tf.constant(value_range if fixed else (0.0, 1.0), tf.float64)
+    scalars, counts = _kernels().get("float", flat.dtype)(flat, rng, tf.constant(fixed),
+                                                           tf.constant(bins, tf.int32))
+    s = scalars.numpy()
+    n_finite = int(s[0] - s[1] - s[2])
+    has_values = n_finite > 0
+    return WeightStats(
+        path="", dtype=name, shape=(), count=count,
+        mean=float(s[4]) if has_values else None,
+        std=float(s[5]) if has_values else None,
+        min=float(s[6]) if has_values else None,
+        max=float(s[7]) if has_values else None,
+        l2_norm=float(s[8]) if count else 0.0,
+        zero_fraction=float(s[3] / count) if count else None,
+        nan_count=int(s[1]), inf_count=int(s[2]),
+        counts=counts.numpy().astype(np.int64),
+        edges=np.linspace(s[9], s[10], bins + 1),
+    )
+
+
+def clear_cache() -> None:
+    """Forget every cached statistic (they are also recomputed whenever a value changes)."""
+    _CACHE.clear()
+
+
+def iter_stats(items: Iterable[Any], bins: int = 64) -> Iterable[WeightStats]:
+    """Yield statistics one variable at a time (for progress bars over large models)."""
+    for path, var in _targets(list(items)):
+        yield _stats_of(path, var, bins, None)
