@@ -1,0 +1,1 @@
+"""The front: small widget classes that read the backend in :mod:`hubwidgets.model`."""

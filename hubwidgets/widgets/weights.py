@@ -1,0 +1,142 @@
+"""``WeightPlot``: plotly figures of weight distributions, updated in place.
+
+Two ``FigureWidget`` s per panel, whatever the model's size: one for the selection (a
+variable's histogram, or an overlay of a layer's variables) and one whole-model overview
+(a box per layer, built from the histograms, so no raw weights cross to the browser).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import ipywidgets as widgets
+import numpy as np
+import plotly.graph_objects as go
+import traitlets
+
+from ..model.inspect import inspect
+from ..model.stats import WeightStats, weight_stats
+from ..model.tree import ModelTree, Node
+
+
+def histogram_quantiles(stats: WeightStats, qs: tuple[float, ...] = (0.25, 0.5, 0.75)) -> list[float]:
+    """Quantiles estimated from the histogram (linear inside a bin)."""
+    counts = stats.counts.astype(float)
+    total = counts.sum()
+    if total == 0:
+        return [0.0 for _ in qs]
+    cdf = np.concatenate([[0.0], np.cumsum(counts) / total])
+    return [float(np.interp(q, cdf, stats.edges)) for q in qs]
+
+
+class WeightPlot(widgets.VBox):
+    """Histograms of the selected variable or layer, and a whole-model overview.
+
+    Set ``selected`` to a node or variable path (``LayerExplorer.selected`` is linked to it
+    in :func:`hubwidgets.explore`).
+    """
+
+    selected = traitlets.Unicode("")
+    log_y = traitlets.Bool(False)
+    shared_bins = traitlets.Bool(True)
+
+    def __init__(self, model: Any, *, bins: int = 64, overview: bool = True, **kwargs: Any) -> None:
+        unknown = set(kwargs) - {"layout", "selected"}
+        if unknown:
+            raise TypeError(f"WeightPlot got unexpected keyword arguments: {sorted(unknown)}")
+        selected = kwargs.pop("selected", "")
+        super().__init__(**kwargs)
+        self.tree: ModelTree = inspect(model)
+        self.bins = bins
+        self.selection_figure = go.FigureWidget(layout=dict(
+            height=300, margin=dict(l=40, r=10, t=30, b=30), barmode="overlay",
+            title="Select a layer or variable"))
+        self.overview_figure = go.FigureWidget(layout=dict(
+            height=320, margin=dict(l=40, r=10, t=30, b=80), title="Weights by layer",
+            showlegend=False))
+        self.progress = widgets.IntProgress(min=0, max=1, description="Stats", layout={"width": "320px"})
+        log_box = widgets.Checkbox(description="log y", value=False, indent=False)
+        shared_box = widgets.Checkbox(description="shared bins", value=True, indent=False)
+        widgets.link((log_box, "value"), (self, "log_y"))
+        widgets.link((shared_box, "value"), (self, "shared_bins"))
+        children: list[widgets.Widget] = [widgets.HBox([log_box, shared_box]), self.selection_figure]
+        if overview:
+            children += [self.progress, self.overview_figure]
+        self.children = children
+        if overview:
+            self.draw_overview()
+        self.selected = selected or self.tree.root.path
+
+    # -- selection -------------------------------------------------------------------------
+    @traitlets.observe("selected", "log_y", "shared_bins")
+    def _redraw(self, _change: Any) -> None:
+        self.draw_selection()
+
+    def _selection_stats(self) -> tuple[str, dict[str, WeightStats]]:
+        path = self.selected
+        try:
+            var = self.tree.find_variable(path)
+            return var.path, weight_stats(var, bins=self.bins)
+        except KeyError:
+            pass
+        node: Node = self.tree.find(path) if path else self.tree.root
+        variables = node.all_variables()
+        if not variables:
+            return node.path, {}
+        value_range = None
+        if self.shared_bins and len(variables) > 1:
+            per_var = weight_stats(variables, bins=self.bins)
+            lows = [s.min for s in per_var.values() if s.min is not None]
+            highs = [s.max for s in per_var.values() if s.max is not None]
+            if lows and highs and min(lows) < max(highs):
+                value_range = (min(lows), max(highs))
+            else:
+                return node.path, per_var
+        return node.path, weight_stats(variables, bins=self.bins, value_range=value_range)
+
+    def draw_selection(self) -> None:
+        """Redraw the selection figure in place (no new widget)."""
+        title, stats = self._selection_stats()
+        fig = self.selection_figure
+        with fig.batch_update():
+            fig.data = []
+            for path, s in list(stats.items())[:24]:
+                if s.counts.size == 0:
+                    continue
+                centers = (s.edges[:-1] + s.edges[1:]) / 2
+                fig.add_bar(x=centers, y=s.counts, name=path.rsplit("/", 2)[-2] + "/" + path.rsplit("/", 1)[-1]
+                            if "/" in path else path, opacity=0.6 if len(stats) > 1 else 1.0,
+                            width=float(s.edges[1] - s.edges[0]))
+            fig.layout.title = f"{title}: {len(stats)} variable(s)" if stats else f"{title}: no weights"
+            fig.layout.yaxis.type = "log" if self.log_y else "linear"
+
+    # -- overview --------------------------------------------------------------------------
+    def draw_overview(self) -> None:
+        """One box per layer with weights, in model order, from on-device histograms."""
+        layers = [n for n in self.tree if n.variables]
+        self.progress.max = max(len(layers), 1)
+        self.progress.value = 0
+        names, q1s, meds, q3s, lows, highs = [], [], [], [], [], []
+        for i, node in enumerate(layers):
+            stats = [s for s in weight_stats(node.variables, bins=self.bins).values()
+                     if s.counts.sum() > 0]
+            self.progress.value = i + 1
+            if not stats:
+                continue
+            merged = max(stats, key=lambda s: s.count)  # the layer's main tensor (kernel)
+            q1, med, q3 = histogram_quantiles(merged)
+            names.append(node.path[len(self.tree.root.path) + 1:] or node.name)
+            q1s.append(q1), meds.append(med), q3s.append(q3)
+            lows.append(merged.min), highs.append(merged.max)
+        with self.overview_figure.batch_update():
+            self.overview_figure.data = []
+            if names:
+                self.overview_figure.add_box(x=names, q1=q1s, median=meds, q3=q3s,
+                                             lowerfence=lows, upperfence=highs, name="weights")
+        self.progress.layout.visibility = "hidden"
+
+    def refresh(self) -> None:
+        """Recompute after the weights changed (training, ``set_weights``)."""
+        self.tree.refresh()
+        self.draw_overview()
+        self.draw_selection()
