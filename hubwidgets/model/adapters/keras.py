@@ -163,7 +163,7 @@ class KerasBuilder:
         """``hub.KerasLayer`` / ``TFSMLayer``: show the restored module's structure inside."""
         from .trackable import TrackableWalker
 
-        walker = TrackableWalker(self.tree, saved_model_dir=_handle_dir(layer))
+        walker = TrackableWalker(self.tree, saved_model_dir=_handle_dir(layer), rename_root=False)
         inner = walker.build(restored, node.name, node.path)
         # the wrapper holds the module's variables; map them back to the Keras-side objects
         placed = {v.key for v in inner.all_variables()}

@@ -41,8 +41,7 @@ def _children_of(obj: Any) -> list[tuple[str, Any]]:
         children = obj._trackable_children()  # noqa: SLF001 - the only walkable view of a restored graph
     except (AttributeError, TypeError, ValueError):
         return []
-    return sorted(((str(k), v) for k, v in children.items() if k not in AGGREGATES),
-                  key=lambda kv: _natural_key(kv[0]))
+    return [(str(k), v) for k, v in children.items() if k not in AGGREGATES]
 
 
 def _is_variable(obj: Any) -> bool:
@@ -95,15 +94,17 @@ def keras_metadata(saved_model_dir: str | None) -> dict[tuple[str, ...], tuple[s
             continue
         by_id[node.node_id] = (str(info.get("name", "")), str(info.get("class_name", "")))
     graph = saved.meta_graphs[0].object_graph_def
-    paths: dict[int, tuple[str, ...]] = {0: ()}
+    first: dict[int, tuple[str, ...]] = {0: ()}
+    every: dict[tuple[str, ...], int] = {(): 0}
     queue = [0]
-    while queue:
+    while queue:  # breadth first; every alias of a child (layer-0, layer_with_weights-0) kept
         node_id = queue.pop(0)
         for ref in graph.nodes[node_id].children:
-            if ref.node_id not in paths:
-                paths[ref.node_id] = paths[node_id] + (ref.local_name,)
+            every[first[node_id] + (ref.local_name,)] = ref.node_id
+            if ref.node_id not in first:
+                first[ref.node_id] = first[node_id] + (ref.local_name,)
                 queue.append(ref.node_id)
-    return {paths[i]: v for i, v in by_id.items() if i in paths}
+    return {path: by_id[i] for path, i in every.items() if i in by_id}
 
 
 class TrackableWalker:
@@ -111,8 +112,10 @@ class TrackableWalker:
     are small, and unplaced variables can only be known after the whole walk)."""
 
     def __init__(self, tree: ModelTree, saved_model_dir: str | None = None,
-                 keras_child: Callable[[Any, str, str], Node] | None = None) -> None:
+                 keras_child: Callable[[Any, str, str], Node] | None = None,
+                 rename_root: bool = True) -> None:
         self.tree = tree
+        self.rename_root = rename_root
         self.metadata = keras_metadata(saved_model_dir)
         self.keras_child = keras_child
         self.placed: set[int] = set()
@@ -136,7 +139,7 @@ class TrackableWalker:
               class_name: str | None = None) -> Node:
         self.visited.add(id(obj))
         meta_name, meta_class = self.metadata.get(graph_path, ("", ""))
-        if meta_name:
+        if meta_name and (graph_path or self.rename_root):
             name = meta_name
             path = f"{path.rsplit('/', 1)[0]}/{meta_name}" if graph_path else meta_name
         node = Node(name=name, path=path, obj=obj, _tree=self.tree,
@@ -149,7 +152,7 @@ class TrackableWalker:
             node.variables.append(make_variable_info(var, node.path, vname, self.tree,
                                                      bool(getattr(var, "trainable", True))))
         children = []
-        for cname, child, gpath in child_items:
+        for cname, child, gpath in sorted(child_items, key=lambda item: _natural_key(item[0])):
             if id(child) in self.visited:
                 continue
             cpath = f"{node.path}/{cname}"

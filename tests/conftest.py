@@ -1,0 +1,180 @@
+"""Session fixtures: one tiny model of every kind hubwidgets accepts, saved and reloaded.
+
+Everything is built here; nothing is downloaded.
+"""
+
+from __future__ import annotations
+
+import os
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+
+import pytest
+
+
+@pytest.fixture(scope="session")
+def tf():
+    import tensorflow as tf
+
+    return tf
+
+
+@pytest.fixture(scope="session")
+def keras(tf):
+    import keras
+
+    return keras
+
+
+@pytest.fixture(scope="session")
+def tf_keras(tf):
+    import tf_keras
+
+    return tf_keras
+
+
+@pytest.fixture(scope="session")
+def hub(tf_keras):
+    import tensorflow_hub as hub
+
+    return hub
+
+
+@pytest.fixture(scope="session")
+def saved_dir(tmp_path_factory):
+    return tmp_path_factory.mktemp("models")
+
+
+@pytest.fixture(scope="session")
+def k3_sequential(keras):
+    """The seed's Sequential model with named layers (Keras 3)."""
+    keras.utils.set_random_seed(0)
+    return keras.Sequential([
+        keras.Input((784,)),
+        keras.layers.Dense(10, activation="relu", name="dense_layer_1"),
+        keras.layers.Dense(5, activation="softmax", name="dense_layer_2"),
+    ], name="seed_sequential")
+
+
+def _larger_model(K, tf):
+    class CustomModule(K.Model):
+        def __init__(self, **kwargs):
+            super().__init__(**kwargs)
+            self.dense1 = K.layers.Dense(12, activation="relu", name="inner_dense1")
+            self.dense2 = K.layers.Dense(8, activation="softmax", name="inner_dense2")
+
+        def call(self, inputs):
+            return self.dense2(self.dense1(inputs))
+
+    class LargerModel(K.Model):
+        def __init__(self, **kwargs):
+            super().__init__(**kwargs)
+            self.module = CustomModule(name="custom_module")
+            self.dense_outer = K.layers.Dense(4, name="outer_dense")
+
+        def call(self, inputs):
+            return self.dense_outer(self.module(inputs))
+
+    return LargerModel(name="larger_model")
+
+
+@pytest.fixture(scope="session")
+def k3_subclassed(keras, tf):
+    """The seed's nested subclassed model, called once so its weights exist."""
+    model = _larger_model(keras, tf)
+    model(tf.zeros((1, 10)))
+    return model
+
+
+@pytest.fixture(scope="session")
+def k3_unbuilt_subclassed(keras, tf):
+    return _larger_model(keras, tf)
+
+
+@pytest.fixture(scope="session")
+def k3_nested_shared(keras):
+    """A functional model holding a nested Sequential, a shared layer and BatchNorm."""
+    shared = keras.layers.Dense(6, name="shared_dense")
+    inner = keras.Sequential([keras.Input((6,)), keras.layers.Dense(6, name="inner_a"),
+                              keras.layers.BatchNormalization(name="inner_bn")], name="block")
+    inp = keras.Input((6,), name="x")
+    h = shared(inp)
+    h = inner(h)
+    h = shared(h)
+    out = keras.layers.Dense(2, name="head")(h)
+    return keras.Model(inp, out, name="nested_shared")
+
+
+@pytest.fixture(scope="session")
+def tfk_sequential(tf_keras):
+    return tf_keras.Sequential([
+        tf_keras.layers.Dense(10, activation="relu", input_shape=(784,), name="dense_layer_1"),
+        tf_keras.layers.BatchNormalization(name="bn"),
+        tf_keras.layers.Dense(5, activation="softmax", name="dense_layer_2"),
+    ], name="tfk_sequential")
+
+
+@pytest.fixture(scope="session")
+def tfk_saved_model(tf_keras, saved_dir):
+    """A tf_keras model saved as a SavedModel: Keras metadata inside, usable as a Hub handle."""
+    model = tf_keras.Sequential([
+        tf_keras.layers.Dense(8, activation="relu", input_shape=(4,), name="features_1"),
+        tf_keras.layers.Dense(3, name="features_2"),
+    ], name="feature_extractor")
+    path = str(saved_dir / "tfk_feature_extractor")
+    model.save(path, save_format="tf")
+    return path
+
+
+@pytest.fixture(scope="session")
+def k3_export(keras, saved_dir, k3_sequential):
+    """A Keras 3 model exported as a SavedModel: no Keras metadata, only name scopes."""
+    path = str(saved_dir / "k3_export")
+    k3_sequential.export(path, verbose=False)
+    return path
+
+
+@pytest.fixture(scope="session")
+def text_module(tf, saved_dir):
+    """A tf.Module text embedder saved as a SavedModel: string input, name scopes only."""
+
+    class TextEmbedder(tf.Module):
+        def __init__(self):
+            super().__init__(name="text_embedder")
+            with tf.name_scope("embedding"):
+                self.table = tf.Variable(tf.random.stateless_normal((32, 8), seed=(1, 2)),
+                                         name="embeddings")
+            with tf.name_scope("projection"):
+                self.kernel = tf.Variable(tf.random.stateless_normal((8, 4), seed=(3, 4)),
+                                          name="kernel")
+                self.bias = tf.Variable(tf.zeros(4), name="bias")
+
+        @tf.function(input_signature=[tf.TensorSpec([None], tf.string)])
+        def __call__(self, sentences):
+            tokens = tf.strings.split(sentences)
+            ids = tf.strings.to_hash_bucket_fast(tokens, 32)
+            vectors = tf.reduce_mean(tf.nn.embedding_lookup(self.table, ids), axis=1)
+            return tf.matmul(vectors, self.kernel) + self.bias
+
+    module = TextEmbedder()
+    path = str(saved_dir / "text_embedder")
+    tf.saved_model.save(module, path, signatures={"default": module.__call__})
+    return path
+
+
+@pytest.fixture(scope="session")
+def plain_module(tf):
+    class Block(tf.Module):
+        def __init__(self, name):
+            super().__init__(name=name)
+            self.w = tf.Variable(tf.ones((3, 2)), name="w")
+            self.counter = tf.Variable(0, dtype=tf.int64, trainable=False, name="counter")
+
+    class Net(tf.Module):
+        def __init__(self):
+            super().__init__(name="net")
+            self.encoder = Block("encoder")
+            self.blocks = [Block("b0"), Block("b1")]
+            self.scale = tf.Variable(2.0, name="scale")
+
+    return Net()
