@@ -1,0 +1,165 @@
+"""The widgets driven as the browser drives them, checked against the live model."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+import hubwidgets as hw
+
+
+class RecordingComm:
+    """Stands in for the kernel-to-browser channel and records every message's size."""
+
+    comm_id = "recording"
+    kernel = object()
+
+    def __init__(self, *args, **kwargs):
+        self.messages: list[dict] = []
+
+    def open(self, *args, **kwargs):
+        pass
+
+    def send(self, data=None, metadata=None, buffers=None):
+        self.messages.append(data or {})
+
+    def close(self, *args, **kwargs):
+        pass
+
+    def on_msg(self, *args, **kwargs):
+        pass
+
+    def on_close(self, *args, **kwargs):
+        pass
+
+    def bytes_sent(self) -> int:
+        return sum(len(json.dumps(m, default=str)) for m in self.messages)
+
+
+@pytest.fixture
+def explorer_of(keras):
+    def make(model, **kwargs):
+        return hw.LayerExplorer(model, **kwargs)
+    return make
+
+
+def test_explorer_expands_lazily_and_toggles_the_live_model(k3_nested_shared, explorer_of):
+    explorer = explorer_of(k3_nested_shared)
+    assert [r["path"] for r in explorer._rows] == [
+        "nested_shared", "nested_shared/x", "nested_shared/shared_dense", "nested_shared/block",
+        "nested_shared/head"]
+    explorer.handle_action({"action": "expand", "path": "nested_shared/block"})
+    rows = {r["path"]: r for r in explorer._rows}
+    assert "nested_shared/block/inner_bn" in rows
+    assert [v["name"] for v in rows["nested_shared/block"]["variables"]] == []
+    explorer.handle_action({"action": "expand", "path": "nested_shared/block/inner_bn"})
+    bn = {r["path"]: r for r in explorer._rows}["nested_shared/block/inner_bn"]
+    assert [(v["name"], v["trainable"]) for v in bn["variables"]] == [
+        ("gamma", True), ("beta", True), ("moving_mean", False), ("moving_variance", False)]
+
+    explorer.handle_action({"action": "set_trainable", "path": "nested_shared/block", "value": False})
+    block = k3_nested_shared.get_layer("block")
+    assert block.trainable is False
+    assert all(id(w) not in {id(t) for t in k3_nested_shared.trainable_weights} for w in block.weights)
+    assert explorer.totals["frozen"] == block.count_params()
+    assert explorer.code == "model.get_layer('block').trainable = False"
+    row = {r["path"]: r for r in explorer._rows}["nested_shared/block"]
+    assert row["trainable"] == "frozen" and "frozen" in row["badges"]
+
+    explorer.handle_action({"action": "unfreeze_all"})
+    assert explorer.totals["frozen"] == 12  # only BatchNorm's moving statistics
+    assert explorer.code == "model.trainable = True"
+
+
+def test_search_filters_by_regex_and_class(k3_nested_shared, explorer_of):
+    explorer = explorer_of(k3_nested_shared)
+    explorer.query = "inner_(a|bn)"
+    assert [r["path"] for r in explorer._rows] == [
+        "nested_shared", "nested_shared/block", "nested_shared/block/inner_a",
+        "nested_shared/block/inner_bn"]
+    explorer.query = "BatchNorm"
+    assert explorer._rows[-1]["path"] == "nested_shared/block/inner_bn"
+    explorer.query = "(["  # not a valid regex: searched as text, no error
+    assert [r["path"] for r in explorer._rows] == []
+
+
+def test_compiled_model_change_says_compile_again(keras, explorer_of):
+    model = keras.Sequential([keras.Input((3,)), keras.layers.Dense(2, name="d")], name="c")
+    model.compile("sgd", "mse")
+    explorer = explorer_of(model)
+    explorer.handle_action({"action": "set_trainable", "path": "c/d", "value": False})
+    assert "compile" in explorer.message
+    assert "model.compile(...)" in explorer.code
+
+
+def test_freeze_up_to_selected_and_by_pattern(k3_nested_shared, explorer_of):
+    explorer = explorer_of(k3_nested_shared)
+    explorer.handle_action({"action": "select", "path": "nested_shared/block"})
+    explorer.handle_action({"action": "freeze_up_to"})
+    assert [l.trainable for l in k3_nested_shared.layers] == [False, False, False, True]
+    assert "model.layers[:3]" in explorer.code
+    explorer.handle_action({"action": "unfreeze_all"})
+    explorer.handle_action({"action": "freeze_pattern", "pattern": "head"})
+    assert k3_nested_shared.get_layer("head").trainable is False
+    explorer.handle_action({"action": "freeze_pattern", "pattern": "zzz"})
+    assert "No layer or module 'zzz'" in explorer.message
+    explorer.handle_action({"action": "unfreeze_all"})
+
+
+def test_names_are_text_not_html(keras, explorer_of):
+    evil = "<img src=x onerror=alert(1)>"
+    model = keras.Sequential([keras.Input((2,)), keras.layers.Dense(2, name=evil)], name="m")
+    dashboard = hw.explore(model)
+    assert dashboard.explorer._rows[1]["name"] == evil  # the view sets it with textContent
+    assert evil not in dashboard.header.value
+    from hubwidgets.widgets.explorer import STATIC
+
+    source = (STATIC / "explorer.js").read_text()
+    assert "innerHTML" not in source and "insertAdjacentHTML" not in source
+
+
+def test_weight_plot_follows_the_selection(k3_sequential):
+    dashboard = hw.explore(k3_sequential)
+    plot = dashboard.weights
+    dashboard.explorer.handle_action({"action": "select", "path": "seed_sequential/dense_layer_1/kernel"})
+    assert plot.selected == "seed_sequential/dense_layer_1/kernel"
+    [bar] = plot.selection_figure.data
+    stats = hw.weight_stats(k3_sequential)["seed_sequential/dense_layer_1/kernel"]
+    assert list(bar.y) == stats.counts.tolist()
+    dashboard.explorer.handle_action({"action": "select", "path": "seed_sequential/dense_layer_1"})
+    assert len(plot.selection_figure.data) == 2  # kernel and bias overlaid on shared bins
+    plot.log_y = True
+    assert plot.selection_figure.layout.yaxis.type == "log"
+    [box] = plot.overview_figure.data
+    assert list(box.x) == ["dense_layer_1", "dense_layer_2"]
+
+
+def test_hub_keras_layer_in_tf_keras_model(tfk_saved_model, hub, tf_keras, explorer_of):
+    layer = hub.KerasLayer(tfk_saved_model, trainable=True, name="hub")
+    model = tf_keras.Sequential([tf_keras.Input((4,)), layer, tf_keras.layers.Dense(2, name="head")],
+                                name="with_hub")
+    explorer = explorer_of(model)
+    explorer.handle_action({"action": "expand", "path": "with_hub/hub"})
+    assert "with_hub/hub/features_1" in [r["path"] for r in explorer._rows]
+    explorer.handle_action({"action": "set_trainable", "path": "with_hub/hub", "value": False})
+    assert layer.trainable is False and explorer.totals["trainable"] == 3 * 2 + 2
+    explorer.handle_action({"action": "set_trainable", "path": "with_hub/hub/features_1", "value": False})
+    assert "part of the Hub module" in explorer.message
+
+
+def test_resnet50_bytes_to_browser(keras, monkeypatch):
+    from ipywidgets import widget as widget_module
+
+    comm = RecordingComm()
+    monkeypatch.setattr(widget_module, "comm", type("C", (), {"create_comm": lambda *a, **k: comm}))
+    model = keras.applications.ResNet50(weights=None)
+    explorer = hw.LayerExplorer(model, scan_weights=False)
+    first = comm.bytes_sent()
+    assert len(explorer._rows) == 1 + len(model.layers)
+    assert first < 100_000, first
+    comm.messages.clear()
+    explorer.handle_action({"action": "select", "path": "resnet50/conv2_block1_1_conv"})
+    assert explorer.selected == "resnet50/conv2_block1_1_conv"
+    assert comm.bytes_sent() < 8_000, comm.bytes_sent()
+    print(f"ResNet50 explorer: first display {first} bytes, selection change {comm.bytes_sent()} bytes")
