@@ -1,0 +1,8 @@
+#!/usr/bin/env bash
+# Install hubwidgets into .venv and open JupyterLab on the tour notebook.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bash scripts/setup-venv.sh
+ROOT_FLAG=()
+[ "$(id -u)" = 0 ] && ROOT_FLAG=(--allow-root)
+exec .venv/bin/jupyter lab --ip 127.0.0.1 "${ROOT_FLAG[@]}" notebooks/01_tour.ipynb

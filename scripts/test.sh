@@ -1,0 +1,14 @@
+#!/usr/bin/env bash
+# Install everything the tests need (Chromium from Debian, the package with its test extras)
+# and run the whole suite, browser test included. Extra arguments go to pytest.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+if [ ! -x /usr/bin/chromium ]; then
+  SUDO=""
+  [ "$(id -u)" = 0 ] || SUDO="sudo"
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq chromium >/dev/null
+fi
+bash scripts/setup-venv.sh test
+export TF_CPP_MIN_LOG_LEVEL=3
+exec .venv/bin/python -m pytest "$@"
