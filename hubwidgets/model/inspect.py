@@ -52,7 +52,7 @@ def _inspect_object(obj: Any, framework: str | None, source: str | None) -> Mode
 def _inspect_trackable(obj: Any, framework: str | None, source: str | None) -> ModelTree:
     import tensorflow as tf
 
-    from .adapters.common import full_name, variable_key
+    from .adapters.common import variable_key
     from .adapters.keras import KerasBuilder, keras_generation
     from .adapters.trackable import TrackableWalker, _common_scope, _is_restored
 
@@ -76,7 +76,6 @@ def _inspect_trackable(obj: Any, framework: str | None, source: str | None) -> M
         tree._trainable_keys_fn = lambda: {v.key for v in tree.variables() if v.can_train}
     else:
         tree._trainable_keys_fn = lambda: {variable_key(v) for v in obj.trainable_variables}
-    del full_name
     return tree.refresh()
 
 

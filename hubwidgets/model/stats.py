@@ -14,7 +14,7 @@ from __future__ import annotations
 import math
 import warnings
 from dataclasses import dataclass, field
-from typing import Any, Iterable
+from typing import Any
 
 import numpy as np
 
@@ -287,9 +287,3 @@ def _compute(flat: Any, dtype: Any, bins: int,
 def clear_cache() -> None:
     """Forget every cached statistic (they are also recomputed whenever a value changes)."""
     _CACHE.clear()
-
-
-def iter_stats(items: Iterable[Any], bins: int = 64) -> Iterable[WeightStats]:
-    """Yield statistics one variable at a time (for progress bars over large models)."""
-    for path, var in _targets(list(items)):
-        yield _stats_of(path, var, bins, None)

@@ -54,9 +54,8 @@ def render_summary(tree: "ModelTree", max_depth: int | None = None) -> str:
     rows = _rows(tree, max_depth)
     table = [HEADERS, *rows]
     note_rows = {i for i, r in enumerate(table) if r[0].lstrip().startswith("note: ")}
-    widths = [max(len(r[c]) for i, r in enumerate(table) if i not in note_rows or c > 0)
+    widths = [max(len(r[c]) for i, r in enumerate(table) if c > 0 or i not in note_rows)
               for c in range(len(HEADERS))]
-    widths[0] = max(len(r[0]) for i, r in enumerate(table) if i not in note_rows)
     right = {3, 4}
 
     def line(row: tuple[str, ...], index: int) -> str:
