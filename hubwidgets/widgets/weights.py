@@ -7,6 +7,7 @@ variable's histogram, or an overlay of a layer's variables) and one whole-model 
 
 from __future__ import annotations
 
+import html
 from typing import Any
 
 import ipywidgets as widgets
@@ -104,9 +105,11 @@ class WeightPlot(widgets.VBox):
                 if s.counts.size == 0:
                     continue
                 centers = (s.edges[:-1] + s.edges[1:]) / 2
-                fig.add_bar(x=centers, y=s.counts, name=path.rsplit("/", 2)[-2] + "/" + path.rsplit("/", 1)[-1]
-                            if "/" in path else path, opacity=0.6 if len(stats) > 1 else 1.0,
+                label = "/".join(path.split("/")[-2:])
+                fig.add_bar(x=centers, y=s.counts, name=html.escape(label),
+                            opacity=0.6 if len(stats) > 1 else 1.0,
                             width=float(s.edges[1] - s.edges[0]))
+            title = html.escape(title)
             fig.layout.title = f"{title}: {len(stats)} variable(s)" if stats else f"{title}: no weights"
             fig.layout.yaxis.type = "log" if self.log_y else "linear"
 
@@ -125,7 +128,8 @@ class WeightPlot(widgets.VBox):
                 continue
             merged = max(stats, key=lambda s: s.count)  # the layer's main tensor (kernel)
             q1, med, q3 = histogram_quantiles(merged)
-            names.append(node.path[len(self.tree.root.path) + 1:] or node.name)
+            # plotly reads "<...>" in labels as markup: names from a model are escaped text
+            names.append(html.escape(node.path[len(self.tree.root.path) + 1:] or node.name))
             q1s.append(q1), meds.append(med), q3s.append(q3)
             lows.append(merged.min), highs.append(merged.max)
         with self.overview_figure.batch_update():
