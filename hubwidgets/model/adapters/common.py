@@ -5,7 +5,7 @@ from __future__ import annotations
 import sys
 from typing import Any, Iterable
 
-from ..tree import ModelTree, VariableInfo
+from ..tree import ModelTree, VariableInfo, shape_size
 
 
 def keras3_module() -> Any | None:
@@ -85,9 +85,7 @@ def make_variable_info(v: Any, node_path: str, name: str, tree: ModelTree,
     """Describe one live variable placed under ``node_path``."""
     shape = shape_tuple(getattr(v, "shape", None))
     dtype = dtype_name(getattr(v, "dtype", "unknown"))
-    size = 1
-    for d in shape:
-        size = size * d if d is not None else 0
+    size = shape_size(shape)
     return VariableInfo(
         name=name,
         path=f"{node_path}/{name}" if node_path else name,

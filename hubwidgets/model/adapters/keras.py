@@ -11,7 +11,7 @@ from __future__ import annotations
 from typing import Any
 
 from ..errors import UnbuiltModelError
-from ..tree import ModelTree, Node
+from ..tree import ModelTree, Node, shape_size
 from .common import (keras3_module, make_variable_info, short_name, shape_tuple,
                      tf_keras_module, unique_names, variable_key)
 
@@ -184,12 +184,7 @@ class KerasBuilder:
 
 
 def _size(v: Any) -> int:
-    size = 1
-    for d in shape_tuple(getattr(v, "shape", None)):
-        if d is None:
-            return 0
-        size *= d
-    return size
+    return shape_size(shape_tuple(getattr(v, "shape", None)))
 
 
 def _handle_dir(layer: Any) -> str | None:
