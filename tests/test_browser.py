@@ -7,7 +7,6 @@ layer, clicks its freeze toggle, and reads back from the kernel that the model c
 from __future__ import annotations
 
 import os
-import shutil
 import socket
 import subprocess
 import sys
@@ -139,4 +138,3 @@ def test_explorer_in_jupyterlab(jupyter_lab):
     assert dialogs == []
     ours = [e for e in console_errors if any(k in e for k in ("hubwidgets", "hw-", "explorer", "anywidget"))]
     assert ours == [], ours
-    shutil.copy(OUTPUT_DIR / "explorer.png", OUTPUT_DIR / "explorer-latest.png")

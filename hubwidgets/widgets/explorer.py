@@ -192,13 +192,10 @@ class LayerExplorer(anywidget.AnyWidget):
             raise ValueError("Select a layer first: everything up to it will be frozen.")
         node = self.tree.find(path)
         freeze_up_to(self.tree, node.path)
-        top = [c for c in self.tree.root.children]
-        cut = next(i for i, c in enumerate(top) if (node.path + "/").startswith(c.path + "/"))
-        code = python_code(self.tree, top[:cut + 1], False, self.var_name).splitlines()
-        code = [c for c in code if "compile" not in c]
-        self.code = (f"for layer in {self.var_name}.layers[:{cut + 1}]:\n    layer.trainable = False\n"
-                     f"for layer in {self.var_name}.layers[{cut + 1}:]:\n    layer.trainable = True"
-                     if len(code) > 1 else "\n".join(code))
+        top = self.tree.root.children
+        cut = next(i for i, c in enumerate(top) if (node.path + "/").startswith(c.path + "/")) + 1
+        self.code = (f"for layer in {self.var_name}.layers[:{cut}]:\n    layer.trainable = False\n"
+                     f"for layer in {self.var_name}.layers[{cut}:]:\n    layer.trainable = True")
         self._after_change([], False, code_set=True)
 
     def freeze_pattern(self, pattern: str) -> None:
