@@ -178,3 +178,37 @@ def plain_module(tf):
             self.scale = tf.Variable(2.0, name="scale")
 
     return Net()
+
+
+@pytest.fixture(scope="session")
+def hub_backbone(tf_keras, saved_dir):
+    """A small image-feature-like backbone in two blocks (with BatchNorm), saved as a TF2
+    SavedModel: what a TF Hub feature-vector module looks like on disk."""
+    tf_keras.utils.set_random_seed(0)
+    model = tf_keras.Sequential([
+        tf_keras.layers.Dense(8, activation="relu", input_shape=(4,), name="block1_dense"),
+        tf_keras.layers.BatchNormalization(name="block1_bn"),
+        tf_keras.layers.Dense(6, activation="relu", name="block2_dense"),
+    ], name="backbone")
+    path = str(saved_dir / "hub_backbone")
+    model.save(path, save_format="tf")
+    return path
+
+
+@pytest.fixture(scope="session")
+def tf1_hub_module(tf, saved_dir):
+    """A module in the legacy TF1 Hub format: a tag-less TF1 SavedModel with tfhub_module.pb."""
+    path = str(saved_dir / "tf1_module")
+    with tf.Graph().as_default():
+        x = tf.compat.v1.placeholder(tf.float32, [None, 4], name="x")
+        kernel = tf.compat.v1.get_variable("dense/kernel", [4, 3])
+        y = tf.matmul(x, kernel)
+        with tf.compat.v1.Session() as sess:
+            sess.run(tf.compat.v1.global_variables_initializer())
+            builder = tf.compat.v1.saved_model.Builder(path)
+            signature = tf.compat.v1.saved_model.predict_signature_def({"x": x}, {"default": y})
+            builder.add_meta_graph_and_variables(sess, [], signature_def_map={"default": signature})
+            builder.save()
+    with open(os.path.join(path, "tfhub_module.pb"), "wb") as f:
+        f.write(b"\x08\x03")  # hub's ModuleDef proto: format = FORMAT_V3 (TF1 Hub format)
+    return path

@@ -130,8 +130,11 @@ def test_tfsm_layer(k3_export, keras):
 
 def test_text_module_scopes_signature_and_census(text_module):
     tree = hw.inspect(text_module)
-    assert paths(tree) == ["text_embedder"]  # the module's attributes hold its variables
-    assert [v.name for v in tree.root.variables] == ["table", "kernel", "bias"]
+    # the root object holds all three variables; their name scopes give the structure
+    assert paths(tree) == ["text_embedder", "text_embedder/embedding", "text_embedder/projection"]
+    assert [v.path for v in tree.variables()] == [
+        "text_embedder/embedding/embeddings", "text_embedder/projection/kernel",
+        "text_embedder/projection/bias"]
     assert tree.root.params == 32 * 8 + 8 * 4 + 4
     [sig] = tree.root.signatures
     assert sig.inputs[0].dtype == "string"

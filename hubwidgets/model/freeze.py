@@ -6,19 +6,29 @@ Rules (the same for Keras 3 and tf_keras):
   tf_keras does not, so we do), so a nested model freezes or unfreezes as a whole.
 - Unfreezing a layer inside a frozen parent unfreezes the parents and re-freezes the
   parents' other children, so exactly the asked-for subtree becomes trainable.
+- Part of a Hub module (a node inside ``hubwidgets.HubLayer``, ``hub.KerasLayer`` or
+  ``TFSMLayer``) is frozen variable by variable: Keras 3 keeps a ``trainable`` flag on each
+  variable, tf_keras keeps a layer's trainable and non-trainable weight lists.  A restored
+  ``tf.Variable``'s own flag cannot change, so this is the only way training skips part of a
+  module.  Unfreezing a part of a frozen module makes exactly that part trainable.
+- TF1 Hub format modules and signature-calling layers cannot be fine-tuned: asking to
+  unfreeze one raises :class:`FreezeError`; unfreezing a parent leaves it frozen, with a
+  warning.
 - Keras reads ``trainable`` when the training function is built: a model compiled before the
-  change needs ``compile()`` again.  :func:`needs_compile` detects it; the functions here
-  return the updated :class:`ModelTree` whose ``needs_compile`` says so.
+  change needs ``compile()`` again (in Keras 3 with a new optimizer when more variables
+  train).  :func:`needs_compile` detects it.
 """
 
 from __future__ import annotations
 
 import re
+import warnings
 from typing import Any, Iterable
 
+from .adapters.common import variable_key
 from .errors import FreezeError
 from .inspect import inspect
-from .tree import ModelTree, Node
+from .tree import ModelTree, Node, VariableInfo
 
 
 def set_trainable(model: Any, path: str, flag: bool) -> ModelTree:
@@ -54,17 +64,22 @@ def freeze_up_to(model: Any, path: str, include: bool = True) -> ModelTree:
 
 
 def needs_compile(model: Any) -> bool:
-    """True when ``model`` was compiled and a layer's ``trainable`` changed since."""
+    """True when ``model`` was compiled and what it trains changed since."""
     obj = model.obj if isinstance(model, ModelTree) else model
     state = getattr(obj, "_compiled_trainable_state", None)
-    if not getattr(obj, "compiled", getattr(obj, "_is_compiled", False)) or not state:
+    if not _is_compiled(obj) or not state:
         return False
+    stale = obj.__dict__.get(STALE_ATTR)
+    if stale is not None and _same_compile(stale, _compile_token(obj)):
+        return True
     return any(layer.trainable != was for layer, was in state.items())
 
 
 def matching_nodes(tree: ModelTree, paths_or_patterns: Iterable[str]) -> list[Node]:
     """Nodes named by each entry: an exact path or name, else a regular expression searched
-    in paths and class names.  Raises ``KeyError`` for an entry that matches nothing."""
+    in paths and class names, else variables (by path, or a regular expression searched in
+    their paths and TF names, so ``"embedding/"`` picks a name scope).  A variable comes back
+    as a one-variable node.  Raises ``KeyError`` for an entry that matches nothing."""
     found: list[Node] = []
     for entry in paths_or_patterns:
         try:
@@ -79,15 +94,29 @@ def matching_nodes(tree: ModelTree, paths_or_patterns: Iterable[str]) -> list[No
         hits = [n for n in tree if n is not tree.root
                 and (pattern.search(n.path) or pattern.fullmatch(n.class_name))]
         if not hits:
+            hits = [_variable_node(tree, v) for v in tree.variables()
+                    if v.path == entry or pattern.search(v.path)
+                    or pattern.search(str(getattr(v.variable, "name", "")))]
+        if not hits:
             raise miss
         found += _outermost(hits)
     return found
+
+
+def _variable_node(tree: ModelTree, var: VariableInfo) -> Node:
+    """A node standing for one variable, so a variable can be frozen like a layer."""
+    return Node(name=var.name, path=var.path, class_name="Variable", variables=[var],
+                _tree=tree)
 
 
 def python_code(tree: ModelTree, nodes: list[Node], flag: bool, var: str = "model") -> str:
     """The plain Keras code with the same effect, for teaching material."""
     lines = []
     for node in nodes:
+        if not _is_keras_layer(node.obj):
+            lines.append(f"hubwidgets.set_trainable({var}, {node.path!r}, {flag})"
+                         "  # part of a Hub module: per-variable flags")
+            continue
         if node is tree.root:
             lines.append(f"{var}.trainable = {flag}")
             continue
@@ -95,7 +124,8 @@ def python_code(tree: ModelTree, nodes: list[Node], flag: bool, var: str = "mode
         getter = var + "".join(f".get_layer({name!r})" for name in chain)
         lines.append(f"{getter}.trainable = {flag}")
     if needs_compile(tree):
-        lines.append(f"{var}.compile(...)  # again: Keras applies trainable changes at compile()")
+        lines.append(f"{var}.compile(...)  # again, with a new optimizer: Keras applies "
+                     "trainable changes at compile()")
     return "\n".join(lines)
 
 
@@ -108,37 +138,128 @@ def _change(model: Any, entries: tuple[str, ...], flag: bool) -> ModelTree:
 
 
 def _apply(tree: ModelTree, nodes: list[Node], flag: bool) -> None:
-    for node in nodes:
-        _check_can_change(tree, node)
-    for node in nodes:
-        if flag:
-            _unfreeze_ancestors(tree, node)
-        _set_subtree(node, flag)
+    owners = [_owner_for_change(tree, node, flag) for node in nodes]  # check all, then act
+    for node, owner in zip(nodes, owners):
+        if owner is node:
+            if flag:
+                _unfreeze_ancestors(tree, node)
+            _set_subtree(node, flag)
+        else:
+            _set_module_part(tree, owner, node, flag)
 
 
-def _check_can_change(tree: ModelTree, node: Node) -> None:
-    if _is_keras_layer(node.obj):
-        return
-    owner = _keras_owner(tree, node)
+def _owner_for_change(tree: ModelTree, node: Node, flag: bool) -> Node:
+    """The Keras layer whose state changes for ``node``: the node itself, or the module
+    wrapper holding it.  Raises :class:`FreezeError` for what cannot change."""
+    owner = node if _is_keras_layer(node.obj) else _keras_owner(tree, node)
     what = f"{node.path!r} ({node.class_name})"
-    if owner is not None and type(owner.obj).__name__ in ("KerasLayer", "TFSMLayer"):
+    if owner is None:
         raise FreezeError(
-            f"{what} is part of the Hub module {owner.path!r}; freezing part of a module is not "
-            f"supported yet. Freeze or unfreeze the whole module: "
-            f"hubwidgets.set_trainable(model, {owner.path!r}, False).")
-    raise FreezeError(
-        f"{what} is not a Keras layer, and a tf.Variable's trainable flag is fixed when it is "
-        "created. Wrap the module in a Keras layer (hub.KerasLayer for tf_keras), or pick the "
-        "variables to train yourself: [v for v in module.trainable_variables if ...].")
+            f"{what} is not a Keras layer, and a tf.Variable's trainable flag is fixed when it "
+            "is created. Wrap the module in a Keras layer (hubwidgets.HubLayer for Keras 3, "
+            "hub.KerasLayer for tf_keras), or pick the variables to train yourself: "
+            "[v for v in module.trainable_variables if ...].")
+    if owner is not node:
+        keys = {v.key for v in node.all_variables()}
+        held = {variable_key(v) for v in owner.obj.weights}
+        if not keys or not keys <= held:
+            raise FreezeError(
+                f"{what} has no variables that the Keras layer {owner.path!r} trains; "
+                f"freeze or unfreeze {owner.path!r} as a whole.")
+    reason = untrainable_reason(owner.obj) if flag else None
+    if reason:
+        raise FreezeError(f"Cannot unfreeze {what}: {reason}")
+    return owner
+
+
+def untrainable_reason(layer: Any) -> str | None:
+    """Why a Hub layer can never train (TF1 Hub format, signature calls), else None."""
+    name = type(layer).__name__
+    if name not in ("KerasLayer", "HubLayer"):
+        return None
+    tf1 = getattr(layer, "_is_hub_module_v1", False) or getattr(layer, "tf1_format", False)
+    signature = getattr(layer, "_signature", None) or getattr(layer, "signature", None)
+    if tf1:
+        return (f"the Hub layer {layer.name!r} loads a TF1 Hub format module, which cannot be "
+                "fine-tuned in TF2 (its training graph and update ops are not loaded). Keep it "
+                "frozen, or use the module's TF2 SavedModel version.")
+    if signature:
+        return (f"the Hub layer {layer.name!r} calls the SavedModel signature {signature!r}, "
+                "which cannot be fine-tuned (no training mode, no update ops). Keep it frozen, "
+                "or load the module without signature= to call its __call__.")
+    return None
+
+
+def _set_module_part(tree: ModelTree, owner: Node, node: Node, flag: bool) -> None:
+    keys = {v.key for v in node.all_variables() if v.can_train or not flag}
+    if flag:
+        was_frozen = _effectively_frozen(tree, owner)
+        _unfreeze_ancestors(tree, owner)
+        if was_frozen:  # the module trains again, but only the asked-for part
+            _set_subtree(owner, True)
+            others = {v.key for v in owner.all_variables()} - keys
+            set_variables_trainable(owner.obj, others, False)
+    set_variables_trainable(owner.obj, keys, flag)
+    _mark_variable_change(tree)
+
+
+def set_variables_trainable(layer: Any, keys: set[int], flag: bool) -> None:
+    """Freeze or unfreeze single variables of a Keras layer (keys from ``variable_key``)."""
+    from .adapters.keras import KERAS3, keras_generation
+
+    if keras_generation(layer) == KERAS3:
+        for v in layer.weights:
+            if variable_key(v) in keys:
+                v.trainable = flag
+        return
+    source = layer._non_trainable_weights if flag else layer._trainable_weights  # noqa: SLF001
+    target = layer._trainable_weights if flag else layer._non_trainable_weights  # noqa: SLF001
+    moving = [v for v in source if variable_key(v) in keys and (v.trainable or not flag)]
+    moved = {id(v) for v in moving}
+    source[:] = [v for v in source if id(v) not in moved]  # by identity: == is elementwise
+    target.extend(moving)
+
+
+def _reset_module_variables(layer: Any) -> None:
+    """A whole-module toggle clears part freezes (tf_keras; Keras 3's setter does it)."""
+    from .adapters.keras import TF_KERAS, is_module_wrapper, keras_generation
+
+    if is_module_wrapper(layer) and keras_generation(layer) == TF_KERAS:
+        set_variables_trainable(layer, {variable_key(v) for v in layer.weights}, True)
+
+
+def _effectively_frozen(tree: ModelTree, node: Node) -> bool:
+    return any(not getattr(n.obj, "trainable", True) for n in _chain(tree, node) + [node])
+
+
+# -- compile state -------------------------------------------------------------------------
+STALE_ATTR = "_hubwidgets_changed_after_compile"
+
+
+def _is_compiled(model: Any) -> bool:
+    return bool(getattr(model, "compiled", getattr(model, "_is_compiled", False)))
+
+
+def _compile_token(model: Any) -> tuple[Any, ...]:
+    """Objects that ``compile()`` replaces each time it runs (Keras 3 and tf_keras)."""
+    attrs = model.__dict__
+    return (attrs.get("optimizer"), attrs.get("_compile_loss"), attrs.get("compiled_loss"))
+
+
+def _same_compile(a: tuple[Any, ...], b: tuple[Any, ...]) -> bool:
+    return all(x is y for x, y in zip(a, b))
+
+
+def _mark_variable_change(tree: ModelTree) -> None:
+    """Per-variable changes do not show in Keras' layer-flag record: remember them."""
+    model = tree.obj
+    if _is_compiled(model):
+        object.__setattr__(model, STALE_ATTR, _compile_token(model))
 
 
 def _keras_owner(tree: ModelTree, node: Node) -> Node | None:
-    owner = None
-    for candidate in tree:
-        if candidate.path and (node.path + "/").startswith(candidate.path + "/") \
-                and _is_keras_layer(candidate.obj):
-            owner = candidate
-    return owner
+    """The nearest ancestor of ``node`` that is a Keras layer."""
+    return next((n for n in reversed(_chain(tree, node)) if _is_keras_layer(n.obj)), None)
 
 
 def _is_keras_layer(obj: Any) -> bool:
@@ -153,7 +274,13 @@ def _set_subtree(node: Node, flag: bool) -> None:
     stack = [node.obj]
     while stack:
         layer = stack.pop()
+        reason = untrainable_reason(layer) if flag else None
+        if reason:
+            layer.trainable = False
+            warnings.warn(f"Left frozen: {reason}", stacklevel=4)
+            continue
         layer.trainable = flag
+        _reset_module_variables(layer)
         stack.extend(direct_sublayers(layer))
     for sub in node.walk():
         if sub.layer_trainable is not None:
@@ -164,14 +291,20 @@ def _set_subtree(node: Node, flag: bool) -> None:
                              "moving mean and variance)")
 
 
+def _chain(tree: ModelTree, node: Node) -> list[Node]:
+    """The ancestors of ``node``, from the root down."""
+    chain: list[Node] = []
+    current: Node | None = tree.root
+    while current is not None and current is not node and current.path != node.path:
+        chain.append(current)
+        current = next((c for c in current.children
+                        if (node.path + "/").startswith(c.path + "/")), None)
+    return chain
+
+
 def _unfreeze_ancestors(tree: ModelTree, node: Node) -> None:
     """Make every ancestor trainable, keeping the children off the path as they were."""
-    chain: list[Node] = []
-    current = tree.root
-    while current is not node:
-        chain.append(current)
-        current = next(c for c in current.children
-                       if (node.path + "/").startswith(c.path + "/"))
+    chain = _chain(tree, node)
     frozen, effective = [], False
     for parent in chain:  # tf_keras leaves children's flags alone: freezing is inherited
         effective = effective or not getattr(parent.obj, "trainable", True)

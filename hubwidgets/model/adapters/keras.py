@@ -17,7 +17,7 @@ from .common import (keras3_module, make_variable_info, short_name, shape_tuple,
 
 KERAS3 = "Keras 3"
 TF_KERAS = "tf_keras"
-WRAPPER_ATTRS = {"KerasLayer": "_func", "TFSMLayer": "_reloaded_obj"}
+WRAPPER_ATTRS = {"KerasLayer": "_func", "TFSMLayer": "_reloaded_obj", "HubLayer": "module"}
 
 
 def keras_generation(obj: Any) -> str | None:
@@ -29,6 +29,12 @@ def keras_generation(obj: Any) -> str | None:
     if tfk is not None and isinstance(obj, tfk.layers.Layer):
         return TF_KERAS
     return None
+
+
+def is_module_wrapper(layer: Any) -> bool:
+    """True for the layers that hold a restored SavedModel: hub.KerasLayer, TFSMLayer,
+    hubwidgets.HubLayer."""
+    return type(layer).__name__ in WRAPPER_ATTRS and keras_generation(layer) is not None
 
 
 def _is_model(layer: Any) -> bool:
@@ -188,7 +194,8 @@ def _size(v: Any) -> int:
 
 
 def _handle_dir(layer: Any) -> str | None:
-    handle = getattr(layer, "_handle", None) or getattr(layer, "filepath", None)
+    handle = (getattr(layer, "local_dir", None) or getattr(layer, "_handle", None)
+              or getattr(layer, "filepath", None))
     if not isinstance(handle, str):
         return None
     from .paths import resolve_local_dir

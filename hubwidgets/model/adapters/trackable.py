@@ -147,11 +147,16 @@ class TrackableWalker:
         var_items: list[tuple[str, Any]] = []
         child_items: list[tuple[str, Any, tuple[str, ...]]] = []
         self._collect(obj, "", graph_path, var_items, child_items)
-        for vname, (_, var) in zip(unique_names([n for n, _ in var_items]), var_items):
-            self.placed.add(variable_key(var))
-            node.variables.append(make_variable_info(var, node.path, vname, self.tree,
-                                                     bool(getattr(var, "trainable", True))))
+        variables = [var for _, var in var_items]
+        self.placed.update(variable_key(v) for v in variables)
         children = []
+        if _has_inner_scopes(variables):  # one object holding several scopes: show the scopes
+            children = group_by_scope(variables, node.path, self.tree,
+                                      strip=_common_scope(variables))
+        else:
+            for vname, var in zip(unique_names([n for n, _ in var_items]), variables):
+                node.variables.append(make_variable_info(
+                    var, node.path, vname, self.tree, bool(getattr(var, "trainable", True))))
         for cname, child, gpath in sorted(child_items, key=lambda item: _natural_key(item[0])):
             if id(child) in self.visited:
                 continue
@@ -201,6 +206,31 @@ def _rename(node: Node, new_name: str) -> None:
         sub.path = new + sub.path[len(old):]
         for var in sub.variables:
             var.path = f"{sub.path}/{var.name}"
+
+
+def _has_inner_scopes(variables: list[Any]) -> bool:
+    """Whether the variables' names, below their common scope, still differ in scope."""
+    if len(variables) < 2:
+        return False
+    depth = len(_common_scope(variables).split("/")) if _common_scope(variables) else 0
+    inner = {"/".join(full_name(v).split("/")[depth:-1]) for v in variables}
+    return inner != {""}
+
+
+def reachable_variables(obj: Any) -> list[Any]:
+    """Every ``tf.Variable`` reachable in ``obj``'s object graph, each once, in walk order
+    (restored ``tf.Module`` s have no ``.variables`` attribute)."""
+    found = {variable_key(v): v for v in _all_variables(obj)}
+    seen, queue = {id(obj)}, [obj]
+    while queue:
+        current = queue.pop(0)
+        for _, child in _children_of(current):
+            if _is_variable(child):
+                found.setdefault(variable_key(child), child)
+            elif id(child) not in seen and (_is_container(child) or _is_structural(child)):
+                seen.add(id(child))
+                queue.append(child)
+    return list(found.values())
 
 
 def _common_scope(variables: list[Any]) -> str:

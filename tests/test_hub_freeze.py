@@ -1,0 +1,184 @@
+"""Hub modules, whole or in part, in tf_keras (hub.KerasLayer) and Keras 3 (hubwidgets.HubLayer).
+
+Every case ends with a real SGD step: exactly the variables shown as trainable change, and
+every frozen variable stays bit-identical.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import hubwidgets as hw
+
+
+def one_step(model, x, y):
+    """One SGD step; returns the set of weight ids whose value changed."""
+    before = {id(w): np.array(w.numpy()) for w in model.weights}
+    model.fit(x, y, epochs=1, batch_size=len(y), verbose=0)
+    return {id(w) for w in model.weights if not np.array_equal(before[id(w)], w.numpy())}
+
+
+def trainable_ids(tree, model):
+    """Ids of the model's weights (as the model lists them) that the tree shows trainable."""
+    keys = {v.key for v in tree.variables() if v.trainable}
+    from hubwidgets.model.adapters.common import variable_key
+
+    return {id(w) for w in model.weights if variable_key(w) in keys}
+
+
+@pytest.fixture
+def xy(tf):
+    return (tf.random.stateless_normal((8, 4), seed=(1, 2)),
+            tf.random.stateless_normal((8, 2), seed=(3, 4)))
+
+
+def moving_stat_ids(model):
+    return {id(w) for w in model.weights if "moving" in w.name}
+
+
+# -- tf_keras: hub.KerasLayer ---------------------------------------------------------------
+def test_part_of_a_hub_keras_layer_trains_alone(hub_backbone, hub, tf_keras, xy):
+    layer = hub.KerasLayer(hub_backbone, trainable=False, name="hub")
+    model = tf_keras.Sequential([tf_keras.Input((4,)), layer, tf_keras.layers.Dense(2, name="head")])
+    model.compile(optimizer=tf_keras.optimizers.SGD(0.1), loss="mse")
+
+    tree = hw.unfreeze(model, "hub/block2_dense")
+    assert hw.needs_compile(model)
+    assert [(n.name, n.trainable) for n in tree.find("hub").children] == [
+        ("block1_dense", False), ("block1_bn", False), ("block2_dense", True)]
+    model.compile(optimizer=tf_keras.optimizers.SGD(0.1), loss="mse")
+    assert not hw.needs_compile(model)
+
+    changed = one_step(model, *xy)
+    block2_and_head = {id(w) for w in layer.weights if "block2" in w.name} | \
+        {id(w) for w in model.get_layer("head").weights}
+    assert changed - moving_stat_ids(model) == block2_and_head == trainable_ids(tree, model)
+
+
+def test_freeze_a_part_of_a_trainable_hub_keras_layer(hub_backbone, hub, tf_keras, xy):
+    layer = hub.KerasLayer(hub_backbone, trainable=True, name="hub")
+    model = tf_keras.Sequential([tf_keras.Input((4,)), layer, tf_keras.layers.Dense(2, name="head")])
+    tree = hw.freeze(model, "hub/block1_.*")
+    assert tree.find("hub").trainable == "mixed"
+    assert tree.root.trainable_params == 6 * 8 + 6 + 6 * 2 + 2
+    model.compile(optimizer=tf_keras.optimizers.SGD(0.1), loss="mse")
+    changed = one_step(model, *xy)
+    assert changed - moving_stat_ids(model) == trainable_ids(tree, model)
+    assert not changed & {id(w) for w in layer.weights if "block1_dense" in w.name}
+    # a whole-module toggle clears the part freeze
+    tree = hw.set_trainable(model, "hub", True)
+    assert tree.find("hub").trainable is True
+
+
+def test_signature_layer_and_tf1_module_cannot_be_unfrozen(hub_backbone, tf1_hub_module, hub,
+                                                           tf_keras):
+    by_signature = hub.KerasLayer(hub_backbone, signature="serving_default",
+                                  output_key="block2_dense", name="sig")
+    tf1 = hub.KerasLayer(tf1_hub_module, name="tf1")
+    inp = tf_keras.Input((4,))
+    model = tf_keras.Model(inp, [by_signature(inp), tf1(inp)])
+    with pytest.raises(hw.FreezeError, match="signature 'serving_default'"):
+        hw.unfreeze(model, "sig")
+    with pytest.raises(hw.FreezeError, match="TF1 Hub format"):
+        hw.unfreeze(model, "tf1")
+    with pytest.warns(UserWarning, match="Left frozen"):
+        hw.unfreeze(model)
+    assert (by_signature.trainable, tf1.trainable) == (False, False)
+
+
+# -- Keras 3: hubwidgets.HubLayer -------------------------------------------------------------
+def test_hub_layer_fits_in_keras3_and_shows_the_module_inside(hub_backbone, keras):
+    layer = hw.HubLayer(hub_backbone, name="hub")
+    model = keras.Sequential([keras.Input((4,)), layer, keras.layers.Dense(2, name="head")])
+    tree = hw.inspect(model)
+    hub_node = tree.find("hub")
+    assert [c.name for c in hub_node.children] == ["block1_dense", "block1_bn", "block2_dense"]
+    assert hub_node.trainable is False and hub_node.params == 126
+    assert [v.name for v in tree.find("hub/block1_bn").variables] == [
+        "gamma", "beta", "moving_mean", "moving_variance"]
+
+
+def test_transfer_learning_recipe_with_hub_layer(hub_backbone, keras, xy):
+    """The seeds' recipe in Keras 3: frozen feature extractor + new head, then fine-tune the
+    top block; what changes is exactly what the explorer shows as trainable."""
+    keras.utils.set_random_seed(1)
+    layer = hw.HubLayer(hub_backbone, trainable=False, name="hub")
+    model = keras.Sequential([keras.Input((4,)), layer, keras.layers.Dense(2, name="head")])
+    model.compile(optimizer=keras.optimizers.SGD(0.1), loss="mse")
+
+    tree = hw.inspect(model)
+    changed = one_step(model, *xy)  # stage 1: the head trains, the module is untouched
+    assert changed == trainable_ids(tree, model) == {id(w) for w in model.get_layer("head").weights}
+
+    tree = hw.unfreeze(model, "hub/block2_dense")  # stage 2: fine-tune the top block
+    assert hw.needs_compile(model)
+    model.compile(optimizer=keras.optimizers.SGD(0.01), loss="mse")
+    assert not hw.needs_compile(model)
+    changed = one_step(model, *xy)
+    top = {id(w) for w in layer.weights if w.name.startswith("block2_dense")}
+    assert changed - moving_stat_ids(model) == trainable_ids(tree, model)
+    assert trainable_ids(tree, model) == top | {id(w) for w in model.get_layer("head").weights}
+    assert layer.frozen_variables == ["block1_dense__kernel", "block1_dense__bias",
+                                      "block1_bn__gamma", "block1_bn__beta"]
+
+
+def test_hub_layer_passes_training_to_the_module(hub_backbone, keras, xy):
+    layer = hw.HubLayer(hub_backbone, trainable=True, name="hub")
+    model = keras.Sequential([keras.Input((4,)), layer, keras.layers.Dense(2, name="head")])
+    model.compile(optimizer=keras.optimizers.SGD(0.1), loss="mse")
+    changed = one_step(model, *xy)
+    assert moving_stat_ids(model) <= changed  # BatchNorm ran in training mode
+    x = xy[0]
+    np.testing.assert_array_equal(model(x, training=False), model(x, training=False))
+
+
+def test_hub_layer_takes_strings(text_module, keras, tf):
+    sentences = tf.constant(["a tiny model", "strings go in", "vectors come out", "x"])
+    layer = hw.HubLayer(text_module, trainable=True, name="embed")
+    model = keras.Sequential([keras.Input((), dtype="string"), layer,
+                              keras.layers.Dense(1, name="score")])
+    assert model(sentences).shape == (4, 1)
+    model.compile(optimizer=keras.optimizers.SGD(0.1), loss="mse")
+    tree = hw.freeze(model, "embed/embedding")  # a name scope inside the module
+    model.compile(optimizer=keras.optimizers.SGD(0.1), loss="mse")
+    before = {id(w): np.array(w.numpy()) for w in model.weights}
+    model.fit(sentences, tf.ones((4, 1)), epochs=1, batch_size=4, verbose=0)
+    changed = {id(w) for w in model.weights if not np.array_equal(before[id(w)], w.numpy())}
+    assert changed == trainable_ids(tree, model)
+    assert [v.path.split("/", 1)[1] for v in tree.variables() if v.trainable] == [
+        "embed/projection/kernel", "embed/projection/bias", "score/kernel", "score/bias"]
+
+
+def test_hub_layer_saves_and_loads_with_the_model(hub_backbone, keras, xy, tmp_path):
+    layer = hw.HubLayer(hub_backbone, trainable=True, name="hub")
+    model = keras.Sequential([keras.Input((4,)), layer, keras.layers.Dense(2, name="head")])
+    model.compile(optimizer=keras.optimizers.SGD(0.1), loss="mse")
+    hw.freeze(model, "hub/block1_dense")
+    model.compile(optimizer=keras.optimizers.SGD(0.1), loss="mse")
+    one_step(model, *xy)  # the fine-tuned values differ from the module on disk
+    path = str(tmp_path / "with_hub.keras")
+    model.save(path)
+    loaded = keras.saving.load_model(path)
+    for saved, back in zip(model.weights, loaded.weights):
+        np.testing.assert_array_equal(saved.numpy(), back.numpy())
+    assert loaded.get_layer("hub").frozen_variables == ["block1_dense__kernel",
+                                                        "block1_dense__bias"]
+    np.testing.assert_allclose(model(xy[0]), loaded(xy[0]), rtol=1e-6)
+
+
+def test_hub_layer_refuses_to_train_what_cannot(hub_backbone, tf1_hub_module, keras):
+    with pytest.raises(hw.FreezeError, match="TF1 Hub format"):
+        hw.HubLayer(tf1_hub_module, trainable=True, signature="default", output_key="default")
+    frozen_tf1 = hw.HubLayer(tf1_hub_module, signature="default", output_key="default",
+                             name="tf1")
+    assert frozen_tf1(np.ones((2, 4), "float32")).shape == (2, 3)
+    with pytest.raises(hw.FreezeError, match="signature 'serving_default'"):
+        hw.HubLayer(hub_backbone, trainable=True, signature="serving_default")
+    model = keras.Sequential([keras.Input((4,)), frozen_tf1])
+    with pytest.raises(hw.FreezeError, match="TF1 Hub format"):
+        hw.unfreeze(model, "tf1")
+    with pytest.raises(ValueError, match="no signature 'nope'"):
+        hw.HubLayer(hub_backbone, signature="nope")
+    with pytest.raises(hw.ModelLoadError, match="No SavedModel directory"):
+        hw.HubLayer("/no/such/module")
