@@ -16,7 +16,17 @@ import pytest
 def tf():
     import tensorflow as tf
 
+    # two logical CPUs, before anything runs, so tests can build MirroredStrategy models
+    [cpu] = tf.config.list_physical_devices("CPU")
+    tf.config.set_logical_device_configuration(
+        cpu, [tf.config.LogicalDeviceConfiguration(), tf.config.LogicalDeviceConfiguration()])
     return tf
+
+
+@pytest.fixture(scope="session")
+def mirrored(tf):
+    """A MirroredStrategy over the two logical CPUs."""
+    return tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
 
 
 @pytest.fixture(scope="session")

@@ -121,6 +121,7 @@ def test_transfer_learning_recipe_with_hub_layer(hub_backbone, keras, xy):
     assert trainable_ids(tree, model) == top | {id(w) for w in model.get_layer("head").weights}
     assert layer.frozen_variables == ["block1_dense__kernel", "block1_dense__bias",
                                       "block1_bn__gamma", "block1_bn__beta"]
+    assert any("still runs in training mode" in n for n in tree.find("hub/block1_bn").notes)
 
 
 def test_hub_layer_passes_training_to_the_module(hub_backbone, keras, xy):

@@ -144,8 +144,13 @@ def test_hub_keras_layer_in_tf_keras_model(tfk_saved_model, hub, tf_keras, explo
     assert "with_hub/hub/features_1" in [r["path"] for r in explorer._rows]
     explorer.handle_action({"action": "set_trainable", "path": "with_hub/hub", "value": False})
     assert layer.trainable is False and explorer.totals["trainable"] == 3 * 2 + 2
-    explorer.handle_action({"action": "set_trainable", "path": "with_hub/hub/features_1", "value": False})
-    assert "part of the Hub module" in explorer.message
+    # a toggle inside the frozen module unfreezes exactly that part
+    explorer.handle_action({"action": "set_trainable", "path": "with_hub/hub/features_2", "value": True})
+    assert layer.trainable is True
+    assert explorer.totals["trainable"] == (8 * 3 + 3) + (3 * 2 + 2)
+    rows = {r["path"]: r for r in explorer._rows}
+    assert rows["with_hub/hub"]["trainable"] == "mixed"
+    assert "hubwidgets.set_trainable(model, 'with_hub/hub/features_2', True)" in explorer.code
 
 
 def test_resnet50_bytes_to_browser(keras, monkeypatch):

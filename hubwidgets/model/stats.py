@@ -11,6 +11,7 @@ computed on the device in one cheap pass, so a changed value is never served sta
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import warnings
 from dataclasses import dataclass, field
@@ -49,10 +50,22 @@ class WeightStats:
     counts: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
     edges: np.ndarray = field(default_factory=lambda: np.zeros(0))
     device: str = ""
+    replicas: list["WeightStats"] = field(default_factory=list, repr=False)
 
     @property
     def has_nonfinite(self) -> bool:
         return bool(self.nan_count or self.inf_count)
+
+    @property
+    def replicas_agree(self) -> bool:
+        """For a mirrored variable: whether every replica holds the same statistics (they
+        should; a difference means the replicas drifted apart).  True otherwise."""
+        first = self.replicas[0]._summary() if self.replicas else None
+        return all(r._summary() == first for r in self.replicas)
+
+    def _summary(self) -> tuple:
+        return (self.count, self.mean, self.std, self.min, self.max, self.nan_count,
+                self.inf_count, tuple(self.counts.tolist()))
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready dict (lists instead of arrays)."""
@@ -218,10 +231,24 @@ def _dedupe_paths(items: list[tuple[str, Any]]) -> list[tuple[str, Any]]:
 
 def _stats_of(path: str, variable: Any, bins: int,
               value_range: tuple[float, float] | None) -> WeightStats:
-    from .adapters.common import backing_variable, dtype_name, shape_tuple
+    """Statistics of one variable; a mirrored variable's are computed on each replica's
+    device, and the first replica's stand for the variable."""
+    from .adapters.common import replica_components
+
+    per_replica = [_stats_on_device(path, c, bins, value_range)
+                   for c in replica_components(variable)]
+    if len(per_replica) == 1:
+        return per_replica[0]
+    main = dataclasses.replace(per_replica[0], replicas=per_replica)
+    main.device = ", ".join(r.device for r in per_replica)
+    return main
+
+
+def _stats_on_device(path: str, var: Any, bins: int,
+                     value_range: tuple[float, float] | None) -> WeightStats:
+    from .adapters.common import dtype_name, shape_tuple
 
     tf = _kernels().tf
-    var = backing_variable(variable)
     dtype = tf.as_dtype(var.dtype)
     shape = shape_tuple(var.shape)
     device = str(getattr(var, "device", "") or "")

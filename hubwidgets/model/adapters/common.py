@@ -73,9 +73,19 @@ def itemsize(dtype: str) -> int:
         return 0
 
 
+def replica_components(v: Any) -> list[Any]:
+    """The per-device copies of a distributed (e.g. mirrored) variable, else ``[v]``."""
+    inner = backing_variable(v)
+    values = getattr(inner, "values", None)
+    if isinstance(values, tuple) and len(values) > 1 and all(hasattr(c, "device") for c in values):
+        return list(values)
+    return [inner]
+
+
 def variable_device(v: Any) -> str:
+    """Where the variable lives; every replica's device, comma-separated, when mirrored."""
     try:
-        return str(backing_variable(v).device or "")
+        return ", ".join(str(c.device or "") for c in replica_components(v))
     except (AttributeError, ValueError, RuntimeError):
         return ""
 
