@@ -1,4 +1,5 @@
-"""End to end: a real JupyterLab, driven by headless Chromium through Playwright.
+"""End to end: a real Jupyter server, driven by headless Chromium through Playwright, in both
+front ends that ``pip install`` sets up: JupyterLab 4 and Notebook 7.
 
 Opens a notebook that builds a small nested model and calls explore(model), expands a nested
 layer, clicks its freeze toggle, and reads back from the kernel that the model changed.
@@ -53,6 +54,7 @@ def jupyter_lab(tmp_path_factory):
         pytest.fail(f"{CHROMIUM} is missing: install Debian's chromium (scripts/test.sh does).")
     root = tmp_path_factory.mktemp("lab")
     _notebook(root / "e2e.ipynb")
+    _notebook(root / "e2e_notebook7.ipynb")
     port = _free_port()
     cmd = [sys.executable, "-m", "jupyter", "lab", "--no-browser", "--ip", "127.0.0.1",
            f"--port={port}", "--ServerApp.token=", "--ServerApp.password=",
@@ -93,48 +95,82 @@ def run_cell(page, cell) -> None:
     raise AssertionError("the cell never started running")
 
 
+def _drive_explorer(page, console_errors: list[str], screenshot: str) -> None:
+    """Run the first cell, expand ``block``, freeze ``inner_a``, read it back from the kernel."""
+    from playwright.sync_api import expect
+
+    first_cell = page.locator(".jp-Notebook .jp-CodeCell").first
+    first_cell.wait_for(timeout=60_000)
+    run_cell(page, first_cell)
+    block = page.locator(".hw-row", has=page.locator(".hw-name", has_text="block"))
+    try:
+        expect(block).to_be_visible(timeout=120_000)
+    except AssertionError:
+        page.screenshot(path=str(OUTPUT_DIR / f"failure-{screenshot}"))
+        raise AssertionError("the explorer did not render; console errors: "
+                             f"{console_errors[-5:]}; outputs: "
+                             f"{page.locator('.jp-OutputArea').all_inner_texts()}") from None
+    block.locator(".hw-caret").click()
+    inner = page.locator(".hw-row", has=page.locator(".hw-name", has_text="inner_a"))
+    expect(inner).to_be_visible(timeout=30_000)
+    evil = page.locator(".hw-row .hw-name", has_text=EVIL)
+    expect(evil).to_have_text(EVIL)
+    assert page.locator(".hw-explorer img").count() == 0
+    inner.locator(".hw-toggle").click()
+    expect(page.locator(".hw-code")).to_contain_text(
+        "model.get_layer('block').get_layer('inner_a').trainable = False", timeout=30_000)
+    page.screenshot(path=str(OUTPUT_DIR / screenshot), full_page=False)
+
+    run_cell(page, page.locator(".jp-Notebook .jp-CodeCell").nth(1))
+    expect(page.locator(".jp-RenderedText", has_text="TRAINABLE")).to_contain_text(
+        "TRAINABLE False", timeout=60_000)
+
+
+def _open(p, url: str, console_errors: list[str], dialogs: list[str]):
+    browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=[
+        "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+        "--disable-component-update", "--disable-sync", "--no-first-run"])
+    page = browser.new_page(viewport={"width": 1500, "height": 1000})
+    page.on("console", lambda m: m.type == "error" and console_errors.append(m.text))
+    page.on("dialog", lambda d: (dialogs.append(d.message), d.dismiss()))
+    page.goto(url)
+    return browser, page
+
+
+def _our_errors(console_errors: list[str]) -> list[str]:
+    keys = ("hubwidgets", "hw-", "explorer", "anywidget")
+    return [e for e in console_errors if any(k in e for k in keys)]
+
+
 def test_explorer_in_jupyterlab(jupyter_lab):
-    from playwright.sync_api import expect, sync_playwright
+    from playwright.sync_api import sync_playwright
 
     OUTPUT_DIR.mkdir(exist_ok=True)
     console_errors: list[str] = []
     dialogs: list[str] = []
     with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=[
-            "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-            "--disable-component-update", "--disable-sync", "--no-first-run"])
-        page = browser.new_page(viewport={"width": 1500, "height": 1000})
-        page.on("console", lambda m: m.type == "error" and console_errors.append(m.text))
-        page.on("dialog", lambda d: (dialogs.append(d.message), d.dismiss()))
-        page.goto(f"{jupyter_lab}/lab/tree/e2e.ipynb")
-        first_cell = page.locator(".jp-Notebook .jp-CodeCell").first
-        first_cell.wait_for(timeout=60_000)
+        browser, page = _open(p, f"{jupyter_lab}/lab/tree/e2e.ipynb", console_errors, dialogs)
         page.get_by_text("Python 3 (ipykernel) | Idle").wait_for(timeout=90_000)
-        run_cell(page, first_cell)
-
-        block = page.locator(".hw-row", has=page.locator(".hw-name", has_text="block"))
-        try:
-            expect(block).to_be_visible(timeout=120_000)
-        except AssertionError:
-            page.screenshot(path=str(OUTPUT_DIR / "failure.png"))
-            raise AssertionError("the explorer did not render; console errors: "
-                                 f"{console_errors[-5:]}; outputs: "
-                                 f"{page.locator('.jp-OutputArea').all_inner_texts()}") from None
-        block.locator(".hw-caret").click()
-        inner = page.locator(".hw-row", has=page.locator(".hw-name", has_text="inner_a"))
-        expect(inner).to_be_visible(timeout=30_000)
-        evil = page.locator(".hw-row .hw-name", has_text=EVIL)
-        expect(evil).to_have_text(EVIL)
-        assert page.locator(".hw-explorer img").count() == 0
-        inner.locator(".hw-toggle").click()
-        expect(page.locator(".hw-code")).to_contain_text(
-            "model.get_layer('block').get_layer('inner_a').trainable = False", timeout=30_000)
-        page.screenshot(path=str(OUTPUT_DIR / "explorer.png"), full_page=False)
-
-        run_cell(page, page.locator(".jp-Notebook .jp-CodeCell").nth(1))
-        expect(page.locator(".jp-RenderedText", has_text="TRAINABLE")).to_contain_text(
-            "TRAINABLE False", timeout=60_000)
+        _drive_explorer(page, console_errors, "explorer.png")
         browser.close()
     assert dialogs == []
-    ours = [e for e in console_errors if any(k in e for k in ("hubwidgets", "hw-", "explorer", "anywidget"))]
-    assert ours == [], ours
+    assert _our_errors(console_errors) == []
+
+
+def test_explorer_in_notebook7(jupyter_lab):
+    """The same server serves Notebook 7 at /notebooks/: no extra install step."""
+    from playwright.sync_api import sync_playwright
+
+    OUTPUT_DIR.mkdir(exist_ok=True)
+    console_errors: list[str] = []
+    dialogs: list[str] = []
+    with sync_playwright() as p:
+        browser, page = _open(p, f"{jupyter_lab}/notebooks/e2e_notebook7.ipynb",
+                              console_errors, dialogs)
+        page.locator("#jp-NotebookKernelStatus, .jp-Notebook").first.wait_for(timeout=90_000)
+        # Notebook 7's single-document shell, not JupyterLab's
+        assert page.evaluate("document.body.dataset.notebook") == "notebooks"
+        _drive_explorer(page, console_errors, "notebook7.png")
+        browser.close()
+    assert dialogs == []
+    assert _our_errors(console_errors) == []

@@ -39,7 +39,8 @@ class Dashboard(widgets.VBox):
         widgets.dlink((self.explorer, "selected"), (self.weights, "selected"))
         self.explorer.observe(lambda _c: self._update_header(), "totals")
         super().__init__([widgets.HBox([self.header, refresh]),
-                          widgets.HBox([self.explorer, self.weights])])
+                          widgets.HBox([self.explorer, self.weights],
+                                       layout={"flex_flow": "row wrap"})])
 
     def _repr_mimebundle_(self, **kwargs: Any) -> dict[str, Any]:
         """The widget, plus a text and HTML summary for where widgets cannot render."""

@@ -30,6 +30,8 @@ def histogram_quantiles(stats: WeightStats, qs: tuple[float, ...] = (0.25, 0.5, 
     return [float(np.interp(q, cdf, stats.edges)) for q in qs]
 
 
+FIGURE_WIDTH = 440  # fits beside the explorer in Notebook 7's narrow page
+
 class WeightPlot(widgets.VBox):
     """Histograms of the selected variable or layer, and a whole-model overview.
 
@@ -50,10 +52,12 @@ class WeightPlot(widgets.VBox):
         self.tree: ModelTree = inspect(model)
         self.bins = bins
         self.selection_figure = go.FigureWidget(layout=dict(
-            height=300, margin=dict(l=40, r=10, t=30, b=30), barmode="overlay",
+            height=300, width=FIGURE_WIDTH, margin=dict(l=40, r=10, t=30, b=30), barmode="overlay",
+            legend=dict(orientation="h", yanchor="top", y=-0.12),
             title="Select a layer or variable"))
         self.overview_figure = go.FigureWidget(layout=dict(
-            height=320, margin=dict(l=40, r=10, t=30, b=80), title="Weights by layer",
+            height=320, width=FIGURE_WIDTH, margin=dict(l=40, r=10, t=30, b=80),
+            title="Weights by layer",
             showlegend=False))
         self.progress = widgets.IntProgress(min=0, max=1, description="Stats", layout={"width": "320px"})
         log_box = widgets.Checkbox(description="log y", value=False, indent=False)
