@@ -248,6 +248,10 @@ def _stats_on_device(path: str, var: Any, bins: int,
                      value_range: tuple[float, float] | None) -> WeightStats:
     from .adapters.common import dtype_name, shape_tuple
 
+    host = _host_stats(var, bins, value_range)
+    if host is not None:
+        host.path, host.shape = path, shape_tuple(var.shape)
+        return host
     tf = _kernels().tf
     dtype = tf.as_dtype(var.dtype)
     shape = shape_tuple(var.shape)
@@ -266,6 +270,25 @@ def _stats_on_device(path: str, var: Any, bins: int,
     if checksum is not None:
         _CACHE[key] = (checksum, stats)
     return stats
+
+
+def _host_stats(var: Any, bins: int,
+                value_range: tuple[float, float] | None) -> WeightStats | None:
+    """Statistics of a host (CPU) variable with numpy, in place; None to use the kernels
+    (another device, an odd dtype, or NaN/Inf present)."""
+    from .host_stats import host_array, host_moments
+
+    flat = host_array(var)
+    if flat is None:
+        return None
+    m = host_moments(flat, bins, value_range)
+    if m is None:
+        return None
+    return WeightStats(
+        path="", dtype=var.dtype.name, shape=(), count=m["count"], mean=m["mean"],
+        std=m["std"], min=m["min"], max=m["max"], l2_norm=m["l2"],
+        zero_fraction=m["zeros"] / m["count"], counts=m["counts"], edges=m["edges"],
+        device=str(getattr(var, "device", "") or ""))
 
 
 def _checksum(flat: Any, dtype: Any) -> tuple | None:
