@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 
+import numpy as np
+
 import pytest
 
 import hubwidgets as hw
@@ -161,10 +163,34 @@ def test_resnet50_bytes_to_browser(keras, monkeypatch):
     model = keras.applications.ResNet50(weights=None)
     explorer = hw.LayerExplorer(model, scan_weights=False)
     first = comm.bytes_sent()
-    assert len(explorer._rows) == 1 + len(model.layers)
+    # the root, the first page of its 177 layers, and a "show more" row
+    assert len(explorer._rows) == 1 + 100 + 1 and explorer._rows[-1]["remaining"] == 77
     assert first < 100_000, first
     comm.messages.clear()
     explorer.handle_action({"action": "select", "path": "resnet50/conv2_block1_1_conv"})
     assert explorer.selected == "resnet50/conv2_block1_1_conv"
     assert comm.bytes_sent() < 8_000, comm.bytes_sent()
     print(f"ResNet50 explorer: first display {first} bytes, selection change {comm.bytes_sent()} bytes")
+
+
+def test_long_layer_lists_come_in_pages(keras, explorer_of):
+    model = keras.Sequential([keras.Input((2,))] + [keras.layers.Dense(2, name=f"d{i}")
+                                                    for i in range(250)], name="long")
+    explorer = explorer_of(model)
+    assert [r["name"] for r in explorer._rows[-2:]] == ["d99", "150 more"]
+    explorer.handle_action({"action": "more", "path": "long"})
+    assert [r["name"] for r in explorer._rows[-2:]] == ["d199", "50 more"]
+    explorer.handle_action({"action": "more", "path": "long"})
+    assert explorer._rows[-1]["name"] == "d249" and len(explorer._rows) == 251
+    explorer.query = "d24"  # a search lists its matches, paged the same way
+    assert [r["name"] for r in explorer._rows] == ["long", "d24"] + [f"d24{i}" for i in range(10)]
+
+
+def test_dashboard_badges_nan_weights_from_its_overview(keras):
+    model = keras.Sequential([keras.Input((3,)), keras.layers.Dense(2, name="ok"),
+                              keras.layers.Dense(2, name="broken")], name="nan_model")
+    kernel = model.get_layer("broken").kernel
+    kernel.assign(np.where(np.eye(2, dtype=bool), np.nan, kernel.numpy()))
+    dashboard = hw.explore(model)
+    rows = {r["name"]: r for r in dashboard.explorer._rows}
+    assert "NaN/Inf" in rows["broken"]["badges"] and "NaN/Inf" not in rows["ok"]["badges"]

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import difflib
 from dataclasses import dataclass, field
+from collections.abc import Sequence
 from typing import Any, Callable, Iterator, Literal, Union
 
 Trainable = Union[bool, Literal["mixed"]]
@@ -77,6 +78,30 @@ class VariableInfo:
         return self.variable.numpy()
 
 
+class LazyNodes(Sequence):
+    """Children built one by one when first read: a layer list of 10,000 entries opens by
+    building only the rows on screen.  Slicing returns a plain list."""
+
+    def __init__(self, items: list[Any], build: Callable[[Any], "Node"]) -> None:
+        self._items = items
+        self._build = build
+        self._nodes: list["Node | None"] = [None] * len(items)
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+    def __getitem__(self, index: Any) -> Any:
+        if isinstance(index, slice):
+            return [self[i] for i in range(*index.indices(len(self)))]
+        node = self._nodes[index]
+        if node is None:
+            node = self._nodes[index] = self._build(self._items[index])
+        return node
+
+    def __add__(self, other: list["Node"]) -> list["Node"]:
+        return list(self) + list(other)
+
+
 @dataclass(eq=False)
 class Node:
     """A layer, sub-module or name scope of the model.
@@ -95,15 +120,15 @@ class Node:
     obj: Any = field(default=None, repr=False)
     layer_trainable: bool | None = None
     shared: bool = False
-    _children: list["Node"] | None = field(default=None, repr=False)
-    _expand: Callable[[], list["Node"]] | None = field(default=None, repr=False)
-    _subtree_vars: Callable[[], dict[int, tuple[int, bool]]] | None = field(default=None, repr=False)
+    _children: Sequence["Node"] | None = field(default=None, repr=False)
+    _expand: Callable[[], Sequence["Node"]] | None = field(default=None, repr=False)
+    _subtree_vars: Callable[[], dict[int, tuple[int, bool, int]]] | None = field(default=None, repr=False)
     _tree: "ModelTree | None" = field(default=None, repr=False)
-    _subtree_cache: dict[int, tuple[int, bool]] | None = field(default=None, repr=False)
+    _subtree_cache: dict[int, tuple[int, bool, int]] | None = field(default=None, repr=False)
 
     # -- structure -------------------------------------------------------------------------
     @property
-    def children(self) -> list["Node"]:
+    def children(self) -> Sequence["Node"]:
         """Direct sub-layers / sub-modules, in model order."""
         if self._children is None:
             self._children = self._expand() if self._expand else []
@@ -138,12 +163,12 @@ class Node:
 
     # -- counts ----------------------------------------------------------------------------
     def _subtree(self) -> dict[int, tuple[int, bool]]:
-        """key -> (size, can_train) of each distinct variable in the subtree."""
+        """key -> (size, can_train, nbytes) of each distinct variable in the subtree."""
         if self._subtree_cache is None:
             if self._subtree_vars is not None:
                 self._subtree_cache = self._subtree_vars()
             else:
-                merged = {v.key: (v.size, v.can_train) for v in self.variables}
+                merged = {v.key: (v.size, v.can_train, v.nbytes) for v in self.variables}
                 for child in self.children:
                     merged.update(child._subtree())
                 self._subtree_cache = merged
@@ -152,13 +177,13 @@ class Node:
     @property
     def params(self) -> int:
         """Parameters in the subtree; a shared variable counts once."""
-        return sum(size for size, _ in self._subtree().values())
+        return sum(size for size, _, _ in self._subtree().values())
 
     @property
     def trainable_params(self) -> int:
         """Parameters in the subtree that training would update."""
-        keys = self._tree.trainable_keys if self._tree else set()
-        return sum(size for key, (size, _) in self._subtree().items() if key in keys)
+        keys = self._tree.trainable_keys if self._tree is not None else set()
+        return sum(size for key, (size, _, _) in self._subtree().items() if key in keys)
 
     @property
     def non_trainable_params(self) -> int:
@@ -177,8 +202,8 @@ class Node:
         Variables that never train (BatchNormalization's moving statistics, counters) do not
         make a layer "mixed".  A node without such variables reports its Keras flag.
         """
-        keys = self._tree.trainable_keys if self._tree else set()
-        states = {key in keys for key, (_, can) in self._subtree().items() if can}
+        keys = self._tree.trainable_keys if self._tree is not None else set()
+        states = {key in keys for key, (_, can, _) in self._subtree().items() if can}
         if len(states) == 2:
             return "mixed"
         if states:
@@ -188,7 +213,7 @@ class Node:
     @property
     def nbytes(self) -> int:
         """Bytes held by the subtree's variables."""
-        return sum(v.nbytes for v in self.all_variables())
+        return sum(nbytes for _, _, nbytes in self._subtree().values())
 
     def __repr__(self) -> str:
         return (f"Node(path={self.path!r}, class_name={self.class_name!r}, "

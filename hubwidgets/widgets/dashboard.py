@@ -32,6 +32,7 @@ class Dashboard(widgets.VBox):
         self.tree = inspect(model)
         self.explorer = LayerExplorer(self.tree, var_name=var_name)
         self.weights = WeightPlot(self.tree, bins=bins)
+        self.explorer.mark_nonfinite(self.weights.nonfinite)  # from the overview's statistics
         self.header = widgets.HTML(header_html(self.tree))
         refresh = widgets.Button(description="Refresh", icon="refresh",
                                  tooltip="Re-read the weights (after training or set_weights)")
@@ -55,8 +56,8 @@ class Dashboard(widgets.VBox):
 
     def refresh(self) -> None:
         """Re-read trainable flags and weights from the live model."""
-        self.explorer.refresh()
         self.weights.refresh()
+        self.explorer.mark_nonfinite(self.weights.nonfinite)
         self._update_header()
 
 

@@ -25,11 +25,14 @@ from ..model.tree import ModelTree, Node, VariableInfo, format_shape, trainable_
 STATIC = Path(__file__).parent / "static"
 
 
+PAGE_SIZE = 100  # children listed per expanded node before a "show more" row
+
+
 def node_row(node: Node, depth: int, expanded: bool, nonfinite: set[str]) -> dict[str, Any]:
     """What one row of the explorer shows (JSON-ready)."""
     flag = node.trainable
     badges = [] if flag is True else [trainable_label(flag)]
-    if any(v.path in nonfinite for v in node.all_variables()):
+    if nonfinite and any(v.path in nonfinite for v in node.all_variables()):
         badges.append("NaN/Inf")
     if node.shared:
         badges.append("shared")
@@ -44,6 +47,12 @@ def node_row(node: Node, depth: int, expanded: bool, nonfinite: set[str]) -> dic
     if expanded:
         row["variables"] = [variable_row(v, nonfinite) for v in node.variables]
     return row
+
+
+def more_row(parent: Node, depth: int, remaining: int) -> dict[str, Any]:
+    """The row that stands for children not listed yet."""
+    return {"path": parent.path + "/\u2026", "more_of": parent.path, "remaining": remaining,
+            "depth": depth, "name": f"{remaining:,} more", "class_name": "", "badges": []}
 
 
 def variable_row(var: VariableInfo, nonfinite: set[str]) -> dict[str, Any]:
@@ -70,30 +79,40 @@ class LayerExplorer(anywidget.AnyWidget):
     _rows = traitlets.List().tag(sync=True)
     _expanded = traitlets.List().tag(sync=True)
 
-    def __init__(self, model: Any, *, scan_weights: bool = True, var_name: str = "model",
+    def __init__(self, model: Any, *, scan_weights: bool = False, var_name: str = "model",
                  **kwargs: Any) -> None:
         unknown = set(kwargs) - {"layout", "selected", "query"}
         if unknown:
             raise TypeError(f"LayerExplorer got unexpected keyword arguments: {sorted(unknown)}")
         super().__init__(**kwargs)
+        self._ready = False
         self.tree: ModelTree = inspect(model)
         self.var_name = var_name
         self.nonfinite: set[str] = set()
+        self._shown: dict[str, int] = {}  # node path -> how many children are listed
         if scan_weights:
             self.scan_weights()
         self._expanded = [self.tree.root.path]
         self.on_msg(self._on_custom_msg)
+        self._ready = True
         self.render_rows()
 
     # -- state the browser reads ------------------------------------------------------------
     def scan_weights(self) -> None:
-        """Compute statistics once to badge variables with NaN or Inf values."""
+        """Compute statistics once to badge variables with NaN or Inf values (the dashboard
+        passes the ones its overview computed instead, see :meth:`mark_nonfinite`)."""
         import warnings
 
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             stats = weight_stats(self.tree)
-        self.nonfinite = {path for path, s in stats.items() if s.has_nonfinite}
+        self.mark_nonfinite({path for path, s in stats.items() if s.has_nonfinite})
+
+    def mark_nonfinite(self, paths: set[str]) -> None:
+        """Badge the variables at ``paths`` (and their layers) as holding NaN or Inf."""
+        self.nonfinite = set(paths)
+        if self._ready:
+            self.render_rows()
 
     def render_rows(self) -> None:
         """Recompute the visible rows and totals from the live model."""
@@ -116,9 +135,16 @@ class LayerExplorer(anywidget.AnyWidget):
                 return
             is_open = node.path in expanded or (keep is not None and node.has_children)
             rows.append(node_row(node, depth, is_open, self.nonfinite))
-            if is_open:
-                for child in node.children:
-                    visit(child, depth + 1)
+            if not is_open:
+                return
+            children = node.children
+            if keep is not None:
+                children = [c for c in children if c.path in keep]
+            limit = self._shown.get(node.path, PAGE_SIZE)
+            for child in children[:limit]:
+                visit(child, depth + 1)
+            if len(children) > limit:
+                rows.append(more_row(node, depth + 1, len(children) - limit))
 
         visit(self.tree.root, 0)
         return rows
@@ -140,7 +166,7 @@ class LayerExplorer(anywidget.AnyWidget):
 
     @traitlets.observe("query", "_expanded")
     def _on_view_change(self, change: dict[str, Any]) -> None:
-        if hasattr(self, "tree"):
+        if getattr(self, "_ready", False):
             self._rows = self._visible_rows()
 
     # -- actions ---------------------------------------------------------------------------
@@ -156,6 +182,8 @@ class LayerExplorer(anywidget.AnyWidget):
                 self.expand(path)
             elif action == "collapse":
                 self._expanded = [p for p in self._expanded if p != path]
+            elif action == "more":
+                self.show_more(path)
             elif action == "select":
                 self.selected = path
             elif action == "set_trainable":
@@ -179,6 +207,12 @@ class LayerExplorer(anywidget.AnyWidget):
         parts = node.path.split("/")
         opened = ["/".join(parts[:i]) for i in range(1, len(parts) + 1)]
         self._expanded = list(dict.fromkeys([*self._expanded, *opened]))
+
+    def show_more(self, path: str) -> None:
+        """List the next :data:`PAGE_SIZE` children of the node at ``path``."""
+        node = self.tree.find(path)
+        self._shown[node.path] = self._shown.get(node.path, PAGE_SIZE) + PAGE_SIZE
+        self._rows = self._visible_rows()
 
     def set_trainable(self, path: str, flag: bool) -> None:
         """The row toggle: freeze or unfreeze the node at ``path``."""
@@ -219,6 +253,6 @@ class LayerExplorer(anywidget.AnyWidget):
         self.render_rows()
 
     def refresh(self) -> None:
-        """Re-read the model (after training or ``set_weights``)."""
+        """Re-read the model (after training or ``set_weights``), NaN/Inf scan included."""
         self.scan_weights()
         self.render_rows()

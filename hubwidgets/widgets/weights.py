@@ -8,6 +8,7 @@ variable's histogram, or an overlay of a layer's variables) and one whole-model 
 from __future__ import annotations
 
 import html
+import warnings
 from typing import Any
 
 import ipywidgets as widgets
@@ -16,7 +17,7 @@ import plotly.graph_objects as go
 import traitlets
 
 from ..model.inspect import inspect
-from ..model.stats import WeightStats, weight_stats
+from ..model.stats import NonFiniteWeightsWarning, WeightStats, weight_stats
 from ..model.tree import ModelTree, Node
 
 
@@ -30,6 +31,7 @@ def histogram_quantiles(stats: WeightStats, qs: tuple[float, ...] = (0.25, 0.5, 
     return [float(np.interp(q, cdf, stats.edges)) for q in qs]
 
 
+MAX_OVERLAY = 24  # histograms overlaid in the selection figure
 FIGURE_WIDTH = 440  # fits beside the explorer in Notebook 7's narrow page
 
 class WeightPlot(widgets.VBox):
@@ -51,6 +53,8 @@ class WeightPlot(widgets.VBox):
         super().__init__(**kwargs)
         self.tree: ModelTree = inspect(model)
         self.bins = bins
+        self.nonfinite: set[str] = set()  # variable paths with NaN/Inf, from the overview
+        self._selection_total = 0
         self.selection_figure = go.FigureWidget(layout=dict(
             height=300, width=FIGURE_WIDTH, margin=dict(l=40, r=10, t=30, b=30), barmode="overlay",
             legend=dict(orientation="h", yanchor="top", y=-0.12),
@@ -81,11 +85,14 @@ class WeightPlot(widgets.VBox):
         path = self.selected
         try:
             var = self.tree.find_variable(path)
+            self._selection_total = 1
             return var.path, weight_stats(var, bins=self.bins)
         except KeyError:
             pass
         node: Node = self.tree.find(path) if path else self.tree.root
         variables = node.all_variables()
+        self._selection_total = len(variables)
+        variables = variables[:MAX_OVERLAY]  # only what the figure draws
         if not variables:
             return node.path, {}
         value_range = None
@@ -105,7 +112,7 @@ class WeightPlot(widgets.VBox):
         fig = self.selection_figure
         with fig.batch_update():
             fig.data = []
-            for path, s in list(stats.items())[:24]:
+            for path, s in list(stats.items())[:MAX_OVERLAY]:
                 if s.counts.size == 0:
                     continue
                 centers = (s.edges[:-1] + s.edges[1:]) / 2
@@ -114,7 +121,9 @@ class WeightPlot(widgets.VBox):
                             opacity=0.6 if len(stats) > 1 else 1.0,
                             width=float(s.edges[1] - s.edges[0]))
             title = html.escape(title)
-            fig.layout.title = f"{title}: {len(stats)} variable(s)" if stats else f"{title}: no weights"
+            total = max(self._selection_total, len(stats))
+            shown = f"first {len(stats)} of {total}" if total > len(stats) else f"{total}"
+            fig.layout.title = f"{title}: {shown} variable(s)" if stats else f"{title}: no weights"
             fig.layout.yaxis.type = "log" if self.log_y else "linear"
 
     # -- overview --------------------------------------------------------------------------
@@ -124,9 +133,13 @@ class WeightPlot(widgets.VBox):
         self.progress.max = max(len(layers), 1)
         self.progress.value = 0
         names, q1s, meds, q3s, lows, highs = [], [], [], [], [], []
+        self.nonfinite = set()
         for i, node in enumerate(layers):
-            stats = [s for s in weight_stats(node.variables, bins=self.bins).values()
-                     if s.counts.sum() > 0]
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", NonFiniteWeightsWarning)
+                computed = weight_stats(node.variables, bins=self.bins)
+            self.nonfinite |= {p for p, s in computed.items() if s.has_nonfinite}
+            stats = [s for s in computed.values() if s.counts.sum() > 0]
             self.progress.value = i + 1
             if not stats:
                 continue

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import sys
 from typing import Any, Iterable
 
@@ -19,9 +20,16 @@ def tf_keras_module() -> Any | None:
     return sys.modules.get("tf_keras")
 
 
+_KERAS3_VARIABLE: list[type] = []  # the class, once Keras 3 is imported
+
+
 def is_keras3_variable(v: Any) -> bool:
-    keras = keras3_module()
-    return keras is not None and isinstance(v, keras.Variable)
+    if not _KERAS3_VARIABLE:
+        keras = keras3_module()
+        if keras is None:
+            return False
+        _KERAS3_VARIABLE.append(keras.Variable)
+    return isinstance(v, _KERAS3_VARIABLE[0])
 
 
 def backing_variable(v: Any) -> Any:
@@ -64,6 +72,7 @@ def shape_tuple(shape: Any) -> tuple[int | None, ...]:
     return tuple(None if d is None else int(d) for d in shape)
 
 
+@functools.lru_cache(maxsize=None)
 def itemsize(dtype: str) -> int:
     import tensorflow as tf
 

@@ -11,9 +11,9 @@ from __future__ import annotations
 from typing import Any
 
 from ..errors import UnbuiltModelError
-from ..tree import ModelTree, Node, shape_size
-from .common import (keras3_module, make_variable_info, short_name, shape_tuple,
-                     tf_keras_module, unique_names, variable_key)
+from ..tree import LazyNodes, ModelTree, Node, shape_size
+from .common import (dtype_name, itemsize, keras3_module, make_variable_info, short_name,
+                     shape_tuple, tf_keras_module, unique_names, variable_key)
 
 KERAS3 = "Keras 3"
 TF_KERAS = "tf_keras"
@@ -144,20 +144,25 @@ class KerasBuilder:
             shared=self.parent_count.get(id(layer), 0) > 1,
             _tree=self.tree,
         )
-        node._subtree_vars = lambda: {
-            variable_key(v): (_size(v), variable_key(v) in self.can_train) for v in _weights(layer)}
+        node._subtree_vars = lambda: self._subtree_vars(layer)
         node.notes = self._notes(layer)
         wrapped_attr = WRAPPER_ATTRS.get(type(layer).__name__)
         if wrapped_attr and getattr(layer, wrapped_attr, None) is not None:
             self._fill_wrapper(node, layer, getattr(layer, wrapped_attr))
         else:
             subs = direct_sublayers(layer)
-            child_keys = {variable_key(v) for sub in subs for v in _weights(sub)}
-            own = [v for v in _weights(layer) if variable_key(v) not in child_keys]
-            self._set_variables(node, own)
+            self._set_variables(node, _own_weights(layer, subs))
             if subs:
-                node._expand = lambda: [self.node(sub, f"{path}/{sub.name}") for sub in subs]
+                node._expand = lambda: LazyNodes(subs, lambda sub: self.node(sub, f"{path}/{sub.name}"))
         return node
+
+    def _subtree_vars(self, layer: Any) -> dict[int, tuple[int, bool, int]]:
+        out = {}
+        for v in _weights(layer):
+            key = variable_key(v)
+            size = _size(v)
+            out[key] = (size, key in self.can_train, size * itemsize(dtype_name(v.dtype)))
+        return out
 
     def _set_variables(self, node: Node, variables: list[Any]) -> None:
         names = unique_names([short_name(v) for v in variables])
@@ -187,6 +192,24 @@ class KerasBuilder:
             notes.append("frozen BatchNormalization runs in inference mode (uses its moving "
                          "mean and variance)")
         return notes
+
+
+def _own_weights(layer: Any, subs: list[Any]) -> list[Any]:
+    """The layer's variables that none of its sub-layers hold, in ``layer.weights`` order.
+
+    Keras 3 and tf_keras keep a layer's directly tracked variables in two lists: read them
+    when present (constant time per layer), else subtract the sub-layers' weights.
+    """
+    for trainable, other in (("_trainable_variables", "_non_trainable_variables"),
+                             ("_trainable_weights", "_non_trainable_weights")):
+        first, second = getattr(layer, trainable, None), getattr(layer, other, None)
+        if isinstance(first, list) and isinstance(second, list):
+            own = list(first) + list(second)
+            if not own or not subs:
+                return own
+            break
+    child_keys = {variable_key(v) for sub in subs for v in _weights(sub)}
+    return [v for v in _weights(layer) if variable_key(v) not in child_keys]
 
 
 def _size(v: Any) -> int:

@@ -86,6 +86,14 @@ function render({ model, el: root }) {
     const selected = model.get("selected");
     table.replaceChildren();
     for (const row of rows) {
+      if (row.more_of !== undefined) {
+        const more = button(`Show more (${fmt(row.remaining)} not listed)`,
+          "List the next layers", () => send({ action: "more", path: row.more_of }));
+        more.classList.add("hw-more");
+        more.style.marginLeft = `${row.depth * 16 + 20}px`;
+        table.append(more);
+        continue;
+      }
       const line = el("div", "hw-row" + (row.path === selected ? " hw-selected" : ""));
       line.setAttribute("role", "treeitem");
       line.dataset.path = row.path;

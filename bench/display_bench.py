@@ -1,0 +1,27 @@
+"""First display of the explorer: ``LayerExplorer(model)`` up to the state the browser paints,
+against ``model.summary()`` on the same model.  ``python -m bench.display_bench resnet50|1000|10000``
+"""
+
+from __future__ import annotations
+
+import io
+import sys
+
+from .common import best_time, emit
+from .models import many_layers, resnet50
+
+
+def main(which: str) -> None:
+    import hubwidgets as hw
+
+    model = resnet50() if which == "resnet50" else many_layers(int(which))
+    sink = io.StringIO()
+    summary = best_time(lambda: model.summary(print_fn=lambda line, **_: sink.write(line)), 3)
+    explorer = best_time(lambda: hw.LayerExplorer(model), 5)
+    rows = len(hw.LayerExplorer(model)._rows)
+    emit({"model": which, "summary_s": summary, "explorer_s": explorer, "rows": rows,
+          "layers": len(model.layers)})
+
+
+if __name__ == "__main__":
+    main(sys.argv[1])
