@@ -95,7 +95,7 @@ class LayerExplorer(anywidget.AnyWidget):
         self._expanded = [self.tree.root.path]
         self.on_msg(self._on_custom_msg)
         self._ready = True
-        self.render_rows()
+        self.render_rows(refresh=False)  # inspect() has just read the live state
 
     # -- state the browser reads ------------------------------------------------------------
     def scan_weights(self) -> None:
@@ -114,9 +114,10 @@ class LayerExplorer(anywidget.AnyWidget):
         if self._ready:
             self.render_rows()
 
-    def render_rows(self) -> None:
+    def render_rows(self, refresh: bool = True) -> None:
         """Recompute the visible rows and totals from the live model."""
-        self.tree.refresh()
+        if refresh:
+            self.tree.refresh()
         root = self.tree.root
         with self.hold_sync():
             self.totals = {"params": root.params, "trainable": root.trainable_params,

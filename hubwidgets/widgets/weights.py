@@ -74,7 +74,7 @@ class WeightPlot(widgets.VBox):
         self.children = children
         if overview:
             self.draw_overview()
-        self.selected = selected or self.tree.root.path
+        self.selected = selected  # nothing drawn until a layer or variable is picked
 
     # -- selection -------------------------------------------------------------------------
     @traitlets.observe("selected", "log_y", "shared_bins")
@@ -89,7 +89,7 @@ class WeightPlot(widgets.VBox):
             return var.path, weight_stats(var, bins=self.bins)
         except KeyError:
             pass
-        node: Node = self.tree.find(path) if path else self.tree.root
+        node: Node = self.tree.find(path)
         variables = node.all_variables()
         self._selection_total = len(variables)
         variables = variables[:MAX_OVERLAY]  # only what the figure draws
@@ -108,8 +108,13 @@ class WeightPlot(widgets.VBox):
 
     def draw_selection(self) -> None:
         """Redraw the selection figure in place (no new widget)."""
-        title, stats = self._selection_stats()
         fig = self.selection_figure
+        if not self.selected:
+            with fig.batch_update():
+                fig.data = []
+                fig.layout.title = "Select a layer or variable"
+            return
+        title, stats = self._selection_stats()
         with fig.batch_update():
             fig.data = []
             for path, s in list(stats.items())[:MAX_OVERLAY]:

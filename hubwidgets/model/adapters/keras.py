@@ -213,7 +213,10 @@ def _own_weights(layer: Any, subs: list[Any]) -> list[Any]:
 
 
 def _size(v: Any) -> int:
-    return shape_size(shape_tuple(getattr(v, "shape", None)))
+    shape = getattr(v, "_shape", None)  # Keras 3 keeps a plain tuple: no TensorShape to build
+    if not isinstance(shape, tuple):
+        shape = shape_tuple(getattr(v, "shape", None))
+    return shape_size(shape)
 
 
 def _handle_dir(layer: Any) -> str | None:

@@ -1,0 +1,90 @@
+"""Run every benchmark in fresh processes, several times, and print the median ratios
+against their baselines.  ``python -m bench [--runs 5] [--write docs/performance.md]``
+"""
+
+from __future__ import annotations
+
+import argparse
+import platform
+import sys
+from datetime import date
+
+from .common import fresh_process, median_of
+
+
+def measure(runs: int) -> list[tuple[str, str, str, bool]]:
+    """(what, measured, target, met) rows."""
+    rows = []
+    st = median_of([fresh_process("stats_bench") for _ in range(runs)])
+    floor = st["floor_s"]
+    for label, key, target in (("warm", "warm_s", 3), ("cold", "cold_s", 10)):
+        ratio = st[key] / floor
+        rows.append((f"weight_stats(ResNet50), {label}",
+                     f"{ratio:.0f}x floor ({st[key] * 1e3:.0f} ms; floor {floor * 1e3:.1f} ms)",
+                     f"<= {target}x floor", ratio <= target))
+    rows.append(("the seeds' way (get_weights + numpy)",
+                 f"{st['seeds_s'] / floor:.0f}x floor ({st['seeds_s'] * 1e3:.0f} ms)",
+                 "baseline", True))
+    for model in ("resnet50", "1000", "10000"):
+        d = median_of([fresh_process("display_bench", model) for _ in range(runs)])
+        ratio = d["explorer_s"] / d["summary_s"]
+        name = "ResNet50" if model == "resnet50" else f"{int(model):,} layers"
+        limit_ok = ratio <= 0.5 and (model != "10000" or d["explorer_s"] <= 0.1)
+        rows.append((f"LayerExplorer first display, {name}",
+                     f"{ratio:.2f}x summary() ({d['explorer_s'] * 1e3:.0f} ms vs "
+                     f"{d['summary_s'] * 1e3:.0f} ms)",
+                     "<= 0.5x summary" + (", <= 100 ms" if model == "10000" else ""), limit_ok))
+    b = median_of([fresh_process("bytes_bench") for _ in range(runs)])
+    first = b["first_display_bytes"] - b["explorer_bundle_bytes"]
+    rows.append(("explore(ResNet50) first display",
+                 f"{first / 1e3:.1f} KB + {b['explorer_bundle_bytes'] / 1e3:.1f} KB JS/CSS once",
+                 "<= 100 KB + bundles", first <= 100_000))
+    rows.append(("each selection change", f"{b['selection_change_bytes_max'] / 1e3:.1f} KB",
+                 "<= 8 KB", b["selection_change_bytes_max"] <= 8_000))
+    rows.append(("widgets per dashboard (3 layers / ResNet50)",
+                 f"{b['widgets_tiny_model']:.0f} / {b['widgets_resnet50']:.0f}", "the same",
+                 b["widgets_tiny_model"] == b["widgets_resnet50"]))
+    i = fresh_process("import_bench")
+    rows.append(("import hubwidgets",
+                 f"{i['import_s'] * 1e3:.0f} ms ({i['import_s'] / i['json_import_s']:.1f}x "
+                 f"import json); TensorFlow imported: {i['imports_tensorflow']}",
+                 "<= 300 ms, no TensorFlow",
+                 i["import_s"] <= 0.3 and not i["imports_tensorflow"]))
+    m = median_of([fresh_process("memory_bench") for _ in range(runs)])
+    share = m["peak_added_bytes"] / m["weight_bytes"]
+    rows.append(("peak RSS added by explore(ResNet50) + all stats",
+                 f"{share:.1%} of weight bytes ({m['peak_added_bytes'] / 1e6:.1f} MB of "
+                 f"{m['weight_bytes'] / 1e6:.0f} MB)", "<= 10%", share <= 0.10))
+    return rows
+
+
+def table(rows: list[tuple[str, str, str, bool]]) -> str:
+    lines = ["| What | Measured (median) | Target | Met |", "|---|---|---|---|"]
+    lines += [f"| {w} | {m} | {t} | {'yes' if ok else '**no**'} |" for w, m, t, ok in rows]
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--runs", type=int, default=3, help="fresh processes per benchmark")
+    parser.add_argument("--write", help="also write the table into this markdown file, "
+                        "between the BENCH markers")
+    args = parser.parse_args()
+    result = table(measure(args.runs))
+    print(result)
+    if args.write:
+        header = (f"Measured {date.today()} on {platform.machine()}, {platform.python_version()}, "
+                  f"`python -m bench --runs {args.runs}`, median of {args.runs} fresh processes "
+                  "each.\n\n")
+        with open(args.write) as f:
+            text = f.read()
+        start, end = "<!-- BENCH -->", "<!-- /BENCH -->"
+        before, _, rest = text.partition(start)
+        _, _, after = rest.partition(end)
+        with open(args.write, "w") as f:
+            f.write(f"{before}{start}\n{header}{result}\n{end}{after}")
+    sys.stdout.flush()
+
+
+if __name__ == "__main__":
+    main()
