@@ -122,6 +122,9 @@ def test_transfer_learning_recipe_with_hub_layer(hub_backbone, keras, xy):
     assert layer.frozen_variables == ["block1_dense__kernel", "block1_dense__bias",
                                       "block1_bn__gamma", "block1_bn__beta"]
     assert any("still runs in training mode" in n for n in tree.find("hub/block1_bn").notes)
+    fresh = hw.inspect(model)  # a new look at the model tells the same
+    assert any("still runs in training mode" in n for n in fresh.find("hub/block1_bn").notes)
+    assert not fresh.find("hub/block2_dense").notes
 
 
 def test_hub_layer_passes_training_to_the_module(hub_backbone, keras, xy):
@@ -183,3 +186,5 @@ def test_hub_layer_refuses_to_train_what_cannot(hub_backbone, tf1_hub_module, ke
         hw.HubLayer(hub_backbone, signature="nope")
     with pytest.raises(hw.ModelLoadError, match="No SavedModel directory"):
         hw.HubLayer("/no/such/module")
+    with pytest.raises(hw.ModelLoadError, match="offline"):
+        hw.HubLayer("https://tfhub.dev/no-such-publisher/no-such-module/1")

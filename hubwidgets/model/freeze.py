@@ -26,6 +26,7 @@ import warnings
 from typing import Any, Iterable
 
 from .adapters.common import variable_key
+from .adapters.keras import MODULE_BN_NOTE, note_frozen_module_batchnorm
 from .errors import FreezeError
 from .inspect import inspect
 from .tree import ModelTree, Node, VariableInfo
@@ -201,15 +202,11 @@ def _set_module_part(tree: ModelTree, owner: Node, node: Node, flag: bool) -> No
             set_variables_trainable(owner.obj, others, False)
     set_variables_trainable(owner.obj, keys, flag)
     _mark_variable_change(tree)
-    for sub in owner.walk():  # one training flag reaches the whole module
+    tree.refresh()
+    for sub in owner.walk():
         sub.notes = [n for n in sub.notes if n != MODULE_BN_NOTE]
-        if sub.class_name == "BatchNormalization" and sub.trainable is False \
-                and owner.obj.trainable:
-            sub.notes.append(MODULE_BN_NOTE)
-
-
-MODULE_BN_NOTE = ("frozen, but inside a training module: it still runs in training mode and "
-                  "updates its moving mean and variance")
+    if owner.obj.trainable:  # one training flag reaches the whole module
+        note_frozen_module_batchnorm(owner, tree.trainable_keys)
 
 
 def set_variables_trainable(layer: Any, keys: set[int], flag: bool) -> None:

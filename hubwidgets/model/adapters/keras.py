@@ -183,6 +183,8 @@ class KerasBuilder:
         node.variables += inner.variables
         node._children = inner.children
         node.signatures = inner.signatures
+        if getattr(layer, "trainable", False):
+            note_frozen_module_batchnorm(inner, {variable_key(v) for v in layer.trainable_weights})
 
     def _notes(self, layer: Any) -> list[str]:
         notes = []
@@ -192,6 +194,19 @@ class KerasBuilder:
             notes.append("frozen BatchNormalization runs in inference mode (uses its moving "
                          "mean and variance)")
         return notes
+
+
+MODULE_BN_NOTE = ("frozen, but inside a training module: it still runs in training mode and "
+                  "updates its moving mean and variance")
+
+
+def note_frozen_module_batchnorm(module_node: Node, trainable_keys: set[int]) -> None:
+    """A module takes one ``training`` flag: say so on its frozen BatchNormalization layers."""
+    for sub in module_node.walk():
+        sub.notes = [n for n in sub.notes if n != MODULE_BN_NOTE]
+        trainable = [v.key in trainable_keys for v in sub.variables if v.can_train]
+        if sub.class_name == "BatchNormalization" and trainable and not any(trainable):
+            sub.notes.append(MODULE_BN_NOTE)
 
 
 def _own_weights(layer: Any, subs: list[Any]) -> list[Any]:
