@@ -5,42 +5,11 @@ selection change; and how many widgets a dashboard makes for a tiny and a large 
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 from .common import emit
 from .models import many_layers, resnet50
-
-
-SIZES: list[int] = []  # every message any widget sends, in bytes
-
-
-class RecordingComm:
-    """Stands in for the kernel-to-browser channel and records every message's size."""
-
-    kernel = object()
-    count = 0
-
-    def __init__(self, *args, **kwargs):
-        RecordingComm.count += 1
-        self.comm_id = f"recording-{RecordingComm.count}"
-        self.sizes = SIZES
-
-    def open(self, *args, **kwargs):
-        pass
-
-    def send(self, data=None, metadata=None, buffers=None):
-        self.sizes.append(len(json.dumps(data or {}, default=str))
-                          + sum(len(memoryview(b)) for b in buffers or ()))
-
-    def close(self, *args, **kwargs):
-        pass
-
-    def on_msg(self, *args, **kwargs):
-        pass
-
-    def on_close(self, *args, **kwargs):
-        pass
+from .recording_comm import recording_comms
 
 
 def main() -> None:
@@ -49,8 +18,11 @@ def main() -> None:
     import hubwidgets as hw
     from hubwidgets.widgets import explorer as explorer_module
 
-    comm = RecordingComm()
-    widget_module.comm = type("C", (), {"create_comm": staticmethod(RecordingComm)})
+    with recording_comms() as recorder:
+        measure(hw, widget_module, explorer_module, recorder)
+
+
+def measure(hw, widget_module, explorer_module, recorder) -> None:
     bundle = sum(len(p.read_bytes()) for p in (
         Path(explorer_module.__file__).parent / "static").iterdir())
 
@@ -60,15 +32,15 @@ def main() -> None:
         return len(widget_module.Widget.widgets) - before
 
     model = resnet50()
-    comm.sizes.clear()
+    recorder.clear()
     dashboard = hw.explore(model)
-    first = sum(comm.sizes)
+    first = recorder.bytes_sent()
     changes = []
     for path in ("resnet50/conv2_block1_1_conv", "resnet50/conv5_block3_3_conv",
                  "resnet50/predictions/kernel"):
-        comm.sizes.clear()
+        recorder.clear()
         dashboard.explorer.handle_action({"action": "select", "path": path})
-        changes.append(sum(comm.sizes))
+        changes.append(recorder.bytes_sent())
     emit({"first_display_bytes": first, "explorer_bundle_bytes": bundle,
           "selection_change_bytes_max": max(changes),
           "widgets_tiny_model": widgets_made(many_layers(3)),

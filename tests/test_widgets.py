@@ -2,41 +2,13 @@
 
 from __future__ import annotations
 
-import json
 
 import numpy as np
 
 import pytest
 
 import hubwidgets as hw
-
-
-class RecordingComm:
-    """Stands in for the kernel-to-browser channel and records every message's size."""
-
-    comm_id = "recording"
-    kernel = object()
-
-    def __init__(self, *args, **kwargs):
-        self.messages: list[dict] = []
-
-    def open(self, *args, **kwargs):
-        pass
-
-    def send(self, data=None, metadata=None, buffers=None):
-        self.messages.append(data or {})
-
-    def close(self, *args, **kwargs):
-        pass
-
-    def on_msg(self, *args, **kwargs):
-        pass
-
-    def on_close(self, *args, **kwargs):
-        pass
-
-    def bytes_sent(self) -> int:
-        return sum(len(json.dumps(m, default=str)) for m in self.messages)
+from bench.recording_comm import recording_comms
 
 
 @pytest.fixture
@@ -155,22 +127,18 @@ def test_hub_keras_layer_in_tf_keras_model(tfk_saved_model, hub, tf_keras, explo
     assert "hubwidgets.set_trainable(model, 'with_hub/hub/features_2', True)" in explorer.code
 
 
-def test_resnet50_bytes_to_browser(keras, monkeypatch):
-    from ipywidgets import widget as widget_module
-
-    comm = RecordingComm()
-    monkeypatch.setattr(widget_module, "comm", type("C", (), {"create_comm": lambda *a, **k: comm}))
-    model = keras.applications.ResNet50(weights=None)
-    explorer = hw.LayerExplorer(model, scan_weights=False)
-    first = comm.bytes_sent()
-    # the root, the first page of its 177 layers, and a "show more" row
-    assert len(explorer._rows) == 1 + 100 + 1 and explorer._rows[-1]["remaining"] == 77
-    assert first < 100_000, first
-    comm.messages.clear()
-    explorer.handle_action({"action": "select", "path": "resnet50/conv2_block1_1_conv"})
-    assert explorer.selected == "resnet50/conv2_block1_1_conv"
-    assert comm.bytes_sent() < 8_000, comm.bytes_sent()
-    print(f"ResNet50 explorer: first display {first} bytes, selection change {comm.bytes_sent()} bytes")
+def test_resnet50_bytes_to_browser(keras):
+    with recording_comms() as recorder:
+        model = keras.applications.ResNet50(weights=None)
+        explorer = hw.LayerExplorer(model)
+        first = recorder.bytes_sent()
+        # the root, the first page of its 177 layers, and a "show more" row
+        assert len(explorer._rows) == 1 + 100 + 1 and explorer._rows[-1]["remaining"] == 77
+        assert first < 100_000, first
+        recorder.clear()
+        explorer.handle_action({"action": "select", "path": "resnet50/conv2_block1_1_conv"})
+        assert explorer.selected == "resnet50/conv2_block1_1_conv"
+        assert recorder.bytes_sent() < 8_000, recorder.bytes_sent()
 
 
 def test_long_layer_lists_come_in_pages(keras, explorer_of):

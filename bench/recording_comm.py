@@ -1,0 +1,59 @@
+"""A stand-in for the kernel-to-browser channel that records the size of every message, so
+the bytes a widget sends can be measured (and tested) without a browser."""
+
+from __future__ import annotations
+
+import json
+from contextlib import contextmanager
+from typing import Iterator
+
+
+class CommRecorder:
+    """The sizes, in bytes, of every message sent by the widgets created while recording."""
+
+    def __init__(self) -> None:
+        self.sizes: list[int] = []
+        self.count = 0
+
+    def bytes_sent(self) -> int:
+        return sum(self.sizes)
+
+    def clear(self) -> None:
+        self.sizes.clear()
+
+    def comm(self, *args, **kwargs) -> "RecordingComm":
+        self.count += 1
+        return RecordingComm(self, f"recording-{self.count}")
+
+
+class RecordingComm:
+    """One widget's channel: ``send`` measures the JSON and binary buffers it would send."""
+
+    kernel = object()
+
+    def __init__(self, recorder: CommRecorder, comm_id: str) -> None:
+        self.recorder = recorder
+        self.comm_id = comm_id
+
+    def send(self, data=None, metadata=None, buffers=None) -> None:
+        self.recorder.sizes.append(len(json.dumps(data or {}, default=str))
+                                   + sum(len(memoryview(b)) for b in buffers or ()))
+
+    def open(self, *args, **kwargs) -> None:
+        pass
+
+    close = on_msg = on_close = open
+
+
+@contextmanager
+def recording_comms() -> Iterator[CommRecorder]:
+    """Widgets created inside the block send through recording comms."""
+    from ipywidgets import widget as widget_module
+
+    recorder = CommRecorder()
+    saved = widget_module.comm
+    widget_module.comm = type("RecordingComms", (), {"create_comm": staticmethod(recorder.comm)})
+    try:
+        yield recorder
+    finally:
+        widget_module.comm = saved
