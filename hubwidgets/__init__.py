@@ -28,7 +28,7 @@ _EXPORTS = {
     "unfreeze": "hubwidgets.model.freeze",
     "set_trainable": "hubwidgets.model.freeze",
     "freeze_up_to": "hubwidgets.model.freeze",
-    "needs_compile": "hubwidgets.model.freeze",
+    "needs_compile": "hubwidgets.model.compile_state",
     "HubLayer": "hubwidgets.model.hub_layer",
     "HubWidgetsError": "hubwidgets.model.errors",
     "UnbuiltModelError": "hubwidgets.model.errors",
@@ -49,6 +49,7 @@ if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
     from .model.errors import (FreezeError, HubWidgetsError, ModelLoadError, NotAModelError,
                                UnbuiltModelError)
     from .model.freeze import freeze, freeze_up_to, needs_compile, set_trainable, unfreeze
+    from .model.hub_layer import HubLayer
     from .model.inspect import inspect
     from .model.stats import NonFiniteWeightsWarning, WeightStats, weight_stats
     from .model.tree import ModelTree, Node, SignatureInfo, VariableInfo

@@ -27,9 +27,12 @@ from typing import Any, Iterable
 
 from .adapters.common import variable_key
 from .adapters.keras import MODULE_BN_NOTE, note_frozen_module_batchnorm
+from .compile_state import mark_variable_change, needs_compile
 from .errors import FreezeError
 from .inspect import inspect
 from .tree import ModelTree, Node, VariableInfo
+from .variable_flags import (reset_module_variables, set_variables_trainable,
+                             untrainable_reason)
 
 
 def set_trainable(model: Any, path: str, flag: bool) -> ModelTree:
@@ -62,18 +65,6 @@ def freeze_up_to(model: Any, path: str, include: bool = True) -> ModelTree:
     _apply(tree, siblings[:cut], False)
     _apply(tree, siblings[cut:], True)
     return tree.refresh()
-
-
-def needs_compile(model: Any) -> bool:
-    """True when ``model`` was compiled and what it trains changed since."""
-    obj = model.obj if isinstance(model, ModelTree) else model
-    state = getattr(obj, "_compiled_trainable_state", None)
-    if not _is_compiled(obj) or not state:
-        return False
-    stale = obj.__dict__.get(STALE_ATTR)
-    if stale is not None and _same_compile(stale, _compile_token(obj)):
-        return True
-    return any(layer.trainable != was for layer, was in state.items())
 
 
 def matching_nodes(tree: ModelTree, paths_or_patterns: Iterable[str]) -> list[Node]:
@@ -173,24 +164,6 @@ def _owner_for_change(tree: ModelTree, node: Node, flag: bool) -> Node:
     return owner
 
 
-def untrainable_reason(layer: Any) -> str | None:
-    """Why a Hub layer can never train (TF1 Hub format, signature calls), else None."""
-    name = type(layer).__name__
-    if name not in ("KerasLayer", "HubLayer"):
-        return None
-    tf1 = getattr(layer, "_is_hub_module_v1", False) or getattr(layer, "tf1_format", False)
-    signature = getattr(layer, "_signature", None) or getattr(layer, "signature", None)
-    if tf1:
-        return (f"the Hub layer {layer.name!r} loads a TF1 Hub format module, which cannot be "
-                "fine-tuned in TF2 (its training graph and update ops are not loaded). Keep it "
-                "frozen, or use the module's TF2 SavedModel version.")
-    if signature:
-        return (f"the Hub layer {layer.name!r} calls the SavedModel signature {signature!r}, "
-                "which cannot be fine-tuned (no training mode, no update ops). Keep it frozen, "
-                "or load the module without signature= to call its __call__.")
-    return None
-
-
 def _set_module_part(tree: ModelTree, owner: Node, node: Node, flag: bool) -> None:
     keys = {v.key for v in node.all_variables() if v.can_train or not flag}
     if flag:
@@ -201,7 +174,7 @@ def _set_module_part(tree: ModelTree, owner: Node, node: Node, flag: bool) -> No
             others = {v.key for v in owner.all_variables()} - keys
             set_variables_trainable(owner.obj, others, False)
     set_variables_trainable(owner.obj, keys, flag)
-    _mark_variable_change(tree)
+    mark_variable_change(tree)
     tree.refresh()
     for sub in owner.walk():
         sub.notes = [n for n in sub.notes if n != MODULE_BN_NOTE]
@@ -209,58 +182,8 @@ def _set_module_part(tree: ModelTree, owner: Node, node: Node, flag: bool) -> No
         note_frozen_module_batchnorm(owner, tree.trainable_keys)
 
 
-def set_variables_trainable(layer: Any, keys: set[int], flag: bool) -> None:
-    """Freeze or unfreeze single variables of a Keras layer (keys from ``variable_key``)."""
-    from .adapters.keras import KERAS3, keras_generation
-
-    if keras_generation(layer) == KERAS3:
-        for v in layer.weights:
-            if variable_key(v) in keys:
-                v.trainable = flag
-        return
-    source = layer._non_trainable_weights if flag else layer._trainable_weights  # noqa: SLF001
-    target = layer._trainable_weights if flag else layer._non_trainable_weights  # noqa: SLF001
-    moving = [v for v in source if variable_key(v) in keys and (v.trainable or not flag)]
-    moved = {id(v) for v in moving}
-    source[:] = [v for v in source if id(v) not in moved]  # by identity: == is elementwise
-    target.extend(moving)
-
-
-def _reset_module_variables(layer: Any) -> None:
-    """A whole-module toggle clears part freezes (tf_keras; Keras 3's setter does it)."""
-    from .adapters.keras import TF_KERAS, is_module_wrapper, keras_generation
-
-    if is_module_wrapper(layer) and keras_generation(layer) == TF_KERAS:
-        set_variables_trainable(layer, {variable_key(v) for v in layer.weights}, True)
-
-
 def _effectively_frozen(tree: ModelTree, node: Node) -> bool:
     return any(not getattr(n.obj, "trainable", True) for n in _chain(tree, node) + [node])
-
-
-# -- compile state -------------------------------------------------------------------------
-STALE_ATTR = "_hubwidgets_changed_after_compile"
-
-
-def _is_compiled(model: Any) -> bool:
-    return bool(getattr(model, "compiled", getattr(model, "_is_compiled", False)))
-
-
-def _compile_token(model: Any) -> tuple[Any, ...]:
-    """Objects that ``compile()`` replaces each time it runs (Keras 3 and tf_keras)."""
-    attrs = model.__dict__
-    return (attrs.get("optimizer"), attrs.get("_compile_loss"), attrs.get("compiled_loss"))
-
-
-def _same_compile(a: tuple[Any, ...], b: tuple[Any, ...]) -> bool:
-    return all(x is y for x, y in zip(a, b))
-
-
-def _mark_variable_change(tree: ModelTree) -> None:
-    """Per-variable changes do not show in Keras' layer-flag record: remember them."""
-    model = tree.obj
-    if _is_compiled(model):
-        object.__setattr__(model, STALE_ATTR, _compile_token(model))
 
 
 def _keras_owner(tree: ModelTree, node: Node) -> Node | None:
@@ -286,7 +209,7 @@ def _set_subtree(node: Node, flag: bool) -> None:
             warnings.warn(f"Left frozen: {reason}", stacklevel=4)
             continue
         layer.trainable = flag
-        _reset_module_variables(layer)
+        reset_module_variables(layer)
         stack.extend(direct_sublayers(layer))
     for sub in node.walk():
         if sub.layer_trainable is not None:
