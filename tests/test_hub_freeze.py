@@ -108,6 +108,7 @@ def test_transfer_learning_recipe_with_hub_layer(hub_backbone, keras, xy):
     model.compile(optimizer=keras.optimizers.SGD(0.1), loss="mse")
 
     tree = hw.inspect(model)
+    assert layer.frozen_variables == []  # frozen as a whole, not in parts
     changed = one_step(model, *xy)  # stage 1: the head trains, the module is untouched
     assert changed == trainable_ids(tree, model) == {id(w) for w in model.get_layer("head").weights}
 

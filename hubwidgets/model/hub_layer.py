@@ -110,7 +110,10 @@ class HubLayer(keras.layers.Layer):
 
     @property
     def frozen_variables(self) -> list[str]:
-        """Names of module variables that could train but are frozen individually."""
+        """Names of module variables that could train but are frozen individually (empty
+        while the whole layer is frozen)."""
+        if not self.trainable:
+            return []
         return [v.name for v, orig in zip(self._hub_variables, self._module_variables)
                 if orig.trainable and not v.trainable]
 
