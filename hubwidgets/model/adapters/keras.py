@@ -38,9 +38,19 @@ def is_module_wrapper(layer: Any) -> bool:
 
 
 def _is_model(layer: Any) -> bool:
-    keras, tfk = keras3_module(), tf_keras_module()
-    return bool((keras is not None and isinstance(layer, keras.Model))
-                or (tfk is not None and isinstance(layer, tfk.Model)))
+    return isinstance(layer, _model_classes())
+
+
+def _model_classes() -> tuple[type, ...]:
+    """keras.Model and tf_keras.Model, of the packages imported so far (looked up once)."""
+    modules = (keras3_module(), tf_keras_module())
+    if _MODEL_CLASSES.get("modules") != modules:
+        _MODEL_CLASSES["modules"] = modules
+        _MODEL_CLASSES["classes"] = tuple(m.Model for m in modules if m is not None)
+    return _MODEL_CLASSES["classes"]
+
+
+_MODEL_CLASSES: dict[str, Any] = {}
 
 
 def direct_sublayers(layer: Any) -> list[Any]:
@@ -81,19 +91,6 @@ def _shape_of(layer: Any, attr: str) -> Any:
     return None if shape is None else shape_tuple(shape)
 
 
-def can_train_keys(root: Any, generation: str) -> set[int]:
-    """Keys of the variables that are trainable by nature (not counting frozen layers)."""
-    if generation == TF_KERAS:
-        return {variable_key(v) for v in _weights(root) if getattr(v, "trainable", False)}
-    keys: set[int] = set()
-    for layer in root._flatten_layers(include_self=True, recursive=True):  # noqa: SLF001
-        keys.update(variable_key(v) for v in getattr(layer, "_trainable_variables", []))
-    for v in _weights(root):  # variables tracked outside layers (TFSMLayer's, for one)
-        if getattr(v, "trainable", False):
-            keys.add(variable_key(v))
-    return keys
-
-
 def check_built(layer: Any) -> None:
     """Raise :class:`UnbuiltModelError` with the fix when ``layer`` has no weights yet."""
     if getattr(layer, "built", True) or _weights(layer):
@@ -113,12 +110,14 @@ class KerasBuilder:
         self.tree = tree
         self.root = root
         self.generation = generation
-        self.can_train = can_train_keys(root, generation)
-        self.parent_count = self._count_parents(root)
+        self.parent_count: dict[int, int] = {}
+        self.variables: dict[int, Any] = {}  # key -> variable, every distinct one, in order
+        self.can_train: set[int] = set()
+        self._walk(root)
 
-    @staticmethod
-    def _count_parents(root: Any) -> dict[int, int]:
-        counts: dict[int, int] = {}
+    def _walk(self, root: Any) -> None:
+        """One pass over every layer: how many parents each has, every variable (from the
+        layers' own lists, not Keras' recursive ``weights``), which can train."""
         seen: set[int] = set()
         stack = [root]
         while stack:
@@ -126,10 +125,33 @@ class KerasBuilder:
             if id(layer) in seen:
                 continue
             seen.add(id(layer))
-            for sub in direct_sublayers(layer):
-                counts[id(sub)] = counts.get(id(sub), 0) + 1
-                stack.append(sub)
-        return counts
+            subs = direct_sublayers(layer)
+            trains = {id(v) for v in getattr(layer, "_trainable_variables", ())} \
+                if self.generation == KERAS3 else ()
+            for v in _own_weights(layer, subs):
+                key = variable_key(v)
+                self.variables.setdefault(key, v)
+                if id(v) in trains:
+                    self.can_train.add(key)
+            for sub in subs:
+                self.parent_count[id(sub)] = self.parent_count.get(id(sub), 0) + 1
+            stack.extend(reversed(subs))
+        if self.generation == TF_KERAS:
+            self.can_train = {k for k, v in self.variables.items() if getattr(v, "trainable", False)}
+        else:  # variables tracked outside layers' lists (TFSMLayer's, for one)
+            self.can_train.update(k for k, v in self.variables.items()
+                                  if k not in self.can_train and getattr(v, "trainable", False)
+                                  and not _is_keras3_var(v))
+
+    def trainable_keys(self) -> set[int]:
+        """What an optimizer step would update now.  Keras 3 keeps the state on each variable
+        (``Layer.trainable_weights`` is ``[v for v in weights if v.trainable]`` when the
+        layer is trainable); tf_keras decides layer by layer, so ask it."""
+        if self.generation == KERAS3 and not _overrides_trainable_weights(self.root):
+            if not self.root.trainable:
+                return set()
+            return {k for k, v in self.variables.items() if v.trainable}
+        return {variable_key(v) for v in self.root.trainable_weights}
 
     def node(self, layer: Any, path: str, name: str | None = None) -> Node:
         """The node for ``layer`` at ``path``; its children are built when first read."""
@@ -144,7 +166,7 @@ class KerasBuilder:
             shared=self.parent_count.get(id(layer), 0) > 1,
             _tree=self.tree,
         )
-        node._subtree_vars = lambda: self._subtree_vars(layer)
+        node._subtree_vars = lambda: self._subtree_vars(layer, layer is self.root)
         node.notes = self._notes(layer)
         wrapped_attr = WRAPPER_ATTRS.get(type(layer).__name__)
         if wrapped_attr and getattr(layer, wrapped_attr, None) is not None:
@@ -156,12 +178,15 @@ class KerasBuilder:
                 node._expand = lambda: LazyNodes(subs, lambda sub: self.node(sub, f"{path}/{sub.name}"))
         return node
 
-    def _subtree_vars(self, layer: Any) -> dict[int, tuple[int, bool, int]]:
+    def _subtree_vars(self, layer: Any, is_root: bool) -> dict[int, tuple[int, bool, int]]:
         out = {}
-        for v in _weights(layer):
-            key = variable_key(v)
+        keyed = self.variables.items() if is_root else \
+            ((variable_key(v), v) for v in _weights(layer))
+        for key, v in keyed:
             size = _size(v)
-            out[key] = (size, key in self.can_train, size * itemsize(dtype_name(v.dtype)))
+            dtype = getattr(v, "_dtype", None)  # Keras 3's plain string: no dtype object
+            dtype = dtype if isinstance(dtype, str) else dtype_name(v.dtype)
+            out[key] = (size, key in self.can_train, size * itemsize(dtype))
         return out
 
     def _set_variables(self, node: Node, variables: list[Any]) -> None:
@@ -209,6 +234,21 @@ def note_frozen_module_batchnorm(module_node: Node, trainable_keys: set[int]) ->
             sub.notes.append(MODULE_BN_NOTE)
 
 
+def _is_keras3_var(v: Any) -> bool:
+    from .common import is_keras3_variable
+
+    return is_keras3_variable(v)
+
+
+def _overrides_trainable_weights(layer: Any) -> bool:
+    """Whether a class below Keras' own redefines ``trainable_weights`` (then ask it)."""
+    from .common import keras3_module
+
+    keras = keras3_module()
+    own = keras.layers.Layer.trainable_weights if keras is not None else None
+    return type(layer).trainable_weights is not own
+
+
 def _own_weights(layer: Any, subs: list[Any]) -> list[Any]:
     """The layer's variables that none of its sub-layers hold, in ``layer.weights`` order.
 
@@ -250,5 +290,5 @@ def build_keras_tree(obj: Any, tree: ModelTree) -> Node:
     assert generation is not None
     check_built(obj)
     builder = KerasBuilder(tree, obj, generation)
-    tree._trainable_keys_fn = lambda: {variable_key(v) for v in obj.trainable_weights}
+    tree._trainable_keys_fn = builder.trainable_keys
     return builder.node(obj, obj.name)
