@@ -119,6 +119,14 @@ def _drive_explorer(page, console_errors: list[str], screenshot: str) -> None:
     inner.locator(".hw-toggle").click()
     expect(page.locator(".hw-code")).to_contain_text(
         "model.get_layer('block').get_layer('inner_a').trainable = False", timeout=30_000)
+    # picking a layer plots its weights: the selection figure's title names it
+    page.locator(".hw-row .hw-name", has_text="stem").click()
+    expect(page.locator(".js-plotly-plot .gtitle").first).to_contain_text(
+        "e2e/stem: 2 variable(s)", timeout=30_000)
+    news = page.get_by_role("button", name="No", exact=True)  # JupyterLab's news prompt
+    if news.count():
+        news.first.click()
+        expect(news).to_have_count(0, timeout=10_000)
     page.screenshot(path=str(OUTPUT_DIR / screenshot), full_page=False)
 
     run_cell(page, page.locator(".jp-Notebook .jp-CodeCell").nth(1))

@@ -39,6 +39,8 @@ class Dashboard(widgets.VBox):
         refresh.on_click(lambda _b: self.refresh())
         widgets.dlink((self.explorer, "selected"), (self.weights, "selected"))
         self.explorer.observe(lambda _c: self._update_header(), "totals")
+        self.explorer.layout.flex = "1 1 460px"  # beside the plots when the page is wide,
+        self.weights.layout.flex = "0 0 450px"   # above them when it is narrow
         super().__init__([widgets.HBox([self.header, refresh]),
                           widgets.HBox([self.explorer, self.weights],
                                        layout={"flex_flow": "row wrap"})])
