@@ -48,6 +48,20 @@ def _notebook(path: Path) -> None:
     nbformat.write(nb, path)
 
 
+def _executed_notebook(path: Path) -> None:
+    """The notebook, run by nbclient, saved with its outputs and widget state (what
+    "Save Widget State Automatically" or ``jupyter nbconvert --execute`` writes)."""
+    from nbclient import NotebookClient
+
+    _notebook(path)
+    nb = nbformat.read(path, as_version=4)
+    nb.cells = nb.cells[:1]
+    NotebookClient(nb, timeout=300, kernel_name="python3", store_widget_state=True,
+                   resources={"metadata": {"path": str(path.parent)}}).execute()
+    assert "application/vnd.jupyter.widget-state+json" in nb.metadata["widgets"]
+    nbformat.write(nb, path)
+
+
 @pytest.fixture(scope="module")
 def jupyter_lab(tmp_path_factory):
     if not os.path.exists(CHROMIUM):
@@ -55,15 +69,20 @@ def jupyter_lab(tmp_path_factory):
     root = tmp_path_factory.mktemp("lab")
     _notebook(root / "e2e.ipynb")
     _notebook(root / "e2e_notebook7.ipynb")
+    _executed_notebook(root / "saved_state.ipynb")
     port = _free_port()
     cmd = [sys.executable, "-m", "jupyter", "lab", "--no-browser", "--ip", "127.0.0.1",
            f"--port={port}", "--ServerApp.token=", "--ServerApp.password=",
            "--ServerApp.disable_check_xsrf=True", f"--ServerApp.root_dir={root}",
-           "--LabApp.news_url=None", "--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate"]
+           "--LabApp.news_url=None", f"--LabApp.workspaces_dir={root / 'workspaces'}",
+           "--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate"]
     if hasattr(os, "geteuid") and os.geteuid() == 0:
         cmd.append("--allow-root")
     log = open(root / "lab.log", "w")
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", JUPYTER_PLATFORM_DIRS="1")
+    # as if the user had saved it: JupyterLab signs what it saves, and trusts what it signed
+    subprocess.run([sys.executable, "-m", "jupyter", "trust", str(root / "saved_state.ipynb")],
+                   env=env, check=True, capture_output=True)
     proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env)
     url = f"http://127.0.0.1:{port}"
     for _ in range(120):
@@ -157,7 +176,7 @@ def test_explorer_in_jupyterlab(jupyter_lab):
     console_errors: list[str] = []
     dialogs: list[str] = []
     with sync_playwright() as p:
-        browser, page = _open(p, f"{jupyter_lab}/lab/tree/e2e.ipynb", console_errors, dialogs)
+        browser, page = _open(p, f"{jupyter_lab}/lab/tree/e2e.ipynb?reset", console_errors, dialogs)
         page.get_by_text("Python 3 (ipykernel) | Idle").wait_for(timeout=90_000)
         _drive_explorer(page, console_errors, "explorer.png")
         browser.close()
@@ -179,6 +198,26 @@ def test_explorer_in_notebook7(jupyter_lab):
         # Notebook 7's single-document shell, not JupyterLab's
         assert page.evaluate("document.body.dataset.notebook") == "notebooks"
         _drive_explorer(page, console_errors, "notebook7.png")
+        browser.close()
+    assert dialogs == []
+    assert _our_errors(console_errors) == []
+
+
+def test_saved_notebook_reopened_shows_the_explorer_without_running(jupyter_lab):
+    """Re-opened with saved widget state, the explorer renders before any cell runs."""
+    from playwright.sync_api import expect, sync_playwright
+
+    console_errors: list[str] = []
+    dialogs: list[str] = []
+    with sync_playwright() as p:
+        browser, page = _open(p, f"{jupyter_lab}/lab/tree/saved_state.ipynb?reset", console_errors,
+                              dialogs)
+        block = page.locator(".hw-row", has=page.locator(".hw-name", has_text="block"))
+        expect(block).to_be_visible(timeout=120_000)
+        expect(page.locator(".hw-row .hw-name", has_text="stem")).to_be_visible()
+        # nothing ran in this session's kernel: the view came from the saved state
+        assert page.locator(".jp-InputPrompt").first.inner_text() in ("[ ]:", "[1]:")
+        page.screenshot(path=str(OUTPUT_DIR / "saved_state.png"), full_page=False)
         browser.close()
     assert dialogs == []
     assert _our_errors(console_errors) == []
