@@ -30,7 +30,7 @@ def median_of(runs: list[dict[str, Any]]) -> dict[str, float]:
     return {k: statistics.median(r[k] for r in runs) for k in keys}
 
 
-def best_time(fn: Callable[[], Any], repeat: int = 5) -> float:
+def median_time(fn: Callable[[], Any], repeat: int = 5) -> float:
     """The median wall time of ``fn`` over ``repeat`` calls, in seconds."""
     times = []
     for _ in range(repeat):

@@ -7,7 +7,7 @@ from __future__ import annotations
 import io
 import sys
 
-from .common import best_time, emit
+from .common import median_time, emit
 from .models import many_layers, resnet50
 
 
@@ -16,8 +16,8 @@ def main(which: str) -> None:
 
     model = resnet50() if which == "resnet50" else many_layers(int(which))
     sink = io.StringIO()
-    summary = best_time(lambda: model.summary(print_fn=lambda line, **_: sink.write(line)), 3)
-    explorer = best_time(lambda: hw.LayerExplorer(model), 5)
+    summary = median_time(lambda: model.summary(print_fn=lambda line, **_: sink.write(line)), 3)
+    explorer = median_time(lambda: hw.LayerExplorer(model), 5)
     rows = len(hw.LayerExplorer(model)._rows)
     emit({"model": which, "summary_s": summary, "explorer_s": explorer, "rows": rows,
           "layers": len(model.layers)})

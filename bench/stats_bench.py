@@ -10,7 +10,7 @@ import time
 
 import numpy as np
 
-from .common import best_time, emit
+from .common import median_time, emit
 
 
 def seeds_way(model) -> None:
@@ -27,14 +27,14 @@ def main() -> None:
     keras.utils.set_random_seed(0)
     model = keras.applications.ResNet50(weights=None)
     everything = np.concatenate([w.numpy().ravel() for w in model.weights])
-    floor = best_time(lambda: np.sum(everything))
+    floor = median_time(lambda: np.sum(everything))
 
     start = time.perf_counter()
     first = hw.weight_stats(model, bins=64)  # cold: first call in this process
     cold = time.perf_counter() - start
     assert len(first) == len(model.weights)
 
-    seeds = best_time(lambda: seeds_way(model), repeat=3)
+    seeds = median_time(lambda: seeds_way(model), repeat=3)
 
     def changed_then_stats():
         for w in model.weights:  # as after a training epoch: every value differs

@@ -26,7 +26,7 @@ import warnings
 from typing import Any, Iterable
 
 from .adapters.common import variable_key
-from .adapters.keras import MODULE_BN_NOTE, note_frozen_module_batchnorm
+from .adapters.keras import FROZEN_BN_NOTE, MODULE_BN_NOTE, note_frozen_module_batchnorm
 from .compile_state import mark_variable_change, needs_compile
 from .errors import FreezeError
 from .inspect import inspect
@@ -176,10 +176,7 @@ def _set_module_part(tree: ModelTree, owner: Node, node: Node, flag: bool) -> No
     set_variables_trainable(owner.obj, keys, flag)
     mark_variable_change(tree)
     tree.refresh()
-    for sub in owner.walk():
-        sub.notes = [n for n in sub.notes if n != MODULE_BN_NOTE]
-    if owner.obj.trainable:  # one training flag reaches the whole module
-        note_frozen_module_batchnorm(owner, tree.trainable_keys)
+    note_frozen_module_batchnorm(owner, tree.trainable_keys, bool(owner.obj.trainable))
 
 
 def _effectively_frozen(tree: ModelTree, node: Node) -> bool:
@@ -214,10 +211,9 @@ def _set_subtree(node: Node, flag: bool) -> None:
     for sub in node.walk():
         if sub.layer_trainable is not None:
             sub.layer_trainable = bool(getattr(sub.obj, "trainable", flag))
-        sub.notes = [n for n in sub.notes if "BatchNormalization" not in n]
+        sub.notes = [n for n in sub.notes if n not in (FROZEN_BN_NOTE, MODULE_BN_NOTE)]
         if sub.class_name == "BatchNormalization" and not flag:
-            sub.notes.append("frozen BatchNormalization runs in inference mode (uses its "
-                             "moving mean and variance)")
+            sub.notes.append(FROZEN_BN_NOTE)
 
 
 def _chain(tree: ModelTree, node: Node) -> list[Node]:

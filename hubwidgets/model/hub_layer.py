@@ -141,18 +141,11 @@ class HubLayer(keras.layers.Layer):
             f"{signatures or 'none'}; that layer can run but not be fine-tuned.")
 
     def _check_can_train(self, flag: bool) -> None:
-        if not flag:
-            return
-        if self.tf1_format:
-            raise FreezeError(
-                f"The module at {self.handle!r} is in the TF1 Hub format (hub.Module), which "
-                "cannot be fine-tuned in TF2: its update ops and training graph are not "
-                "loaded. Use trainable=False, or the module's TF2 SavedModel version.")
-        if self.signature is not None:
-            raise FreezeError(
-                f"HubLayer {self.name!r} calls the signature {self.signature!r}; a SavedModel "
-                "signature cannot be fine-tuned (no training mode, no update ops). Use "
-                "trainable=False, or drop signature= to call the module's __call__.")
+        from .variable_flags import untrainable_reason
+
+        reason = untrainable_reason(self) if flag else None
+        if reason:
+            raise FreezeError(f"Cannot make it trainable: {reason}")
 
     # -- running --------------------------------------------------------------------------
     def call(self, inputs: Any, training: bool | None = None) -> Any:

@@ -12,8 +12,9 @@ from typing import Any
 
 from ..errors import UnbuiltModelError
 from ..tree import LazyNodes, ModelTree, Node, shape_size
-from .common import (dtype_name, itemsize, keras3_module, make_variable_info, short_name,
-                     shape_tuple, tf_keras_module, unique_names, variable_key)
+from .common import (dtype_name, is_keras3_variable, itemsize, keras3_module,
+                     make_variable_info, short_name, shape_tuple, tf_keras_module,
+                     unique_names, variable_key)
 
 KERAS3 = "Keras 3"
 TF_KERAS = "tf_keras"
@@ -141,7 +142,7 @@ class KerasBuilder:
         else:  # variables tracked outside layers' lists (TFSMLayer's, for one)
             self.can_train.update(k for k, v in self.variables.items()
                                   if k not in self.can_train and getattr(v, "trainable", False)
-                                  and not _is_keras3_var(v))
+                                  and not is_keras3_variable(v))
 
     def trainable_keys(self) -> set[int]:
         """What an optimizer step would update now.  Keras 3 keeps the state on each variable
@@ -216,28 +217,26 @@ class KerasBuilder:
         if not getattr(layer, "built", True) and not _weights(layer):
             notes.append("not built yet: no weights")
         if type(layer).__name__ == "BatchNormalization" and not getattr(layer, "trainable", True):
-            notes.append("frozen BatchNormalization runs in inference mode (uses its moving "
-                         "mean and variance)")
+            notes.append(FROZEN_BN_NOTE)
         return notes
 
 
+FROZEN_BN_NOTE = ("frozen BatchNormalization runs in inference mode (uses its moving mean and "
+                  "variance)")
 MODULE_BN_NOTE = ("frozen, but inside a training module: it still runs in training mode and "
                   "updates its moving mean and variance")
 
 
-def note_frozen_module_batchnorm(module_node: Node, trainable_keys: set[int]) -> None:
-    """A module takes one ``training`` flag: say so on its frozen BatchNormalization layers."""
+def note_frozen_module_batchnorm(module_node: Node, trainable_keys: set[int],
+                                 module_trains: bool = True) -> None:
+    """A module takes one ``training`` flag: while it trains, say so on its frozen
+    BatchNormalization layers (and drop the note everywhere else)."""
     for sub in module_node.walk():
         sub.notes = [n for n in sub.notes if n != MODULE_BN_NOTE]
         trainable = [v.key in trainable_keys for v in sub.variables if v.can_train]
-        if sub.class_name == "BatchNormalization" and trainable and not any(trainable):
+        if module_trains and sub.class_name == "BatchNormalization" and trainable \
+                and not any(trainable):
             sub.notes.append(MODULE_BN_NOTE)
-
-
-def _is_keras3_var(v: Any) -> bool:
-    from .common import is_keras3_variable
-
-    return is_keras3_variable(v)
 
 
 def _overrides_trainable_weights(layer: Any) -> bool:
