@@ -1,5 +1,6 @@
 """binder/ builds: its requirements install into a clean virtual environment, where
-hubwidgets imports, inspects a model, and the widget front-end extensions are present."""
+hubwidgets imports, its C kernel is compiled, it inspects a model and computes statistics,
+and the widget front-end extensions are present."""
 
 from __future__ import annotations
 
@@ -28,6 +29,9 @@ def test_binder_requirements_install_into_a_clean_venv(tmp_path):
         "assert 'tensorflow' not in sys.modules\n"
         "import keras\n"
         "model = keras.Sequential([keras.Input((3,)), keras.layers.Dense(2, name='d')], name='m')\n"
+        "from hubwidgets.model import _host_reduce  # the C kernel, compiled by pip\n"
+        "stats = hw.weight_stats(model)['m/d/kernel']\n"
+        "assert stats.counts.sum() == 6, stats\n"
         "print(hw.inspect(model).root.params, hw.__file__)\n")],
         cwd=tmp_path, capture_output=True, text=True, env={"TF_CPP_MIN_LOG_LEVEL": "3"})
     assert check.returncode == 0, check.stderr[-3000:]

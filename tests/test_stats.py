@@ -98,3 +98,85 @@ def test_stats_of_a_node_and_a_restored_module(text_module):
     for var in tree.variables():
         values = var.numpy()
         assert stats[var.path].mean == pytest.approx(values.astype(np.float64).mean(), abs=1e-12)
+
+
+def awkward_arrays():
+    """Sizes around the kernel's chunk and block lengths, values on bin edges, constants,
+    zeros, huge and tiny ranges, NaN/Inf: every case the fast loops must hand over."""
+    rng = np.random.default_rng(7)
+    edges = np.linspace(-1.0, 1.0, 65)
+    awkward = {
+        "empty": np.zeros(0, np.float32),
+        "one": np.float32([3.5]),
+        "seven": rng.standard_normal(7).astype(np.float32),
+        "chunk_plus_one": rng.standard_normal((1 << 17) + 1).astype(np.float32) * 0.02,
+        "two_chunks_f64": rng.standard_normal(300_001) * 3.0 + 1.0,
+        "on_edges": np.tile(edges, 101).astype(np.float64),
+        "on_edges_f32": np.tile(edges.astype(np.float32), 33),
+        "constant": np.full(1000, 0.25, np.float32),
+        "zeros_and_ones": np.float32([0, 1] * 500 + [0]),
+        "huge_range": np.float32([-3e38, 3e38, 0, 1, -1] * 20),
+        "tiny_range_f64": 1000.0 + rng.standard_normal(5000) * 1e-9,
+        "nonfinite": np.float32([1.0, np.nan, 2.0, np.inf, -np.inf, 0.0, 5.0] * 30),
+        "all_nan": np.full(9, np.nan, np.float32),
+    }
+    return awkward
+
+
+def assert_like_numpy(stat, values, bins, value_range=None):
+    finite, counts, edges = expected(values, bins, value_range)
+    assert stat.count == values.size
+    assert (stat.nan_count, stat.inf_count) == (np.isnan(values).sum(), np.isinf(values).sum())
+    np.testing.assert_array_equal(stat.counts, counts)
+    np.testing.assert_array_equal(stat.edges, edges)
+    if finite.size == 0:
+        assert stat.mean is None and stat.min is None
+        return
+    assert (stat.min, stat.max) == (finite.min(), finite.max())
+    scale = max(abs(finite).max(), 1e-300)
+    assert abs(stat.mean - finite.mean()) <= 1e-12 * scale
+    assert stat.std == pytest.approx(finite.std(), rel=1e-9, abs=1e-12 * scale)
+    assert stat.l2_norm == pytest.approx(np.linalg.norm(finite), rel=1e-9)
+    assert stat.zero_fraction == (values == 0).sum() / values.size
+
+
+@pytest.mark.parametrize("value_range", [None, (-0.5, 0.5)])
+def test_host_kernel_matches_numpy_on_awkward_arrays(tf, value_range):
+    """The compiled kernel (built by pip install) gives numpy.histogram's exact counts and
+    numpy's moments, for all of these at once."""
+    from hubwidgets.model import host_stats
+
+    assert host_stats._host_reduce is not None, "the C kernel was not built by pip install"
+    arrays = awkward_arrays()
+    variables = [tf.Variable(a, name=name) for name, a in arrays.items()]
+    with pytest.warns(hw.NonFiniteWeightsWarning):
+        stats = hw.weight_stats(variables, bins=64, value_range=value_range)
+    for name, values in arrays.items():
+        assert_like_numpy(stats[name], values, 64, value_range)
+
+
+def test_numpy_path_gives_the_kernels_numbers(tf, monkeypatch):
+    """Where no C compiler was found at install time, numpy computes the same statistics."""
+    from hubwidgets.model import host_stats
+
+    arrays = {k: v for k, v in awkward_arrays().items() if np.isfinite(v).all()}
+    variables = [tf.Variable(a, name=name) for name, a in arrays.items()]
+    with_kernel = hw.weight_stats(variables, bins=32)
+    monkeypatch.setattr(host_stats, "_host_reduce", None)
+    without = hw.weight_stats(variables, bins=32)
+    for name, values in arrays.items():
+        assert_like_numpy(without[name], values, 32)
+        np.testing.assert_array_equal(without[name].counts, with_kernel[name].counts)
+
+
+def test_kernel_results_do_not_depend_on_the_thread_count(tf, monkeypatch):
+    from hubwidgets.model import host_stats
+
+    values = np.random.default_rng(3).standard_normal(5 * (1 << 17) + 11).astype(np.float32)
+    v = tf.Variable(values, name="w")
+    results = []
+    for threads in (1, 2, 5):
+        monkeypatch.setattr(host_stats, "THREADS", threads)
+        s = hw.weight_stats([v])["w"]
+        results.append((s.mean, s.std, s.l2_norm, s.min, s.max, tuple(s.counts)))
+    assert results[0] == results[1] == results[2]

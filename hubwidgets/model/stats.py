@@ -1,13 +1,13 @@
-"""On-device weight statistics: ``weight_stats``.
+"""Weight statistics: ``weight_stats``.
 
-Each variable is reduced where it lives (``tf.device(variable.device)``) by one
-``tf.function`` per dtype, traced once for any shape (a flat ``[None]`` signature), so a
-model with hundreds of variables costs one trace, not hundreds.  Only the scalars and the
-bin counts come back to the host.
-
-Results are cached per variable.  The cache key includes a checksum of the variable's bits,
-computed on the device in one cheap pass, so a changed value is never served stale.
-"""
+Variables in host memory (the CPU) are read in place and reduced all at once by
+``host_stats`` (a compiled kernel over every variable, on all cores; numpy where it could
+not be compiled).  Variables elsewhere (a GPU) are reduced where they live
+(``tf.device(variable.device)``) by one ``tf.function`` per dtype, traced once for any shape
+(a flat ``[None]`` signature), so hundreds of variables cost one trace; only the scalars and
+the bin counts come back to the host.  Those results are cached per variable, keyed by a
+checksum of its bits computed on the device in one cheap pass, so a changed value is never
+served stale.
 
 from __future__ import annotations
 
@@ -173,7 +173,7 @@ def weight_stats(target: Any, bins: int = 64,
             raise ValueError(f"value_range must be two finite numbers (lo, hi) with lo < hi, "
                              f"got {value_range!r}.")
         value_range = (lo, hi)
-    results = {path: _stats_of(path, var, bins, value_range) for path, var in _targets(target)}
+    results = _stats_of_all(_targets(target), bins, value_range)
     bad = [s.path for s in results.values() if s.has_nonfinite]
     if bad:
         shown = ", ".join(bad[:5]) + (" ..." if len(bad) > 5 else "")
@@ -229,32 +229,53 @@ def _dedupe_paths(items: list[tuple[str, Any]]) -> list[tuple[str, Any]]:
     return out
 
 
-def _stats_of(path: str, variable: Any, bins: int,
-              value_range: tuple[float, float] | None) -> WeightStats:
-    """Statistics of one variable; a mirrored variable's are computed on each replica's
-    device, and the first replica's stand for the variable."""
+def _stats_of_all(targets: list[tuple[str, Any]], bins: int,
+                  value_range: tuple[float, float] | None) -> dict[str, WeightStats]:
+    """Statistics of every variable.  Host (CPU) variables are reduced all at once
+    (host_stats); the rest one by one on their devices.  A mirrored variable's statistics
+    are computed on each replica's device, and the first replica's stand for the variable."""
     from .adapters.common import replica_components
+    from .host_stats import host_array, host_reductions
 
-    per_replica = [_stats_on_device(path, c, bins, value_range)
-                   for c in replica_components(variable)]
-    if len(per_replica) == 1:
-        return per_replica[0]
-    main = dataclasses.replace(per_replica[0], replicas=per_replica)
-    main.device = ", ".join(r.device for r in per_replica)
-    return main
+    parts = [(path, replica_components(var)) for path, var in targets]
+    components = [c for _, replicas in parts for c in replicas]
+    host = iter(host_reductions([host_array(c) for c in components], bins, value_range))
+    results = {}
+    for path, replicas in parts:
+        per_replica = []
+        for c in replicas:
+            reduction = next(host)
+            per_replica.append(_stats_on_device(path, c, bins, value_range) if reduction is None
+                               else _from_reduction(path, c, c.dtype.name, reduction))
+        main = per_replica[0]
+        if len(per_replica) > 1:
+            main = dataclasses.replace(main, replicas=per_replica,
+                                       device=", ".join(r.device for r in per_replica))
+        results[path] = main
+    return results
+
+
+def _from_reduction(path: str, var: Any, dtype: str, r: Any) -> WeightStats:
+    """The one place statistics are built, from either path's numbers."""
+    from .adapters.common import shape_tuple
+
+    has_values = r.count - r.nan - r.inf > 0
+    return WeightStats(
+        path=path, dtype=dtype, shape=shape_tuple(var.shape), count=r.count,
+        mean=r.mean if has_values else None, std=r.std if has_values else None,
+        min=r.min if has_values else None, max=r.max if has_values else None,
+        l2_norm=r.l2 if r.count else 0.0,
+        zero_fraction=r.zeros / r.count if r.count else None,
+        nan_count=r.nan, inf_count=r.inf, counts=r.counts, edges=r.edges,
+        device=str(getattr(var, "device", "") or ""))
 
 
 def _stats_on_device(path: str, var: Any, bins: int,
                      value_range: tuple[float, float] | None) -> WeightStats:
-    from .adapters.common import dtype_name, shape_tuple
-
-    host = _host_stats(var, bins, value_range)
-    if host is not None:
-        host.path, host.shape = path, shape_tuple(var.shape)
-        return host
+    """One variable through the TensorFlow kernels, on its own device (cached by checksum,
+    as a pass there can be costly)."""
     tf = _kernels().tf
     dtype = tf.as_dtype(var.dtype)
-    shape = shape_tuple(var.shape)
     device = str(getattr(var, "device", "") or "")
     with tf.device(device or None):
         flat = tf.reshape(tf.convert_to_tensor(var), [-1])
@@ -264,31 +285,10 @@ def _stats_on_device(path: str, var: Any, bins: int,
         if cached is not None and checksum is not None and cached[0] == checksum \
                 and cached[1].path == path:
             return cached[1]
-        stats = _compute(flat, dtype, bins, value_range)
-    stats.path, stats.shape, stats.device = path, shape, device
-    stats.dtype = dtype_name(dtype)
+        stats = _compute(path, var, flat, dtype, bins, value_range)
     if checksum is not None:
         _CACHE[key] = (checksum, stats)
     return stats
-
-
-def _host_stats(var: Any, bins: int,
-                value_range: tuple[float, float] | None) -> WeightStats | None:
-    """Statistics of a host (CPU) variable with numpy, in place; None to use the kernels
-    (another device, an odd dtype, or NaN/Inf present)."""
-    from .host_stats import host_array, host_moments
-
-    flat = host_array(var)
-    if flat is None:
-        return None
-    m = host_moments(flat, bins, value_range)
-    if m is None:
-        return None
-    return WeightStats(
-        path="", dtype=var.dtype.name, shape=(), count=m["count"], mean=m["mean"],
-        std=m["std"], min=m["min"], max=m["max"], l2_norm=m["l2"],
-        zero_fraction=m["zeros"] / m["count"], counts=m["counts"], edges=m["edges"],
-        device=str(getattr(var, "device", "") or ""))
 
 
 def _checksum(flat: Any, dtype: Any) -> tuple | None:
@@ -302,36 +302,29 @@ def _checksum(flat: Any, dtype: Any) -> tuple | None:
     return tuple(int(v) for v in values)
 
 
-def _compute(flat: Any, dtype: Any, bins: int,
+def _compute(path: str, var: Any, flat: Any, dtype: Any, bins: int,
              value_range: tuple[float, float] | None) -> WeightStats:
+    from .adapters.common import dtype_name, shape_tuple
+    from .host_stats import Reduction
+
     tf = _kernels().tf
-    name = dtype.name
+    name = dtype_name(dtype)
     count = int(flat.shape[0])
     if name == "bool":
-        flat, name = tf.cast(flat, tf.float32), "float32"
-    if name not in FLOAT_KINDS + INT_KINDS:
-        return WeightStats(path="", dtype=name, shape=(), count=count)
+        flat = tf.cast(flat, tf.float32)
+    elif name not in FLOAT_KINDS + INT_KINDS:
+        return WeightStats(path=path, dtype=name, shape=shape_tuple(var.shape), count=count,
+                           device=str(getattr(var, "device", "") or ""))
     if name in INT_KINDS or name in ("float16", "bfloat16"):
         flat = tf.cast(flat, tf.float64 if name in INT_KINDS else tf.float32)
     fixed = value_range is not None
     rng = tf.constant(value_range if fixed else (0.0, 1.0), tf.float64)
     scalars, counts = _kernels().get("float", flat.dtype)(flat, rng, tf.constant(fixed),
                                                            tf.constant(bins, tf.int32))
-    s = scalars.numpy()
-    n_finite = int(s[0] - s[1] - s[2])
-    has_values = n_finite > 0
-    return WeightStats(
-        path="", dtype=name, shape=(), count=count,
-        mean=float(s[4]) if has_values else None,
-        std=float(s[5]) if has_values else None,
-        min=float(s[6]) if has_values else None,
-        max=float(s[7]) if has_values else None,
-        l2_norm=float(s[8]) if count else 0.0,
-        zero_fraction=float(s[3] / count) if count else None,
-        nan_count=int(s[1]), inf_count=int(s[2]),
-        counts=counts.numpy().astype(np.int64),
-        edges=np.linspace(s[9], s[10], bins + 1),
-    )
+    _, nan, inf, zeros, mean, std, lo_data, hi_data, l2, lo, hi = scalars.numpy().tolist()
+    reduction = Reduction(count, int(nan), int(inf), int(zeros), mean, std, lo_data, hi_data,
+                          l2, counts.numpy().astype(np.int64), np.linspace(lo, hi, bins + 1))
+    return _from_reduction(path, var, name, reduction)
 
 
 def clear_cache() -> None:

@@ -1,0 +1,501 @@
+/* Fused, threaded passes over many float32/float64 host buffers, for host_stats.py.
+ *
+ *   moments(arrays, out, threads)
+ *       out[i] = [finite, nan, inf, zeros, min, max, shift, s1, s2] for arrays[i]: counts of
+ *       finite / NaN / Inf / zero values, min and max of the finite values (+inf/-inf when
+ *       there are none), and s1 = sum(x - shift), s2 = sum((x - shift)^2) over the finite
+ *       values, where shift is the array's first value (0 when that is not finite).
+ *   histograms(arrays, edges, clean, bins, clipped, counts, threads)
+ *       counts[i, b] = finite values of arrays[i] in bin b of edges[i]: numpy.histogram's
+ *       rule, [e_b, e_b+1) with the last bin closed; values outside [e_0, e_bins] are left
+ *       out (that happens only when clipped).  clean[i] (a byte) says arrays[i] has no
+ *       NaN/Inf, so the unchecked loop may run.
+ *
+ * Precision.  The shifted sums give the variance as s2/n - (s1/n)^2 with a relative error
+ * of at most about (n + 1) * 2^-53, because the shift is one of the values, so
+ * (shift - mean)^2 <= n * variance; typically it is near 2^-53.  Bins are decided exactly:
+ * a candidate bin comes from one multiply in the data's own type, and every value within
+ * NEAR_EDGE bins of a bin boundary (far more than that multiply's rounding) is re-binned by
+ * comparing it with the edges, as doubles, as numpy does.  Each chunk writes its own
+ * partial result and partials are merged in chunk order, so results do not depend on how
+ * the chunks were spread over threads.  Compiled without fast-math or FP contraction.
+ *
+ * Python computes everything between the passes (means, numpy's range rules, the edges
+ * with numpy.linspace) and builds the results; this file only streams the data.
+ */
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+#include <math.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#if !defined(_WIN32)
+#include <pthread.h>
+#define HAVE_THREADS 1
+#endif
+
+#if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__) && defined(__linux__)
+#define VECTOR_CLONES __attribute__((target_clones("avx2", "default")))
+#else
+#define VECTOR_CLONES
+#endif
+
+#define CHUNK ((Py_ssize_t)1 << 17) /* values per task */
+#define BLOCK 2048                  /* values per histogram step (its scratch fits in L1) */
+#define LANES 16                    /* independent accumulators in the vector loops */
+#define MAX_FAST_BINS 1024
+#define NEAR_EDGE 1e-3              /* in bins; the candidate's error is < 1024 * 4e-7 */
+#define MOMENT_FIELDS 9
+
+typedef struct {
+    const void *data;
+    Py_ssize_t n;
+    int is_double;
+    double shift;
+} Source;
+
+typedef struct {
+    int source;
+    Py_ssize_t start, stop;
+} Chunk;
+
+typedef struct Job Job;
+
+struct Job {
+    const Source *sources;
+    const Chunk *chunks;
+    Py_ssize_t n_chunks;
+    void (*run)(const Job *job, Py_ssize_t index);
+    double *partial;          /* moments: MOMENT_FIELDS per chunk */
+    int64_t *partial_counts;  /* histograms: bins per chunk */
+    const double *edges;      /* histograms: bins + 1 per source */
+    const unsigned char *clean;
+    int bins;
+    int clipped;
+    Py_ssize_t next;          /* the next chunk to take */
+#ifdef HAVE_THREADS
+    pthread_mutex_t lock;
+#endif
+};
+
+static double value_at(const Source *s, Py_ssize_t i) {
+    return s->is_double ? ((const double *)s->data)[i] : (double)((const float *)s->data)[i];
+}
+
+/* ---- the checked loops: any value may be NaN or Inf, or fall outside the edges ---- */
+
+static void moments_checked(const Source *s, Py_ssize_t start, Py_ssize_t stop, double *out) {
+    double lo = INFINITY, hi = -INFINITY, s1 = 0.0, s2 = 0.0;
+    double finite = 0.0, nan = 0.0, inf = 0.0, zeros = 0.0;
+    for (Py_ssize_t i = start; i < stop; i++) {
+        double x = value_at(s, i);
+        if (isfinite(x)) {
+            double d = x - s->shift;
+            finite += 1.0;
+            zeros += (x == 0.0);
+            lo = x < lo ? x : lo;
+            hi = x > hi ? x : hi;
+            s1 += d;
+            s2 += d * d;
+        } else if (isnan(x)) {
+            nan += 1.0;
+        } else {
+            inf += 1.0;
+        }
+    }
+    out[0] = finite; out[1] = nan; out[2] = inf; out[3] = zeros;
+    out[4] = lo; out[5] = hi; out[6] = s->shift; out[7] = s1; out[8] = s2;
+}
+
+/* The bin of x given a candidate within a few bins of it: numpy's comparisons. */
+static int exact_bin(double x, const double *edges, int bins, int b) {
+    b = b < 0 ? 0 : (b > bins - 1 ? bins - 1 : b);
+    while (b > 0 && x < edges[b]) b--;
+    while (b < bins - 1 && x >= edges[b + 1]) b++;
+    return b;
+}
+
+static void histogram_checked(const Source *s, Py_ssize_t start, Py_ssize_t stop, int clipped,
+                              const double *edges, int bins, int64_t *counts) {
+    const double lo = edges[0], hi = edges[bins], scale = bins / (hi - lo);
+    memset(counts, 0, sizeof(int64_t) * bins);
+    for (Py_ssize_t i = start; i < stop; i++) {
+        double x = value_at(s, i);
+        if (!isfinite(x) || (clipped && !(x >= lo && x <= hi))) continue;
+        double f = (x - lo) * scale;
+        counts[exact_bin(x, edges, bins, isfinite(f) ? (int)fmax(fmin(f, bins), -1.0) : 0)]++;
+    }
+}
+
+/* ---- the fast loops: every value finite, every value inside the edges ---- */
+
+#define FAST_LOOPS(T, NAME)                                                                  \
+VECTOR_CLONES                                                                                \
+static int moments_fast_##NAME(const T *x, Py_ssize_t n, double shift, double *out) {       \
+    double s1[LANES] = {0}, s2[LANES] = {0};                                                 \
+    int32_t zeros[LANES] = {0};                                                              \
+    T lo[LANES], hi[LANES];                                                                  \
+    for (int j = 0; j < LANES; j++) lo[j] = hi[j] = x[0];                                    \
+    Py_ssize_t i = 0;                                                                        \
+    for (; i + LANES <= n; i += LANES) {                                                     \
+        for (int j = 0; j < LANES; j++) {                                                    \
+            T v = x[i + j];                                                                  \
+            double d = (double)v - shift;                                                    \
+            s1[j] += d;                                                                      \
+            s2[j] += d * d;                                                                  \
+            zeros[j] += (v == 0);                                                            \
+            lo[j] = v < lo[j] ? v : lo[j];                                                   \
+            hi[j] = v > hi[j] ? v : hi[j];                                                   \
+        }                                                                                    \
+    }                                                                                        \
+    for (; i < n; i++) {                                                                     \
+        T v = x[i];                                                                          \
+        double d = (double)v - shift;                                                        \
+        s1[0] += d;                                                                          \
+        s2[0] += d * d;                                                                      \
+        zeros[0] += (v == 0);                                                                \
+        lo[0] = v < lo[0] ? v : lo[0];                                                       \
+        hi[0] = v > hi[0] ? v : hi[0];                                                       \
+    }                                                                                        \
+    double sum1 = 0.0, sum2 = 0.0, zero_count = 0.0;                                         \
+    for (int j = 0; j < LANES; j++) {                                                        \
+        sum1 += s1[j];                                                                       \
+        sum2 += s2[j];                                                                       \
+        zero_count += zeros[j];                                                              \
+        lo[0] = lo[j] < lo[0] ? lo[j] : lo[0];                                               \
+        hi[0] = hi[j] > hi[0] ? hi[j] : hi[0];                                               \
+    }                                                                                        \
+    if (!isfinite(sum2) || !isfinite(sum1) || !isfinite((double)lo[0]) ||                   \
+        !isfinite((double)hi[0]))                                                            \
+        return 0; /* a NaN or Inf somewhere (or an overflow): the checked loop decides */    \
+    out[0] = (double)n; out[1] = 0.0; out[2] = 0.0; out[3] = zero_count;                     \
+    out[4] = (double)lo[0]; out[5] = (double)hi[0]; out[6] = shift;                          \
+    out[7] = sum1; out[8] = sum2;                                                            \
+    return 1;                                                                                \
+}                                                                                            \
+                                                                                             \
+/* Candidate bins, and which values lie near a boundary (to re-check). */                   \
+VECTOR_CLONES                                                                                \
+static void candidate_bins_##NAME(const T *x, int n, T lo, T scale, int bins,               \
+                                  int32_t *bin, uint8_t *near) {                             \
+    for (int i = 0; i < n; i++) {                                                            \
+        T f = (x[i] - lo) * scale;                                                           \
+        int32_t b = (int32_t)f;                                                              \
+        T frac = f - (T)b;                                                                   \
+        near[i] = (frac < (T)NEAR_EDGE) | (frac > (T)(1 - NEAR_EDGE));                       \
+        b = b < 0 ? 0 : b;                                                                   \
+        bin[i] = b > bins - 1 ? bins - 1 : b;                                                \
+    }                                                                                        \
+}                                                                                            \
+                                                                                             \
+static int histogram_fast_##NAME(const T *x, Py_ssize_t n, const double *edges, int bins,   \
+                                 int64_t *counts) {                                          \
+    const double span = edges[bins] - edges[0];                                              \
+    const T lo = (T)edges[0], scale = (T)(bins / span);                                      \
+    if (bins > MAX_FAST_BINS || !isfinite((double)scale) || (double)lo != edges[0] ||       \
+        !isfinite((double)((T)edges[bins] - lo)) || !((double)scale * span <= 2.0 * bins))   \
+        return 0; /* a range the data's type cannot scale: the checked loop does it */      \
+    uint32_t sub[4][MAX_FAST_BINS];                                                          \
+    int32_t bin[BLOCK];                                                                      \
+    uint8_t near[BLOCK + 8];                                                                 \
+    memset(sub, 0, sizeof(uint32_t) * 4 * MAX_FAST_BINS);                                   \
+    for (Py_ssize_t start = 0; start < n; start += BLOCK) {                                  \
+        const T *v = x + start;                                                              \
+        int m = (int)(n - start < BLOCK ? n - start : BLOCK), i = 0;                         \
+        candidate_bins_##NAME(v, m, lo, scale, bins, bin, near);                             \
+        for (; i + 4 <= m; i += 4) {                                                         \
+            sub[0][bin[i]]++;                                                                \
+            sub[1][bin[i + 1]]++;                                                            \
+            sub[2][bin[i + 2]]++;                                                            \
+            sub[3][bin[i + 3]]++;                                                            \
+        }                                                                                    \
+        for (; i < m; i++) sub[0][bin[i]]++;                                                 \
+        memset(near + m, 0, (size_t)((8 - m % 8) % 8));                                      \
+        for (i = 0; i < m; i += 8) { /* eight flags at a time: nearly all are 0 */          \
+            uint64_t any;                                                                    \
+            memcpy(&any, near + i, 8);                                                       \
+            for (int j = i; any && j < i + 8 && j < m; j++) {                                \
+                int b = near[j] ? exact_bin((double)v[j], edges, bins, bin[j]) : bin[j];     \
+                if (b != bin[j]) {                                                           \
+                    sub[0][bin[j]]--;                                                        \
+                    sub[0][b]++;                                                             \
+                }                                                                            \
+            }                                                                                \
+        }                                                                                    \
+    }                                                                                        \
+    for (int b = 0; b < bins; b++)                                                           \
+        /* modulo 2^32, as a re-binned value may leave sub[0][b] "negative" */              \
+        counts[b] = (int64_t)(uint32_t)(sub[0][b] + sub[1][b] + sub[2][b] + sub[3][b]);       \
+    return 1;                                                                                \
+}
+
+FAST_LOOPS(float, float32)
+FAST_LOOPS(double, float64)
+
+static void moments_chunk(const Job *job, Py_ssize_t index) {
+    const Chunk *c = &job->chunks[index];
+    const Source *s = &job->sources[c->source];
+    double *out = job->partial + index * MOMENT_FIELDS;
+    Py_ssize_t n = c->stop - c->start;
+    int done = s->is_double
+        ? moments_fast_float64((const double *)s->data + c->start, n, s->shift, out)
+        : moments_fast_float32((const float *)s->data + c->start, n, s->shift, out);
+    if (!done) moments_checked(s, c->start, c->stop, out);
+}
+
+static void histogram_chunk(const Job *job, Py_ssize_t index) {
+    const Chunk *c = &job->chunks[index];
+    const Source *s = &job->sources[c->source];
+    const int bins = job->bins;
+    const double *edges = job->edges + (Py_ssize_t)c->source * (bins + 1);
+    int64_t *counts = job->partial_counts + index * bins;
+    Py_ssize_t n = c->stop - c->start;
+    if (!job->clipped && job->clean[c->source]) {
+        int done = s->is_double
+            ? histogram_fast_float64((const double *)s->data + c->start, n, edges, bins, counts)
+            : histogram_fast_float32((const float *)s->data + c->start, n, edges, bins, counts);
+        if (done) return;
+    }
+    histogram_checked(s, c->start, c->stop, job->clipped, edges, bins, counts);
+}
+
+/* ---- threads ---- */
+
+static Py_ssize_t take_chunk(Job *job) {
+    Py_ssize_t index;
+#ifdef HAVE_THREADS
+    pthread_mutex_lock(&job->lock);
+#endif
+    index = job->next < job->n_chunks ? job->next++ : -1;
+#ifdef HAVE_THREADS
+    pthread_mutex_unlock(&job->lock);
+#endif
+    return index;
+}
+
+static void *worker(void *arg) {
+    Job *job = (Job *)arg;
+    for (Py_ssize_t index = take_chunk(job); index >= 0; index = take_chunk(job))
+        job->run(job, index);
+    return NULL;
+}
+
+/* Run job->run over every chunk on up to `threads` threads, the caller's among them. */
+static void run_job(Job *job, int threads) {
+    job->next = 0;
+#ifdef HAVE_THREADS
+    pthread_t helpers[63];
+    int started = 0;
+    if (threads > job->n_chunks) threads = (int)job->n_chunks;
+    if (threads > 64) threads = 64;
+    pthread_mutex_init(&job->lock, NULL);
+    for (int t = 1; t < threads; t++)
+        if (pthread_create(&helpers[started], NULL, worker, job) == 0) started++;
+    worker(job);
+    for (int t = 0; t < started; t++) pthread_join(helpers[t], NULL);
+    pthread_mutex_destroy(&job->lock);
+#else
+    (void)threads;
+    worker(job);
+#endif
+}
+
+/* ---- buffers ---- */
+
+typedef struct {
+    PyObject *seq;
+    Py_buffer *views;
+    Source *sources;
+    Chunk *chunks;
+    Py_ssize_t n, n_opened, n_chunks;
+} Inputs;
+
+static void close_inputs(Inputs *in) {
+    for (Py_ssize_t i = 0; i < in->n_opened; i++) PyBuffer_Release(&in->views[i]);
+    PyMem_Free(in->views);
+    PyMem_Free(in->sources);
+    PyMem_Free(in->chunks);
+    Py_XDECREF(in->seq);
+}
+
+/* Each of `arrays` (C-contiguous float32 or float64) as a Source, cut into chunks. */
+static int open_inputs(PyObject *arrays, Inputs *in) {
+    memset(in, 0, sizeof(*in));
+    in->seq = PySequence_Fast(arrays, "arrays must be a list of float32/float64 arrays");
+    if (in->seq == NULL) return -1;
+    Py_ssize_t n = in->n = PySequence_Fast_GET_SIZE(in->seq);
+    in->views = PyMem_Calloc(n + 1, sizeof(Py_buffer));
+    in->sources = PyMem_Calloc(n + 1, sizeof(Source));
+    if (in->views == NULL || in->sources == NULL) goto no_memory;
+    for (Py_ssize_t i = 0; i < n; i++) {
+        Py_buffer *view = &in->views[i];
+        if (PyObject_GetBuffer(PySequence_Fast_GET_ITEM(in->seq, i), view,
+                               PyBUF_C_CONTIGUOUS | PyBUF_FORMAT) < 0)
+            goto fail;
+        in->n_opened++;
+        const char *format = view->format ? view->format : "B";
+        if (strchr("<=@", format[0]) && format[0] != '\0') format++;
+        Source *s = &in->sources[i];
+        if (strcmp(format, "f") == 0 && view->itemsize == 4) {
+            s->is_double = 0;
+        } else if (strcmp(format, "d") == 0 && view->itemsize == 8) {
+            s->is_double = 1;
+        } else {
+            PyErr_Format(PyExc_TypeError, "array %zd: expected float32 or float64, got '%s'",
+                         i, view->format ? view->format : "B");
+            goto fail;
+        }
+        s->data = view->buf;
+        s->n = view->len / view->itemsize;
+        s->shift = s->n ? value_at(s, 0) : 0.0;
+        if (!isfinite(s->shift)) s->shift = 0.0;
+        in->n_chunks += (s->n + CHUNK - 1) / CHUNK;
+    }
+    in->chunks = PyMem_Calloc(in->n_chunks + 1, sizeof(Chunk));
+    if (in->chunks == NULL) goto no_memory;
+    Py_ssize_t k = 0;
+    for (Py_ssize_t i = 0; i < n; i++) {
+        for (Py_ssize_t start = 0; start < in->sources[i].n; start += CHUNK, k++) {
+            Py_ssize_t stop = start + CHUNK;
+            in->chunks[k].source = (int)i;
+            in->chunks[k].start = start;
+            in->chunks[k].stop = stop < in->sources[i].n ? stop : in->sources[i].n;
+        }
+    }
+    return 0;
+no_memory:
+    PyErr_NoMemory();
+fail:
+    close_inputs(in);
+    return -1;
+}
+
+/* A C-contiguous buffer of exactly `size` bytes. */
+static int open_exact(PyObject *obj, Py_buffer *view, Py_ssize_t size, int writable,
+                      const char *what) {
+    if (PyObject_GetBuffer(obj, view, PyBUF_C_CONTIGUOUS | (writable ? PyBUF_WRITABLE : 0)) < 0)
+        return -1;
+    if (view->len != size) {
+        PyErr_Format(PyExc_ValueError, "%s: expected %zd bytes, got %zd", what, size, view->len);
+        PyBuffer_Release(view);
+        return -1;
+    }
+    return 0;
+}
+
+/* ---- the module ---- */
+
+static PyObject *py_moments(PyObject *self, PyObject *args) {
+    PyObject *arrays, *out_obj;
+    int threads;
+    Inputs in;
+    Py_buffer out;
+    if (!PyArg_ParseTuple(args, "OOi", &arrays, &out_obj, &threads)) return NULL;
+    if (open_inputs(arrays, &in) < 0) return NULL;
+    if (open_exact(out_obj, &out, in.n * MOMENT_FIELDS * sizeof(double), 1, "out") < 0) {
+        close_inputs(&in);
+        return NULL;
+    }
+    double *partial = PyMem_Malloc(sizeof(double) * MOMENT_FIELDS * (in.n_chunks + 1));
+    if (partial == NULL) {
+        PyBuffer_Release(&out);
+        close_inputs(&in);
+        return PyErr_NoMemory();
+    }
+    Job job = {.sources = in.sources, .chunks = in.chunks, .n_chunks = in.n_chunks,
+               .run = moments_chunk, .partial = partial};
+    double *result = (double *)out.buf;
+    Py_BEGIN_ALLOW_THREADS
+    run_job(&job, threads);
+    for (Py_ssize_t i = 0; i < in.n; i++) {
+        double *r = result + i * MOMENT_FIELDS;
+        r[0] = r[1] = r[2] = r[3] = r[7] = r[8] = 0.0;
+        r[4] = INFINITY;
+        r[5] = -INFINITY;
+        r[6] = in.sources[i].shift;
+    }
+    for (Py_ssize_t k = 0; k < in.n_chunks; k++) {
+        const double *p = partial + k * MOMENT_FIELDS;
+        double *r = result + (Py_ssize_t)in.chunks[k].source * MOMENT_FIELDS;
+        for (int f = 0; f < 4; f++) r[f] += p[f];
+        r[4] = p[4] < r[4] ? p[4] : r[4];
+        r[5] = p[5] > r[5] ? p[5] : r[5];
+        r[7] += p[7];
+        r[8] += p[8];
+    }
+    Py_END_ALLOW_THREADS
+    PyMem_Free(partial);
+    PyBuffer_Release(&out);
+    close_inputs(&in);
+    Py_RETURN_NONE;
+}
+
+static PyObject *py_histograms(PyObject *self, PyObject *args) {
+    PyObject *arrays, *edges_obj, *clean_obj, *counts_obj;
+    int bins, clipped, threads;
+    Inputs in;
+    Py_buffer edges, clean, counts;
+    if (!PyArg_ParseTuple(args, "OOOipOi", &arrays, &edges_obj, &clean_obj, &bins, &clipped,
+                          &counts_obj, &threads))
+        return NULL;
+    if (bins < 1) {
+        PyErr_SetString(PyExc_ValueError, "bins must be at least 1");
+        return NULL;
+    }
+    if (open_inputs(arrays, &in) < 0) return NULL;
+    int opened = 0;
+    int64_t *partial = NULL;
+    if (open_exact(edges_obj, &edges, in.n * (bins + 1) * sizeof(double), 0, "edges") < 0)
+        goto done;
+    opened++;
+    if (open_exact(clean_obj, &clean, in.n, 0, "clean") < 0) goto done;
+    opened++;
+    if (open_exact(counts_obj, &counts, in.n * bins * sizeof(int64_t), 1, "counts") < 0)
+        goto done;
+    opened++;
+    partial = PyMem_Malloc(sizeof(int64_t) * bins * (in.n_chunks + 1));
+    if (partial == NULL) {
+        PyErr_NoMemory();
+        goto done;
+    }
+    Job job = {.sources = in.sources, .chunks = in.chunks, .n_chunks = in.n_chunks,
+               .run = histogram_chunk, .partial_counts = partial,
+               .edges = (const double *)edges.buf, .clean = (const unsigned char *)clean.buf,
+               .bins = bins, .clipped = clipped};
+    int64_t *result = (int64_t *)counts.buf;
+    Py_BEGIN_ALLOW_THREADS
+    run_job(&job, threads);
+    memset(result, 0, sizeof(int64_t) * bins * in.n);
+    for (Py_ssize_t k = 0; k < in.n_chunks; k++) {
+        int64_t *r = result + (Py_ssize_t)in.chunks[k].source * bins;
+        for (int b = 0; b < bins; b++) r[b] += partial[k * bins + b];
+    }
+    Py_END_ALLOW_THREADS
+done:
+    PyMem_Free(partial);
+    if (opened > 2) PyBuffer_Release(&counts);
+    if (opened > 1) PyBuffer_Release(&clean);
+    if (opened > 0) PyBuffer_Release(&edges);
+    close_inputs(&in);
+    if (PyErr_Occurred()) return NULL;
+    Py_RETURN_NONE;
+}
+
+static PyMethodDef methods[] = {
+    {"moments", py_moments, METH_VARARGS,
+     "moments(arrays, out, threads): per array [finite, nan, inf, zeros, min, max, shift, "
+     "sum(x - shift), sum((x - shift)**2)] into out (float64, len(arrays) x 9)."},
+    {"histograms", py_histograms, METH_VARARGS,
+     "histograms(arrays, edges, clean, bins, clipped, counts, threads): numpy.histogram's "
+     "counts of each array on its own edges into counts (int64, len(arrays) x bins)."},
+    {NULL, NULL, 0, NULL},
+};
+
+static struct PyModuleDef module = {
+    PyModuleDef_HEAD_INIT, "_host_reduce",
+    "Fused, threaded reductions over float32/float64 host buffers (see host_stats.py).",
+    -1, methods, NULL, NULL, NULL, NULL,
+};
+
+PyMODINIT_FUNC PyInit__host_reduce(void) { return PyModule_Create(&module); }
