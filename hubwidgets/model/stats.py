@@ -8,6 +8,7 @@ not be compiled).  Variables elsewhere (a GPU) are reduced where they live
 the bin counts come back to the host.  Those results are cached per variable, keyed by a
 checksum of its bits computed on the device in one cheap pass, so a changed value is never
 served stale.
+"""
 
 from __future__ import annotations
 
