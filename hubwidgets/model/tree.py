@@ -125,6 +125,8 @@ class Node:
     _subtree_vars: Callable[[], dict[int, tuple[int, bool, int]]] | None = field(default=None, repr=False)
     _tree: "ModelTree | None" = field(default=None, repr=False)
     _subtree_cache: dict[int, tuple[int, bool, int]] | None = field(default=None, repr=False)
+    _counts_cache: tuple[Any, tuple[int, int, int, frozenset[bool]]] | None = \
+        field(default=None, repr=False)
 
     # -- structure -------------------------------------------------------------------------
     @property
@@ -174,21 +176,42 @@ class Node:
                 self._subtree_cache = merged
         return self._subtree_cache
 
+    def _counts(self) -> tuple[int, int, int, frozenset[bool]]:
+        """(params, trainable params, bytes, trainable states of the variables that can
+        train) in one pass over the subtree, kept until the trainable state is re-read."""
+        keys = self._tree.trainable_keys if self._tree is not None else frozenset()
+        cached = self._counts_cache
+        if cached is not None and cached[0] is keys:
+            return cached[1]
+        params = trainable = nbytes = 0
+        states: set[bool] = set()
+        for key, (size, can_train, size_bytes) in self._subtree().items():
+            params += size
+            nbytes += size_bytes
+            on = key in keys
+            if on:
+                trainable += size
+            if can_train:
+                states.add(on)
+        counts = (params, trainable, nbytes, frozenset(states))
+        self._counts_cache = (keys, counts)
+        return counts
+
     @property
     def params(self) -> int:
         """Parameters in the subtree; a shared variable counts once."""
-        return sum(size for size, _, _ in self._subtree().values())
+        return self._counts()[0]
 
     @property
     def trainable_params(self) -> int:
         """Parameters in the subtree that training would update."""
-        keys = self._tree.trainable_keys if self._tree is not None else set()
-        return sum(size for key, (size, _, _) in self._subtree().items() if key in keys)
+        return self._counts()[1]
 
     @property
     def non_trainable_params(self) -> int:
         """Parameters in the subtree that training leaves alone."""
-        return self.params - self.trainable_params
+        params, trainable, _, _ = self._counts()
+        return params - trainable
 
     @property
     def own_params(self) -> int:
@@ -202,18 +225,17 @@ class Node:
         Variables that never train (BatchNormalization's moving statistics, counters) do not
         make a layer "mixed".  A node without such variables reports its Keras flag.
         """
-        keys = self._tree.trainable_keys if self._tree is not None else set()
-        states = {key in keys for key, (_, can, _) in self._subtree().items() if can}
+        states = self._counts()[3]
         if len(states) == 2:
             return "mixed"
         if states:
-            return states.pop()
+            return next(iter(states))
         return True if self.layer_trainable is None else self.layer_trainable
 
     @property
     def nbytes(self) -> int:
         """Bytes held by the subtree's variables."""
-        return sum(nbytes for _, _, nbytes in self._subtree().values())
+        return self._counts()[2]
 
     def __repr__(self) -> str:
         return (f"Node(path={self.path!r}, class_name={self.class_name!r}, "

@@ -23,13 +23,19 @@ def tf_keras_module() -> Any | None:
 _KERAS3_VARIABLE: list[type] = []  # the class, once Keras 3 is imported
 
 
-def is_keras3_variable(v: Any) -> bool:
+def keras3_variable_class() -> type | None:
+    """``keras.Variable`` once Keras 3 is imported (looked up once), else None."""
     if not _KERAS3_VARIABLE:
         keras = keras3_module()
         if keras is None:
-            return False
+            return None
         _KERAS3_VARIABLE.append(keras.Variable)
-    return isinstance(v, _KERAS3_VARIABLE[0])
+    return _KERAS3_VARIABLE[0]
+
+
+def is_keras3_variable(v: Any) -> bool:
+    cls = _KERAS3_VARIABLE[0] if _KERAS3_VARIABLE else keras3_variable_class()
+    return cls is not None and isinstance(v, cls)
 
 
 def backing_variable(v: Any) -> Any:
@@ -41,8 +47,14 @@ def backing_variable(v: Any) -> Any:
 
 
 def variable_key(v: Any) -> int:
-    """One identity for a variable however it is reached (Keras 3 wrapper or tf.Variable)."""
-    return id(backing_variable(v))
+    """One identity for a variable however it is reached (Keras 3 wrapper or tf.Variable).
+    (``backing_variable`` inlined: this runs for every variable of every walk.)"""
+    cls = _KERAS3_VARIABLE[0] if _KERAS3_VARIABLE else keras3_variable_class()
+    if cls is not None and isinstance(v, cls):
+        inner = getattr(v, "_value", None)
+        if inner is not None:
+            return id(inner)
+    return id(v)
 
 
 def short_name(v: Any) -> str:

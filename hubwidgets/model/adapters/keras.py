@@ -54,10 +54,13 @@ def _model_classes() -> tuple[type, ...]:
 _MODEL_CLASSES: dict[str, Any] = {}
 
 
-def direct_sublayers(layer: Any) -> list[Any]:
+def direct_sublayers(layer: Any, model_classes: tuple[type, ...] | None = None) -> list[Any]:
     """The layers one level below ``layer``, in model order."""
-    if _is_model(layer):
+    if isinstance(layer, model_classes if model_classes is not None else _model_classes()):
         return list(layer.layers)
+    tracked = getattr(layer, "_layers", None)  # Keras 3's tracked sub-layers, as
+    if isinstance(tracked, list) and len(tracked) < 2:  # _flatten_layers reads them
+        return list(tracked)
     try:
         return list(layer._flatten_layers(include_self=False, recursive=False))  # noqa: SLF001
     except AttributeError:
@@ -113,34 +116,57 @@ class KerasBuilder:
         self.generation = generation
         self.parent_count: dict[int, int] = {}
         self.variables: dict[int, Any] = {}  # key -> variable, every distinct one, in order
+        self.sizes: dict[int, tuple[int, int]] = {}  # key -> (elements, bytes)
+        self.sublayers: dict[int, list[Any]] = {}  # id(layer) -> its sub-layers, when any
         self.can_train: set[int] = set()
         self._walk(root)
 
     def _walk(self, root: Any) -> None:
         """One pass over every layer: how many parents each has, every variable (from the
-        layers' own lists, not Keras' recursive ``weights``), which can train."""
+        layers' own lists, not Keras' recursive ``weights``) with its size, which can train.
+        This is the one step of a first display that grows with the model, so it is kept
+        tight."""
         seen: set[int] = set()
         stack = [root]
+        keras3 = self.generation == KERAS3
+        variables, sizes, parent_count = self.variables, self.sizes, self.parent_count
+        can_train, model_classes = self.can_train, _model_classes()
+
+        def add(v: Any, trains: bool) -> None:
+            key = variable_key(v)
+            if key not in variables:
+                variables[key] = v
+                sizes[key] = _size_and_bytes(v)
+            if trains:
+                can_train.add(key)
+
         while stack:
             layer = stack.pop()
             if id(layer) in seen:
                 continue
             seen.add(id(layer))
-            subs = direct_sublayers(layer)
-            trains = {id(v) for v in getattr(layer, "_trainable_variables", ())} \
-                if self.generation == KERAS3 else ()
+            subs = direct_sublayers(layer, model_classes)
+            if subs:
+                self.sublayers[id(layer)] = subs
+            elif keras3:  # a leaf: its two lists hold its variables, by trainability at birth
+                made_trainable = getattr(layer, "_trainable_variables", None)
+                others = getattr(layer, "_non_trainable_variables", None)
+                if isinstance(made_trainable, list) and isinstance(others, list):
+                    for v in made_trainable:
+                        add(v, True)
+                    for v in others:
+                        add(v, False)
+                    continue
+            trains = {id(v) for v in getattr(layer, "_trainable_variables", ())} if keras3 else ()
             for v in _own_weights(layer, subs):
-                key = variable_key(v)
-                self.variables.setdefault(key, v)
-                if id(v) in trains:
-                    self.can_train.add(key)
+                add(v, id(v) in trains)
             for sub in subs:
-                self.parent_count[id(sub)] = self.parent_count.get(id(sub), 0) + 1
+                parent_count[id(sub)] = parent_count.get(id(sub), 0) + 1
             stack.extend(reversed(subs))
-        if self.generation == TF_KERAS:
-            self.can_train = {k for k, v in self.variables.items() if getattr(v, "trainable", False)}
+        if not keras3:
+            self.can_train = {k for k, v in variables.items() if getattr(v, "trainable", False)}
         else:  # variables tracked outside layers' lists (TFSMLayer's, for one)
-            self.can_train.update(k for k, v in self.variables.items()
+            self.can_train.update(k for k, v in variables.items()
                                   if k not in self.can_train and getattr(v, "trainable", False)
                                   and not is_keras3_variable(v))
 
@@ -151,7 +177,8 @@ class KerasBuilder:
         if self.generation == KERAS3 and not _overrides_trainable_weights(self.root):
             if not self.root.trainable:
                 return set()
-            return {k for k, v in self.variables.items() if v.trainable}
+            return {k for k, v in self.variables.items()
+                    if getattr(v, "_trainable", None) or v.trainable}
         return {variable_key(v) for v in self.root.trainable_weights}
 
     def node(self, layer: Any, path: str, name: str | None = None) -> Node:
@@ -173,21 +200,21 @@ class KerasBuilder:
         if wrapped_attr and getattr(layer, wrapped_attr, None) is not None:
             self._fill_wrapper(node, layer, getattr(layer, wrapped_attr))
         else:
-            subs = direct_sublayers(layer)
+            subs = self.sublayers[id(layer)] if id(layer) in self.sublayers \
+                else direct_sublayers(layer)
             self._set_variables(node, _own_weights(layer, subs))
             if subs:
                 node._expand = lambda: LazyNodes(subs, lambda sub: self.node(sub, f"{path}/{sub.name}"))
         return node
 
     def _subtree_vars(self, layer: Any, is_root: bool) -> dict[int, tuple[int, bool, int]]:
-        out = {}
+        can_train, sizes = self.can_train, self.sizes
         keyed = self.variables.items() if is_root else \
             ((variable_key(v), v) for v in _weights(layer))
+        out = {}
         for key, v in keyed:
-            size = _size(v)
-            dtype = getattr(v, "_dtype", None)  # Keras 3's plain string: no dtype object
-            dtype = dtype if isinstance(dtype, str) else dtype_name(v.dtype)
-            out[key] = (size, key in self.can_train, size * itemsize(dtype))
+            size, size_bytes = sizes.get(key) or _size_and_bytes(v)
+            out[key] = (size, key in can_train, size_bytes)
         return out
 
     def _set_variables(self, node: Node, variables: list[Any]) -> None:
@@ -266,11 +293,14 @@ def _own_weights(layer: Any, subs: list[Any]) -> list[Any]:
     return [v for v in _weights(layer) if variable_key(v) not in child_keys]
 
 
-def _size(v: Any) -> int:
+def _size_and_bytes(v: Any) -> tuple[int, int]:
     shape = getattr(v, "_shape", None)  # Keras 3 keeps a plain tuple: no TensorShape to build
     if not isinstance(shape, tuple):
         shape = shape_tuple(getattr(v, "shape", None))
-    return shape_size(shape)
+    dtype = getattr(v, "_dtype", None)  # Keras 3's plain string: no dtype object
+    dtype = dtype if isinstance(dtype, str) else dtype_name(v.dtype)
+    size = shape_size(shape)
+    return size, size * itemsize(dtype)
 
 
 def _handle_dir(layer: Any) -> str | None:
