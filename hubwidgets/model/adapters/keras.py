@@ -209,10 +209,11 @@ class KerasBuilder:
 
     def _subtree_vars(self, layer: Any, is_root: bool) -> dict[int, tuple[int, bool, int]]:
         can_train, sizes = self.can_train, self.sizes
-        keyed = self.variables.items() if is_root else \
-            ((variable_key(v), v) for v in _weights(layer))
+        if is_root:  # the walk has sized every variable
+            return {key: (size, key in can_train, size_bytes)
+                    for key, (size, size_bytes) in sizes.items()}
         out = {}
-        for key, v in keyed:
+        for key, v in ((variable_key(v), v) for v in _weights(layer)):
             size, size_bytes = sizes.get(key) or _size_and_bytes(v)
             out[key] = (size, key in can_train, size_bytes)
         return out
@@ -294,13 +295,20 @@ def _own_weights(layer: Any, subs: list[Any]) -> list[Any]:
 
 
 def _size_and_bytes(v: Any) -> tuple[int, int]:
-    shape = getattr(v, "_shape", None)  # Keras 3 keeps a plain tuple: no TensorShape to build
-    if not isinstance(shape, tuple):
-        shape = shape_tuple(getattr(v, "shape", None))
-    dtype = getattr(v, "_dtype", None)  # Keras 3's plain string: no dtype object
-    dtype = dtype if isinstance(dtype, str) else dtype_name(v.dtype)
-    size = shape_size(shape)
-    return size, size * itemsize(dtype)
+    """(elements, bytes) of a variable; Keras 3 keeps its shape as a plain tuple and its
+    dtype as a string, so most variables cost one dictionary look-up."""
+    shape, dtype = getattr(v, "_shape", None), getattr(v, "_dtype", None)
+    if isinstance(shape, tuple) and isinstance(dtype, str):
+        known = _SIZES.get((shape, dtype))
+        if known is None:
+            size = shape_size(shape)
+            known = _SIZES[(shape, dtype)] = (size, size * itemsize(dtype))
+        return known
+    size = shape_size(shape_tuple(getattr(v, "shape", None)))
+    return size, size * itemsize(dtype_name(v.dtype))
+
+
+_SIZES: dict[tuple[tuple[int, ...], str], tuple[int, int]] = {}
 
 
 def _handle_dir(layer: Any) -> str | None:
