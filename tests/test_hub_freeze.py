@@ -71,6 +71,26 @@ def test_freeze_a_part_of_a_trainable_hub_keras_layer(hub_backbone, hub, tf_kera
     assert tree.find("hub").trainable is True
 
 
+def test_hub_keras_layer_saves_in_its_own_order_once_parts_are_unfrozen_again(
+        hub_backbone, hub, tf_keras, tmp_path):
+    """tf_keras writes a layer's weights by position (trainable first): after a part is frozen
+    and unfrozen again, the layer lists them as it did before, so a saved file loads into a
+    fresh model with every value in its place."""
+    layer = hub.KerasLayer(hub_backbone, trainable=True, name="hub")
+    model = tf_keras.Sequential([tf_keras.Input((4,)), layer])
+    first_order = [w.name for w in model.weights]
+    hw.freeze(model, "hub/block1_dense")
+    hw.unfreeze(model, "hub/block1_dense")
+    assert [w.name for w in model.weights] == first_order
+    for w in model.weights:  # values a swap would show
+        w.assign(w + np.arange(w.shape.num_elements(), dtype="float32").reshape(w.shape))
+    model.save_weights(tmp_path / "weights.h5")
+    fresh = tf_keras.Sequential([tf_keras.Input((4,)), hub.KerasLayer(hub_backbone, trainable=True)])
+    fresh.load_weights(tmp_path / "weights.h5")
+    for saved, loaded in zip(model.weights, fresh.weights):
+        np.testing.assert_array_equal(saved.numpy(), loaded.numpy())
+
+
 def test_signature_layer_and_tf1_module_cannot_be_unfrozen(hub_backbone, tf1_hub_module, hub,
                                                            tf_keras):
     by_signature = hub.KerasLayer(hub_backbone, signature="serving_default",

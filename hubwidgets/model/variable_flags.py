@@ -35,12 +35,20 @@ def set_variables_trainable(layer: Any, keys: set[int], flag: bool) -> None:
             if variable_key(v) in keys:
                 v.trainable = flag
         return
-    source = layer._non_trainable_weights if flag else layer._trainable_weights  # noqa: SLF001
-    target = layer._trainable_weights if flag else layer._non_trainable_weights  # noqa: SLF001
+    trainable, frozen = layer._trainable_weights, layer._non_trainable_weights  # noqa: SLF001
+    # tf_keras saves (.keras, .h5) and get_weights() in the order trainable + non-trainable:
+    # remember the layer's first order, so each list keeps it and a layer whose parts are
+    # all unfrozen again saves exactly as before (while parts are frozen, the order differs).
+    order = layer.__dict__.setdefault(ORIGINAL_ORDER, {id(v): i for i, v in
+                                                       enumerate(trainable + frozen)})
+    source, target = (frozen, trainable) if flag else (trainable, frozen)
     moving = [v for v in source if variable_key(v) in keys and (v.trainable or not flag)]
     moved = {id(v) for v in moving}
     source[:] = [v for v in source if id(v) not in moved]  # by identity: == is elementwise
-    target.extend(moving)
+    target[:] = sorted(target + moving, key=lambda v: order.get(id(v), len(order)))
+
+
+ORIGINAL_ORDER = "_hubwidgets_weight_order"
 
 
 def reset_module_variables(layer: Any) -> None:

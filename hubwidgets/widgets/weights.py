@@ -21,6 +21,9 @@ from ..model.stats import NonFiniteWeightsWarning, WeightStats, weight_stats
 from ..model.tree import ModelTree, Node
 
 
+OVERVIEW_BATCH = 32  # layers per statistics call while the overview's progress bar moves
+
+
 def histogram_quantiles(stats: WeightStats, qs: tuple[float, ...] = (0.25, 0.5, 0.75)) -> list[float]:
     """Quantiles estimated from the histogram (linear inside a bin)."""
     counts = stats.counts.astype(float)
@@ -97,7 +100,9 @@ class WeightPlot(widgets.VBox):
             return node.path, {}
         value_range = None
         if self.shared_bins and len(variables) > 1:
-            per_var = weight_stats(variables, bins=self.bins)
+            with warnings.catch_warnings():  # the second pass below warns, once
+                warnings.simplefilter("ignore", NonFiniteWeightsWarning)
+                per_var = weight_stats(variables, bins=self.bins)
             lows = [s.min for s in per_var.values() if s.min is not None]
             highs = [s.max for s in per_var.values() if s.max is not None]
             if lows and highs and min(lows) < max(highs):
@@ -139,13 +144,16 @@ class WeightPlot(widgets.VBox):
         self.progress.value = 0
         names, q1s, meds, q3s, lows, highs = [], [], [], [], [], []
         self.nonfinite = set()
-        for i, node in enumerate(layers):
+        computed: dict[str, WeightStats] = {}
+        for start in range(0, len(layers), OVERVIEW_BATCH):  # few calls: each reduces many
+            batch = [v for node in layers[start:start + OVERVIEW_BATCH] for v in node.variables]
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", NonFiniteWeightsWarning)
-                computed = weight_stats(node.variables, bins=self.bins)
-            self.nonfinite |= {p for p, s in computed.items() if s.has_nonfinite}
-            stats = [s for s in computed.values() if s.counts.sum() > 0]
-            self.progress.value = i + 1
+                computed.update(weight_stats(batch, bins=self.bins))
+            self.progress.value = min(start + OVERVIEW_BATCH, len(layers))
+        self.nonfinite = {p for p, s in computed.items() if s.has_nonfinite}
+        for node in layers:
+            stats = [computed[v.path] for v in node.variables if computed[v.path].counts.sum() > 0]
             if not stats:
                 continue
             merged = max(stats, key=lambda s: s.count)  # the layer's main tensor (kernel)
