@@ -58,9 +58,6 @@ def direct_sublayers(layer: Any, model_classes: tuple[type, ...] | None = None) 
     """The layers one level below ``layer``, in model order."""
     if isinstance(layer, model_classes if model_classes is not None else _model_classes()):
         return list(layer.layers)
-    tracked = getattr(layer, "_layers", None)  # Keras 3's tracked sub-layers, as
-    if isinstance(tracked, list) and len(tracked) < 2:  # _flatten_layers reads them
-        return list(tracked)
     try:
         return list(layer._flatten_layers(include_self=False, recursive=False))  # noqa: SLF001
     except AttributeError:
@@ -145,7 +142,12 @@ class KerasBuilder:
             if id(layer) in seen:
                 continue
             seen.add(id(layer))
-            subs = direct_sublayers(layer, model_classes)
+            tracked = getattr(layer, "_layers", None) if keras3 else None
+            if isinstance(tracked, list) and len(tracked) < 2 \
+                    and not isinstance(layer, model_classes):
+                subs = list(tracked)  # Keras 3's tracked sub-layers, what _flatten_layers reads
+            else:
+                subs = direct_sublayers(layer, model_classes)
             if subs:
                 self.sublayers[id(layer)] = subs
             elif keras3:  # a leaf: its two lists hold its variables, by trainability at birth
