@@ -85,8 +85,8 @@ def host_reductions(arrays: list[np.ndarray | None], bins: int,
     """A :class:`Reduction` per array (None where an array is None, or where only the
     numpy path is available and the array holds NaN/Inf: the TensorFlow kernels do those)."""
     out: list[Reduction | None] = [None] * len(arrays)
-    batch = [i for i, a in enumerate(arrays)
-             if a is not None and _host_reduce is not None and a.dtype in KERNEL_KINDS]
+    batch = [i for i, a in enumerate(arrays) if a is not None and _host_reduce is not None
+             and a.dtype in KERNEL_KINDS and a.flags.c_contiguous]
     for i, reduction in zip(batch, _kernel_reductions([arrays[i] for i in batch], bins,
                                                       value_range)):
         out[i] = reduction
