@@ -164,7 +164,7 @@ class Node:
         return out
 
     # -- counts ----------------------------------------------------------------------------
-    def _subtree(self) -> dict[int, tuple[int, bool]]:
+    def _subtree(self) -> dict[int, tuple[int, bool, int]]:
         """key -> (size, can_train, nbytes) of each distinct variable in the subtree."""
         if self._subtree_cache is None:
             if self._subtree_vars is not None:

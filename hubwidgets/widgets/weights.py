@@ -57,7 +57,6 @@ class WeightPlot(widgets.VBox):
         self.tree: ModelTree = inspect(model)
         self.bins = bins
         self.nonfinite: set[str] = set()  # variable paths with NaN/Inf, from the overview
-        self._selection_total = 0
         self.selection_figure = go.FigureWidget(layout=dict(
             height=300, width=FIGURE_WIDTH, margin=dict(l=40, r=10, t=30, b=30), barmode="overlay",
             legend=dict(orientation="h", yanchor="top", y=-0.12),
@@ -84,20 +83,19 @@ class WeightPlot(widgets.VBox):
     def _redraw(self, _change: Any) -> None:
         self.draw_selection()
 
-    def _selection_stats(self) -> tuple[str, dict[str, WeightStats]]:
+    def _selection_stats(self) -> tuple[str, dict[str, WeightStats], int]:
+        """(title, statistics of what the figure draws, how many variables were selected)."""
         path = self.selected
         try:
             var = self.tree.find_variable(path)
-            self._selection_total = 1
-            return var.path, weight_stats(var, bins=self.bins)
+            return var.path, weight_stats(var, bins=self.bins), 1
         except KeyError:
             pass
         node: Node = self.tree.find(path)
-        variables = node.all_variables()
-        self._selection_total = len(variables)
-        variables = variables[:MAX_OVERLAY]  # only what the figure draws
+        selected = node.all_variables()
+        variables = selected[:MAX_OVERLAY]  # only what the figure draws
         if not variables:
-            return node.path, {}
+            return node.path, {}, 0
         value_range = None
         if self.shared_bins and len(variables) > 1:
             with warnings.catch_warnings():  # the second pass below warns, once
@@ -108,8 +106,9 @@ class WeightPlot(widgets.VBox):
             if lows and highs and min(lows) < max(highs):
                 value_range = (min(lows), max(highs))
             else:
-                return node.path, per_var
-        return node.path, weight_stats(variables, bins=self.bins, value_range=value_range)
+                return node.path, per_var, len(selected)
+        return (node.path, weight_stats(variables, bins=self.bins, value_range=value_range),
+                len(selected))
 
     def draw_selection(self) -> None:
         """Redraw the selection figure in place (no new widget)."""
@@ -119,7 +118,7 @@ class WeightPlot(widgets.VBox):
                 fig.data = []
                 fig.layout.title = "Select a layer or variable"
             return
-        title, stats = self._selection_stats()
+        title, stats, total = self._selection_stats()
         with fig.batch_update():
             fig.data = []
             for path, s in list(stats.items())[:MAX_OVERLAY]:
@@ -131,7 +130,6 @@ class WeightPlot(widgets.VBox):
                             opacity=0.6 if len(stats) > 1 else 1.0,
                             width=float(s.edges[1] - s.edges[0]))
             title = html.escape(title)
-            total = max(self._selection_total, len(stats))
             shown = f"first {len(stats)} of {total}" if total > len(stats) else f"{total}"
             fig.layout.title = f"{title}: {shown} variable(s)" if stats else f"{title}: no weights"
             fig.layout.yaxis.type = "log" if self.log_y else "linear"
@@ -143,7 +141,6 @@ class WeightPlot(widgets.VBox):
         self.progress.max = max(len(layers), 1)
         self.progress.value = 0
         names, q1s, meds, q3s, lows, highs = [], [], [], [], [], []
-        self.nonfinite = set()
         computed: dict[str, WeightStats] = {}
         for start in range(0, len(layers), OVERVIEW_BATCH):  # few calls: each reduces many
             batch = [v for node in layers[start:start + OVERVIEW_BATCH] for v in node.variables]

@@ -34,27 +34,23 @@ def keras3_variable_class() -> type | None:
 
 
 def is_keras3_variable(v: Any) -> bool:
-    cls = _KERAS3_VARIABLE[0] if _KERAS3_VARIABLE else keras3_variable_class()
+    cls = keras3_variable_class()
     return cls is not None and isinstance(v, cls)
 
 
 def backing_variable(v: Any) -> Any:
-    """The ``tf.Variable`` behind a Keras 3 variable, or ``v`` itself."""
-    if is_keras3_variable(v):
+    """The ``tf.Variable`` behind a Keras 3 variable, or ``v`` itself.  (Runs for every
+    variable of every walk: the class is read from its cache without a call.)"""
+    cls = _KERAS3_VARIABLE[0] if _KERAS3_VARIABLE else keras3_variable_class()
+    if cls is not None and isinstance(v, cls):
         inner = getattr(v, "_value", None)
         return inner if inner is not None else v
     return v
 
 
 def variable_key(v: Any) -> int:
-    """One identity for a variable however it is reached (Keras 3 wrapper or tf.Variable).
-    (``backing_variable`` inlined: this runs for every variable of every walk.)"""
-    cls = _KERAS3_VARIABLE[0] if _KERAS3_VARIABLE else keras3_variable_class()
-    if cls is not None and isinstance(v, cls):
-        inner = getattr(v, "_value", None)
-        if inner is not None:
-            return id(inner)
-    return id(v)
+    """One identity for a variable however it is reached (Keras 3 wrapper or tf.Variable)."""
+    return id(backing_variable(v))
 
 
 def short_name(v: Any) -> str:

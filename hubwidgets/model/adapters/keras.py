@@ -150,18 +150,17 @@ class KerasBuilder:
                 subs = direct_sublayers(layer, model_classes)
             if subs:
                 self.sublayers[id(layer)] = subs
-            elif keras3:  # a leaf: its two lists hold its variables, by trainability at birth
-                made_trainable = getattr(layer, "_trainable_variables", None)
-                others = getattr(layer, "_non_trainable_variables", None)
-                if isinstance(made_trainable, list) and isinstance(others, list):
-                    for v in made_trainable:
-                        add(v, True)
-                    for v in others:
-                        add(v, False)
-                    continue
-            trains = {id(v) for v in getattr(layer, "_trainable_variables", ())} if keras3 else ()
-            for v in _own_weights(layer, subs):
-                add(v, id(v) in trains)
+            lists = _own_variable_lists(layer, subs)
+            if lists is not None:  # Keras 3's first list: trainable at creation
+                for v in lists[0]:
+                    add(v, keras3)
+                for v in lists[1]:
+                    add(v, False)
+            else:
+                trains = {id(v) for v in getattr(layer, "_trainable_variables", ())} \
+                    if keras3 else ()
+                for v in _own_weights(layer, subs):
+                    add(v, id(v) in trains)
             for sub in subs:
                 parent_count[id(sub)] = parent_count.get(id(sub), 0) + 1
             stack.extend(reversed(subs))
@@ -278,20 +277,26 @@ def _overrides_trainable_weights(layer: Any) -> bool:
     return type(layer).trainable_weights is not own
 
 
-def _own_weights(layer: Any, subs: list[Any]) -> list[Any]:
-    """The layer's variables that none of its sub-layers hold, in ``layer.weights`` order.
-
-    Keras 3 and tf_keras keep a layer's directly tracked variables in two lists: read them
-    when present (constant time per layer), else subtract the sub-layers' weights.
-    """
+def _own_variable_lists(layer: Any, subs: list[Any]) -> tuple[list[Any], list[Any]] | None:
+    """The two lists in which Keras 3 and tf_keras keep a layer's directly tracked variables
+    (trainable, other), when they hold exactly its own: always for a layer without
+    sub-layers; for one with sub-layers, only when both are empty (else they may repeat a
+    sub-layer's variables).  None when the layer keeps no such lists."""
     for trainable, other in (("_trainable_variables", "_non_trainable_variables"),
                              ("_trainable_weights", "_non_trainable_weights")):
         first, second = getattr(layer, trainable, None), getattr(layer, other, None)
         if isinstance(first, list) and isinstance(second, list):
-            own = list(first) + list(second)
-            if not own or not subs:
-                return own
-            break
+            return (list(first), list(second)) if not subs or not (first or second) else None
+    return None
+
+
+def _own_weights(layer: Any, subs: list[Any]) -> list[Any]:
+    """The layer's variables that none of its sub-layers hold, in ``layer.weights`` order:
+    from its own two lists when they say (constant time), else its weights minus the
+    sub-layers'."""
+    lists = _own_variable_lists(layer, subs)
+    if lists is not None:
+        return lists[0] + lists[1]
     child_keys = {variable_key(v) for sub in subs for v in _weights(sub)}
     return [v for v in _weights(layer) if variable_key(v) not in child_keys]
 
