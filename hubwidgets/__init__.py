@@ -3,7 +3,8 @@
 ``import hubwidgets`` is cheap: TensorFlow, Keras and the widget libraries load on first use.
 
 Backend (no widgets): :func:`inspect`, :func:`weight_stats`, :func:`freeze`,
-:func:`unfreeze`, :func:`set_trainable`, :class:`HubLayer`.
+:func:`unfreeze`, :func:`set_trainable`, :func:`search`, :class:`HubLayer`, and
+:class:`ModelSession` (:func:`session_for`), the live state every view observes.
 Widgets: :func:`explore`, :class:`LayerExplorer`, :class:`WeightPlot`.
 In IPython: ``%load_ext hubwidgets``.
 """
@@ -29,6 +30,10 @@ _EXPORTS = {
     "set_trainable": "hubwidgets.model.freeze",
     "freeze_up_to": "hubwidgets.model.freeze",
     "needs_compile": "hubwidgets.model.compile_state",
+    "search": "hubwidgets.model.matching",
+    "SearchTooSlowError": "hubwidgets.model.matching",
+    "ModelSession": "hubwidgets.model.session",
+    "session_for": "hubwidgets.model.session",
     "HubLayer": "hubwidgets.model.hub_layer",
     "HubWidgetsError": "hubwidgets.model.errors",
     "UnbuiltModelError": "hubwidgets.model.errors",
@@ -51,6 +56,8 @@ if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
     from .model.freeze import freeze, freeze_up_to, needs_compile, set_trainable, unfreeze
     from .model.hub_layer import HubLayer
     from .model.inspect import inspect
+    from .model.matching import SearchTooSlowError, search
+    from .model.session import ModelSession, session_for
     from .model.stats import NonFiniteWeightsWarning, WeightStats, weight_stats
     from .model.tree import ModelTree, Node, SignatureInfo, VariableInfo
 

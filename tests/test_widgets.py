@@ -77,7 +77,7 @@ def test_freeze_up_to_selected_and_by_pattern(k3_nested_shared, explorer_of):
     explorer.handle_action({"action": "freeze_pattern", "pattern": "head"})
     assert k3_nested_shared.get_layer("head").trainable is False
     explorer.handle_action({"action": "freeze_pattern", "pattern": "zzz"})
-    assert "No layer or module 'zzz'" in explorer.message
+    assert explorer.message == "No layer matches 'zzz': nothing was frozen."
     explorer.handle_action({"action": "unfreeze_all"})
 
 

@@ -3,68 +3,96 @@
 Rules (the same for Keras 3 and tf_keras):
 
 - Setting a layer's flag sets it on every layer below it too (Keras 3 does this itself;
-  tf_keras does not, so we do), so a nested model freezes or unfreezes as a whole.
+  tf_keras does not, so we do), so a nested model freezes or unfreezes as a whole.  It also
+  resets every per-variable flag below it: after ``unfreeze(model)`` every variable that can
+  train does, after ``freeze(model)`` none does.
 - Unfreezing a layer inside a frozen parent unfreezes the parents and re-freezes the
   parents' other children, so exactly the asked-for subtree becomes trainable.
 - Part of a Hub module (a node inside ``hubwidgets.HubLayer``, ``hub.KerasLayer`` or
-  ``TFSMLayer``) is frozen variable by variable: Keras 3 keeps a ``trainable`` flag on each
-  variable, tf_keras keeps a layer's trainable and non-trainable weight lists.  A restored
-  ``tf.Variable``'s own flag cannot change, so this is the only way training skips part of a
-  module.  Unfreezing a part of a frozen module makes exactly that part trainable.
+  ``TFSMLayer``), or a single variable of a Keras 3 layer, is frozen variable by variable:
+  Keras 3 keeps a ``trainable`` flag on each variable, tf_keras keeps a layer's trainable and
+  non-trainable weight lists.  An ordinary tf_keras layer is frozen whole: moving one of its
+  variables between those lists would change the order its weights are saved in (``.h5``).
 - TF1 Hub format modules and signature-calling layers cannot be fine-tuned: asking to
   unfreeze one raises :class:`FreezeError`; unfreezing a parent leaves it frozen, with a
   warning.
 - Keras reads ``trainable`` when the training function is built: a model compiled before the
   change needs ``compile()`` again (in Keras 3 with a new optimizer when more variables
   train).  :func:`needs_compile` detects it.
+
+Every change tells the model's open views (:func:`hubwidgets.model.session.notify_changed`).
 """
 
 from __future__ import annotations
 
-import re
+import os
+import time
 import warnings
 from typing import Any, Iterable
 
+import regex
+
 from .adapters.common import variable_key
-from .adapters.keras import FROZEN_BN_NOTE, MODULE_BN_NOTE, note_frozen_module_batchnorm
+from .adapters.keras import KERAS3, direct_sublayers, is_module_wrapper
+from .adapters.registry import keras_generation
 from .compile_state import mark_variable_change, needs_compile
 from .errors import FreezeError
 from .inspect import inspect
+from .matching import SEARCH_BUDGET_S, regex_search
+from .session import notify_changed
 from .tree import ModelTree, Node, VariableInfo
 from .variable_flags import (reset_module_variables, set_variables_trainable,
                              untrainable_reason)
+
+__all__ = ["set_trainable", "freeze", "unfreeze", "freeze_up_to", "matching_nodes",
+           "needs_compile", "top_level_index", "outermost"]
 
 
 def set_trainable(model: Any, path: str, flag: bool) -> ModelTree:
     """Make the layer at ``path`` (and everything below it) trainable or frozen."""
     if not isinstance(flag, bool):
         raise TypeError(f"flag must be True or False, got {flag!r}.")
-    tree = inspect(model)
+    tree = _live_tree(model, "set_trainable")
+    _check_entries([path])
     _apply(tree, [tree.find(path)], flag)
-    return tree.refresh()
+    return _done(tree)
 
 
 def freeze(model: Any, *paths_or_patterns: str) -> ModelTree:
     """Freeze the whole model, or the layers named by paths, names or regular expressions."""
-    return _change(model, paths_or_patterns, False)
+    return _change(model, paths_or_patterns, False, "freeze")
 
 
 def unfreeze(model: Any, *paths_or_patterns: str) -> ModelTree:
     """Unfreeze the whole model, or the layers named by paths, names or regular expressions."""
-    return _change(model, paths_or_patterns, True)
+    return _change(model, paths_or_patterns, True, "unfreeze")
 
 
 def freeze_up_to(model: Any, path: str, include: bool = True) -> ModelTree:
     """Freeze every top-level layer before ``path`` (and ``path`` itself when ``include``),
-    in model order, and unfreeze the ones after it: the transfer-learning split."""
-    tree = inspect(model)
-    target = tree.find(path)
-    top = _top_level_ancestor(tree, target)
-    siblings = tree.root.children
-    cut = siblings.index(top) + (1 if include else 0)
+    in model order, and unfreeze the ones after it: the transfer-learning split.
+
+    ``path`` may name a variable: its layer is used."""
+    tree = _live_tree(model, "freeze_up_to")
+    _check_entries([path])
+    cut = top_level_index(tree, path) + (1 if include else 0)
+    siblings = list(tree.root.children)
     _apply(tree, siblings[:cut], False)
     _apply(tree, siblings[cut:], True)
-    return tree.refresh()
+    return _done(tree)
+
+
+def top_level_index(tree: ModelTree, path: str) -> int:
+    """The index among the root's children of the top-level layer holding ``path`` (a node
+    or a variable path)."""
+    try:
+        node = tree.find(path)
+    except KeyError:
+        node = _node_of_variable(tree, path)
+    chain = [*node.ancestors(), node]
+    if len(chain) < 2 or chain[0] is not tree.root:
+        raise FreezeError(f"{node.path!r} is the model itself; pick one of its layers.")
+    return list(tree.root.children).index(chain[1])
 
 
 def matching_nodes(tree: ModelTree, paths_or_patterns: Iterable[str]) -> list[Node]:
@@ -72,78 +100,101 @@ def matching_nodes(tree: ModelTree, paths_or_patterns: Iterable[str]) -> list[No
     in paths and class names, else variables (by path, or a regular expression searched in
     their paths and TF names, so ``"embedding/"`` picks a name scope).  A variable comes back
     as a one-variable node.  Raises ``KeyError`` for an entry that matches nothing."""
+    entries = list(paths_or_patterns)
+    _check_entries(entries)
     found: list[Node] = []
-    for entry in paths_or_patterns:
+    for entry in entries:
         try:
             found.append(tree.find(entry))
             continue
         except KeyError as exc:
             miss = exc
         try:
-            pattern = re.compile(entry)
-        except re.error:
-            raise miss from None
+            pattern = regex.compile(entry)
+        except regex.error as exc:
+            raise KeyError(f"{entry!r} is neither a layer path or name nor a valid regular "
+                           f"expression ({exc}). {miss.args[0]}") from None
+        deadline = time.monotonic() + SEARCH_BUDGET_S
         hits = [n for n in tree if n is not tree.root
-                and (pattern.search(n.path) or pattern.fullmatch(n.class_name))]
+                and (regex_search(pattern, n.path, deadline, entry)
+                     or (pattern.fullmatch(n.class_name) is not None))]
         if not hits:
             hits = [_variable_node(tree, v) for v in tree.variables()
-                    if v.path == entry or pattern.search(v.path)
-                    or pattern.search(str(getattr(v.variable, "name", "")))]
+                    if v.path == entry or regex_search(pattern, v.path, deadline, entry)
+                    or regex_search(pattern, str(getattr(v.variable, "name", "")), deadline,
+                                    entry)]
         if not hits:
             raise miss
-        found += _outermost(hits)
+        found += outermost(hits)
     return found
+
+
+# -- internals ----------------------------------------------------------------------------
+def _live_tree(model: Any, action: str) -> ModelTree:
+    if isinstance(model, (str, os.PathLike)):
+        raise FreezeError(
+            f"hubwidgets.{action} changes a live model, and {os.fspath(model)!r} is a path: "
+            "what it would change is a throwaway copy. Load the model first, e.g. "
+            "model = keras.saving.load_model(path), then call "
+            f"hubwidgets.{action}(model, ...) and save it again.")
+    return inspect(model)
+
+
+def _check_entries(entries: list[Any]) -> None:
+    for entry in entries:
+        if not isinstance(entry, str):
+            raise TypeError(
+                f"Layers are named by strings (a path, a name or a regular expression), got "
+                f"{type(entry).__name__} {entry!r}. Pass them as separate arguments: "
+                "hubwidgets.freeze(model, 'dense_1', 'dense_2').")
+        if not entry.strip():
+            raise ValueError("An empty pattern matches nothing. To change the whole model, "
+                             "call hubwidgets.freeze(model) or unfreeze(model) with no pattern.")
+
+
+def _change(model: Any, entries: tuple[Any, ...], flag: bool, action: str) -> ModelTree:
+    tree = _live_tree(model, action)
+    nodes = [tree.root] if not entries else matching_nodes(tree, entries)
+    _apply(tree, nodes, flag)
+    return _done(tree)
+
+
+def _done(tree: ModelTree) -> ModelTree:
+    tree.refresh()
+    notify_changed(tree.obj, "flags")
+    return tree
 
 
 def _variable_node(tree: ModelTree, var: VariableInfo) -> Node:
     """A node standing for one variable, so a variable can be frozen like a layer."""
-    return Node(name=var.name, path=var.path, class_name="Variable", variables=[var],
+    owner = _node_of_variable(tree, var.path)
+    node = Node(name=var.name, path=var.path, class_name="Variable", variables=[var],
                 _tree=tree)
+    node.parent = owner
+    return node
 
 
-def python_code(tree: ModelTree, nodes: list[Node], flag: bool, var: str = "model") -> str:
-    """The plain Keras code with the same effect, for teaching material."""
-    lines = []
-    for node in nodes:
-        if not _is_keras_layer(node.obj):
-            lines.append(f"hubwidgets.set_trainable({var}, {node.path!r}, {flag})"
-                         "  # part of a Hub module: per-variable flags")
-            continue
-        if node is tree.root:
-            lines.append(f"{var}.trainable = {flag}")
-            continue
-        chain = node.path.split("/")[1:]
-        getter = var + "".join(f".get_layer({name!r})" for name in chain)
-        lines.append(f"{getter}.trainable = {flag}")
-    if needs_compile(tree):
-        lines.append(f"{var}.compile(...)  # again, with a new optimizer: Keras applies "
-                     "trainable changes at compile()")
-    return "\n".join(lines)
-
-
-# -- internals ----------------------------------------------------------------------------
-def _change(model: Any, entries: tuple[str, ...], flag: bool) -> ModelTree:
-    tree = inspect(model)
-    nodes = [tree.root] if not entries else matching_nodes(tree, entries)
-    _apply(tree, nodes, flag)
-    return tree.refresh()
+def _node_of_variable(tree: ModelTree, path: str) -> Node:
+    var = tree.find_variable(path)
+    return next(n for n in tree if any(v is var for v in n.variables))
 
 
 def _apply(tree: ModelTree, nodes: list[Node], flag: bool) -> None:
-    owners = [_owner_for_change(tree, node, flag) for node in nodes]  # check all, then act
+    owners = [_owner_for_change(node, flag) for node in nodes]  # check all, then act
     for node, owner in zip(nodes, owners):
         if owner is node:
             if flag:
-                _unfreeze_ancestors(tree, node)
-            _set_subtree(node, flag)
+                _unfreeze_ancestors(node)
+            _set_subtree(node.obj, flag)
         else:
-            _set_module_part(tree, owner, node, flag)
+            _set_part(tree, owner, node, flag)
+        tree.refresh()
 
 
-def _owner_for_change(tree: ModelTree, node: Node, flag: bool) -> Node:
-    """The Keras layer whose state changes for ``node``: the node itself, or the module
-    wrapper holding it.  Raises :class:`FreezeError` for what cannot change."""
-    owner = node if _is_keras_layer(node.obj) else _keras_owner(tree, node)
+def _owner_for_change(node: Node, flag: bool) -> Node:
+    """The Keras layer whose state changes for ``node``: the node itself, or the layer
+    holding it.  Raises :class:`FreezeError` for what cannot change."""
+    owner = node if node.keras_layer else _keras_owner(node)
     what = f"{node.path!r} ({node.class_name})"
     if owner is None:
         raise FreezeError(
@@ -158,100 +209,80 @@ def _owner_for_change(tree: ModelTree, node: Node, flag: bool) -> Node:
             raise FreezeError(
                 f"{what} has no variables that the Keras layer {owner.path!r} trains; "
                 f"freeze or unfreeze {owner.path!r} as a whole.")
+        if keras_generation(owner.obj) != KERAS3 and not is_module_wrapper(owner.obj):
+            raise FreezeError(
+                f"{what} is one variable of the tf_keras layer {owner.path!r}, and tf_keras "
+                "trains whole layers: freezing one of its variables would change the order "
+                "its weights are saved in (.h5 files would no longer load). Freeze the layer "
+                f"{owner.path!r} instead.")
     reason = untrainable_reason(owner.obj) if flag else None
     if reason:
         raise FreezeError(f"Cannot unfreeze {what}: {reason}")
     return owner
 
 
-def _set_module_part(tree: ModelTree, owner: Node, node: Node, flag: bool) -> None:
+def _set_part(tree: ModelTree, owner: Node, node: Node, flag: bool) -> None:
     keys = {v.key for v in node.all_variables() if v.can_train or not flag}
     if flag:
-        was_frozen = _effectively_frozen(tree, owner)
-        _unfreeze_ancestors(tree, owner)
-        if was_frozen:  # the module trains again, but only the asked-for part
-            _set_subtree(owner, True)
+        was_frozen = _effectively_frozen(owner)
+        _unfreeze_ancestors(owner)
+        if was_frozen:  # the layer trains again, but only the asked-for part
+            _set_subtree(owner.obj, True)
             others = {v.key for v in owner.all_variables()} - keys
             set_variables_trainable(owner.obj, others, False)
     set_variables_trainable(owner.obj, keys, flag)
     mark_variable_change(tree)
-    tree.refresh()
-    note_frozen_module_batchnorm(owner, tree.trainable_keys, bool(owner.obj.trainable))
 
 
-def _effectively_frozen(tree: ModelTree, node: Node) -> bool:
-    return any(not getattr(n.obj, "trainable", True) for n in _chain(tree, node) + [node])
+def _effectively_frozen(node: Node) -> bool:
+    return any(n.layer_trainable is False for n in [*node.ancestors(), node])
 
 
-def _keras_owner(tree: ModelTree, node: Node) -> Node | None:
+def _keras_owner(node: Node) -> Node | None:
     """The nearest ancestor of ``node`` that is a Keras layer."""
-    return next((n for n in reversed(_chain(tree, node)) if _is_keras_layer(n.obj)), None)
+    return next((n for n in reversed(node.ancestors()) if n.keras_layer), None)
 
 
-def _is_keras_layer(obj: Any) -> bool:
-    from .adapters.keras import keras_generation
-
-    return keras_generation(obj) is not None
-
-
-def _set_subtree(node: Node, flag: bool) -> None:
-    from .adapters.keras import direct_sublayers
-
-    stack = [node.obj]
+def _set_subtree(root_layer: Any, flag: bool) -> None:
+    """Set ``trainable`` on ``root_layer`` and every layer below it, and reset every
+    per-variable flag there (Keras 3 skips its own reset when the flag is unchanged)."""
+    stack = [root_layer]
+    seen: set[int] = set()
     while stack:
         layer = stack.pop()
+        if id(layer) in seen:
+            continue
+        seen.add(id(layer))
         reason = untrainable_reason(layer) if flag else None
         if reason:
             layer.trainable = False
             warnings.warn(f"Left frozen: {reason}", stacklevel=4)
             continue
         layer.trainable = flag
+        if keras_generation(layer) == KERAS3:
+            for v in getattr(layer, "_trainable_variables", ()):  # the ones that can train
+                v.trainable = flag
         reset_module_variables(layer)
         stack.extend(direct_sublayers(layer))
-    for sub in node.walk():
-        if sub.layer_trainable is not None:
-            sub.layer_trainable = bool(getattr(sub.obj, "trainable", flag))
-        sub.notes = [n for n in sub.notes if n not in (FROZEN_BN_NOTE, MODULE_BN_NOTE)]
-        if sub.class_name == "BatchNormalization" and not flag:
-            sub.notes.append(FROZEN_BN_NOTE)
 
 
-def _chain(tree: ModelTree, node: Node) -> list[Node]:
-    """The ancestors of ``node``, from the root down."""
-    chain: list[Node] = []
-    current: Node | None = tree.root
-    while current is not None and current is not node and current.path != node.path:
-        chain.append(current)
-        current = next((c for c in current.children
-                        if (node.path + "/").startswith(c.path + "/")), None)
-    return chain
-
-
-def _unfreeze_ancestors(tree: ModelTree, node: Node) -> None:
+def _unfreeze_ancestors(node: Node) -> None:
     """Make every ancestor trainable, keeping the children off the path as they were."""
-    chain = _chain(tree, node)
+    chain = node.ancestors()
     frozen, effective = [], False
     for parent in chain:  # tf_keras leaves children's flags alone: freezing is inherited
-        effective = effective or not getattr(parent.obj, "trainable", True)
+        effective = effective or parent.layer_trainable is False
         frozen.append(effective)
-    for parent, on_path, was_frozen in zip(chain, chain[1:] + [node], frozen):
-        if not was_frozen:
+    for parent, on_path, was_frozen in zip(chain, [*chain[1:], node], frozen):
+        if not was_frozen or not parent.keras_layer:
             continue
         parent.obj.trainable = True  # Keras 3 passes this down to every child ...
-        parent.layer_trainable = True
         for child in parent.children:  # ... so the children off the path are frozen again
-            if child is not on_path:
-                _set_subtree(child, False)
+            if child is not on_path and child.keras_layer:
+                _set_subtree(child.obj, False)
 
 
-def _top_level_ancestor(tree: ModelTree, node: Node) -> Node:
-    for child in tree.root.children:
-        if (node.path + "/").startswith(child.path + "/"):
-            return child
-    raise FreezeError(f"{node.path!r} is the model itself; pick one of its layers.")
-
-
-def _outermost(nodes: list[Node]) -> list[Node]:
+def outermost(nodes: list[Node]) -> list[Node]:
     """Drop nodes that lie inside another node of the list."""
     paths = [n.path for n in nodes]
     return [n for n in nodes if not any(n.path.startswith(p + "/") for p in paths if p != n.path)]

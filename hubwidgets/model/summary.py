@@ -4,22 +4,14 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from .tree import format_shape, trainable_label
+from .formatting import format_bytes, format_shape, trainable_label
 
 if TYPE_CHECKING:
     from .tree import ModelTree, Node
 
+__all__ = ["render_summary", "format_bytes"]
+
 HEADERS = ("Name", "Class", "Output shape", "Own params", "Total params", "Status")
-
-
-def format_bytes(n: int) -> str:
-    """Human-readable byte count: ``1.5 KB``, ``97.8 MB``."""
-    size = float(n)
-    for unit in ("B", "KB", "MB", "GB"):
-        if size < 1024 or unit == "GB":
-            return f"{int(size)} B" if unit == "B" else f"{size:.2f} {unit}"
-        size /= 1024
-    return f"{size:.2f} GB"
 
 
 def _status(node: "Node") -> str:

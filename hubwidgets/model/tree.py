@@ -11,36 +11,16 @@ from __future__ import annotations
 import difflib
 from dataclasses import dataclass, field
 from collections.abc import Sequence
-from typing import Any, Callable, Iterator, Literal, Union
+from typing import Any, Callable, Iterator, Protocol
 
-Trainable = Union[bool, Literal["mixed"]]
-Shape = Any  # a tuple of ints/None, or a list of such tuples for several inputs/outputs
+from .formatting import Shape, Trainable, format_shape, shape_size, trainable_label, unique_segment
+from .signatures import SignatureInfo, TensorSpecInfo, op_census
+from .notes import live_notes
+from .summary import render_summary
 
-
-@dataclass(frozen=True)
-class TensorSpecInfo:
-    """One input or output of a signature."""
-
-    name: str
-    dtype: str
-    shape: tuple[int | None, ...] | None
-
-    def __str__(self) -> str:
-        return f"{self.name}: {self.dtype} {format_shape(self.shape)}"
-
-
-@dataclass(frozen=True)
-class SignatureInfo:
-    """A SavedModel signature (or a restored function) with its inputs and outputs."""
-
-    name: str
-    inputs: tuple[TensorSpecInfo, ...]
-    outputs: tuple[TensorSpecInfo, ...]
-
-    def __str__(self) -> str:
-        ins = ", ".join(str(s) for s in self.inputs)
-        outs = ", ".join(str(s) for s in self.outputs)
-        return f"{self.name}({ins}) -> {outs}"
+__all__ = ["ModelTree", "Node", "VariableInfo", "SignatureInfo", "TensorSpecInfo", "LazyNodes",
+           "TreeSource", "Shape", "Trainable", "format_shape", "shape_size", "trainable_label",
+           "unique_segment"]
 
 
 @dataclass(eq=False)
@@ -82,10 +62,11 @@ class LazyNodes(Sequence):
     """Children built one by one when first read: a layer list of 10,000 entries opens by
     building only the rows on screen.  Slicing returns a plain list."""
 
-    def __init__(self, items: list[Any], build: Callable[[Any], "Node"]) -> None:
+    def __init__(self, items: list[Any], build: Callable[[Any, int], "Node"]) -> None:
         self._items = items
         self._build = build
         self._nodes: list["Node | None"] = [None] * len(items)
+        self.parent: "Node | None" = None  # set by the node that owns the list
 
     def __len__(self) -> int:
         return len(self._items)
@@ -93,13 +74,14 @@ class LazyNodes(Sequence):
     def __getitem__(self, index: Any) -> Any:
         if isinstance(index, slice):
             return [self[i] for i in range(*index.indices(len(self)))]
+        if index < 0:
+            index += len(self)
         node = self._nodes[index]
         if node is None:
-            node = self._nodes[index] = self._build(self._items[index])
+            node = self._nodes[index] = self._build(self._items[index], index)
+            if self.parent is not None:
+                self.parent.adopt(node)
         return node
-
-    def __add__(self, other: list["Node"]) -> list["Node"]:
-        return list(self) + list(other)
 
 
 @dataclass(eq=False)
@@ -107,6 +89,8 @@ class Node:
     """A layer, sub-module or name scope of the model.
 
     ``children`` are built on first access, so a huge model opens without walking it all.
+    ``path`` is unique in its tree: a sibling that repeats a name gets a ``[n]`` suffix
+    (``m/hidden``, ``m/hidden[1]``), while ``name`` stays the layer's own name.
     """
 
     name: str
@@ -116,26 +100,79 @@ class Node:
     input_shape: Shape = None
     output_shape: Shape = None
     signatures: list[SignatureInfo] = field(default_factory=list)
-    notes: list[str] = field(default_factory=list)
+    build_notes: list[str] = field(default_factory=list)
+    """Notes fixed when the node was built (unreadable metadata, training state...)."""
     obj: Any = field(default=None, repr=False)
-    layer_trainable: bool | None = None
+    keras_layer: bool = False
+    """Whether ``obj`` is a Keras layer, whose ``trainable`` flag the node reports."""
+    module_wrapper: bool = False
+    """Whether ``obj`` is a Keras layer holding a restored module (HubLayer, KerasLayer...)."""
     shared: bool = False
+    parent: "Node | None" = field(default=None, repr=False)
+    variable_source: Callable[[], dict[int, tuple[int, bool, int]]] | None = \
+        field(default=None, repr=False)
+    """key -> (elements, can train, bytes) of the subtree's distinct variables, when the
+    adapter knows them without walking the children."""
+    _tree: "ModelTree | None" = field(default=None, repr=False)
     _children: Sequence["Node"] | None = field(default=None, repr=False)
     _expand: Callable[[], Sequence["Node"]] | None = field(default=None, repr=False)
-    _subtree_vars: Callable[[], dict[int, tuple[int, bool, int]]] | None = field(default=None, repr=False)
-    _tree: "ModelTree | None" = field(default=None, repr=False)
     _subtree_cache: dict[int, tuple[int, bool, int]] | None = field(default=None, repr=False)
     _counts_cache: tuple[Any, tuple[int, int, int, frozenset[bool]]] | None = \
         field(default=None, repr=False)
+    _notes_cache: tuple[int, list[str]] | None = field(default=None, repr=False)
 
     # -- structure -------------------------------------------------------------------------
+    @property
+    def tree(self) -> "ModelTree | None":
+        """The tree this node belongs to."""
+        return self._tree
+
     @property
     def children(self) -> Sequence["Node"]:
         """Direct sub-layers / sub-modules, in model order."""
         if self._children is None:
-            self._children = self._expand() if self._expand else []
-            self._expand = None
-        return self._children
+            expand, self._expand = self._expand, None
+            self.children = expand() if expand else []
+        return self._children  # type: ignore[return-value]
+
+    @children.setter
+    def children(self, nodes: Sequence["Node"]) -> None:
+        """Attach ``nodes`` below this one: parents set, paths made unique among siblings."""
+        if isinstance(nodes, LazyNodes):
+            nodes.parent = self
+            self._children = nodes
+            return
+        nodes = list(nodes)
+        taken: set[str] = set()
+        for node in nodes:
+            segment = node.path.rsplit("/", 1)[-1]
+            if segment in taken:
+                node.repath(f"{self.path}/{unique_segment(segment, taken)}")
+            taken.add(node.path.rsplit("/", 1)[-1])
+            self.adopt(node)
+        self._children = nodes
+
+    def expand_with(self, build: Callable[[], Sequence["Node"]]) -> None:
+        """Build the children with ``build()`` when they are first read."""
+        self._children, self._expand = None, build
+
+    def adopt(self, node: "Node") -> None:
+        """Make ``node`` a child of this one (its parent link and the tree's index)."""
+        node.parent = self
+        if self._tree is not None:
+            self._tree.index_node(node)
+
+    def repath(self, new_path: str) -> None:
+        """Move this node (and everything built below it) to ``new_path``."""
+        old = self.path
+        for sub in self.walk():
+            previous = sub.path
+            sub.path = new_path + sub.path[len(old):]
+            for var in sub.variables:
+                var.path = f"{sub.path}/{var.name}"
+            if self._tree is not None:
+                self._tree.forget_path(previous, sub)
+                self._tree.index_node(sub)
 
     @property
     def has_children(self) -> bool:
@@ -143,6 +180,15 @@ class Node:
         if self._children is not None:
             return bool(self._children)
         return self._expand is not None and bool(self.children)
+
+    def ancestors(self) -> list["Node"]:
+        """The nodes above this one, from the root down."""
+        chain: list[Node] = []
+        node = self.parent
+        while node is not None:
+            chain.append(node)
+            node = node.parent
+        return chain[::-1]
 
     def walk(self) -> Iterator["Node"]:
         """This node and all below it, depth first, in model order."""
@@ -163,12 +209,29 @@ class Node:
                     out.append(var)
         return out
 
+    # -- live state ------------------------------------------------------------------------
+    @property
+    def layer_trainable(self) -> bool | None:
+        """The Keras layer's own ``trainable`` flag, read live (None for other nodes)."""
+        if not self.keras_layer:
+            return None
+        return bool(getattr(self.obj, "trainable", True))
+
+    @property
+    def notes(self) -> list[str]:
+        """What the user should know about this node: notes fixed at build time, plus notes
+        computed from the live model (cached until the tree is refreshed)."""
+        version = self._tree.version if self._tree is not None else 0
+        if self._notes_cache is None or self._notes_cache[0] != version:
+            self._notes_cache = (version, list(self.build_notes) + live_notes(self))
+        return list(self._notes_cache[1])
+
     # -- counts ----------------------------------------------------------------------------
     def _subtree(self) -> dict[int, tuple[int, bool, int]]:
         """key -> (size, can_train, nbytes) of each distinct variable in the subtree."""
         if self._subtree_cache is None:
-            if self._subtree_vars is not None:
-                self._subtree_cache = self._subtree_vars()
+            if self.variable_source is not None:
+                self._subtree_cache = self.variable_source()
             else:
                 merged = {v.key: (v.size, v.can_train, v.nbytes) for v in self.variables}
                 for child in self.children:
@@ -230,7 +293,8 @@ class Node:
             return "mixed"
         if states:
             return next(iter(states))
-        return True if self.layer_trainable is None else self.layer_trainable
+        flag = self.layer_trainable
+        return True if flag is None else flag
 
     @property
     def nbytes(self) -> int:
@@ -242,26 +306,67 @@ class Node:
                 f"params={self.params}, trainable={self.trainable!r})")
 
 
+class TreeSource(Protocol):
+    """What a tree asks of the adapter that built it (see :mod:`hubwidgets.model.adapters`)."""
+
+    def trainable_keys(self) -> set[int]:
+        """Keys of the variables an optimizer step would update now."""
+
+    def fingerprint(self) -> tuple[Any, ...]:
+        """A cheap value that changes when the model's structure changes."""
+
+
 class ModelTree:
     """The whole model: a root :class:`Node`, lookups, and a text summary.
 
-    ``obj`` is the live object the tree describes (for a path, what was loaded from it).
+    ``obj`` is the live object the tree describes (for a path, what was loaded from it);
+    ``source`` the adapter that built it.  ``version`` grows on every :meth:`refresh`.
     """
 
     def __init__(self, obj: Any, framework: str, source: str | None = None) -> None:
         self.obj = obj
         self.framework = framework
         self.source = source
-        self.root: Node = Node(name="", path="", class_name="")
-        self.trainable_keys: set[int] = set()
-        self._trainable_keys_fn: Callable[[], set[int]] = set
+        self.adapter: TreeSource | None = None
+        self.version = 0
+        self._root: Node = Node(name="", path="", class_name="")
+        self.trainable_keys: frozenset[int] = frozenset()
+        self._index: dict[str, Node] = {}
+        self._variables_by_path: dict[str, VariableInfo] | None = None
         self._census: dict[str, dict[str, int]] = {}
+
+    @property
+    def root(self) -> Node:
+        """The node of the model itself."""
+        return self._root
+
+    @root.setter
+    def root(self, node: Node) -> None:
+        self._root = node
+        node.parent = None
+        self.index_node(node)
+
+    def index_node(self, node: Node) -> None:
+        """Record ``node`` for O(1) look-ups by path (nodes call this when they are built)."""
+        self._index[node.path] = node
+        self._variables_by_path = None
+
+    def forget_path(self, path: str, node: Node) -> None:
+        """Drop ``path`` from the index when it points to ``node`` (the node moved)."""
+        if self._index.get(path) is node:
+            del self._index[path]
 
     # -- live state ------------------------------------------------------------------------
     def refresh(self) -> "ModelTree":
         """Re-read which variables are trainable from the live model."""
-        self.trainable_keys = set(self._trainable_keys_fn())
+        if self.adapter is not None:
+            self.trainable_keys = frozenset(self.adapter.trainable_keys())
+        self.version += 1
         return self
+
+    def fingerprint(self) -> tuple[Any, ...]:
+        """A value that changes when the live model's structure changes."""
+        return self.adapter.fingerprint() if self.adapter is not None else ()
 
     # -- lookups ---------------------------------------------------------------------------
     def __iter__(self) -> Iterator[Node]:
@@ -274,13 +379,20 @@ class ModelTree:
         """Every variable of the model, each once."""
         return self.root.all_variables()
 
+    def ancestors(self, path_or_node: "str | Node") -> list[Node]:
+        """The nodes above a node, from the root down."""
+        node = path_or_node if isinstance(path_or_node, Node) else self.find(path_or_node)
+        return node.ancestors()
+
     def find(self, path_or_name: str) -> Node:
         """The node at ``path_or_name`` (a full path, or a unique name anywhere in the tree).
 
         Raises ``KeyError`` naming the closest matches when there is none, or listing the
         paths when a bare name is ambiguous.
         """
-        wanted = str(path_or_name).strip("/")
+        if not isinstance(path_or_name, str):
+            raise TypeError(f"A layer path or name is a string, got {type(path_or_name).__name__}.")
+        wanted = path_or_name.strip("/")
         if wanted in ("", self.root.path):
             return self.root
         node = self._find_by_path(wanted)
@@ -300,7 +412,10 @@ class ModelTree:
     def _find_by_path(self, wanted: str) -> Node | None:
         root = self.root.path
         target = wanted if wanted == root or wanted.startswith(root + "/") else f"{root}/{wanted}"
-        node: Node | None = self.root
+        known = self._index.get(target)
+        if known is not None and known.path == target:
+            return known
+        node: Node | None = self.root  # descend, building only the nodes on the way
         while node is not None and node.path != target:
             node = next((c for c in node.children
                          if target == c.path or target.startswith(c.path + "/")), None)
@@ -308,11 +423,16 @@ class ModelTree:
 
     def find_variable(self, path: str) -> VariableInfo:
         """The variable at ``path`` (as in ``VariableInfo.path``)."""
-        for node in self:
-            for var in node.variables:
-                if var.path == path:
-                    return var
-        close = difflib.get_close_matches(path, [v.path for v in self.variables()], n=5, cutoff=0.4)
+        if self._variables_by_path is None:
+            table: dict[str, VariableInfo] = {}
+            for node in self:
+                for var in node.variables:
+                    table.setdefault(var.path, var)
+            self._variables_by_path = table
+        found = self._variables_by_path.get(path)
+        if found is not None:
+            return found
+        close = difflib.get_close_matches(path, list(self._variables_by_path), n=5, cutoff=0.4)
         hint = f" Closest matches: {', '.join(map(repr, close))}." if close else ""
         raise KeyError(f"No variable {path!r}.{hint}")
 
@@ -322,8 +442,6 @@ class ModelTree:
 
         The last-resort view of a module that has no layer structure.
         """
-        from .adapters.trackable import op_census
-
         key = signature or ""
         if key not in self._census:
             self._census[key] = op_census(self.obj, signature)
@@ -332,38 +450,8 @@ class ModelTree:
     # -- text ------------------------------------------------------------------------------
     def summary(self, max_depth: int | None = None) -> str:
         """A text table of the tree: nesting, class, output shape, own/total params, status."""
-        from .summary import render_summary
-
         return render_summary(self, max_depth=max_depth)
 
     def __repr__(self) -> str:
         return (f"ModelTree(root={self.root.name!r}, framework={self.framework!r}, "
                 f"params={self.root.params})")
-
-
-# -- small helpers shared by adapters and widgets -----------------------------------------
-def shape_size(shape: tuple[int | None, ...] | None) -> int:
-    """Number of elements of a fully known shape, else 0."""
-    if shape is None:
-        return 0
-    size = 1
-    for dim in shape:
-        if dim is None:
-            return 0
-        size *= int(dim)
-    return size
-
-
-def format_shape(shape: Shape) -> str:
-    """``(None, 4)`` style text for a shape, or a list of shapes; "?" when unknown."""
-    if shape is None:
-        return "?"
-    if isinstance(shape, list):
-        return "[" + ", ".join(format_shape(s) for s in shape) + "]"
-    dims = ", ".join("None" if d is None else str(d) for d in shape)
-    return f"({dims},)" if len(shape) == 1 else f"({dims})"
-
-
-def trainable_label(flag: Trainable) -> str:
-    """The word used for a trainable flag in summaries and the explorer."""
-    return {True: "trainable", False: "frozen"}.get(flag, "mixed")  # type: ignore[arg-type]

@@ -1,4 +1,9 @@
-"""``explore(model)``: the explorer, the weight plots and the model's totals in one panel."""
+"""``explore(model)``: the explorer, the weight plots and the model's totals in one panel.
+
+The dashboard only lays views out: each view observes the model's session, so the header,
+the explorer and the plots follow every change (a toggle, ``hw.freeze``, a refresh, layers
+added or removed).
+"""
 
 from __future__ import annotations
 
@@ -7,8 +12,8 @@ from typing import Any
 
 import ipywidgets as widgets
 
-from ..model.inspect import inspect
-from ..model.summary import format_bytes
+from ..model.formatting import format_bytes
+from ..model.session import ModelSession, session_for
 from ..model.tree import ModelTree
 from .explorer import LayerExplorer
 from .weights import WeightPlot
@@ -25,25 +30,43 @@ def header_html(tree: ModelTree) -> str:
             f"on {html.escape(', '.join(devices) or 'no device')}")
 
 
-class Dashboard(widgets.VBox):
-    """The three panels together; ``refresh()`` re-reads the model after its weights change."""
+class ModelHeader(widgets.HTML):
+    """The model's totals line, kept up to date from its session."""
 
-    def __init__(self, model: Any, *, var_name: str = "model", bins: int = 64) -> None:
-        self.tree = inspect(model)
-        self.explorer = LayerExplorer(self.tree, var_name=var_name)
-        self.weights = WeightPlot(self.tree, bins=bins)
-        self.explorer.mark_nonfinite(self.weights.nonfinite)  # from the overview's statistics
-        self.header = widgets.HTML(header_html(self.tree))
+    def __init__(self, session: ModelSession) -> None:
+        super().__init__(header_html(session.tree))
+        self.session = session
+        session.observe(self._on_session_change)
+
+    def _on_session_change(self, session: ModelSession, what: str) -> None:
+        if what != "selection":
+            self.value = header_html(session.tree)
+
+
+class Dashboard(widgets.VBox):
+    """The views of one model together; ``refresh()`` re-reads the model after its weights
+    or layers changed."""
+
+    def __init__(self, model: Any, *, var_name: str | None = None, bins: int = 64) -> None:
+        self.session = session_for(model, var_name)
+        self.session.current_tree()
+        self.weights = WeightPlot(self.session, bins=bins)  # computes the statistics ...
+        self.explorer = LayerExplorer(self.session, scan_weights=True)  # ... it badges NaN from
+        self.header = ModelHeader(self.session)
         refresh = widgets.Button(description="Refresh", icon="refresh",
-                                 tooltip="Re-read the weights (after training or set_weights)")
+                                 tooltip="Re-read the model (after training, set_weights, "
+                                         "or adding layers)")
         refresh.on_click(lambda _b: self.refresh())
-        widgets.dlink((self.explorer, "selected"), (self.weights, "selected"))
-        self.explorer.observe(lambda _c: self._update_header(), "totals")
         self.explorer.layout.flex = "1 1 460px"  # beside the plots when the page is wide,
         self.weights.layout.flex = "0 0 450px"   # above them when it is narrow
         super().__init__([widgets.HBox([self.header, refresh]),
                           widgets.HBox([self.explorer, self.weights],
                                        layout={"flex_flow": "row wrap"})])
+
+    @property
+    def tree(self) -> ModelTree:
+        """The model's tree, as the session holds it now."""
+        return self.session.tree
 
     def _repr_mimebundle_(self, **kwargs: Any) -> dict[str, Any]:
         """The widget, plus a text and HTML summary for where widgets cannot render."""
@@ -53,19 +76,14 @@ class Dashboard(widgets.VBox):
         bundle.setdefault("text/html", f"<pre>{html.escape(summary)}</pre>")
         return bundle
 
-    def _update_header(self) -> None:
-        self.header.value = header_html(self.tree)
-
     def refresh(self) -> None:
-        """Re-read trainable flags and weights from the live model."""
-        self.weights.refresh()
-        self.explorer.mark_nonfinite(self.weights.nonfinite)
-        self._update_header()
+        """Re-read the live model (weights, flags, and its layers if they changed)."""
+        self.session.refresh("values")
 
 
-def explore(model: Any, *, var_name: str = "model", bins: int = 64) -> Dashboard:
+def explore(model: Any, *, var_name: str | None = None, bins: int = 64) -> Dashboard:
     """Show ``model`` (anything :func:`hubwidgets.inspect` accepts) as an interactive dashboard.
 
-    ``var_name`` is the variable name used in the generated Python code.
+    ``var_name`` is the variable name used in the generated Python code (default "model").
     """
     return Dashboard(model, var_name=var_name, bins=bins)

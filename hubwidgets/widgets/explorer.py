@@ -1,30 +1,33 @@
 """``LayerExplorer``: a lazily expanded tree of the model's layers with freeze toggles.
 
 Python owns the state; the browser view (``static/explorer.js``) only renders ``_rows`` and
-sends actions as custom messages (``{"action": "expand", "path": ...}``).  Tests send the
-same messages through :meth:`LayerExplorer.handle_action`.
+sends actions as custom messages (``{"action": "expand", "path": ...}``).  Each action is a
+method marked :func:`~hubwidgets.widgets.actions.action`; a message is validated against its
+signature before it runs (tests send the same messages through :meth:`handle_action`).
+The explorer observes the model's :class:`~hubwidgets.model.session.ModelSession`, so a
+change made anywhere (another view, ``hw.freeze``, training) shows here.
 """
 
 from __future__ import annotations
 
-import re
 from pathlib import Path
 from typing import Any
 
 import anywidget
 import traitlets
 
+from ..model import codegen
 from ..model.errors import HubWidgetsError
-from ..model.freeze import (freeze_up_to, matching_nodes, needs_compile, python_code,
-                            set_trainable)
-from ..model.inspect import inspect
-from ..model.stats import weight_stats
-from ..model.summary import format_bytes
-from ..model.tree import ModelTree, Node, VariableInfo, format_shape, trainable_label
+from ..model.formatting import format_bytes, format_shape, trainable_label
+from ..model.freeze import (freeze_up_to, needs_compile, outermost, set_trainable,
+                            top_level_index)
+from ..model.matching import search_nodes
+from ..model.session import ModelSession, session_for
+from ..model.session_stats import nonfinite_paths
+from ..model.tree import ModelTree, Node, VariableInfo
+from .actions import MessageError, action, bind_message
 
 STATIC = Path(__file__).parent / "static"
-
-
 PAGE_SIZE = 100  # children listed per expanded node before a "show more" row
 
 
@@ -64,60 +67,63 @@ def variable_row(var: VariableInfo, nonfinite: set[str]) -> dict[str, Any]:
 class LayerExplorer(anywidget.AnyWidget):
     """A collapsible tree of ``model``'s layers: counts, shapes, badges and freeze toggles.
 
-    ``selected`` (a node or variable path) is synced with the browser, so other panels can
-    follow it.  ``code`` holds the Python equivalent of the last action.
+    ``selected`` (a node or variable path) is the session's selection, so every view of the
+    model follows it.  ``code`` holds the Python equivalent of the last action, ``message``
+    what happened (or why nothing did).
     """
 
     _esm = STATIC / "explorer.js"
     _css = STATIC / "explorer.css"
 
     selected = traitlets.Unicode("").tag(sync=True)
+    """The selected node or variable path ("" for none)."""
     query = traitlets.Unicode("").tag(sync=True)
+    """The search box: a case-insensitive regular expression over names and classes."""
     code = traitlets.Unicode("").tag(sync=True)
+    """The Python that does what the last action did."""
     message = traitlets.Unicode("").tag(sync=True)
+    """The outcome of the last action, or the error that stopped it."""
     totals = traitlets.Dict().tag(sync=True)
+    """The model's parameter totals."""
     _rows = traitlets.List().tag(sync=True)
     _expanded = traitlets.List().tag(sync=True)
 
-    def __init__(self, model: Any, *, scan_weights: bool = False, var_name: str = "model",
+    def __init__(self, model: Any, *, scan_weights: bool = False, var_name: str | None = None,
                  **kwargs: Any) -> None:
         unknown = set(kwargs) - {"layout", "selected", "query"}
         if unknown:
             raise TypeError(f"LayerExplorer got unexpected keyword arguments: {sorted(unknown)}")
+        selected = kwargs.pop("selected", "")
         super().__init__(**kwargs)
         self._ready = False
-        self.tree: ModelTree = inspect(model)
-        self.var_name = var_name
-        self.nonfinite: set[str] = set()
+        self.session: ModelSession = session_for(model, var_name)
+        self.session.current_tree()
+        self.scan_weights = scan_weights
         self._shown: dict[str, int] = {}  # node path -> how many children are listed
-        if scan_weights:
-            self.scan_weights()
         self._expanded = [self.tree.root.path]
+        self.selected = selected or self.session.selection
         self.on_msg(self._on_custom_msg)
+        self.session.observe(self._on_session_change)
         self._ready = True
-        self.render_rows(refresh=False)  # inspect() has just read the live state
+        self.render_rows()
+
+    @property
+    def tree(self) -> ModelTree:
+        """The model's tree, as the session holds it now."""
+        return self.session.tree
+
+    @property
+    def var_name(self) -> str:
+        """The model's variable name in generated code."""
+        return self.session.var_name
 
     # -- state the browser reads ------------------------------------------------------------
-    def scan_weights(self) -> None:
-        """Compute statistics once to badge variables with NaN or Inf values (the dashboard
-        passes the ones its overview computed instead, see :meth:`mark_nonfinite`)."""
-        import warnings
+    def nonfinite(self) -> set[str]:
+        """Variables holding NaN or Inf, when statistics are wanted (``scan_weights``)."""
+        return nonfinite_paths(self.session) if self.scan_weights else set()
 
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            stats = weight_stats(self.tree)
-        self.mark_nonfinite({path for path, s in stats.items() if s.has_nonfinite})
-
-    def mark_nonfinite(self, paths: set[str]) -> None:
-        """Badge the variables at ``paths`` (and their layers) as holding NaN or Inf."""
-        self.nonfinite = set(paths)
-        if self._ready:
-            self.render_rows()
-
-    def render_rows(self, refresh: bool = True) -> None:
-        """Recompute the visible rows and totals from the live model."""
-        if refresh:
-            self.tree.refresh()
+    def render_rows(self) -> None:
+        """Recompute the visible rows and totals from the session's tree."""
         root = self.tree.root
         with self.hold_sync():
             self.totals = {"params": root.params, "trainable": root.trainable_params,
@@ -128,14 +134,19 @@ class LayerExplorer(anywidget.AnyWidget):
 
     def _visible_rows(self) -> list[dict[str, Any]]:
         expanded = set(self._expanded)
-        keep = self._search_matches()
+        try:
+            keep = self._search_matches()
+        except (HubWidgetsError, ValueError) as exc:
+            self.message = _text(exc)
+            keep = set()
+        nonfinite = self.nonfinite()
         rows: list[dict[str, Any]] = []
 
         def visit(node: Node, depth: int) -> None:
             if keep is not None and node.path not in keep:
                 return
             is_open = node.path in expanded or (keep is not None and node.has_children)
-            rows.append(node_row(node, depth, is_open, self.nonfinite))
+            rows.append(node_row(node, depth, is_open, nonfinite))
             if not is_open:
                 return
             children = node.children
@@ -154,15 +165,9 @@ class LayerExplorer(anywidget.AnyWidget):
         """Paths to show for the search box: matches and their ancestors (None: no search)."""
         if not self.query.strip():
             return None
-        try:
-            pattern = re.compile(self.query, re.IGNORECASE)
-        except re.error:
-            pattern = re.compile(re.escape(self.query), re.IGNORECASE)
         keep: set[str] = set()
-        for node in self.tree:
-            if pattern.search(node.name) or pattern.search(node.class_name):
-                parts = node.path.split("/")
-                keep.update("/".join(parts[:i]) for i in range(1, len(parts) + 1))
+        for node in search_nodes(self.tree, self.query):
+            keep.update(n.path for n in [*node.ancestors(), node])
         return keep
 
     @traitlets.observe("query", "_expanded")
@@ -170,90 +175,141 @@ class LayerExplorer(anywidget.AnyWidget):
         if getattr(self, "_ready", False):
             self._rows = self._visible_rows()
 
+    @traitlets.observe("selected")
+    def _on_selected(self, change: dict[str, Any]) -> None:
+        if getattr(self, "_ready", False):
+            self.session.select(change["new"])
+
+    def _on_session_change(self, session: ModelSession, what: str) -> None:
+        if what == "selection":
+            self.selected = session.selection
+            return
+        if what == "structure":
+            self._shown = {p: n for p, n in self._shown.items() if self._exists(p)}
+            self._expanded = [p for p in self._expanded if self._exists(p)] \
+                or [self.tree.root.path]
+            if self.selected and not self._exists(self.selected):
+                self.selected = ""
+        self.render_rows()
+
+    def _exists(self, path: str) -> bool:
+        try:
+            self.tree.find_variable(path)
+            return True
+        except KeyError:
+            pass
+        try:
+            return self.tree.find(path).path == path
+        except KeyError:
+            return False
+
     # -- actions ---------------------------------------------------------------------------
-    def _on_custom_msg(self, _widget: Any, content: dict[str, Any], _buffers: Any) -> None:
+    def _on_custom_msg(self, _widget: Any, content: Any, _buffers: Any) -> None:
         self.handle_action(content)
 
-    def handle_action(self, content: dict[str, Any]) -> None:
-        """Apply one action as the browser sends it; errors become ``message``."""
-        action = content.get("action")
-        path = str(content.get("path", ""))
+    def handle_action(self, content: Any) -> None:
+        """Run one message as the browser sends it.  A malformed message, or an action that
+        fails, changes nothing and says why in ``message``."""
         try:
-            if action == "expand":
-                self.expand(path)
-            elif action == "collapse":
-                self._expanded = [p for p in self._expanded if p != path]
-            elif action == "more":
-                self.show_more(path)
-            elif action == "select":
-                self.selected = path
-            elif action == "set_trainable":
-                self.set_trainable(path, bool(content.get("value")))
-            elif action == "freeze_all":
-                self.set_trainable(self.tree.root.path, False)
-            elif action == "unfreeze_all":
-                self.set_trainable(self.tree.root.path, True)
-            elif action == "freeze_up_to":
-                self.freeze_up_to(path or self.selected)
-            elif action == "freeze_pattern":
-                self.freeze_pattern(str(content.get("pattern", self.query)))
-            else:
-                raise ValueError(f"Unknown explorer action {action!r}.")
-        except (HubWidgetsError, KeyError, ValueError) as exc:
-            self.message = str(exc).strip("'\"")
+            name, fields = bind_message(type(self), content)
+            outcome = getattr(self, name)(**fields)
+        except (HubWidgetsError, KeyError, ValueError, TypeError) as exc:
+            self.message = _text(exc)
+            return
+        if isinstance(outcome, tuple):  # (code, what happened) of an action that changed the model
+            self.code, self.message = outcome
+        elif name in ("select", "expand", "collapse", "more"):
+            self.message = ""
 
+    @action
     def expand(self, path: str) -> None:
         """Open the node at ``path`` (and its parents): its children are sent now."""
         node = self.tree.find(path)
-        parts = node.path.split("/")
-        opened = ["/".join(parts[:i]) for i in range(1, len(parts) + 1)]
+        opened = [n.path for n in [*node.ancestors(), node]]
         self._expanded = list(dict.fromkeys([*self._expanded, *opened]))
 
-    def show_more(self, path: str) -> None:
+    @action
+    def collapse(self, path: str) -> None:
+        """Close the node at ``path``."""
+        self._expanded = [p for p in self._expanded if p != path]
+
+    @action
+    def more(self, path: str) -> None:
         """List the next :data:`PAGE_SIZE` children of the node at ``path``."""
         node = self.tree.find(path)
         self._shown[node.path] = self._shown.get(node.path, PAGE_SIZE) + PAGE_SIZE
         self._rows = self._visible_rows()
 
-    def set_trainable(self, path: str, flag: bool) -> None:
-        """The row toggle: freeze or unfreeze the node at ``path``."""
-        node = self.tree.find(path)
-        set_trainable(self.tree, node.path, flag)
-        self._after_change([node], flag)
+    def show_more(self, path: str) -> None:
+        """Python's name for the "show more" row."""
+        self.more(path)
 
-    def freeze_up_to(self, path: str) -> None:
-        """Freeze every top-level layer up to and including ``path``; unfreeze the rest."""
+    @action
+    def select(self, path: str) -> None:
+        """Select a node or variable (other views follow); "" clears the selection."""
+        if path and not self._exists(path):
+            raise KeyError(f"No layer or variable {path!r} in {self.tree.root.name!r}.")
+        self.selected = path
+
+    @action
+    def set_trainable(self, path: str, value: bool) -> tuple[str, str]:
+        """The row toggle: freeze (``value`` false) or unfreeze the node at ``path``."""
+        node = self.tree.find(path)
+        set_trainable(self.tree, node.path, value)
+        return self._outcome(codegen.set_trainable_code(self.tree, [node], value, self.var_name))
+
+    @action
+    def freeze_all(self) -> tuple[str, str]:
+        """Freeze every layer."""
+        return self.set_trainable(self.tree.root.path, False)
+
+    @action
+    def unfreeze_all(self) -> tuple[str, str]:
+        """Make every layer trainable, every per-variable freeze undone."""
+        return self.set_trainable(self.tree.root.path, True)
+
+    @action
+    def freeze_up_to(self, path: str = "") -> tuple[str, str]:
+        """Freeze every top-level layer up to and including ``path`` (default: the
+        selection; a variable stands for its layer) and unfreeze the rest."""
+        path = path or self.selected
         if not path:
             raise ValueError("Select a layer first: everything up to it will be frozen.")
-        node = self.tree.find(path)
-        freeze_up_to(self.tree, node.path)
-        top = self.tree.root.children
-        cut = next(i for i, c in enumerate(top) if (node.path + "/").startswith(c.path + "/")) + 1
-        self.code = (f"for layer in {self.var_name}.layers[:{cut}]:\n    layer.trainable = False\n"
-                     f"for layer in {self.var_name}.layers[{cut}:]:\n    layer.trainable = True")
-        self._after_change([], False, code_set=True)
+        cut = top_level_index(self.tree, path) + 1
+        freeze_up_to(self.tree, path)
+        return self._outcome(codegen.freeze_up_to_code(self.tree, cut, self.var_name))
 
-    def freeze_pattern(self, pattern: str) -> None:
-        """Freeze every layer whose path or class matches ``pattern`` (a regular expression)."""
+    @action
+    def freeze_pattern(self, pattern: str) -> tuple[str, str]:
+        """Freeze exactly the layers the search box shows for ``pattern``."""
         if not pattern.strip():
             raise ValueError("Type a name or regular expression in the search box first.")
-        nodes = matching_nodes(self.tree, [pattern])
-        for node in nodes:
+        shown = outermost(search_nodes(self.tree, pattern))
+        if not shown:
+            raise KeyError(f"No layer matches {pattern!r}: nothing was frozen.")
+        for node in shown:
             set_trainable(self.tree, node.path, False)
-        self._after_change(nodes, False)
+        code = codegen.freeze_pattern_code(self.tree, pattern, self.var_name)
+        names = ", ".join(n.name for n in shown[:5]) + (", ..." if len(shown) > 5 else "")
+        return code, self._compile_hint(f"Froze {len(shown)} layer(s): {names}.")
 
-    def _after_change(self, nodes: list[Node], flag: bool, code_set: bool = False) -> None:
-        if not code_set:
-            self.code = python_code(self.tree, nodes, flag, self.var_name)
-        stale = needs_compile(self.tree)
-        self.message = ("The model was compiled before this change: call "
-                        f"{self.var_name}.compile(...) again, or training will ignore it."
-                        if stale else "")
-        if stale and "compile" not in self.code:
-            self.code += f"\n{self.var_name}.compile(...)  # again, so training sees the change"
-        self.render_rows()
+    def _outcome(self, code: str) -> tuple[str, str]:
+        return code, self._compile_hint("")
+
+    def _compile_hint(self, text: str) -> str:
+        if needs_compile(self.tree):
+            hint = (f"The model was compiled before this change: call {self.var_name}"
+                    ".compile(...) again, or training will ignore it.")
+            return f"{text} {hint}".strip()
+        return text
 
     def refresh(self) -> None:
-        """Re-read the model (after training or ``set_weights``), NaN/Inf scan included."""
-        self.scan_weights()
-        self.render_rows()
+        """Re-read the model (after training or ``set_weights``): every view follows."""
+        self.session.refresh("values")
+
+
+def _text(exc: BaseException) -> str:
+    """An exception's message without the quotes ``KeyError`` adds."""
+    if isinstance(exc, KeyError) and exc.args:
+        return str(exc.args[0])
+    return str(exc)

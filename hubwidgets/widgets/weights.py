@@ -16,7 +16,7 @@ import numpy as np
 import plotly.graph_objects as go
 import traitlets
 
-from ..model.inspect import inspect
+from ..model.session import ModelSession, session_for
 from ..model.stats import NonFiniteWeightsWarning, WeightStats, weight_stats
 from ..model.tree import ModelTree, Node
 
@@ -40,8 +40,8 @@ FIGURE_WIDTH = 440  # fits beside the explorer in Notebook 7's narrow page
 class WeightPlot(widgets.VBox):
     """Histograms of the selected variable or layer, and a whole-model overview.
 
-    Set ``selected`` to a node or variable path (``LayerExplorer.selected`` is linked to it
-    in :func:`hubwidgets.explore`).
+    ``selected`` follows the model session's selection (what the explorer selects); the
+    figures are drawn again when the session says the weights or the structure changed.
     """
 
     selected = traitlets.Unicode("")
@@ -54,7 +54,8 @@ class WeightPlot(widgets.VBox):
             raise TypeError(f"WeightPlot got unexpected keyword arguments: {sorted(unknown)}")
         selected = kwargs.pop("selected", "")
         super().__init__(**kwargs)
-        self.tree: ModelTree = inspect(model)
+        self.session: ModelSession = session_for(model)
+        self.session.current_tree()
         self.bins = bins
         self.nonfinite: set[str] = set()  # variable paths with NaN/Inf, from the overview
         self.selection_figure = go.FigureWidget(layout=dict(
@@ -74,9 +75,27 @@ class WeightPlot(widgets.VBox):
         if overview:
             children += [self.progress, self.overview_figure]
         self.children = children
+        self.show_overview = overview
         if overview:
             self.draw_overview()
-        self.selected = selected  # nothing drawn until a layer or variable is picked
+        self.selected = selected or self.session.selection  # nothing drawn until a pick
+        self.session.observe(self._on_session_change)
+
+    @property
+    def tree(self) -> ModelTree:
+        """The model's tree, as the session holds it now."""
+        return self.session.tree
+
+    def _on_session_change(self, session: ModelSession, what: str) -> None:
+        if what == "selection":
+            self.selected = session.selection
+        elif what in ("values", "structure"):
+            if self.show_overview:
+                self.draw_overview()
+            try:
+                self.draw_selection()
+            except KeyError:  # the selected layer is gone
+                self.selected = ""
 
     # -- selection -------------------------------------------------------------------------
     @traitlets.observe("selected", "log_y", "shared_bins")
@@ -149,6 +168,7 @@ class WeightPlot(widgets.VBox):
                 computed.update(weight_stats(batch, bins=self.bins))
             self.progress.value = min(start + OVERVIEW_BATCH, len(layers))
         self.nonfinite = {p for p, s in computed.items() if s.has_nonfinite}
+        self.session.cache.setdefault(("weight_stats", self.bins), computed)
         for node in layers:
             stats = [computed[v.path] for v in node.variables if computed[v.path].counts.sum() > 0]
             if not stats:
@@ -167,7 +187,6 @@ class WeightPlot(widgets.VBox):
         self.progress.layout.visibility = "hidden"
 
     def refresh(self) -> None:
-        """Recompute after the weights changed (training, ``set_weights``)."""
-        self.tree.refresh()
-        self.draw_overview()
-        self.draw_selection()
+        """Recompute after the weights changed (training, ``set_weights``): every view of
+        the model follows."""
+        self.session.refresh("values")

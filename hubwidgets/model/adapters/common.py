@@ -6,7 +6,8 @@ import functools
 import sys
 from typing import Any, Iterable
 
-from ..tree import ModelTree, VariableInfo, shape_size
+from ..formatting import dtype_name, shape_size, shape_tuple
+from ..tree import ModelTree, VariableInfo
 
 
 def keras3_module() -> Any | None:
@@ -64,20 +65,6 @@ def full_name(v: Any) -> str:
     """The variable's scoped name without ``:0`` (``model/dense/kernel``)."""
     name = str(getattr(v, "path", None) or getattr(v, "name", "variable"))
     return name.rsplit(":", 1)[0] if ":" in name else name
-
-
-def dtype_name(dtype: Any) -> str:
-    return str(getattr(dtype, "name", dtype))
-
-
-def shape_tuple(shape: Any) -> tuple[int | None, ...]:
-    if shape is None:
-        return ()
-    if hasattr(shape, "as_list"):
-        if getattr(shape, "rank", 0) is None:
-            return ()
-        return tuple(shape.as_list())
-    return tuple(None if d is None else int(d) for d in shape)
 
 
 @functools.lru_cache(maxsize=None)

@@ -11,14 +11,22 @@ from __future__ import annotations
 from typing import Any
 
 from ..errors import UnbuiltModelError
+from ..formatting import unique_segment
 from ..tree import LazyNodes, ModelTree, Node, shape_size
 from .common import (dtype_name, is_keras3_variable, itemsize, keras3_module,
                      make_variable_info, short_name, shape_tuple, tf_keras_module,
                      unique_names, variable_key)
+from .trackable import TrackableWalker
 
 KERAS3 = "Keras 3"
 TF_KERAS = "tf_keras"
-WRAPPER_ATTRS = {"KerasLayer": "_func", "TFSMLayer": "_reloaded_obj", "HubLayer": "module"}
+# Keras layers that hold a restored SavedModel, by class (matched along the MRO), and the
+# attribute holding the module
+MODULE_WRAPPERS = {
+    "tensorflow_hub.keras_layer.KerasLayer": "_func",
+    "keras.src.export.tfsm_layer.TFSMLayer": "_reloaded_obj",
+    "hubwidgets.model.hub_layer.HubLayer": "module",
+}
 
 
 def keras_generation(obj: Any) -> str | None:
@@ -32,10 +40,31 @@ def keras_generation(obj: Any) -> str | None:
     return None
 
 
+def wrapped_module_attr(layer: Any) -> str | None:
+    """The attribute holding the restored SavedModel of a module wrapper (hub.KerasLayer,
+    TFSMLayer, hubwidgets.HubLayer, or a subclass), else None."""
+    for cls in type(layer).__mro__:
+        attr = MODULE_WRAPPERS.get(f"{cls.__module__}.{cls.__qualname__}")
+        if attr is not None:
+            return attr
+    return None
+
+
 def is_module_wrapper(layer: Any) -> bool:
     """True for the layers that hold a restored SavedModel: hub.KerasLayer, TFSMLayer,
     hubwidgets.HubLayer."""
-    return type(layer).__name__ in WRAPPER_ATTRS and keras_generation(layer) is not None
+    return wrapped_module_attr(layer) is not None and keras_generation(layer) is not None
+
+
+def sibling_segments(names: list[str]) -> list[str]:
+    """Path segments for sibling layers: their names, a repeated one with a ``[n]`` suffix."""
+    taken: set[str] = set()
+    out = []
+    for name in names:
+        segment = name if name not in taken else unique_segment(name, taken)
+        taken.add(segment)
+        out.append(segment)
+    return out
 
 
 def _is_model(layer: Any) -> bool:
@@ -182,8 +211,13 @@ class KerasBuilder:
                     if getattr(v, "_trainable", None) or v.trainable}
         return {variable_key(v) for v in self.root.trainable_weights}
 
+    def fingerprint(self) -> tuple[Any, ...]:
+        """See :func:`layer_fingerprint`."""
+        return layer_fingerprint(self.root)
+
     def node(self, layer: Any, path: str, name: str | None = None) -> Node:
         """The node for ``layer`` at ``path``; its children are built when first read."""
+        wrapped_attr = wrapped_module_attr(layer)
         node = Node(
             name=name or layer.name,
             path=path,
@@ -191,13 +225,14 @@ class KerasBuilder:
             input_shape=_shape_of(layer, "input"),
             output_shape=_shape_of(layer, "output"),
             obj=layer,
-            layer_trainable=bool(getattr(layer, "trainable", True)),
+            keras_layer=True,
+            module_wrapper=wrapped_attr is not None,
             shared=self.parent_count.get(id(layer), 0) > 1,
+            variable_source=lambda: self._subtree_vars(layer, layer is self.root),
             _tree=self.tree,
         )
-        node._subtree_vars = lambda: self._subtree_vars(layer, layer is self.root)
-        node.notes = self._notes(layer)
-        wrapped_attr = WRAPPER_ATTRS.get(type(layer).__name__)
+        if not getattr(layer, "built", True) and not _weights(layer):
+            node.build_notes.append("not built yet: no weights")
         if wrapped_attr and getattr(layer, wrapped_attr, None) is not None:
             self._fill_wrapper(node, layer, getattr(layer, wrapped_attr))
         else:
@@ -205,7 +240,9 @@ class KerasBuilder:
                 else direct_sublayers(layer)
             self._set_variables(node, _own_weights(layer, subs))
             if subs:
-                node._expand = lambda: LazyNodes(subs, lambda sub: self.node(sub, f"{path}/{sub.name}"))
+                segments = sibling_segments([sub.name for sub in subs])
+                node.expand_with(lambda: LazyNodes(
+                    subs, lambda sub, i: self.node(sub, f"{path}/{segments[i]}")))
         return node
 
     def _subtree_vars(self, layer: Any, is_root: bool) -> dict[int, tuple[int, bool, int]]:
@@ -227,8 +264,6 @@ class KerasBuilder:
 
     def _fill_wrapper(self, node: Node, layer: Any, restored: Any) -> None:
         """``hub.KerasLayer`` / ``TFSMLayer``: show the restored module's structure inside."""
-        from .trackable import TrackableWalker
-
         walker = TrackableWalker(self.tree, saved_model_dir=_handle_dir(layer), rename_root=False)
         inner = walker.build(restored, node.name, node.path)
         # the wrapper holds the module's variables; map them back to the Keras-side objects
@@ -236,42 +271,13 @@ class KerasBuilder:
         own = [v for v in _weights(layer) if variable_key(v) not in placed]
         self._set_variables(node, own)
         node.variables += inner.variables
-        node._children = inner.children
+        node.children = inner.children
         node.signatures = inner.signatures
-        if getattr(layer, "trainable", False):
-            note_frozen_module_batchnorm(inner, {variable_key(v) for v in layer.trainable_weights})
-
-    def _notes(self, layer: Any) -> list[str]:
-        notes = []
-        if not getattr(layer, "built", True) and not _weights(layer):
-            notes.append("not built yet: no weights")
-        if type(layer).__name__ == "BatchNormalization" and not getattr(layer, "trainable", True):
-            notes.append(FROZEN_BN_NOTE)
-        return notes
-
-
-FROZEN_BN_NOTE = ("frozen BatchNormalization runs in inference mode (uses its moving mean and "
-                  "variance)")
-MODULE_BN_NOTE = ("frozen, but inside a training module: it still runs in training mode and "
-                  "updates its moving mean and variance")
-
-
-def note_frozen_module_batchnorm(module_node: Node, trainable_keys: set[int],
-                                 module_trains: bool = True) -> None:
-    """A module takes one ``training`` flag: while it trains, say so on its frozen
-    BatchNormalization layers (and drop the note everywhere else)."""
-    for sub in module_node.walk():
-        sub.notes = [n for n in sub.notes if n != MODULE_BN_NOTE]
-        trainable = [v.key in trainable_keys for v in sub.variables if v.can_train]
-        if module_trains and sub.class_name == "BatchNormalization" and trainable \
-                and not any(trainable):
-            sub.notes.append(MODULE_BN_NOTE)
+        node.build_notes += inner.build_notes
 
 
 def _overrides_trainable_weights(layer: Any) -> bool:
     """Whether a class below Keras' own redefines ``trainable_weights`` (then ask it)."""
-    from .common import keras3_module
-
     keras = keras3_module()
     own = keras.layers.Layer.trainable_weights if keras is not None else None
     return type(layer).trainable_weights is not own
@@ -328,11 +334,40 @@ def _handle_dir(layer: Any) -> str | None:
     return resolve_local_dir(handle)
 
 
-def build_keras_tree(obj: Any, tree: ModelTree) -> Node:
-    """Fill ``tree`` for a Keras 3 or tf_keras model or layer and return its root."""
-    generation = keras_generation(obj)
-    assert generation is not None
-    check_built(obj)
-    builder = KerasBuilder(tree, obj, generation)
-    tree._trainable_keys_fn = builder.trainable_keys
-    return builder.node(obj, obj.name)
+class KerasAdapter:
+    """The adapter for Keras 3 and tf_keras models and layers (one instance per generation)."""
+
+    def __init__(self, generation: str) -> None:
+        self.generation = generation
+
+    def inspect(self, obj: Any, framework: str | None = None, source: str | None = None
+                ) -> ModelTree:
+        """The tree of a Keras model or layer (a restored module wrapper shows its insides)."""
+        check_built(obj)
+        label = framework or self.generation
+        if wrapped_module_attr(obj) == "_func":
+            label = "TF Hub KerasLayer (tf_keras)"
+        tree = ModelTree(obj, framework=label, source=source)
+        builder = KerasBuilder(tree, obj, self.generation)
+        tree.adapter = builder
+        tree.root = builder.node(obj, obj.name)
+        return tree.refresh()
+
+    def child_node(self, tree: ModelTree, layer: Any, path: str, name: str) -> Node:
+        """The node of a Keras layer found inside another kind of object (a restored graph)."""
+        return KerasBuilder(tree, layer, self.generation).node(layer, path, name)
+
+
+def layer_fingerprint(root: Any) -> tuple[Any, ...]:
+    """Ids of every layer below ``root`` and how many variables each holds: changes when
+    layers are added, removed or built."""
+    try:
+        layers = list(root._flatten_layers(include_self=True, recursive=True))  # noqa: SLF001
+    except AttributeError:
+        layers = [root]
+    out: list[Any] = []
+    for layer in layers:
+        lists = _own_variable_lists(layer, [])
+        count = len(lists[0]) + len(lists[1]) if lists is not None else len(_weights(layer))
+        out.append((id(layer), count))
+    return tuple(out)

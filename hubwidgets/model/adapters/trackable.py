@@ -7,7 +7,8 @@ Such objects have no ``.layers``.  Their tree is recovered in this order:
    known, names and classes from its ``keras_metadata.pb``;
 2. variables the graph walk could not place are grouped by their name scopes;
 3. the signatures (and restored ``__call__`` functions) are listed on the root;
-4. :func:`op_census` counts the op types of a signature's graph, the last-resort view.
+4. :func:`hubwidgets.model.signatures.op_census` counts the op types of a signature's
+   graph, the last-resort view.
 """
 
 from __future__ import annotations
@@ -17,7 +18,8 @@ import os
 import re
 from typing import Any, Callable
 
-from ..tree import ModelTree, Node, SignatureInfo, TensorSpecInfo
+from ..signatures import signatures_of
+from ..tree import ModelTree, Node
 from .common import full_name, make_variable_info, unique_names, variable_key
 
 # children that only repeat what the walk finds elsewhere, or are not structure
@@ -112,7 +114,7 @@ class TrackableWalker:
     are small, and unplaced variables can only be known after the whole walk)."""
 
     def __init__(self, tree: ModelTree, saved_model_dir: str | None = None,
-                 keras_child: Callable[[Any, str, str], Node] | None = None,
+                 keras_child: Callable[[Any, str, str], Node | None] | None = None,
                  rename_root: bool = True) -> None:
         self.tree = tree
         self.rename_root = rename_root
@@ -129,8 +131,8 @@ class TrackableWalker:
         self._derive_names(node, "")
         leftovers = [v for v in _all_variables(obj) if variable_key(v) not in self.placed]
         if leftovers:
-            node._children = node.children + group_by_scope(
-                leftovers, node.path, self.tree, strip=_common_scope(leftovers))
+            node.children = [*node.children, *group_by_scope(
+                leftovers, node.path, self.tree, strip=_common_scope(leftovers))]
         node.signatures = signatures_of(obj)
         return node
 
@@ -161,9 +163,9 @@ class TrackableWalker:
             if id(child) in self.visited:
                 continue
             cpath = f"{node.path}/{cname}"
-            if self.keras_child is not None and _is_keras_layer(child):
+            built = self.keras_child(child, cpath, cname) if self.keras_child else None
+            if built is not None:  # a live Keras layer inside the graph
                 self.visited.add(id(child))
-                built = self.keras_child(child, cpath, cname)
                 self.placed.update(v.key for v in built.all_variables())
                 children.append(built)
             else:
@@ -171,7 +173,7 @@ class TrackableWalker:
                 empty = not (child_node.variables or child_node.children)
                 if not (empty and cname.startswith("_")):
                     children.append(child_node)
-        node._children = children
+        node.children = children
         return node
 
     def _collect(self, obj: Any, prefix: str, graph_path: tuple[str, ...],
@@ -200,12 +202,8 @@ class TrackableWalker:
 
 def _rename(node: Node, new_name: str) -> None:
     old = node.path
-    new = (old.rsplit("/", 1)[0] + "/" + new_name) if "/" in old else new_name
     node.name = new_name
-    for sub in node.walk():
-        sub.path = new + sub.path[len(old):]
-        for var in sub.variables:
-            var.path = f"{sub.path}/{var.name}"
+    node.repath((old.rsplit("/", 1)[0] + "/" + new_name) if "/" in old else new_name)
 
 
 def _has_inner_scopes(variables: list[Any]) -> bool:
@@ -251,12 +249,6 @@ def _is_restored(obj: Any) -> bool:
     return type(obj).__name__ == "_UserObject"
 
 
-def _is_keras_layer(obj: Any) -> bool:
-    from .keras import keras_generation
-
-    return keras_generation(obj) is not None
-
-
 def _all_variables(obj: Any) -> list[Any]:
     try:
         return list(getattr(obj, "variables", []) or [])
@@ -277,7 +269,7 @@ def group_by_scope(variables: list[Any], path: str, tree: ModelTree, strip: str 
             if existing is None:
                 existing = Node(name=part, path=f"{node.path}/{part}", class_name="NameScope",
                                 _tree=tree)
-                node._children = node.children + [existing]
+                node.children = [*node.children, existing]
             node = existing
         taken = {x.name for x in node.variables}
         vname = parts[-1]
@@ -295,96 +287,50 @@ def _scope_leftover(root: Node, path: str, tree: ModelTree) -> Node:
     return node
 
 
-# -- signatures and the op census ----------------------------------------------------------
-def _spec_info(name: str, spec: Any) -> TensorSpecInfo:
-    from .common import dtype_name, shape_tuple
+class RestoredSource:
+    """What a tree of a restored SavedModel or ``tf.Module`` asks of its model."""
 
-    shape = getattr(spec, "shape", None)
-    rank_known = shape is not None and getattr(shape, "rank", 0) is not None
-    return TensorSpecInfo(name=name, dtype=dtype_name(getattr(spec, "dtype", "?")),
-                          shape=shape_tuple(shape) if rank_known else None)
+    def __init__(self, tree: ModelTree, obj: Any, flags_from_variables: bool) -> None:
+        self.tree = tree
+        self.obj = obj
+        self.flags_from_variables = flags_from_variables
 
+    def trainable_keys(self) -> set[int]:
+        """A restored graph's variables keep their own (fixed) flags; a live ``tf.Module``
+        says through ``trainable_variables``."""
+        if self.flags_from_variables:
+            return {v.key for v in self.tree.variables() if v.can_train}
+        return {variable_key(v) for v in self.obj.trainable_variables}
 
-def _flat_specs(structure: Any, prefix: str) -> list[TensorSpecInfo]:
-    import tensorflow as tf
-
-    if isinstance(structure, dict):
-        return [s for k in sorted(structure) for s in _flat_specs(structure[k], str(k))]
-    if isinstance(structure, (list, tuple)):
-        if len(structure) == 1:
-            return _flat_specs(structure[0], prefix)
-        return [s for i, x in enumerate(structure) for s in _flat_specs(x, f"{prefix}_{i}")]
-    if isinstance(structure, (tf.TensorSpec, tf.Tensor)) or hasattr(structure, "dtype"):
-        name = getattr(structure, "name", None) if isinstance(structure, tf.TensorSpec) else None
-        return [_spec_info(name or prefix, structure)]
-    return []
+    def fingerprint(self) -> tuple[Any, ...]:
+        """Ids of the object's variables."""
+        return tuple(variable_key(v) for v in _all_variables(self.obj))
 
 
-def _signature(name: str, fn: Any) -> SignatureInfo:
-    args, kwargs = fn.structured_input_signature
-    inputs = _flat_specs(list(args), "input") + _flat_specs(dict(kwargs), "input")
-    outputs = _flat_specs(fn.structured_outputs, "output")
-    return SignatureInfo(name=name, inputs=tuple(inputs), outputs=tuple(outputs))
+class TrackableAdapter:
+    """The adapter for restored SavedModels (``hub.load``, ``tf.saved_model.load``) and
+    plain ``tf.Module`` s.  ``keras_child(tree, obj, path, name)`` builds the node of a live
+    Keras layer met inside the graph, or returns None for anything else."""
 
+    def __init__(self, keras_child: Callable[[ModelTree, Any, str, str], Node | None]) -> None:
+        self.keras_child = keras_child
 
-def signatures_of(obj: Any) -> list[SignatureInfo]:
-    """The SavedModel signatures of ``obj`` and, when it has none, its restored ``__call__``."""
-    out: list[SignatureInfo] = []
-    sigs = getattr(obj, "signatures", None)
-    if sigs is not None and hasattr(sigs, "items"):
-        for name, fn in sorted(sigs.items()):
-            try:
-                out.append(_signature(name, fn))
-            except Exception:  # noqa: BLE001 - a signature we cannot describe is skipped
-                continue
-    if not out:
-        for fn in _call_functions(obj):
-            try:
-                out.append(_signature("__call__", fn))
-            except Exception:  # noqa: BLE001
-                continue
-    return out
-
-
-def _call_functions(obj: Any) -> list[Any]:
-    call = getattr(type(obj), "__call__", None) and getattr(obj, "__call__", None)
-    concrete = getattr(call, "concrete_functions", None)
-    if concrete:
-        return list(concrete)
-    try:
-        return list(call._list_all_concrete_functions_for_serialization())  # noqa: SLF001
-    except Exception:  # noqa: BLE001
-        return []
-
-
-def op_census(obj: Any, signature: str | None = None) -> dict[str, int]:
-    """Count the op types in the graph of ``signature`` (default: the first signature, or
-    the restored ``__call__``), including the functions that graph calls."""
-    fn = _census_function(obj, signature)
-    graph_def = fn.graph.as_graph_def()
-    counts: dict[str, int] = {}
-    for node in graph_def.node:
-        counts[node.op] = counts.get(node.op, 0) + 1
-    for function in graph_def.library.function:
-        for node in function.node_def:
-            counts[node.op] = counts.get(node.op, 0) + 1
-    return dict(sorted(counts.items(), key=lambda kv: (-kv[1], kv[0])))
-
-
-def _census_function(obj: Any, signature: str | None) -> Any:
-    from ..errors import NotAModelError
-
-    target = getattr(obj, "_func", None) or getattr(obj, "_reloaded_obj", None) or obj
-    sigs = getattr(target, "signatures", None) or {}
-    if signature is not None:
-        if signature not in sigs:
-            raise KeyError(f"No signature {signature!r}; this model has: {sorted(sigs) or 'none'}.")
-        return sigs[signature]
-    if sigs:
-        return sigs[sorted(sigs)[0]]
-    calls = _call_functions(target)
-    if calls:
-        return calls[0]
-    raise NotAModelError("This object has no signatures or traced functions, so there is no "
-                         "graph to count ops in. Save it with tf.saved_model.save(..., "
-                         "signatures=...) or call a tf.function on it first.")
+    def inspect(self, obj: Any, framework: str | None = None, source: str | None = None
+                ) -> ModelTree:
+        """The tree of ``obj``: object graph, Keras metadata, name scopes, signatures."""
+        restored = _is_restored(obj)
+        tree = ModelTree(obj, framework=framework or ("SavedModel" if restored else "tf.Module"),
+                         source=source)
+        walker = TrackableWalker(
+            tree, saved_model_dir=source,
+            keras_child=lambda child, path, name: self.keras_child(tree, child, path, name))
+        variables = _all_variables(obj)
+        if not restored and hasattr(obj, "name"):
+            name = str(obj.name)
+        else:
+            scope = _common_scope(variables)
+            name = (scope.split("/")[0] if scope else "") or \
+                (os.path.basename(os.path.normpath(source)) if source else "module")
+        tree.adapter = RestoredSource(tree, obj, restored or not variables)
+        tree.root = walker.build(obj, name, name)
+        return tree.refresh()

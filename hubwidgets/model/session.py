@@ -1,0 +1,149 @@
+"""``ModelSession``: the one object per live model that every view and action goes through.
+
+A session holds the model's :class:`~hubwidgets.model.tree.ModelTree`, a version counter,
+the selection, the variable name used in generated code, and the latest statistics.  Views
+(the explorer, the weight plots, the header, training and edit panels) :meth:`observe` it;
+actions (freezing, edits, a training callback) call :meth:`refresh` once and every open view
+follows.  Two dashboards of one model share one session: it is kept on the model object.
+"""
+
+from __future__ import annotations
+
+import weakref
+from typing import Any, Callable, Literal
+
+from .build import build_tree
+from .tree import ModelTree
+
+Change = Literal["structure", "flags", "values", "selection"]
+Observer = Callable[["ModelSession", str], None]
+SESSION_ATTR = "_hubwidgets_session"
+
+
+class ModelSession:
+    """The shared, live state of one model.
+
+    ``version`` grows on every change; ``values_version`` only when weights may have changed,
+    so statistics in ``cache`` are reused across freezes and selections.
+    """
+
+    def __init__(self, model: Any, var_name: str = "model") -> None:
+        self.model = model
+        self.var_name = var_name
+        self.tree: ModelTree = build_tree(model)
+        self.model = self.tree.obj  # for a path, what was loaded from it
+        self._fingerprint = self.tree.fingerprint()
+        self.version = 0
+        self.values_version = 0
+        self.selection = ""
+        self._observers: list[Callable[[], Observer | None]] = []
+        self.cache: dict[Any, Any] = {}
+        """Results derived from the weights (statistics...), emptied when values change."""
+
+    # -- reading ---------------------------------------------------------------------------
+    def current_tree(self) -> ModelTree:
+        """The tree of the model as it is now: walked again when its structure changed
+        (layers added, removed or built), else its trainable flags re-read."""
+        fingerprint = self.tree.fingerprint()
+        if fingerprint != self._fingerprint:
+            self.tree = build_tree(self.model)
+            self._fingerprint = fingerprint
+            self._changed("structure")
+        else:
+            self.tree.refresh()
+        return self.tree
+
+    # -- changing --------------------------------------------------------------------------
+    def refresh(self, what: Change = "values") -> ModelTree:
+        """Re-read the live model after it changed, and tell every view.
+
+        ``what``: "values" after training or edits (statistics are computed again),
+        "flags" after a trainable change; a structure change is found by itself.
+        """
+        tree = self.current_tree()
+        self._changed(what)
+        return tree
+
+    def select(self, path: str) -> None:
+        """Make ``path`` (a node or variable path, or "") the selection every view shows."""
+        if path != self.selection:
+            self.selection = path
+            self._changed("selection")
+
+    def observe(self, callback: Observer) -> Callable[[], None]:
+        """Call ``callback(session, change)`` after every change; returns the function that
+        stops it.  A bound method is held weakly, so a closed view is not kept alive."""
+        ref: Callable[[], Observer | None]
+        if hasattr(callback, "__self__") and hasattr(callback, "__func__"):
+            ref = weakref.WeakMethod(callback)  # type: ignore[arg-type]
+        else:
+            ref = lambda: callback  # noqa: E731 - a strong reference for plain functions
+        self._observers.append(ref)
+
+        def stop() -> None:
+            if ref in self._observers:
+                self._observers.remove(ref)
+        return stop
+
+    def _changed(self, what: str) -> None:
+        self.version += 1
+        if what in ("structure", "values"):
+            self.values_version += 1
+            self.cache.clear()
+        for ref in list(self._observers):
+            callback = ref()
+            if callback is None:
+                self._observers.remove(ref)
+            else:
+                callback(self, what)
+
+    # -- a session is not part of the model's saved or copied state -------------------------
+    def __deepcopy__(self, memo: dict[int, Any]) -> None:
+        return None
+
+    def __copy__(self) -> None:
+        return None
+
+    def __reduce__(self) -> tuple[Any, tuple[()]]:
+        return (_no_session, ())
+
+    def __repr__(self) -> str:
+        return (f"ModelSession(model={self.tree.root.name!r}, version={self.version}, "
+                f"views={len(self._observers)})")
+
+
+def _no_session() -> None:
+    return None
+
+
+def session_for(model: Any, var_name: str | None = None) -> ModelSession:
+    """The session of a live ``model`` (created on first use, then shared)."""
+    if isinstance(model, ModelSession):
+        return model
+    if isinstance(model, ModelTree):
+        model = model.obj
+    session = existing_session(model)
+    if session is None:
+        session = ModelSession(model, var_name or "model")
+        try:
+            object.__setattr__(model, SESSION_ATTR, session)
+        except (AttributeError, TypeError):  # an object without a __dict__: not shared
+            pass
+    elif var_name:
+        session.var_name = var_name
+    return session
+
+
+def existing_session(model: Any) -> ModelSession | None:
+    """The model's session if one was made, else None (never creates one)."""
+    if isinstance(model, ModelTree):
+        model = model.obj
+    found = getattr(model, "__dict__", {}).get(SESSION_ATTR)
+    return found if isinstance(found, ModelSession) else None
+
+
+def notify_changed(model: Any, what: Change = "values") -> None:
+    """Tell the views of ``model`` (if any are open) that it changed."""
+    session = existing_session(model)
+    if session is not None:
+        session.refresh(what)

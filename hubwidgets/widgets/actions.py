@@ -1,0 +1,72 @@
+"""Widget actions as a table: a method marked :func:`action` is callable from the browser.
+
+A message ``{"action": "name", **fields}`` is checked against the method's signature before
+anything runs: the action must exist, every field must be a declared parameter of the right
+type (``str`` or ``bool``; strings of bounded length), and required fields must be present.
+A message that fails is refused with a :class:`MessageError` that says why.
+"""
+
+from __future__ import annotations
+
+import inspect
+import typing
+from typing import Any, Callable
+
+from ..model.errors import HubWidgetsError
+
+MAX_STRING = 10_000
+ACTION_MARK = "_hubwidgets_action"
+
+
+class MessageError(HubWidgetsError, ValueError):
+    """A message from the browser that does not fit any action."""
+
+
+def action(method: Callable[..., Any]) -> Callable[..., Any]:
+    """Mark ``method`` as an action the browser may call by name."""
+    setattr(method, ACTION_MARK, True)
+    return method
+
+
+def actions_of(cls: type) -> dict[str, Callable[..., Any]]:
+    """The actions a widget class offers, by name."""
+    return {name: member for name in dir(cls)
+            if getattr(member := getattr(cls, name), ACTION_MARK, False)}
+
+
+def bind_message(cls: type, content: Any) -> tuple[str, dict[str, Any]]:
+    """(action name, keyword arguments) for a message, or :class:`MessageError`."""
+    if not isinstance(content, dict):
+        raise MessageError(f"Ignored a message that is not an object: {type(content).__name__}.")
+    name = content.get("action")
+    table = actions_of(cls)
+    if not isinstance(name, str) or name not in table:
+        raise MessageError(f"Unknown action {name!r}; known: {', '.join(sorted(table))}.")
+    method = table[name]
+    hints = typing.get_type_hints(method)
+    params = {p.name: p for p in inspect.signature(method).parameters.values()
+              if p.name != "self"}
+    fields = {k: v for k, v in content.items() if k != "action"}
+    unknown = sorted(set(fields) - set(params))
+    if unknown:
+        raise MessageError(f"Action {name!r} takes no field {', '.join(map(repr, unknown))}.")
+    for pname, param in params.items():
+        if pname not in fields:
+            if param.default is inspect.Parameter.empty:
+                raise MessageError(f"Action {name!r} needs the field {pname!r}.")
+            continue
+        _check_type(name, pname, fields[pname], hints.get(pname, Any))
+    return name, fields
+
+
+def _check_type(action_name: str, field: str, value: Any, expected: Any) -> None:
+    if expected is bool and type(value) is not bool:
+        raise MessageError(f"Action {action_name!r}: {field!r} must be true or false, "
+                           f"got {value!r}.")
+    if expected is str:
+        if not isinstance(value, str):
+            raise MessageError(f"Action {action_name!r}: {field!r} must be a string, "
+                               f"got {type(value).__name__}.")
+        if len(value) > MAX_STRING:
+            raise MessageError(f"Action {action_name!r}: {field!r} is {len(value):,} "
+                               f"characters long (at most {MAX_STRING:,}).")
