@@ -9,7 +9,7 @@ from pathlib import Path
 
 from .common import emit
 from .models import many_layers, resnet50
-from .recording_comm import recording_comms
+from tests.recording_comm import recording_comms
 
 
 def main() -> None:

@@ -11,4 +11,5 @@ if [ ! -x /usr/bin/chromium ]; then
 fi
 bash scripts/setup-venv.sh test
 export TF_CPP_MIN_LOG_LEVEL=3
+.venv/bin/python -m ruff check hubwidgets tests bench
 exec .venv/bin/python -m pytest "$@"

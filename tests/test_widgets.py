@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 import hubwidgets as hw
-from bench.recording_comm import recording_comms
+from recording_comm import recording_comms
 
 
 @pytest.fixture

@@ -36,7 +36,12 @@ class ModelHeader(widgets.HTML):
     def __init__(self, session: ModelSession) -> None:
         super().__init__(header_html(session.tree))
         self.session = session
-        session.observe(self._on_session_change)
+        self._stop_observing = session.observe(self._on_session_change)
+
+    def close(self) -> None:
+        """Stop following the session."""
+        self._stop_observing()
+        super().close()
 
     def _on_session_change(self, session: ModelSession, what: str) -> None:
         if what != "selection":
@@ -79,6 +84,12 @@ class Dashboard(widgets.VBox):
     def refresh(self) -> None:
         """Re-read the live model (weights, flags, and its layers if they changed)."""
         self.session.refresh("values")
+
+    def close(self) -> None:
+        """Close every view of the dashboard (they stop following the session)."""
+        for view in (self.explorer, self.weights, self.header):
+            view.close()
+        super().close()
 
 
 def explore(model: Any, *, var_name: str | None = None, bins: int = 64) -> Dashboard:

@@ -25,7 +25,7 @@ from ..model.matching import search_nodes
 from ..model.session import ModelSession, session_for
 from ..model.session_stats import nonfinite_paths
 from ..model.tree import ModelTree, Node, VariableInfo
-from .actions import MessageError, action, bind_message
+from .actions import action, bind_message
 
 STATIC = Path(__file__).parent / "static"
 PAGE_SIZE = 100  # children listed per expanded node before a "show more" row
@@ -103,9 +103,14 @@ class LayerExplorer(anywidget.AnyWidget):
         self._expanded = [self.tree.root.path]
         self.selected = selected or self.session.selection
         self.on_msg(self._on_custom_msg)
-        self.session.observe(self._on_session_change)
+        self._stop_observing = self.session.observe(self._on_session_change)
         self._ready = True
         self.render_rows()
+
+    def close(self) -> None:
+        """Stop following the session and close the view."""
+        self._stop_observing()
+        super().close()
 
     @property
     def tree(self) -> ModelTree:

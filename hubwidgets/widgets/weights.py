@@ -79,7 +79,12 @@ class WeightPlot(widgets.VBox):
         if overview:
             self.draw_overview()
         self.selected = selected or self.session.selection  # nothing drawn until a pick
-        self.session.observe(self._on_session_change)
+        self._stop_observing = self.session.observe(self._on_session_change)
+
+    def close(self) -> None:
+        """Stop following the session and close the figures."""
+        self._stop_observing()
+        super().close()
 
     @property
     def tree(self) -> ModelTree:

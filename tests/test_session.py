@@ -1,0 +1,123 @@
+"""One ModelSession per live model: every view observes it, every action goes through it."""
+
+from __future__ import annotations
+
+import copy
+import gc
+
+import numpy as np
+
+import hubwidgets as hw
+from hubwidgets.widgets.actions import action, actions_of
+
+
+def small_model(keras, name):
+    return keras.Sequential([keras.Input((3,)), keras.layers.Dense(4, name="a"),
+                             keras.layers.Dense(2, name="b")], name=name)
+
+
+def test_two_dashboards_of_one_model_share_one_session(keras):
+    model = small_model(keras, "shared_view")
+    first, second = hw.explore(model), hw.explore(model)
+    assert first.session is second.session is hw.session_for(model)
+    first.explorer.handle_action({"action": "set_trainable", "path": "shared_view/a",
+                                  "value": False})
+    assert model.get_layer("a").trainable is False
+    rows = {r["path"]: r for r in second.explorer._rows}
+    assert rows["shared_view/a"]["trainable"] == "frozen"
+    assert second.explorer.totals["frozen"] == 3 * 4 + 4
+    assert "16 trainable" not in second.header.value and "10 trainable" in second.header.value
+    first.explorer.handle_action({"action": "select", "path": "shared_view/b"})
+    assert second.explorer.selected == second.weights.selected == "shared_view/b"
+
+
+def test_a_python_call_updates_every_open_view(keras):
+    model = small_model(keras, "py_call")
+    dashboard = hw.explore(model)
+    hw.freeze(model, "b")
+    assert {r["path"]: r["trainable"] for r in dashboard.explorer._rows}["py_call/b"] == "frozen"
+    hw.unfreeze(model)
+    assert dashboard.explorer.totals["frozen"] == 0
+
+
+def test_refresh_after_pop_and_add_shows_the_new_structure(keras):
+    model = small_model(keras, "grows")
+    dashboard = hw.explore(model)
+    before = hw.inspect(model)
+    model.pop()
+    model.add(keras.layers.Dense(5, name="c"))
+    dashboard.refresh()
+    assert [r["path"] for r in dashboard.explorer._rows] == ["grows", "grows/a", "grows/c"]
+    assert dashboard.explorer.totals["params"] == model.count_params() == 3 * 4 + 4 + 4 * 5 + 5
+    assert f"{model.count_params():,} params" in dashboard.header.value
+    assert hw.inspect(model) is not before  # walked again: the structure changed
+    assert [n.name for n in dashboard.weights.tree.root.children] == ["a", "c"]
+
+
+def test_an_unchanged_model_is_not_walked_again(keras):
+    model = small_model(keras, "warm")
+    tree = hw.inspect(model)
+    version = tree.version
+    assert hw.inspect(model) is tree and tree.version > version  # flags re-read, no walk
+
+
+def test_new_weights_redraw_the_plots(keras):
+    model = small_model(keras, "values")
+    dashboard = hw.explore(model)
+    dashboard.explorer.handle_action({"action": "select", "path": "values/a/kernel"})
+    kernel = model.get_layer("a").kernel
+    kernel.assign(np.full((3, 4), 7.0, dtype="float32"))
+    dashboard.refresh()
+    [bar] = dashboard.weights.selection_figure.data
+    assert sum(bar.y) == 12 and max(bar.x) > 6.5  # every value sits in the bin at 7
+
+
+def test_closed_views_stop_following_the_session(keras):
+    model = small_model(keras, "closing")
+    session = hw.session_for(model)
+    dashboard = hw.explore(model)
+    assert len(session._observers) == 3  # explorer, plots, header
+    dashboard.close()
+    assert session._observers == []
+
+
+def test_the_session_holds_views_weakly(keras):
+    model = small_model(keras, "weak")
+    session = hw.session_for(model)
+
+    class View:
+        def on_change(self, session, what):
+            raise AssertionError("a dropped view was called")
+
+    view = View()
+    session.observe(view.on_change)
+    del view
+    gc.collect()
+    session.refresh("flags")
+    assert session._observers == []
+
+
+def test_a_copied_model_gets_its_own_session(keras):
+    model = small_model(keras, "copied")
+    hw.explore(model)
+    clone = copy.deepcopy(model)
+    assert hw.session_for(clone) is not hw.session_for(model)
+    assert hw.session_for(clone).tree.root.params == model.count_params()
+
+
+def test_a_new_toolbar_action_is_one_method(keras):
+    class ExplorerWithReset(hw.LayerExplorer):
+        @action
+        def collapse_all(self) -> None:
+            """Close every node."""
+            self._expanded = [self.tree.root.path]
+
+    assert set(actions_of(hw.LayerExplorer)) == {
+        "expand", "collapse", "more", "select", "set_trainable", "freeze_all", "unfreeze_all",
+        "freeze_up_to", "freeze_pattern"}
+    explorer = ExplorerWithReset(small_model(keras, "custom_action"))
+    explorer.handle_action({"action": "expand", "path": "custom_action/a"})
+    explorer.handle_action({"action": "collapse_all"})
+    assert explorer._expanded == ["custom_action"] and explorer.message == ""
+    explorer.handle_action({"action": "collapse_all", "path": "x"})
+    assert explorer.message == "Action 'collapse_all' takes no field 'path'."
