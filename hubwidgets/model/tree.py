@@ -333,6 +333,7 @@ class ModelTree:
         self.trainable_keys: frozenset[int] = frozenset()
         self._index: dict[str, Node] = {}
         self._variables_by_path: dict[str, VariableInfo] | None = None
+        self._all_variables: list[VariableInfo] | None = None
         self._census: dict[str, dict[str, int]] = {}
 
     @property
@@ -350,6 +351,7 @@ class ModelTree:
         """Record ``node`` for O(1) look-ups by path (nodes call this when they are built)."""
         self._index[node.path] = node
         self._variables_by_path = None
+        self._all_variables = None
 
     def forget_path(self, path: str, node: Node) -> None:
         """Drop ``path`` from the index when it points to ``node`` (the node moved)."""
@@ -376,8 +378,11 @@ class ModelTree:
         return sum(1 for _ in self)
 
     def variables(self) -> list[VariableInfo]:
-        """Every variable of the model, each once."""
-        return self.root.all_variables()
+        """Every variable of the model, each once (the tree's structure is fixed: a model
+        whose layers changed gets a new tree, so the list is kept)."""
+        if self._all_variables is None:
+            self._all_variables = self.root.all_variables()
+        return list(self._all_variables)
 
     def ancestors(self, path_or_node: "str | Node") -> list[Node]:
         """The nodes above a node, from the root down."""

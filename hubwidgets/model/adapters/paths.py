@@ -77,8 +77,15 @@ def _load_saved_model(directory: str, label: str) -> Any:
 
 
 def _load_keras_file(path: str) -> Any:
+    import zipfile
+
     import keras
 
+    if not zipfile.is_zipfile(path):  # Keras itself says "File not found" for these
+        raise ModelLoadError(
+            f"{path!r} is not a complete .keras file: it is not a readable zip archive "
+            f"({os.path.getsize(path):,} bytes), so it was probably truncated or is another "
+            "format. Copy or save it again (model.save(path)).")
     try:
         return keras.saving.load_model(path, compile=False)
     except Exception as exc:  # noqa: BLE001
