@@ -38,7 +38,7 @@ from .adapters.registry import keras_generation
 from .compile_state import mark_variable_change, needs_compile
 from .errors import FreezeError
 from .inspect import inspect
-from .matching import SEARCH_BUDGET_S, regex_search
+from .matching import MAX_PATTERN_LENGTH, SEARCH_BUDGET_S, SearchTooSlowError, regex_search
 from .session import notify_changed
 from .tree import ModelTree, Node, VariableInfo
 from .variable_flags import (reset_module_variables, set_variables_trainable,
@@ -109,15 +109,19 @@ def matching_nodes(tree: ModelTree, paths_or_patterns: Iterable[str]) -> list[No
             continue
         except KeyError as exc:
             miss = exc
+        if len(entry) > MAX_PATTERN_LENGTH:
+            raise KeyError(f"No layer or variable is named by the {len(entry):,}-character "
+                           f"text given, and it is too long to be used as a regular expression "
+                           f"(at most {MAX_PATTERN_LENGTH:,} characters).")
         try:
-            pattern = regex.compile(entry)
+            pattern = regex.compile(entry, regex.VERSION0)
         except regex.error as exc:
             raise KeyError(f"{entry!r} is neither a layer path or name nor a valid regular "
                            f"expression ({exc}). {miss.args[0]}") from None
         deadline = time.monotonic() + SEARCH_BUDGET_S
         hits = [n for n in tree if n is not tree.root
                 and (regex_search(pattern, n.path, deadline, entry)
-                     or (pattern.fullmatch(n.class_name) is not None))]
+                     or _fullmatch(pattern, n.class_name, deadline, entry))]
         if not hits:
             hits = [_variable_node(tree, v) for v in tree.variables()
                     if v.path == entry or regex_search(pattern, v.path, deadline, entry)
@@ -130,6 +134,14 @@ def matching_nodes(tree: ModelTree, paths_or_patterns: Iterable[str]) -> list[No
 
 
 # -- internals ----------------------------------------------------------------------------
+def _fullmatch(pattern: "regex.Pattern[str]", text: str, deadline: float, entry: str) -> bool:
+    try:
+        return pattern.fullmatch(text, timeout=max(deadline - time.monotonic(), 0.0)) is not None
+    except TimeoutError:
+        raise SearchTooSlowError(f"The pattern {entry!r} is too slow to match (over "
+                                 f"{SEARCH_BUDGET_S:g} s); simplify it.") from None
+
+
 def _live_tree(model: Any, action: str) -> ModelTree:
     if isinstance(model, (str, os.PathLike)):
         raise FreezeError(

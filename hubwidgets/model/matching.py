@@ -40,6 +40,15 @@ def compile_search(pattern: str) -> "regex.Pattern[str]":
         return regex.compile(regex.escape(pattern), regex.IGNORECASE)
 
 
+def is_regular_expression(pattern: str) -> bool:
+    """Whether ``pattern`` compiles as a regular expression (else it is searched as text)."""
+    try:
+        regex.compile(pattern, regex.VERSION0)
+        return True
+    except regex.error:
+        return False
+
+
 def search_nodes(tree: "ModelTree", pattern: str,
                  budget_s: float = SEARCH_BUDGET_S) -> list["Node"]:
     """Every node (the root excepted) whose name or class matches ``pattern`` as the search

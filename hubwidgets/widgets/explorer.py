@@ -21,7 +21,7 @@ from ..model.errors import HubWidgetsError
 from ..model.formatting import format_bytes, format_shape, trainable_label
 from ..model.freeze import (freeze_up_to, needs_compile, outermost, set_trainable,
                             top_level_index)
-from ..model.matching import search_nodes
+from ..model.matching import is_regular_expression, search_nodes
 from ..model.session import ModelSession, session_for
 from ..model.session_stats import nonfinite_paths
 from ..model.tree import ModelTree, Node, VariableInfo
@@ -100,6 +100,7 @@ class LayerExplorer(anywidget.AnyWidget):
         self.session.current_tree()
         self.scan_weights = scan_weights
         self._shown: dict[str, int] = {}  # node path -> how many children are listed
+        self._search_error = ""
         self._expanded = [self.tree.root.path]
         self.selected = selected or self.session.selection
         self.on_msg(self._on_custom_msg)
@@ -142,8 +143,12 @@ class LayerExplorer(anywidget.AnyWidget):
         try:
             keep = self._search_matches()
         except (HubWidgetsError, ValueError) as exc:
-            self.message = _text(exc)
+            self.message = self._search_error = _text(exc)
             keep = set()
+        else:
+            if self._search_error and self.message == self._search_error:
+                self.message = ""  # the search that failed was replaced by one that works
+            self._search_error = ""
         nonfinite = self.nonfinite()
         rows: list[dict[str, Any]] = []
 
@@ -291,7 +296,9 @@ class LayerExplorer(anywidget.AnyWidget):
             raise ValueError("Type a name or regular expression in the search box first.")
         shown = outermost(search_nodes(self.tree, pattern))
         if not shown:
-            raise KeyError(f"No layer matches {pattern!r}: nothing was frozen.")
+            how = "" if is_regular_expression(pattern) else \
+                " (not a valid regular expression, so it was searched as plain text)"
+            raise KeyError(f"No layer matches {pattern!r}{how}: nothing was frozen.")
         for node in shown:
             set_trainable(self.tree, node.path, False)
         code = codegen.freeze_pattern_code(self.tree, pattern, self.var_name)
