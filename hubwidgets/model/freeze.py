@@ -31,8 +31,8 @@ from .compile_state import mark_variable_change, needs_compile
 from .errors import FreezeError
 from .inspect import inspect
 from .tree import ModelTree, Node, VariableInfo
-from .variable_flags import (reset_module_variables, set_variables_trainable,
-                             untrainable_reason)
+from .variable_flags import (outside_trainable_set_reason, reset_module_variables,
+                             set_variables_trainable, untrainable_reason)
 
 
 def set_trainable(model: Any, path: str, flag: bool) -> ModelTree:
@@ -161,6 +161,8 @@ def _owner_for_change(tree: ModelTree, node: Node, flag: bool) -> Node:
     reason = untrainable_reason(owner.obj) if flag else None
     if reason:
         raise FreezeError(f"Cannot unfreeze {what}: {reason}")
+    if owner is not node and flag and not any(v.can_train for v in node.all_variables()):
+        raise FreezeError(f"Cannot unfreeze {what}: {outside_trainable_set_reason(owner.obj, what)}")
     return owner
 
 
