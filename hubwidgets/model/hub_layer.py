@@ -223,6 +223,7 @@ class HubLayer(keras.layers.Layer):
             self.signature = self.signature or "default"
             if not self.signature_outputs_as_dict:
                 self.output_key = self.output_key or "default"
+        self._check_can_train(bool(trainable))  # TF1 and signatures: said first
         self._check_output_arguments()
         self._fn, self.endpoint = self._pick_function(module)
         self._takes_training = self.endpoint == CALL_ENDPOINT and accepts_training(
@@ -331,7 +332,8 @@ class HubLayer(keras.layers.Layer):
             raise ValueError(
                 "When using a signature, either output_key or signature_outputs_as_dict=True "
                 f"should be set (signature={self.signature!r}, output_key={self.output_key!r}, "
-                f"signature_outputs_as_dict={self.signature_outputs_as_dict}).")
+                f"signature_outputs_as_dict={self.signature_outputs_as_dict})."
+                + _signature_note(self._module, self.signature))
         if not self.signature and self.signature_outputs_as_dict:
             raise ValueError(
                 "signature_outputs_as_dict is only valid if specifying a signature (or using a "
@@ -474,6 +476,14 @@ class HubLayer(keras.layers.Layer):
 def _variable_name(v: Any) -> str:
     name = v.name.rsplit(":", 1)[0]
     return name.replace("/", "__")
+
+
+def _signature_note(module: Any, signature: str) -> str:
+    """What the module's signatures are, when ``signature`` is not one of them."""
+    signatures = getattr(module, "signatures", None) or {}
+    if signature in signatures:
+        return ""
+    return f" Also, the module has no signature {signature!r}; it has {sorted(signatures) or 'none'}."
 
 
 def _traced_outputs(fn: Any) -> list[Any]:
