@@ -338,7 +338,7 @@ def test_upstream_batch_norm_freezing(modules, keras, fmt):
     x = np.array([[1.], [2.], [3.]], "float32")
     steps(model, x, 2 * x, 20)
     # Training x -> 2x leaves batch norm entirely unchanged: only the Dense kernel learns.
-    for v, before in zip((beta, gamma, mean, variance), start):
+    for v, before in zip((beta, gamma, mean, variance), start, strict=True):
         np.testing.assert_array_equal(v.numpy(), before)
     np.testing.assert_allclose(model(x), 2 * x, rtol=1e-5)
 
@@ -618,3 +618,35 @@ def test_keras3_strings_through_tf_data_fit(modules, keras, tf):
     before = layer.weights[0].numpy()
     model.fit(data, verbose=0)
     assert not np.array_equal(before, layer.weights[0].numpy())
+
+
+# == Beyond upstream: the same promises, said more precisely =====================================
+def test_a_wrong_output_key_lists_the_keys(modules, tf):
+    with pytest.raises(ValueError, match=r"'nope' \(available: \['output_0'\]\)"):
+        hw.HubLayer(modules("plus_one"), signature="serving_default", output_key="nope")
+    # __call__ traced with and without a dict output: checked at the call that returns one
+    layer = hw.HubLayer(modules("dict_io"), arguments=dict(return_dict=True), output_key="nope")
+    x = {"x": tf.ones((2, 1)), "y": tf.ones((2, 1))}
+    with pytest.raises(ValueError, match=r"'nope' \(available: \['delta', 'sigma'\]\)"):
+        layer(x)
+    picked = hw.HubLayer(modules("dict_io"), arguments=dict(return_dict=True), output_key="delta")
+    np.testing.assert_array_equal(picked(x), np.zeros((2, 1)))
+
+
+def test_load_options_reach_the_loader(modules, tf):
+    options = tf.saved_model.LoadOptions(experimental_io_device="/job:localhost")
+    layer = hw.HubLayer(modules("plus_one"), load_options=options)
+    assert layer.load_options is options
+    assert float(layer(tf.constant(1.))) == 2.
+    assert "load_options" not in layer.get_config()  # the loading machine's business
+
+
+def test_output_shape_is_checked_and_must_be_a_shape_nest(modules, keras, tf):
+    with pytest.raises(TypeError, match="output_shape must be a shape"):
+        hw.HubLayer(modules("half_plus_one"), output_shape="wide")
+    layer = hw.HubLayer(modules("half_plus_one"), output_shape=(3,))
+    with pytest.raises(ValueError, match=r"does not match output_shape=\(3,\)"):
+        layer(tf.ones((2, 1)))
+    dicts = hw.HubLayer(modules("dict_io"), arguments=dict(return_dict=True))
+    assert dicts.compute_output_shape({"x": (5, 1), "y": (5, 1)}) == {
+        "delta": (5, 1), "sigma": (5, 2)}

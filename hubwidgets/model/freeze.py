@@ -162,7 +162,8 @@ def _owner_for_change(tree: ModelTree, node: Node, flag: bool) -> Node:
     if reason:
         raise FreezeError(f"Cannot unfreeze {what}: {reason}")
     if owner is not node and flag and not any(v.can_train for v in node.all_variables()):
-        raise FreezeError(f"Cannot unfreeze {what}: {outside_trainable_set_reason(owner.obj, what)}")
+        raise FreezeError(
+            f"Cannot unfreeze {what}: {outside_trainable_set_reason(owner.obj, what)}")
     return owner
 
 

@@ -227,7 +227,7 @@ class HubLayer(keras.layers.Layer):
         self._check_output_arguments()
         self._fn, self.endpoint = self._pick_function(module)
         self._takes_training = self.endpoint == CALL_ENDPOINT and accepts_training(
-            getattr(module, "__call__", None))
+            self._function())
         self._check_output_key_fits()
         self._regularization_fns = _regularizers(module)
 
@@ -268,7 +268,8 @@ class HubLayer(keras.layers.Layer):
     @property
     def output_shape(self) -> Any:
         """The ``output_shape`` given at construction, as plain tuples (None when not given)."""
-        return None if self._declared_output_shapes is None else from_shape_nest(self._declared_output_shapes)
+        shapes = self._declared_output_shapes
+        return None if shapes is None else from_shape_nest(shapes)
 
     @property
     def frozen_variables(self) -> list[str]:
@@ -276,12 +277,13 @@ class HubLayer(keras.layers.Layer):
         while the whole layer is frozen)."""
         if not self.trainable:
             return []
-        return [v.name for v, orig in zip(self._hub_variables, self._module_variables)
+        return [v.name for v, orig in zip(self._hub_variables, self._module_variables,
+                                          strict=True)
                 if variable_key(orig) in self.trainable_keys and not v.trainable]
 
     def variable_named(self, name: str) -> Any:
         """The layer's Keras variable for the module variable ``name``."""
-        for v, orig in zip(self._hub_variables, self._module_variables):
+        for v, orig in zip(self._hub_variables, self._module_variables, strict=True):
             if name in (v.name, orig.name, orig.name.rsplit(":", 1)[0]):
                 return v
         raise KeyError(f"HubLayer {self.name!r} has no variable named {name!r}; it has "
@@ -416,10 +418,14 @@ class HubLayer(keras.layers.Layer):
 
     def _check_output_shapes(self, result: Any) -> Any:
         def fit(tensor: Any, shape: tf.TensorShape) -> Any:
-            return tf.ensure_shape(tensor, tf.TensorShape([None]).concatenate(shape))
+            expected = tf.TensorShape([None]).concatenate(shape)
+            if not tensor.shape.is_compatible_with(expected):
+                raise ValueError(f"an output of shape {tensor.shape} is not {expected}")
+            return tf.ensure_shape(tensor, expected)  # what only shows at run time
 
         try:
-            return tf.nest.map_structure(fit, result, self._declared_output_shapes)
+            return tf.nest.map_structure(fit, result, self._declared_output_shapes,
+                                         check_types=False)
         except (ValueError, TypeError) as exc:
             raise ValueError(
                 f"HubLayer {self.name!r}: the module's output does not match output_shape="
@@ -445,7 +451,8 @@ class HubLayer(keras.layers.Layer):
         by tracing the module with the input dtypes its signature declares."""
         if self._declared_output_shapes is not None:
             batch = _batch_dim(input_shape)
-            return tf.nest.map_structure(lambda s: (batch, *s.as_list()), self._declared_output_shapes)
+            return tf.nest.map_structure(lambda s: (batch, *s.as_list()),
+                                         self._declared_output_shapes)
         spec = _input_spec(self._function(), self.endpoint)
         inputs = _keras_tensors(input_shape, spec)
         outputs = self.compute_output_spec(inputs)
@@ -483,7 +490,8 @@ def _signature_note(module: Any, signature: str) -> str:
     signatures = getattr(module, "signatures", None) or {}
     if signature in signatures:
         return ""
-    return f" Also, the module has no signature {signature!r}; it has {sorted(signatures) or 'none'}."
+    return (f" Also, the module has no signature {signature!r}; it has "
+            f"{sorted(signatures) or 'none'}.")
 
 
 def _traced_outputs(fn: Any) -> list[Any]:

@@ -89,8 +89,17 @@ ORIGINAL_ORDER = "_hubwidgets_weight_order"
 
 
 def reset_module_variables(layer: Any) -> None:
-    """A whole-module toggle clears part freezes (tf_keras; Keras 3's setter does it)."""
-    from .adapters.keras import TF_KERAS, is_module_wrapper, keras_generation
+    """A whole-module toggle clears part freezes.  tf_keras: every variable back in the
+    trainable list.  Keras 3: its setter does it, but TensorFlow's attribute tracking skips
+    the setter when the flag does not change (``layer.trainable = True`` on a trainable
+    layer), so the flag goes to the layer's trainable-at-creation variables here."""
+    from .adapters.keras import KERAS3, TF_KERAS, is_module_wrapper, keras_generation
 
-    if is_module_wrapper(layer) and keras_generation(layer) == TF_KERAS:
+    if not is_module_wrapper(layer):
+        return
+    generation = keras_generation(layer)
+    if generation == TF_KERAS:
         set_variables_trainable(layer, {variable_key(v) for v in layer.weights}, True)
+    elif generation == KERAS3:
+        for v in getattr(layer, "_trainable_variables", ()):
+            v.trainable = bool(layer.trainable)
