@@ -318,6 +318,10 @@ def test_part_freezing_stays_within_the_trainable_set(regularized_module, keras,
     tree = hw.set_trainable(model, "hub", True)  # the whole module: its set, nothing more
     assert_tree_matches_training(tree, model)
     assert {w.name for w in layer.trainable_weights} == {"encoder__kernel", "encoder__bias"}
+    hw.freeze(model, "hub/encoder/bias")
+    layer.trainable = True  # in plain Keras too, even though it is trainable already
+    assert {w.name for w in layer.trainable_weights} == {"encoder__kernel", "encoder__bias"}
+    assert_tree_matches_training(hw.inspect(model), model)
 
 
 def test_new_user_recipe_fine_tunes_the_module_and_its_regularizer(regularized_module, keras,

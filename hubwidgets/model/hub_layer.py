@@ -195,6 +195,14 @@ class HubLayer(keras.layers.Layer):
         load_options: a ``tf.saved_model.LoadOptions`` for loading (not saved in the config).
         tags: the MetaGraph tags to load (TF1 formats only; TF2 SavedModels have one).
 
+    Attributes:
+        module / resolved_object: the restored module.
+        endpoint: what a call runs: ``"__call__"``, ``"serve"`` (a Keras 3 export) or the
+            signature's name.
+        trainable_keys: the trainable set (``variable_key`` of each variable in it).
+        trainable_source: where the trainable set comes from (the module's list, or flags).
+        frozen_variables: parts of the set frozen one by one (:func:`hubwidgets.freeze`).
+
     A module's dtypes are fixed when it is saved, so the layer keeps a float32 policy under a
     global mixed precision policy unless ``dtype=`` is passed.  A Keras 3 export's ``serve``
     endpoint has no training mode: its BatchNormalization layers always use their moving
@@ -292,10 +300,18 @@ class HubLayer(keras.layers.Layer):
     # -- trainable ------------------------------------------------------------------------
     @property
     def trainable(self) -> bool:
-        """Whether the module's trainable set trains.  Setting True on a layer that cannot
-        train leaves it frozen with a warning (Keras 3 passes a parent's flag down, so a
-        parent model can still be unfrozen around it); ``HubLayer(trainable=True)`` raises."""
+        """Whether the module's trainable set trains.  Setting it (even to the value it has)
+        sets every variable of the set, clearing part freezes.  Setting True on a layer that
+        cannot train leaves it frozen with a warning (Keras 3 passes a parent's flag down, so
+        a parent model can still be unfrozen around it); ``HubLayer(trainable=True)``
+        raises."""
         return self._trainable
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        if name == "trainable":  # TF's tracking skips a setter whose value does not change:
+            type(self).trainable.fset(self, value)  # always apply, so it clears part freezes
+            return
+        super().__setattr__(name, value)
 
     @trainable.setter
     def trainable(self, value: bool) -> None:
