@@ -321,7 +321,7 @@ class HubLayer(keras.layers.Layer):
         reason = untrainable_reason(self) if value and hasattr(self, "trainable_keys") else None
         if reason:
             warnings.warn(f"Left frozen: trainable=True is unsupported here: {reason}",
-                          UserWarning, stacklevel=2)
+                          UserWarning, stacklevel=3)
             value = False
         keras.layers.Layer.trainable.fset(self, value)
         if value and hasattr(self, "_warned_zero_trainable"):
@@ -393,7 +393,7 @@ class HubLayer(keras.layers.Layer):
         if not keys:
             raise ValueError(
                 f"Specifying `output_key` is forbidden if output type {type(outputs[0])} is not "
-                f"a dict: the {self.endpoint} of {self.handle!r} returns one tensor. Leave "
+                f"a dict: the {self.endpoint} of {self.handle!r} returns no dict. Leave "
                 f"output_key=None (output_key={self.output_key!r}).")
         if len(keys) == len(outputs) and not any(self.output_key in k for k in keys):
             raise ValueError(
