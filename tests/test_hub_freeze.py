@@ -40,7 +40,8 @@ def moving_stat_ids(model):
 # -- tf_keras: hub.KerasLayer ---------------------------------------------------------------
 def test_part_of_a_hub_keras_layer_trains_alone(hub_backbone, hub, tf_keras, xy):
     layer = hub.KerasLayer(hub_backbone, trainable=False, name="hub")
-    model = tf_keras.Sequential([tf_keras.Input((4,)), layer, tf_keras.layers.Dense(2, name="head")])
+    model = tf_keras.Sequential([tf_keras.Input((4,)), layer,
+                                 tf_keras.layers.Dense(2, name="head")])
     model.compile(optimizer=tf_keras.optimizers.SGD(0.1), loss="mse")
 
     tree = hw.unfreeze(model, "hub/block2_dense")
@@ -58,7 +59,8 @@ def test_part_of_a_hub_keras_layer_trains_alone(hub_backbone, hub, tf_keras, xy)
 
 def test_freeze_a_part_of_a_trainable_hub_keras_layer(hub_backbone, hub, tf_keras, xy):
     layer = hub.KerasLayer(hub_backbone, trainable=True, name="hub")
-    model = tf_keras.Sequential([tf_keras.Input((4,)), layer, tf_keras.layers.Dense(2, name="head")])
+    model = tf_keras.Sequential([tf_keras.Input((4,)), layer,
+                                 tf_keras.layers.Dense(2, name="head")])
     tree = hw.freeze(model, "hub/block1_.*")
     assert tree.find("hub").trainable == "mixed"
     assert tree.root.trainable_params == 6 * 8 + 6 + 6 * 2 + 2
@@ -85,9 +87,10 @@ def test_hub_keras_layer_saves_in_its_own_order_once_parts_are_unfrozen_again(
     for w in model.weights:  # values a swap would show
         w.assign(w + np.arange(w.shape.num_elements(), dtype="float32").reshape(w.shape))
     model.save_weights(tmp_path / "weights.h5")
-    fresh = tf_keras.Sequential([tf_keras.Input((4,)), hub.KerasLayer(hub_backbone, trainable=True)])
+    fresh = tf_keras.Sequential([tf_keras.Input((4,)),
+                                 hub.KerasLayer(hub_backbone, trainable=True)])
     fresh.load_weights(tmp_path / "weights.h5")
-    for saved, loaded in zip(model.weights, fresh.weights):
+    for saved, loaded in zip(model.weights, fresh.weights, strict=True):
         np.testing.assert_array_equal(saved.numpy(), loaded.numpy())
 
 
@@ -185,7 +188,7 @@ def test_hub_layer_saves_and_loads_with_the_model(hub_backbone, keras, xy, tmp_p
     path = str(tmp_path / "with_hub.keras")
     model.save(path)
     loaded = keras.saving.load_model(path)
-    for saved, back in zip(model.weights, loaded.weights):
+    for saved, back in zip(model.weights, loaded.weights, strict=True):
         np.testing.assert_array_equal(saved.numpy(), back.numpy())
     assert loaded.get_layer("hub").frozen_variables == ["block1_dense__kernel",
                                                         "block1_dense__bias"]
@@ -209,3 +212,199 @@ def test_hub_layer_refuses_to_train_what_cannot(hub_backbone, tf1_hub_module, ke
         hw.HubLayer("/no/such/module")
     with pytest.raises(hw.ModelLoadError, match="offline"):
         hw.HubLayer("https://tfhub.dev/no-such-publisher/no-such-module/1")
+
+
+# -- HubLayer's trainable set: the module's trainable_variables list ---------------------------
+def save_regularized_module(tf, tf_keras, path, raw):
+    """A feature module: an L2-regularized "encoder" that trains, and a "frozen_proj" layer
+    saved with trainable=False (tf_keras still restores its variables with trainable=True).
+    ``raw`` writes it as TF Hub's reusable SavedModel from a tf.train.Checkpoint (with a
+    save_counter); else tf.saved_model.save of the tf_keras model."""
+    tf_keras.utils.set_random_seed(0)
+    inp = tf_keras.Input((4,))
+    encoder = tf_keras.layers.Dense(6, activation="tanh", name="encoder",
+                                    kernel_regularizer=tf_keras.regularizers.l2(0.01))
+    proj = tf_keras.layers.Dense(3, name="frozen_proj", trainable=False)
+    model = tf_keras.Model(inp, proj(encoder(inp)), name="module")
+    if not raw:
+        tf.saved_model.save(model, path)
+        return path
+
+    @tf.function(input_signature=[tf.TensorSpec((None, 4), tf.float32)])
+    def call_fn(x):
+        return model(x, training=False)
+
+    obj = tf.train.Checkpoint()
+    obj.__call__ = call_fn
+    obj.variables = model.trainable_variables + model.non_trainable_variables
+    obj.trainable_variables = model.trainable_variables
+    obj.regularization_losses = [tf.function(lambda: model.losses[0], input_signature=[])]
+    tf.saved_model.save(obj, path)
+    return path
+
+
+@pytest.fixture(scope="module", params=["raw", "from_tf_keras"])
+def regularized_module(request, tf, tf_keras, tmp_path_factory):
+    path = str(tmp_path_factory.mktemp("regularized") / request.param)
+    return save_regularized_module(tf, tf_keras, path, request.param == "raw")
+
+
+def hub_model(keras, handle, trainable=True):
+    keras.utils.set_random_seed(2)
+    layer = hw.HubLayer(handle, trainable=trainable, name="hub")
+    return layer, keras.Sequential([keras.Input((4,)), layer, keras.layers.Dense(2, name="head")])
+
+
+def ids_of(layer, prefix):
+    return {id(w) for w in layer.weights if w.name.startswith(prefix)}
+
+
+def assert_tree_matches_training(tree, model):
+    """On every node: each variable shown trainable is one the optimizer gets, and back."""
+    from hubwidgets.model.adapters.common import variable_key
+
+    optimized = {variable_key(w) for w in model.trainable_weights}
+    for node in tree.root.walk():
+        for v in node.variables:
+            assert v.trainable == (v.key in optimized), v.path
+            assert not v.trainable or v.can_train, v.path
+
+
+def test_hub_layer_trains_the_modules_trainable_variables_only(regularized_module, keras, xy):
+    layer, model = hub_model(keras, regularized_module)
+    assert layer.trainable_source == "the module's trainable_variables list"
+    assert "save_counter" not in {w.name for w in layer.weights}
+    assert len(layer.weights) == len(layer.module.variables) == 4
+    tree = hw.inspect(model)
+    assert_tree_matches_training(tree, model)
+    assert not any(v.can_train for v in tree.find("hub/frozen_proj").variables)
+    model.compile(optimizer=keras.optimizers.SGD(0.1), loss="mse")
+    changed = one_step(model, *xy)
+    encoder_and_head = ids_of(layer, "encoder") | {id(w) for w in model.get_layer("head").weights}
+    assert changed == trainable_ids(tree, model) == encoder_and_head
+    assert not changed & ids_of(layer, "frozen_proj")  # bit-identical
+
+
+def test_part_freezing_stays_within_the_trainable_set(regularized_module, keras, xy):
+    from hubwidgets.model.adapters.common import variable_key
+    from hubwidgets.model.variable_flags import set_variables_trainable
+
+    layer, model = hub_model(keras, regularized_module)
+    flags = [w.trainable for w in model.weights]
+    with pytest.raises(hw.FreezeError, match="trainable set"):
+        hw.unfreeze(model, "hub/frozen_proj")
+    with pytest.raises(hw.FreezeError, match="trainable set"):
+        hw.unfreeze(model, "hub/frozen_proj/kernel")
+    outside = {variable_key(layer.variable_named("frozen_proj/kernel"))}
+    with pytest.raises(hw.FreezeError, match="trainable set"):  # straight to the flags, too
+        set_variables_trainable(layer, outside, True)
+    assert [w.trainable for w in model.weights] == flags  # nothing changed on the way
+
+    tree = hw.freeze(model, "hub")  # then unfreeze a part: exactly that part trains
+    tree = hw.unfreeze(model, "hub/encoder")
+    assert_tree_matches_training(tree, model)
+    model.compile(optimizer=keras.optimizers.SGD(0.1), loss="mse")
+    changed = one_step(model, *xy)
+    assert changed == trainable_ids(tree, model) == ids_of(layer, "encoder") | {
+        id(w) for w in model.get_layer("head").weights}
+
+    tree = hw.freeze(model, "hub/encoder/kernel")  # a part within the set freezes
+    assert_tree_matches_training(tree, model)
+    model.compile(optimizer=keras.optimizers.SGD(0.1), loss="mse")
+    changed = one_step(model, *xy)
+    assert changed == trainable_ids(tree, model)
+    assert ids_of(layer, "encoder__bias") <= changed
+    assert not changed & (ids_of(layer, "encoder__kernel") | ids_of(layer, "frozen_proj"))
+    tree = hw.set_trainable(model, "hub", True)  # the whole module: its set, nothing more
+    assert_tree_matches_training(tree, model)
+    assert {w.name for w in layer.trainable_weights} == {"encoder__kernel", "encoder__bias"}
+    hw.freeze(model, "hub/encoder/bias")
+    layer.trainable = True  # in plain Keras too, even though it is trainable already
+    assert {w.name for w in layer.trainable_weights} == {"encoder__kernel", "encoder__bias"}
+    assert_tree_matches_training(hw.inspect(model), model)
+
+
+def test_new_user_recipe_fine_tunes_the_module_and_its_regularizer(regularized_module, keras,
+                                                                   tf, xy):
+    """A TF Hub recipe moved to Keras 3: a module with a regularizer and a frozen sub-layer,
+    fine-tuned with a new head. Training updates exactly the module's trainable variables
+    and minimizes the module's regularization loss with the data loss."""
+    layer, model = hub_model(keras, regularized_module)
+    x = xy[0]
+    y = np.asarray(model(x))  # targets the model already meets: only the regularizer pulls
+    model.compile(optimizer=keras.optimizers.SGD(0.5), loss="mse")
+    regularization = float(np.sum(model.losses))
+    kernel = layer.variable_named("encoder/kernel")
+    np.testing.assert_allclose(regularization, 0.01 * np.sum(kernel.numpy() ** 2), rtol=1e-5)
+    assert model.evaluate(x, y, verbose=0) == pytest.approx(regularization, rel=1e-5)
+
+    tree = hw.inspect(model)
+    before = {id(w): np.array(w.numpy()) for w in model.weights}
+    data = tf.data.Dataset.from_tensors((x, y)).repeat()
+    model.fit(data, steps_per_epoch=20, epochs=1, verbose=0)
+    changed = {id(w) for w in model.weights if not np.array_equal(before[id(w)], w.numpy())}
+    assert changed == trainable_ids(tree, model) == ids_of(layer, "encoder") | {
+        id(w) for w in model.get_layer("head").weights}
+    assert float(np.sum(model.losses)) < 0.9 * regularization  # the regularizer was minimized
+    np.testing.assert_allclose(float(np.sum(model.losses)),
+                               0.01 * np.sum(kernel.numpy() ** 2), rtol=1e-5)
+
+
+# -- Keras 3 model.export() directories ---------------------------------------------------------
+@pytest.fixture(scope="module")
+def keras3_exports(keras, tmp_path_factory):
+    """A Keras 3 model exported with a frozen last layer, and the same model exported frozen."""
+    keras.utils.set_random_seed(3)
+    model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(5, name="d"),
+                              keras.layers.BatchNormalization(name="bn"),
+                              keras.layers.Dense(2, name="frozen")], name="exported")
+    model.get_layer("frozen").trainable = False
+    root = tmp_path_factory.mktemp("keras3_exports")
+    model.export(str(root / "partly_frozen"), verbose=False)
+    model.trainable = False
+    model.export(str(root / "all_frozen"), verbose=False)
+    model.trainable = True
+    model.get_layer("frozen").trainable = False
+    return model, str(root / "partly_frozen"), str(root / "all_frozen")
+
+
+def test_keras3_export_loads_with_defaults_through_serve(keras3_exports, xy):
+    original, path, _ = keras3_exports
+    layer = hw.HubLayer(path)
+    assert layer.endpoint == "serve"
+    np.testing.assert_allclose(layer(xy[0]), original(xy[0]), rtol=1e-6)
+
+
+def test_keras3_export_fine_tunes_what_its_endpoint_allows(keras3_exports, keras, xy):
+    _, path, _ = keras3_exports
+    layer = hw.HubLayer(path, trainable=True, name="hub")
+    model = keras.Sequential([keras.Input((4,)), layer, keras.layers.Dense(2, name="head")])
+    tree = hw.inspect(model)
+    assert_tree_matches_training(tree, model)
+    model.compile(optimizer=keras.optimizers.SGD(0.1), loss="mse")
+    changed = one_step(model, *xy)
+    expected = {id(w) for w in layer.weights
+                if w.name.split("__")[-2] in ("d", "bn") and "moving" not in w.name}
+    assert len(expected) == 4  # d's kernel and bias, bn's gamma and beta
+    assert changed == trainable_ids(tree, model) == expected | {
+        id(w) for w in model.get_layer("head").weights}
+    assert not changed & moving_stat_ids(model)  # 'serve' runs BatchNorm in inference mode
+    with pytest.raises(hw.FreezeError, match="trainable set"):
+        hw.unfreeze(model, "hub/frozen")
+
+
+def test_keras3_export_without_trainable_variables_is_refused(keras3_exports, keras):
+    _, _, frozen_path = keras3_exports
+    with pytest.raises(hw.FreezeError, match="export the model again"):
+        hw.HubLayer(frozen_path, trainable=True)
+    layer = hw.HubLayer(frozen_path, name="hub")
+    model = keras.Sequential([keras.Input((4,)), layer])
+    with pytest.raises(hw.FreezeError, match="'serve' endpoint of a Keras 3 export"):
+        hw.unfreeze(model, "hub")
+    assert layer.trainable is False
+
+
+def test_a_module_without_a_trainable_list_follows_the_variable_flags(text_module, keras):
+    layer = hw.HubLayer(text_module, trainable=True, name="embed")
+    assert layer.trainable_source.startswith("each variable's own trainable flag")
+    assert len(layer.trainable_weights) == len(layer.weights) == 3

@@ -41,8 +41,8 @@ from .inspect import inspect
 from .matching import MAX_PATTERN_LENGTH, SEARCH_BUDGET_S, SearchTooSlowError, regex_search
 from .session import notify_changed
 from .tree import ModelTree, Node, VariableInfo
-from .variable_flags import (reset_module_variables, set_variables_trainable,
-                             untrainable_reason)
+from .variable_flags import (outside_trainable_set_reason, reset_module_variables,
+                             set_variables_trainable, untrainable_reason)
 
 __all__ = ["set_trainable", "freeze", "unfreeze", "freeze_up_to", "matching_nodes",
            "needs_compile", "top_level_index", "outermost"]
@@ -230,6 +230,9 @@ def _owner_for_change(node: Node, flag: bool) -> Node:
     reason = untrainable_reason(owner.obj) if flag else None
     if reason:
         raise FreezeError(f"Cannot unfreeze {what}: {reason}")
+    if owner is not node and flag and not any(v.can_train for v in node.all_variables()):
+        raise FreezeError(
+            f"Cannot unfreeze {what}: {outside_trainable_set_reason(owner.obj, what)}")
     return owner
 
 

@@ -6,10 +6,12 @@ from __future__ import annotations
 from typing import Any
 
 from .adapters.common import variable_key
+from .errors import FreezeError
 
 
 def untrainable_reason(layer: Any) -> str | None:
-    """Why a Hub layer can never train (TF1 Hub format, signature calls), else None."""
+    """Why a Hub layer can never train (TF1 Hub format, signature calls, a Keras 3 export
+    whose ``serve`` endpoint uses no variable of its trainable set), else None."""
     name = type(layer).__name__
     if name not in ("KerasLayer", "HubLayer"):
         return None
@@ -23,13 +25,48 @@ def untrainable_reason(layer: Any) -> str | None:
         return (f"the Hub layer {layer.name!r} calls the SavedModel signature {signature!r}, "
                 "which cannot be fine-tuned (no training mode, no update ops). Keep it frozen, "
                 "or load the module without signature= to call its __call__.")
+    if getattr(layer, "endpoint", None) == "serve" and not module_trainable_keys(layer):
+        return (f"the Hub layer {layer.name!r} calls the 'serve' endpoint of a Keras 3 export "
+                "that uses no trainable variable (the model was exported with its layers "
+                "frozen, or its trainable_variables list is empty), so fine-tuning would change "
+                "nothing. Keep it frozen, or export the model again with the layers to "
+                "fine-tune trainable (set layer.trainable = True before model.export(path)), "
+                "or load its .keras file with keras.saving.load_model and fine-tune that.")
     return None
+
+
+def module_trainable_keys(layer: Any) -> frozenset[int] | None:
+    """Keys of the variables a ``HubLayer`` may ever train (its module's trainable set);
+    None for other layers (their variables' own flags decide)."""
+    keys = getattr(layer, "trainable_keys", None)
+    return keys if type(layer).__name__ == "HubLayer" and keys is not None else None
+
+
+def outside_trainable_set_reason(layer: Any, what: str) -> str:
+    """Why ``what`` (a part of the module wrapped by ``layer``) cannot be unfrozen: none of its
+    variables can train."""
+    if module_trainable_keys(layer) is not None:
+        return (f"none of the variables of {what} is in the trainable set of the Hub layer "
+                f"{layer.name!r} ({layer.trainable_source}): the module was saved with them "
+                "frozen (a frozen sub-layer, BatchNormalization statistics), so fine-tuning "
+                "cannot update them. Unfreeze another part, or save the module again with them "
+                "trainable.")
+    return (f"none of the variables of {what} can train (each was created non-trainable, "
+            f"e.g. BatchNormalization's moving statistics); the Keras layer {layer.name!r} "
+            "keeps them frozen. Unfreeze another part.")
 
 
 def set_variables_trainable(layer: Any, keys: set[int], flag: bool) -> None:
     """Freeze or unfreeze single variables of a Keras layer (keys from ``variable_key``)."""
     from .adapters.keras import KERAS3, keras_generation
 
+    allowed = module_trainable_keys(layer)
+    if flag and allowed is not None and not keys <= allowed:
+        outside = [v.name for v in layer.weights if variable_key(v) in keys - allowed]
+        raise FreezeError(
+            f"Cannot make {outside} of the Hub layer {layer.name!r} trainable: they are not in "
+            f"its module's trainable set ({layer.trainable_source}), so training would not "
+            "follow the module. Unfreeze only variables of that set.")
     if keras_generation(layer) == KERAS3:
         for v in layer.weights:
             if variable_key(v) in keys:
@@ -52,8 +89,17 @@ ORIGINAL_ORDER = "_hubwidgets_weight_order"
 
 
 def reset_module_variables(layer: Any) -> None:
-    """A whole-module toggle clears part freezes (tf_keras; Keras 3's setter does it)."""
-    from .adapters.keras import TF_KERAS, is_module_wrapper, keras_generation
+    """A whole-module toggle clears part freezes.  tf_keras: every variable back in the
+    trainable list.  Keras 3: its setter does it, but TensorFlow's attribute tracking skips
+    the setter when the flag does not change (``layer.trainable = True`` on a trainable
+    layer), so the flag goes to the layer's trainable-at-creation variables here."""
+    from .adapters.keras import KERAS3, TF_KERAS, is_module_wrapper, keras_generation
 
-    if is_module_wrapper(layer) and keras_generation(layer) == TF_KERAS:
+    if not is_module_wrapper(layer):
+        return
+    generation = keras_generation(layer)
+    if generation == TF_KERAS:
         set_variables_trainable(layer, {variable_key(v) for v in layer.weights}, True)
+    elif generation == KERAS3:
+        for v in getattr(layer, "_trainable_variables", ()):
+            v.trainable = bool(layer.trainable)

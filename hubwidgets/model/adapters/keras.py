@@ -266,6 +266,8 @@ class KerasBuilder:
         """``hub.KerasLayer`` / ``TFSMLayer``: show the restored module's structure inside."""
         walker = TrackableWalker(self.tree, saved_model_dir=_handle_dir(layer), rename_root=False)
         inner = walker.build(restored, node.name, node.path)
+        for info in inner.all_variables():  # the layer decides what can train, not tf flags
+            info.can_train = info.can_train and info.key in self.can_train
         # the wrapper holds the module's variables; map them back to the Keras-side objects
         placed = {v.key for v in inner.all_variables()}
         own = [v for v in _weights(layer) if variable_key(v) not in placed]
