@@ -187,7 +187,7 @@ def test_missing_and_corrupt_paths(tmp_path):
         hw.inspect(str(tmp_path))
     bad = tmp_path / "bad.keras"
     bad.write_bytes(b"not a zip")
-    with pytest.raises(hw.ModelLoadError, match="Could not load the .keras file"):
+    with pytest.raises(hw.ModelLoadError, match="is not a complete .keras file: it is not a readable zip"):
         hw.inspect(str(bad))
 
 

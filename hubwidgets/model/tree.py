@@ -286,13 +286,16 @@ class Node:
         """True, False or "mixed", over the variables that can train at all.
 
         Variables that never train (BatchNormalization's moving statistics, counters) do not
-        make a layer "mixed".  A node without such variables reports its Keras flag.
+        make a layer "mixed".  A Keras layer without such variables reports its own flag; a
+        part of a module whose variables can never train is False.
         """
         states = self._counts()[3]
         if len(states) == 2:
             return "mixed"
         if states:
             return next(iter(states))
+        if not self.keras_layer and self.params:  # variables that can never train here
+            return False
         flag = self.layer_trainable
         return True if flag is None else flag
 
