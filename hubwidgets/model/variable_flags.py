@@ -6,14 +6,18 @@ from __future__ import annotations
 from typing import Any
 
 from .adapters.common import variable_key
+from .adapters.keras import (KERAS3, TF_KERAS, is_module_wrapper, keras_generation,
+                             wrapped_module_attr)
 from .errors import FreezeError
+
+
+HUB_KERAS_LAYER, HUB_LAYER = "_func", "module"  # hub.KerasLayer's and HubLayer's module attribute
 
 
 def untrainable_reason(layer: Any) -> str | None:
     """Why a Hub layer can never train (TF1 Hub format, signature calls, a Keras 3 export
     whose ``serve`` endpoint uses no variable of its trainable set), else None."""
-    name = type(layer).__name__
-    if name not in ("KerasLayer", "HubLayer"):
+    if wrapped_module_attr(layer) not in (HUB_KERAS_LAYER, HUB_LAYER):
         return None
     tf1 = getattr(layer, "_is_hub_module_v1", False) or getattr(layer, "tf1_format", False)
     signature = getattr(layer, "_signature", None) or getattr(layer, "signature", None)
@@ -39,7 +43,7 @@ def module_trainable_keys(layer: Any) -> frozenset[int] | None:
     """Keys of the variables a ``HubLayer`` may ever train (its module's trainable set);
     None for other layers (their variables' own flags decide)."""
     keys = getattr(layer, "trainable_keys", None)
-    return keys if type(layer).__name__ == "HubLayer" and keys is not None else None
+    return keys if wrapped_module_attr(layer) == HUB_LAYER and keys is not None else None
 
 
 def outside_trainable_set_reason(layer: Any, what: str) -> str:
@@ -58,7 +62,6 @@ def outside_trainable_set_reason(layer: Any, what: str) -> str:
 
 def set_variables_trainable(layer: Any, keys: set[int], flag: bool) -> None:
     """Freeze or unfreeze single variables of a Keras layer (keys from ``variable_key``)."""
-    from .adapters.keras import KERAS3, keras_generation
 
     allowed = module_trainable_keys(layer)
     if flag and allowed is not None and not keys <= allowed:
@@ -93,7 +96,6 @@ def reset_module_variables(layer: Any) -> None:
     trainable list.  Keras 3: its setter does it, but TensorFlow's attribute tracking skips
     the setter when the flag does not change (``layer.trainable = True`` on a trainable
     layer), so the flag goes to the layer's trainable-at-creation variables here."""
-    from .adapters.keras import KERAS3, TF_KERAS, is_module_wrapper, keras_generation
 
     if not is_module_wrapper(layer):
         return
