@@ -38,7 +38,7 @@ BLOCK = 1 << 16
 NEAR_EDGE = 1e-6  # in bins: far wider than float64 rounding, so no misbinned value escapes
 NEAR_EDGE_FLOAT32 = 1e-3  # in bins: wider than float32 rounding when |lo|, |hi| <= 100 x width
 HOST_KINDS = ("float16", "float32", "float64", "int8", "int16", "int32", "int64", "uint8",
-              "uint16", "uint32", "uint64", "bool")
+              "uint16", "uint32", "uint64", "bool", "bfloat16")
 FLOAT32_MAX = float(np.finfo(np.float32).max)
 KERNEL_KINDS = (np.dtype(np.float32), np.dtype(np.float64))
 THREADS = min(8, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity")
@@ -97,6 +97,8 @@ def host_array(var: object) -> np.ndarray | None:
     dtype = getattr(getattr(var, "dtype", None), "name", "")
     if dtype not in HOST_KINDS:
         return None
+    if dtype == "bfloat16":  # no buffer format for it: a float32 copy (exact), for the kernel
+        return np.asarray(_read(var).numpy()).astype(np.float32).reshape(-1)
     try:  # memoryview of a CPU tensor is zero-copy; .numpy() would copy the whole variable
         values = np.asarray(memoryview(_read(var)))
     except (TypeError, ValueError, AttributeError):
@@ -132,7 +134,8 @@ def host_reductions(arrays: list[np.ndarray | None], bins: int,
 
 
 def _is_coarse(lo: float, hi: float, bins: int) -> bool:
-    return max(abs(lo), abs(hi)) * bins > COARSE_EDGES * (hi - lo)
+    lo, hi = float(lo), float(hi)  # Python floats: inf on overflow, no numpy warning
+    return max(abs(lo), abs(hi)) / (hi - lo) * bins > COARSE_EDGES
 
 
 def _needs_scaling(lo: float, hi: float) -> bool:
@@ -194,7 +197,7 @@ def _finite_blocks(flat: np.ndarray):
     """The finite values of ``flat``, BLOCK at a time (float64 for float input)."""
     for start in range(0, flat.size, BLOCK):
         raw = flat[start:start + BLOCK]
-        if raw.dtype.kind == "f":
+        if raw.dtype.kind not in "iub":
             keep = np.isfinite(raw)
             if not keep.all():
                 raw = raw[keep]
@@ -266,6 +269,8 @@ def numpy_reduction(flat: np.ndarray, bins: int,
     """The numpy path, streamed in blocks: NaN and Inf counted and left out of every figure."""
     if flat.dtype == np.bool_:
         flat = flat.view(np.uint8)
+    elif flat.dtype.kind not in "iuf":  # bfloat16 (ml_dtypes): float32 holds it exactly
+        flat = flat.astype(np.float32)
     n = flat.size
     is_int = flat.dtype.kind in "iu"
     nan = inf = zeros = finite = 0
@@ -339,7 +344,8 @@ def _bin_counts(raw: np.ndarray, lo: float, hi: float, edges: np.ndarray, bins: 
     """
     outside = 0
     if clipped:
-        inside = (raw >= lo) & (raw <= hi)
+        # compared as float64 (a Python float would be cast to the block's own type)
+        inside = (raw >= np.float64(lo)) & (raw <= np.float64(hi))
         if not inside.all():
             raw = raw[inside]
             outside = inside.size - raw.size
