@@ -159,11 +159,9 @@ def _kernel_reductions(arrays: list[np.ndarray], bins: int,
         lo, hi = np.full(len(arrays), value_range[0]), np.full(len(arrays), value_range[1])
     else:  # numpy's rules: (0, 1) when empty, +-0.5 around a constant
         lo, hi = np.where(finite > 0, lo_data, 0.0), np.where(finite > 0, hi_data, 1.0)
-    edges, reasons, direct, exact = [], [], [], []
-    for i in range(len(arrays)):
-        e, reason = histogram_edges(float(lo[i]), float(hi[i]), bins)
-        edges.append(e)
-        reasons.append(reason)
+    edges, reasons = _all_edges(lo, hi, bins)
+    direct, exact = [], []
+    for i, e in enumerate(edges):
         if e is not None:
             (exact if _is_coarse(e[0], e[-1], bins) else direct).append(i)
     counts: list[np.ndarray] = [np.zeros(0, np.int64)] * len(arrays)
@@ -191,6 +189,31 @@ def _kernel_reductions(arrays: list[np.ndarray], bins: int,
                              counts[i], edges[i] if edges[i] is not None else np.zeros(0),
                              missing))
     return out
+
+
+def _all_edges(lo: np.ndarray, hi: np.ndarray,
+               bins: int) -> tuple[list[np.ndarray | None], list[str]]:
+    """:func:`histogram_edges` for many ranges at once (one linspace: hundreds of variables),
+    row by row where a row needs numpy's special cases."""
+    lo, hi = lo.astype(np.float64), hi.astype(np.float64)
+    same = lo == hi
+    lo[same] -= 0.5
+    hi[same] += 0.5
+    with np.errstate(all="ignore"):
+        regular = np.isfinite(hi - lo) & ((hi - lo) / bins != 0)
+        table = np.linspace(lo[regular], hi[regular], bins + 1, axis=1)
+        good = np.isfinite(table).all(axis=1) & (table[:, :-1] < table[:, 1:]).all(axis=1)
+    edges: list[np.ndarray | None] = [None] * len(lo)
+    reasons = [""] * len(lo)
+    for row, i in enumerate(np.flatnonzero(regular)):
+        if good[row]:
+            edges[i] = table[row]
+    for i in range(len(lo)):
+        if edges[i] is None:  # a subnormal width or a bad range: one by one, numpy's way
+            # (lo, hi) already hold numpy's +-0.5: where a constant is still a constant, a
+            # second +-0.5 changes nothing either
+            edges[i], reasons[i] = histogram_edges(float(lo[i]), float(hi[i]), bins)
+    return edges, reasons
 
 
 def _finite_blocks(flat: np.ndarray):
@@ -323,8 +346,9 @@ def _histogram_by_blocks(flat: np.ndarray, edges: np.ndarray, bins: int,
     """numpy.histogram's counts of the finite values of ``flat`` on ``edges``, by blocks."""
     lo, hi = float(edges[0]), float(edges[-1])
     exact = _is_coarse(lo, hi, bins)
-    fast = not exact and flat.dtype == np.float32 \
-        and max(abs(lo), abs(hi)) <= 100 * (hi - lo) and hi - lo < FLOAT32_MAX
+    fast = not exact and flat.dtype == np.float32 and bins <= 1024 \
+        and max(abs(lo), abs(hi)) <= 100 * (hi - lo) and hi - lo < FLOAT32_MAX \
+        and bins / (hi - lo) < FLOAT32_MAX and float(np.float32(lo)) == lo
     counts = np.zeros(bins + 1, np.int64)
     for raw in _finite_blocks(flat):
         if raw.size:
