@@ -35,6 +35,8 @@ _EXPORTS = {
     "NotAModelError": "hubwidgets.model.errors",
     "ModelLoadError": "hubwidgets.model.errors",
     "FreezeError": "hubwidgets.model.errors",
+    "snapshot": "hubwidgets.model.snapshot",
+    "Snapshot": "hubwidgets.model.snapshot",
     "explore": "hubwidgets.widgets.dashboard",
     "Dashboard": "hubwidgets.widgets.dashboard",
     "LayerExplorer": "hubwidgets.widgets.explorer",
@@ -51,6 +53,7 @@ if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
     from .model.freeze import freeze, freeze_up_to, needs_compile, set_trainable, unfreeze
     from .model.hub_layer import HubLayer
     from .model.inspect import inspect
+    from .model.snapshot import Snapshot, snapshot
     from .model.stats import NonFiniteWeightsWarning, WeightStats, weight_stats
     from .model.tree import ModelTree, Node, SignatureInfo, VariableInfo
 
