@@ -38,6 +38,10 @@ class Snapshot:
         owners: variable path -> class name of the layer or module that holds it.
         framework: what kind of model it came from ("Keras 3", "tf_keras", "SavedModel", ...).
         root: the model's root name (the first component of every path).
+        can_train: variable path -> whether it is a weight an optimizer could ever train
+            (False for BatchNormalization moving statistics, counters, seeds).
+        hub_layers: variable path -> path of the hub.KerasLayer / HubLayer holding it, for
+            variables inside a TF Hub module.
     """
 
     values: dict[str, np.ndarray]
@@ -45,6 +49,8 @@ class Snapshot:
     owners: dict[str, str] = field(default_factory=dict)
     framework: str = ""
     root: str = ""
+    can_train: dict[str, bool] = field(default_factory=dict)
+    hub_layers: dict[str, str] = field(default_factory=dict)
 
     # -- mapping-like reading ----------------------------------------------------------------
     @property
@@ -90,7 +96,8 @@ class Snapshot:
             dtypes.append(dtype)
         meta = {"format": _FORMAT, "paths": list(self.values), "dtypes": dtypes,
                 "trainable": self.trainable, "owners": self.owners,
-                "framework": self.framework, "root": self.root}
+                "framework": self.framework, "root": self.root, "can_train": self.can_train,
+                "hub_layers": self.hub_layers}
         arrays[_META_KEY] = np.frombuffer(json.dumps(meta).encode(), dtype=np.uint8)
         (np.savez_compressed if compress else np.savez)(target, **arrays)
         return target
@@ -117,7 +124,8 @@ class Snapshot:
                 "Pass a file written by Snapshot.save(path).") from exc
         return cls(values=values, trainable=dict(meta.get("trainable", {})),
                    owners=dict(meta.get("owners", {})), framework=meta.get("framework", ""),
-                   root=meta.get("root", ""))
+                   root=meta.get("root", ""), can_train=dict(meta.get("can_train", {})),
+                   hub_layers=dict(meta.get("hub_layers", {})))
 
     # -- writing back --------------------------------------------------------------------------
     def restore(self, model: Any, paths: list[str] | None = None) -> list[str]:
@@ -158,18 +166,26 @@ def snapshot(model: Any) -> Snapshot:
     from .inspect import inspect
 
     tree = inspect(model)
-    values: dict[str, np.ndarray] = {}
-    trainable: dict[str, bool] = {}
-    owners: dict[str, str] = {}
-    for node in tree:
+    snap = Snapshot(values={}, framework=tree.framework, root=tree.root.name)
+    stack = [(tree.root, "")]
+    while stack:
+        node, hub_path = stack.pop()
+        if node.class_name in HUB_LAYER_CLASSES:
+            hub_path = node.path
         for var in node.variables:
-            if var.path in values:
+            if var.path in snap.values:
                 continue
-            values[var.path] = host_copy(var.variable)
-            trainable[var.path] = bool(var.trainable)
-            owners[var.path] = node.class_name
-    return Snapshot(values=values, trainable=trainable, owners=owners,
-                    framework=tree.framework, root=tree.root.name)
+            snap.values[var.path] = host_copy(var.variable)
+            snap.trainable[var.path] = bool(var.trainable)
+            snap.can_train[var.path] = bool(var.can_train)
+            snap.owners[var.path] = node.class_name
+            if hub_path:
+                snap.hub_layers[var.path] = hub_path
+        stack.extend((child, hub_path) for child in reversed(node.children))
+    return snap
+
+
+HUB_LAYER_CLASSES = ("KerasLayer", "HubLayer")
 
 
 def host_copy(variable: Any) -> np.ndarray:
