@@ -37,6 +37,9 @@ _EXPORTS = {
     "FreezeError": "hubwidgets.model.errors",
     "snapshot": "hubwidgets.model.snapshot",
     "Snapshot": "hubwidgets.model.snapshot",
+    "diff": "hubwidgets.model.diff",
+    "WeightDiff": "hubwidgets.model.diff",
+    "VariableDiff": "hubwidgets.model.diff",
     "explore": "hubwidgets.widgets.dashboard",
     "Dashboard": "hubwidgets.widgets.dashboard",
     "LayerExplorer": "hubwidgets.widgets.explorer",
@@ -51,6 +54,7 @@ if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
     from .model.errors import (FreezeError, HubWidgetsError, ModelLoadError, NotAModelError,
                                UnbuiltModelError)
     from .model.freeze import freeze, freeze_up_to, needs_compile, set_trainable, unfreeze
+    from .model.diff import VariableDiff, WeightDiff, diff
     from .model.hub_layer import HubLayer
     from .model.inspect import inspect
     from .model.snapshot import Snapshot, snapshot

@@ -161,7 +161,9 @@ def snapshot(model: Any) -> Snapshot:
 
     ``model`` is anything :func:`hubwidgets.inspect` accepts (a Keras 3 or tf_keras model,
     a hub.KerasLayer or HubLayer, what hub.load() returned, a tf.Module, or a path).  A
-    mirrored variable is read from its first replica.  The model is not changed.
+    mirrored variable is read from its first replica.  Optimizer state kept in a SavedModel
+    (slots, iteration count) is not part of the model and is left out.  The model is not
+    changed.
     """
     from .inspect import inspect
 
@@ -170,6 +172,8 @@ def snapshot(model: Any) -> Snapshot:
     stack = [(tree.root, "")]
     while stack:
         node, hub_path = stack.pop()
+        if "Optimizer" in node.class_name:  # a SavedModel's training state, not the model
+            continue
         if node.class_name in HUB_LAYER_CLASSES:
             hub_path = node.path
         for var in node.variables:
