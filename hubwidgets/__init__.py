@@ -40,6 +40,7 @@ _EXPORTS = {
     "diff": "hubwidgets.model.diff",
     "WeightDiff": "hubwidgets.model.diff",
     "VariableDiff": "hubwidgets.model.diff",
+    "watch": "hubwidgets.model.watch",
     "explore": "hubwidgets.widgets.dashboard",
     "Dashboard": "hubwidgets.widgets.dashboard",
     "LayerExplorer": "hubwidgets.widgets.explorer",
@@ -60,6 +61,7 @@ if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
     from .model.snapshot import Snapshot, snapshot
     from .model.stats import NonFiniteWeightsWarning, WeightStats, weight_stats
     from .model.tree import ModelTree, Node, SignatureInfo, VariableInfo
+    from .model.watch import watch
 
 
 def __getattr__(name: str) -> Any:
