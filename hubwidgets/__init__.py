@@ -41,6 +41,8 @@ _EXPORTS = {
     "WeightDiff": "hubwidgets.model.diff",
     "VariableDiff": "hubwidgets.model.diff",
     "watch": "hubwidgets.model.watch",
+    "TrainingPanel": "hubwidgets.widgets.training",
+    "training_panel_for": "hubwidgets.widgets.training",
     "explore": "hubwidgets.widgets.dashboard",
     "Dashboard": "hubwidgets.widgets.dashboard",
     "LayerExplorer": "hubwidgets.widgets.explorer",
@@ -62,6 +64,7 @@ if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
     from .model.stats import NonFiniteWeightsWarning, WeightStats, weight_stats
     from .model.tree import ModelTree, Node, SignatureInfo, VariableInfo
     from .model.watch import watch
+    from .widgets.training import TrainingPanel, training_panel_for
 
 
 def __getattr__(name: str) -> Any:

@@ -212,3 +212,60 @@ def test_bad_arguments_say_what_to_pass(keras, plain_module):
         hw.watch(model, every=0)
     with pytest.raises(hw.HubWidgetsError, match="Keras 3 or tf_keras model"):
         hw.watch(plain_module)
+
+
+# -- the live panel ------------------------------------------------------------------------
+def test_panel_updates_live_during_fit_through_the_comm(keras, tf, xy):
+    from bench.recording_comm import recording_comms
+
+    model = k3_model(keras)
+    model.get_layer("base").trainable = False
+    model.compile(optimizer=keras.optimizers.SGD(0.05), loss="mse", metrics=["mae"])
+    with recording_comms() as recorder:
+        cb = hw.watch(model, min_refresh_s=0)
+        panel = cb.panel
+        assert hw.training_panel_for(model) is panel and cb.panel is panel
+        figures = [panel.curves, panel.heatmap, panel.ratios]
+        during = []
+        probe = keras.callbacks.LambdaCallback(on_epoch_end=lambda *a: during.append(
+            (len(recorder.sizes), len(panel.curves.data[0].y), panel.heatmap.data[0].z.shape,
+             cb.running)))
+        model.fit(*xy, epochs=3, batch_size=8, verbose=0, callbacks=[cb, probe])
+    sent = [n for n, *_ in during]
+    assert sent[0] < sent[1] < sent[2] < len(recorder.sizes)  # messages while fit ran
+    assert [(points, shape, running) for _, points, shape, running in during] == [
+        (1, (48, 1), True), (2, (48, 2), True), (3, (48, 3), True)]
+    assert [panel.curves, panel.heatmap, panel.ratios] == figures  # updated in place
+    assert [t.name for t in panel.curves.data] == ["loss", "mae"]
+    assert [t.name for t in panel.ratios.data] == ["base (0: no update)", "bn", "head"]
+    np.testing.assert_array_equal(panel.ratios.data[2].y,
+                                  [r.update_ratio for r in cb.history.layer("net/head")])
+    assert panel.layer_picker.value == "net/head"
+    heat = np.asarray(panel.heatmap.data[0].z)
+    np.testing.assert_allclose(heat.sum(axis=0), 18)  # every head weight, every interval
+    assert "done" in panel.status.value
+    assert "net/bn/moving_mean" in panel.audit.value
+    assert "BatchNormalization moving statistics" in panel.audit.value
+
+
+def test_panel_redraws_at_most_every_min_refresh_but_always_at_the_end(keras, tf, xy):
+    model = k3_model(keras)
+    model.compile(optimizer="sgd", loss="mse")
+    cb = hw.watch(model, every=1, min_refresh_s=3600)
+    panel = cb.panel
+    model.fit(*xy, epochs=1, batch_size=4, verbose=0, callbacks=[cb])
+    assert cb.history.intervals == 8
+    assert len(panel.curves.data[0].y) == 8  # the end drew the last state
+
+
+def test_callback_displays_as_the_panel_and_unwatched_models_have_none(keras, tf):
+    from IPython.core.formatters import DisplayFormatter
+
+    model = k3_model(keras, name="shown")
+    assert hw.training_panel_for(model) is None
+    cb = hw.watch(model)
+    data, _ = DisplayFormatter().format(cb)  # what a cell ending in `cb` shows
+    view = data["application/vnd.jupyter.widget-view+json"]
+    assert view["model_id"] == cb.panel.model_id
+    assert data["text/plain"].startswith("<hubwidgets.watch every epoch")
+    assert hw.training_panel_for(hw.inspect(model)) is cb.panel

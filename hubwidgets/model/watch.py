@@ -9,7 +9,6 @@ are plain numbers (:class:`TrainingHistory`); the live panel that draws them liv
 from __future__ import annotations
 
 import math
-import time
 import warnings
 from dataclasses import dataclass, field
 from typing import Any, Callable
@@ -257,10 +256,9 @@ class _Watcher:
             existing = self._panel = TrainingPanel(self)
         return existing
 
-    def _ipython_display_(self) -> None:
-        from IPython.display import display
-
-        display(self.panel)
+    def _repr_mimebundle_(self, **kwargs: Any) -> Any:
+        """Displayed (the last expression of a cell): the live panel, with a text line."""
+        return self.panel._repr_mimebundle_(**kwargs)
 
     def __repr__(self) -> str:
         every = "every epoch" if self.every == "epoch" else f"every {self.every} steps"
