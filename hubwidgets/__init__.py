@@ -35,6 +35,14 @@ _EXPORTS = {
     "NotAModelError": "hubwidgets.model.errors",
     "ModelLoadError": "hubwidgets.model.errors",
     "FreezeError": "hubwidgets.model.errors",
+    "snapshot": "hubwidgets.model.snapshot",
+    "Snapshot": "hubwidgets.model.snapshot",
+    "diff": "hubwidgets.model.diff",
+    "WeightDiff": "hubwidgets.model.diff",
+    "VariableDiff": "hubwidgets.model.diff",
+    "watch": "hubwidgets.model.watch",
+    "TrainingPanel": "hubwidgets.widgets.training",
+    "training_panel_for": "hubwidgets.widgets.training",
     "explore": "hubwidgets.widgets.dashboard",
     "Dashboard": "hubwidgets.widgets.dashboard",
     "LayerExplorer": "hubwidgets.widgets.explorer",
@@ -49,10 +57,14 @@ if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
     from .model.errors import (FreezeError, HubWidgetsError, ModelLoadError, NotAModelError,
                                UnbuiltModelError)
     from .model.freeze import freeze, freeze_up_to, needs_compile, set_trainable, unfreeze
+    from .model.diff import VariableDiff, WeightDiff, diff
     from .model.hub_layer import HubLayer
     from .model.inspect import inspect
+    from .model.snapshot import Snapshot, snapshot
     from .model.stats import NonFiniteWeightsWarning, WeightStats, weight_stats
     from .model.tree import ModelTree, Node, SignatureInfo, VariableInfo
+    from .model.watch import watch
+    from .widgets.training import TrainingPanel, training_panel_for
 
 
 def __getattr__(name: str) -> Any:
