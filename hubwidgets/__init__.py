@@ -43,6 +43,16 @@ _EXPORTS = {
     "watch": "hubwidgets.model.watch",
     "TrainingPanel": "hubwidgets.widgets.training",
     "training_panel_for": "hubwidgets.widgets.training",
+    "scale_weights": "hubwidgets.model.edits",
+    "reset_weights": "hubwidgets.model.edits",
+    "prune_weights": "hubwidgets.model.edits",
+    "add_noise": "hubwidgets.model.edits",
+    "restore": "hubwidgets.model.edits",
+    "undo": "hubwidgets.model.edits",
+    "redo": "hubwidgets.model.edits",
+    "undo_history": "hubwidgets.model.edits",
+    "EditError": "hubwidgets.model.edits",
+    "UndoHistoryWarning": "hubwidgets.model.edits",
     "explore": "hubwidgets.widgets.dashboard",
     "Dashboard": "hubwidgets.widgets.dashboard",
     "LayerExplorer": "hubwidgets.widgets.explorer",
@@ -58,6 +68,8 @@ if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
                                UnbuiltModelError)
     from .model.freeze import freeze, freeze_up_to, needs_compile, set_trainable, unfreeze
     from .model.diff import VariableDiff, WeightDiff, diff
+    from .model.edits import (EditError, UndoHistoryWarning, add_noise, prune_weights, redo,
+                              reset_weights, restore, scale_weights, undo, undo_history)
     from .model.hub_layer import HubLayer
     from .model.inspect import inspect
     from .model.snapshot import Snapshot, snapshot

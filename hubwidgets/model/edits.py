@@ -1,0 +1,402 @@
+"""Edit a live model's weights, with undo: ``scale_weights``, ``reset_weights``,
+``prune_weights``, ``add_noise``, ``restore``, ``undo``, ``redo``.
+
+Rules:
+
+- ``target`` is what :func:`hubwidgets.freeze` takes (a layer or variable path, a name, or a
+  regular expression), resolved by ``freeze.matching_nodes``; every variable below the
+  matched nodes is edited.  Every edit returns the refreshed tree.
+- Edits change values, never ``trainable`` flags.  A mirrored variable is written on every
+  replica (each replica gets the same new value).  Variables inside a ``HubLayer`` or
+  ``hub.KerasLayer`` are the module's own variables, edited in place.
+- All or nothing: every new value is computed and checked before the first write, and a
+  write that fails (a read-only variable) puts back what was already written, then raises
+  :class:`EditError`.
+- Each edit records one undo step holding only the previous values of the variables it
+  touched (host copies; one copy for a mirrored variable whose replicas agree).  The history
+  of a model keeps its steps within a memory budget (default: the model's weight bytes;
+  :func:`undo_history` ``(model).budget_bytes`` changes it).  The oldest steps are dropped
+  first, each with an :class:`UndoHistoryWarning`; a new edit clears the redo steps.
+"""
+
+from __future__ import annotations
+
+import math
+import numbers
+import warnings
+import weakref
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+import numpy as np
+
+from .errors import HubWidgetsError
+
+
+class EditError(HubWidgetsError, ValueError):
+    """An edit that was refused; nothing was changed."""
+
+
+class UndoHistoryWarning(UserWarning):
+    """An undo step was dropped (the history's memory budget), or could not be kept."""
+
+
+@dataclass
+class _Change:
+    """One variable's values before (and, once undone, after) a step."""
+
+    path: str
+    components: list[Any] = field(repr=False)  # the tf.Variables written (one per replica)
+    before: list[np.ndarray] = field(repr=False)  # one array, or one per replica
+    after: list[np.ndarray] | None = field(default=None, repr=False)
+
+    @property
+    def nbytes(self) -> int:
+        return sum(a.nbytes for a in self.before) + sum(a.nbytes for a in self.after or [])
+
+
+@dataclass
+class EditStep:
+    """One edit: what it was (``description``, as Python) and the values it replaced."""
+
+    description: str
+    changes: list[_Change] = field(repr=False)
+
+    @property
+    def nbytes(self) -> int:
+        """Host memory this step holds."""
+        return sum(c.nbytes for c in self.changes)
+
+    @property
+    def paths(self) -> list[str]:
+        return [c.path for c in self.changes]
+
+
+@dataclass
+class EditHistory:
+    """The undo and redo steps of one model.  ``budget_bytes``: the most memory the steps may
+    hold (None: the model's weight bytes, measured at each edit)."""
+
+    undo_steps: list[EditStep] = field(default_factory=list)
+    redo_steps: list[EditStep] = field(default_factory=list)
+    dropped: list[str] = field(default_factory=list)
+    budget_bytes: int | None = None
+
+    @property
+    def nbytes(self) -> int:
+        return sum(s.nbytes for s in self.undo_steps + self.redo_steps)
+
+    def _trim(self, budget: int) -> None:
+        while self.nbytes > budget and (self.undo_steps or self.redo_steps):
+            stack = self.undo_steps if self.undo_steps else self.redo_steps
+            step = stack.pop(0)
+            kind = "undo" if stack is self.undo_steps else "redo"
+            self.dropped.append(step.description)
+            warnings.warn(
+                f"Undo history: dropped the oldest {kind} step ({step.description}, "
+                f"{step.nbytes:,} bytes) to stay within the budget of {budget:,} bytes; it "
+                "can no longer be undone. Raise hubwidgets.undo_history(model).budget_bytes "
+                "to keep more.", UndoHistoryWarning, stacklevel=4)
+
+
+_HISTORIES: dict[int, EditHistory] = {}
+
+
+def undo_history(model: Any) -> EditHistory:
+    """The undo history of ``model`` (created empty on first use; forgotten with the model)."""
+    key = id(model)
+    if key not in _HISTORIES:
+        _HISTORIES[key] = EditHistory()
+        try:
+            weakref.finalize(model, _HISTORIES.pop, key, None)
+        except TypeError:  # not weakly referable: kept for the session
+            pass
+    return _HISTORIES[key]
+
+
+# -- the edits ------------------------------------------------------------------------------
+def scale_weights(model: Any, target: str, factor: float) -> Any:
+    """Multiply every variable of ``target`` by ``factor``, in the variable's own dtype
+    (``w * factor`` with ``factor`` cast to that dtype: bit for bit what numpy gives)."""
+    value = _finite_number(factor, "factor")
+
+    def scaled(old: np.ndarray, _var: Any) -> np.ndarray:
+        with np.errstate(over="ignore"):
+            cast = np.asarray(value, dtype=old.dtype)
+        if not np.isfinite(cast):
+            raise EditError(f"factor {factor!r} is not finite in {old.dtype}; nothing changed.")
+        return old * cast
+
+    return _edit(model, target, scaled, f"scale_weights(model, {target!r}, {factor!r})")
+
+
+def prune_weights(model: Any, target: str, fraction: float) -> Any:
+    """Set the ``floor(fraction * size)`` smallest-magnitude values of each variable of
+    ``target`` to zero.  Ties are broken by position (the earlier value, in C order, goes
+    first), so the result is deterministic; NaN counts as the largest magnitude."""
+    value = _finite_number(fraction, "fraction")
+    if not 0.0 <= value <= 1.0:
+        raise EditError(f"fraction must be between 0 and 1, got {fraction!r}; nothing changed.")
+
+    def pruned(old: np.ndarray, _var: Any) -> np.ndarray:
+        flat = old.reshape(-1)
+        count = math.floor(value * flat.size)
+        order = np.argsort(np.abs(flat.astype(np.float64)), kind="stable")
+        new = flat.copy()
+        new[order[:count]] = 0
+        return new.reshape(old.shape)
+
+    return _edit(model, target, pruned, f"prune_weights(model, {target!r}, {fraction!r})")
+
+
+def add_noise(model: Any, target: str, std: float, seed: int | None = None,
+              relative: bool = False) -> Any:
+    """Add Gaussian noise to every variable of ``target``.  Absolute by default: each value
+    gets N(0, std**2); with ``relative=True`` the noise of each variable is ``std`` times that
+    variable's own standard deviation (a constant variable then gets none).  The noise is
+    drawn in float64 from ``numpy.random.default_rng(seed)`` (variables in model order), added
+    in float64, and rounded once to the variable's dtype."""
+    scale = _finite_number(std, "std")
+    if scale < 0:
+        raise EditError(f"std must be >= 0, got {std!r}; nothing changed.")
+    rng = np.random.default_rng(seed)
+
+    def noisy(old: np.ndarray, _var: Any) -> np.ndarray:
+        wide = old.astype(np.float64)
+        sigma = scale * float(wide.std()) if relative and wide.size else scale
+        return (wide + rng.normal(0.0, sigma, size=old.shape)).astype(old.dtype)
+
+    kind = ", relative=True" if relative else ""
+    return _edit(model, target, noisy,
+                 f"add_noise(model, {target!r}, {std!r}, seed={seed!r}{kind})")
+
+
+def reset_weights(model: Any, target: str) -> Any:
+    """Re-initialize every variable of ``target`` with its layer's own initializer
+    (``layer.<name>_initializer``: ``kernel_initializer``, ``bias_initializer``,
+    ``gamma_initializer``, ``moving_variance_initializer``...), Keras 3 and tf_keras alike.
+    A variable with no known initializer (a restored Hub variable, a plain ``tf.Module``'s)
+    is refused with an :class:`EditError`, and nothing changes."""
+    from .inspect import inspect
+
+    owners = _owners(inspect(model))
+
+    def initial(old: np.ndarray, info: Any) -> np.ndarray:
+        init = _initializer(owners.get(info.key), info.variable)
+        if init is None:
+            raise EditError(
+                f"{info.path!r} has no known initializer (a restored Hub or SavedModel "
+                "variable keeps only its values); nothing changed. Reset only Keras layers, "
+                "or restore a snapshot taken before training.")
+        return np.asarray(_to_numpy(init(tuple(old.shape), dtype=str(old.dtype))),
+                          dtype=old.dtype).reshape(old.shape)
+
+    return _edit(model, target, initial, f"reset_weights(model, {target!r})")
+
+
+def restore(model: Any, snapshot: Any) -> Any:
+    """Put every variable of a :class:`hubwidgets.Snapshot` back, bit for bit (one undo step).
+    Every path, shape and dtype is checked before anything is written."""
+    values = getattr(snapshot, "values", None)
+    if not isinstance(values, dict):
+        raise EditError(f"restore takes a hubwidgets.Snapshot (hw.snapshot(model)), got "
+                        f"{type(snapshot).__name__}; nothing changed.")
+    from .inspect import inspect
+
+    tree = inspect(model)
+    live = {v.path: v for v in tree.variables()}
+    problems = [f"{p!r} is not a variable of the model" for p in values if p not in live]
+    problems += [f"{p!r} has shape {tuple(live[p].shape)} / {live[p].dtype} in the model but "
+                 f"{values[p].shape} / {values[p].dtype} in the snapshot" for p in values
+                 if p in live and (tuple(live[p].shape) != values[p].shape
+                                   or live[p].dtype != values[p].dtype.name)]
+    if problems:
+        raise EditError("Nothing was restored: " + "; ".join(problems[:5]) +
+                        ". Restore into the model the snapshot was taken from.")
+    return _apply(model, tree, [live[p] for p in values], lambda old, info: values[info.path],
+                  "restore(model, snapshot)", allow_any_dtype=True)
+
+
+def undo(model: Any) -> Any:
+    """Put back the values the last edit replaced, bit for bit."""
+    return _move(model, undo=True)
+
+
+def redo(model: Any) -> Any:
+    """Apply again the last edit that was undone, bit for bit."""
+    return _move(model, undo=False)
+
+
+# -- internals ------------------------------------------------------------------------------
+def _finite_number(value: Any, what: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise EditError(f"{what} must be a number, got {value!r}; nothing changed.")
+    out = float(value)
+    if not math.isfinite(out):
+        raise EditError(f"{what} must be finite, got {value!r}; nothing changed.")
+    return out
+
+
+def _edit(model: Any, target: str, compute: Callable[[np.ndarray, Any], np.ndarray],
+          description: str) -> Any:
+    from .freeze import matching_nodes
+    from .inspect import inspect
+
+    if isinstance(model, str):
+        raise EditError("Edits change a live model: load it first (model = "
+                        "keras.models.load_model(path), or hub.load(path)) and pass the "
+                        "model.")
+    if not isinstance(target, str) or not target:
+        raise EditError(f"target must be a non-empty layer or variable path, name or regular "
+                        f"expression, got {target!r}; nothing changed.")
+    tree = inspect(model)
+    try:
+        nodes = matching_nodes(tree, [target])
+    except KeyError:
+        raise EditError(f"{target!r} matches no layer or variable of the model; nothing "
+                        "changed. hw.inspect(model) lists the paths.") from None
+    seen: set[int] = set()
+    variables = []
+    for node in nodes:
+        for var in node.all_variables():
+            if var.key not in seen:
+                seen.add(var.key)
+                variables.append(var)
+    if not variables:
+        raise EditError(f"{target!r} holds no variables; nothing changed.")
+    return _apply(model, tree, variables, compute, description)
+
+
+def _apply(model: Any, tree: Any, variables: list[Any],
+           compute: Callable[[np.ndarray, Any], np.ndarray], description: str,
+           allow_any_dtype: bool = False) -> Any:
+    import tensorflow as tf
+
+    from .adapters.common import replica_components
+
+    if not allow_any_dtype:
+        bad = [f"{v.path} ({v.dtype})" for v in variables if not tf.as_dtype(v.dtype).is_floating]
+        if bad:
+            raise EditError("Edits apply to float variables; the target holds "
+                            + ", ".join(bad[:5]) + ". Pick a narrower target; nothing changed.")
+    changes, news = [], []
+    for v in variables:  # everything computed and checked before the first write
+        components = replica_components(v.variable)
+        before = [np.asarray(c.numpy()).copy() for c in components]
+        if all(np.array_equal(b.view(np.uint8), before[0].view(np.uint8)) for b in before[1:]):
+            before = before[:1]  # replicas agree: one copy stands for all
+        if not all(callable(getattr(c, "assign", None)) for c in components):
+            raise EditError(f"{v.path} cannot be written (read-only); nothing changed.")
+        new = np.asarray(compute(before[0], v))
+        if new.shape != before[0].shape or new.dtype != before[0].dtype:
+            raise EditError(f"{v.path}: the new value is {new.shape} {new.dtype}, the variable "
+                            f"{before[0].shape} {before[0].dtype}; nothing changed.")
+        changes.append(_Change(v.path, components, before))
+        news.append(new)
+    _write(changes, [[n] for n in news])
+    _record(model, tree, EditStep(description, changes))
+    return tree.refresh()
+
+
+def _write(changes: list[_Change], values: list[list[np.ndarray]]) -> None:
+    """Assign ``values`` (one array, or one per replica) to each change's components; on a
+    failure put back every value already written, then raise EditError."""
+    done: list[_Change] = []
+    try:
+        for change, value in zip(changes, values, strict=True):
+            for i, component in enumerate(change.components):
+                component.assign(value[i] if len(value) > 1 else value[0])
+            done.append(change)
+    except Exception as exc:  # noqa: BLE001 - any write failure rolls back
+        failed = changes[len(done)]
+        for change in done + [failed]:
+            for i, component in enumerate(change.components):
+                try:
+                    before = change.before[i] if len(change.before) > 1 else change.before[0]
+                    component.assign(before)
+                except Exception:  # noqa: BLE001 - the one that failed cannot be written
+                    pass
+        raise EditError(f"{failed.path} cannot be written ({type(exc).__name__}: {exc}); "
+                        "every variable already written was put back, nothing changed.") \
+            from exc
+
+
+def _record(model: Any, tree: Any, step: EditStep) -> None:
+    history = undo_history(model)
+    history.redo_steps.clear()
+    budget = _budget(history, tree)
+    if step.nbytes > budget:
+        history.dropped.append(step.description)
+        warnings.warn(f"Undo history: {step.description} replaced {step.nbytes:,} bytes, more "
+                      f"than the budget of {budget:,} bytes; it cannot be undone. Raise "
+                      "hubwidgets.undo_history(model).budget_bytes to keep it.",
+                      UndoHistoryWarning, stacklevel=4)
+        return
+    history.undo_steps.append(step)
+    history._trim(budget)
+
+
+def _budget(history: EditHistory, tree: Any) -> int:
+    if history.budget_bytes is not None:
+        return int(history.budget_bytes)
+    return sum(int(v.nbytes) for v in tree.variables())
+
+
+def _move(model: Any, undo: bool) -> Any:
+    from .inspect import inspect
+
+    history = undo_history(model)
+    source = history.undo_steps if undo else history.redo_steps
+    if not source:
+        dropped = f" ({len(history.dropped)} older step(s) were dropped)" if history.dropped \
+            else ""
+        raise EditError(f"Nothing to {'undo' if undo else 'redo'}{dropped}.")
+    step = source[-1]
+    if undo:  # keep what is there now, for redo
+        for change in step.changes:
+            after = [np.asarray(c.numpy()).copy() for c in change.components]
+            change.after = after if len(after) > 1 and not all(
+                np.array_equal(a.view(np.uint8), after[0].view(np.uint8)) for a in after[1:]) \
+                else after[:1]
+        _write_exact([c.components for c in step.changes], [c.before for c in step.changes])
+    else:
+        _write_exact([c.components for c in step.changes], [c.after for c in step.changes])
+        for change in step.changes:
+            change.after = None
+    source.pop()
+    (history.redo_steps if undo else history.undo_steps).append(step)
+    return inspect(model).refresh()
+
+
+def _write_exact(components: list[list[Any]], values: list[list[np.ndarray]]) -> None:
+    for comps, vals in zip(components, values, strict=True):
+        for i, component in enumerate(comps):
+            component.assign(vals[i] if len(vals) > 1 else vals[0])
+
+
+def _owners(tree: Any) -> dict[int, Any]:
+    """variable key -> the layer object whose own variables include it."""
+    out: dict[int, Any] = {}
+    for node in tree.root.walk():
+        for var in node.variables:
+            out.setdefault(var.key, node.obj)
+    return out
+
+
+def _initializer(layer: Any, var: Any) -> Callable[..., Any] | None:
+    """The layer's initializer for ``var`` (``<short name>_initializer`` on the layer or its
+    cell), or None."""
+    from .adapters.common import short_name
+
+    if layer is None:
+        return None
+    name = short_name(var)
+    for owner in (layer, getattr(layer, "cell", None)):
+        init = getattr(owner, f"{name}_initializer", None) if owner is not None else None
+        if callable(init):
+            return init
+    return None
+
+
+def _to_numpy(value: Any) -> np.ndarray:
+    return np.asarray(value.numpy() if hasattr(value, "numpy") else value)
