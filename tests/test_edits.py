@@ -302,3 +302,22 @@ def test_mirrored_model_every_replica(mirrored, keras):
     hw.redo(model)
     for r, old in zip(replicas, w, strict=True):
         np.testing.assert_array_equal(bits(r.numpy()), bits(old * np.float32(2.0)))
+
+
+def test_undo_and_redo_swap_values_so_a_step_holds_one_copy(keras):
+    model = dense_model(keras, name="redo_budget")
+    d1_bytes = sum(v.nbytes for v in hw.inspect(model).find("d1").all_variables())
+    history = hw.undo_history(model)
+    history.budget_bytes = 2 * d1_bytes
+    hw.scale_weights(model, "d1", 2.0)
+    hw.scale_weights(model, "d1", 3.0)
+    kernel = model.get_layer("d1").kernel
+    for move, expected in ((hw.undo, 1.0), (hw.undo, 0.5), (hw.redo, 1.0), (hw.redo, 3.0)):
+        move(model)
+        np.testing.assert_array_equal(kernel.numpy(), np.full((8, 16), expected))
+        assert history.nbytes == 2 * d1_bytes
+    history.budget_bytes = d1_bytes
+    with pytest.warns(hw.UndoHistoryWarning, match="oldest undo step") as caught:
+        hw.scale_weights(model, "d1", 0.5)
+    assert caught[0].filename == __file__  # the warning points at the caller
+    assert history.nbytes <= d1_bytes and history.redo_steps == []

@@ -43,16 +43,16 @@ class UndoHistoryWarning(UserWarning):
 
 @dataclass
 class _Change:
-    """One variable's values before (and, once undone, after) a step."""
+    """One variable's other values: what an undo (or, once undone, a redo) writes back.
+    Undo and redo swap them with the variable's current values, so a step holds one copy."""
 
     path: str
     components: list[Any] = field(repr=False)  # the tf.Variables written (one per replica)
     before: list[np.ndarray] = field(repr=False)  # one array, or one per replica
-    after: list[np.ndarray] | None = field(default=None, repr=False)
 
     @property
     def nbytes(self) -> int:
-        return sum(a.nbytes for a in self.before) + sum(a.nbytes for a in self.after or [])
+        return sum(a.nbytes for a in self.before)
 
 
 @dataclass
@@ -95,8 +95,9 @@ class EditHistory:
             warnings.warn(
                 f"Undo history: dropped the oldest {kind} step ({step.description}, "
                 f"{step.nbytes:,} bytes) to stay within the budget of {budget:,} bytes; it "
-                "can no longer be undone. Raise hubwidgets.undo_history(model).budget_bytes "
-                "to keep more.", UndoHistoryWarning, stacklevel=4)
+                f"can no longer be {'undone' if kind == 'undo' else 'redone'}. Raise "
+                "hubwidgets.undo_history(model).budget_bytes to keep more.",
+                UndoHistoryWarning, stacklevel=_user_stacklevel())
 
 
 _HISTORIES: dict[int, EditHistory] = {}
@@ -282,9 +283,7 @@ def _apply(model: Any, tree: Any, variables: list[Any],
     changes, news = [], []
     for v in variables:  # everything computed and checked before the first write
         components = replica_components(v.variable)
-        before = [np.asarray(c.numpy()).copy() for c in components]
-        if all(np.array_equal(b.view(np.uint8), before[0].view(np.uint8)) for b in before[1:]):
-            before = before[:1]  # replicas agree: one copy stands for all
+        before = _host_values(components)
         if not all(callable(getattr(c, "assign", None)) for c in components):
             raise EditError(f"{v.path} cannot be written (read-only); nothing changed.")
         new = np.asarray(compute(before[0], v))
@@ -330,7 +329,7 @@ def _record(model: Any, tree: Any, step: EditStep) -> None:
         warnings.warn(f"Undo history: {step.description} replaced {step.nbytes:,} bytes, more "
                       f"than the budget of {budget:,} bytes; it cannot be undone. Raise "
                       "hubwidgets.undo_history(model).budget_bytes to keep it.",
-                      UndoHistoryWarning, stacklevel=4)
+                      UndoHistoryWarning, stacklevel=_user_stacklevel())
         return
     history.undo_steps.append(step)
     history._trim(budget)
@@ -352,26 +351,37 @@ def _move(model: Any, undo: bool) -> Any:
             else ""
         raise EditError(f"Nothing to {'undo' if undo else 'redo'}{dropped}.")
     step = source[-1]
-    if undo:  # keep what is there now, for redo
-        for change in step.changes:
-            after = [np.asarray(c.numpy()).copy() for c in change.components]
-            change.after = after if len(after) > 1 and not all(
-                np.array_equal(a.view(np.uint8), after[0].view(np.uint8)) for a in after[1:]) \
-                else after[:1]
-        _write_exact([c.components for c in step.changes], [c.before for c in step.changes])
-    else:
-        _write_exact([c.components for c in step.changes], [c.after for c in step.changes])
-        for change in step.changes:
-            change.after = None
+    current = [_host_values(c.components) for c in step.changes]
+    # all or nothing: a failed write puts the current values back
+    _write([_Change(c.path, c.components, now) for c, now in zip(step.changes, current,
+                                                                strict=True)],
+           [c.before for c in step.changes])
+    for change, values in zip(step.changes, current, strict=True):
+        change.before = values  # what the next redo (or undo) puts back
     source.pop()
     (history.redo_steps if undo else history.undo_steps).append(step)
-    return inspect(model).refresh()
+    tree = inspect(model)
+    history._trim(_budget(history, tree))  # the budget may have been lowered since
+    return tree.refresh()
 
 
-def _write_exact(components: list[list[Any]], values: list[list[np.ndarray]]) -> None:
-    for comps, vals in zip(components, values, strict=True):
-        for i, component in enumerate(comps):
-            component.assign(vals[i] if len(vals) > 1 else vals[0])
+def _host_values(components: list[Any]) -> list[np.ndarray]:
+    """Host copies of each replica's value; one copy when the replicas agree bit for bit."""
+    values = [np.array(c.numpy(), copy=True) for c in components]
+    if all(np.array_equal(v.view(np.uint8), values[0].view(np.uint8)) for v in values[1:]):
+        return values[:1]
+    return values
+
+
+def _user_stacklevel() -> int:
+    """The stacklevel of the first caller outside hubwidgets (warnings point at user code)."""
+    import sys
+
+    frame, level = sys._getframe(1), 1
+    while frame is not None and "hubwidgets" in frame.f_code.co_filename.replace("\\", "/") \
+            .split("/site-packages/")[-1].split("/"):
+        frame, level = frame.f_back, level + 1
+    return level
 
 
 def _owners(tree: Any) -> dict[int, Any]:
