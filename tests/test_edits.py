@@ -106,6 +106,7 @@ def test_prune_exact_count_kept_magnitudes_and_ties(K):
 
 def test_reset_uses_each_layers_own_initializers(K):
     model = dense_model(K)
+    first = model.get_layer("d2").kernel.numpy()
     randomize(model, seed=2)
     hw.reset_weights(model, "d1")
     np.testing.assert_array_equal(model.get_layer("d1").kernel.numpy(), np.full((8, 16), 0.5))
@@ -121,6 +122,8 @@ def test_reset_uses_each_layers_own_initializers(K):
     limit = math.sqrt(6 / (16 + 4))
     new = model.get_layer("d2").kernel.numpy()
     assert not np.array_equal(new, before) and np.abs(new).max() <= limit
+    if K.__name__ == "tf_keras":  # unseeded tf_keras initializers repeat their first values
+        np.testing.assert_array_equal(new, first)
     hw.undo(model)
     np.testing.assert_array_equal(model.get_layer("d2").kernel.numpy(), before)
 
@@ -137,8 +140,13 @@ def test_add_noise_is_absolute_and_seeded(K):
         np.testing.assert_array_equal(bits(var.numpy()), bits(expected))
     hw.undo(model)
     np.testing.assert_array_equal(layer.kernel.numpy(), kernel)
-    hw.add_noise(model, "d1/bias" if K.__name__ == "keras" else "d1", 0.5, seed=1,
-                 relative=True)
+    bias_path = hw.inspect(model).find("d1").variables[1].path  # one variable, by its path
+    hw.add_noise(model, bias_path, 0.5, seed=1, relative=True)
+    np.testing.assert_array_equal(layer.kernel.numpy(), kernel)
+    rng = np.random.default_rng(1)  # relative: std x the variable's own std
+    wide = bias.astype(np.float64)
+    expected = (wide + rng.normal(0.0, 0.5 * wide.std(), bias.shape)).astype(np.float32)
+    np.testing.assert_array_equal(bits(layer.bias.numpy()), bits(expected))
     hw.undo(model)
     np.testing.assert_array_equal(layer.bias.numpy(), bias)
 

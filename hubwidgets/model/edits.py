@@ -13,10 +13,11 @@ Rules:
   write that fails (a read-only variable) puts back what was already written, then raises
   :class:`EditError`.
 - Each edit records one undo step holding only the previous values of the variables it
-  touched (host copies; one copy for a mirrored variable whose replicas agree).  The history
-  of a model keeps its steps within a memory budget (default: the model's weight bytes;
-  :func:`undo_history` ``(model).budget_bytes`` changes it).  The oldest steps are dropped
-  first, each with an :class:`UndoHistoryWarning`; a new edit clears the redo steps.
+  touched (host copies; one copy for a mirrored variable whose replicas agree).  Undo and
+  redo swap those values with the variables' current ones, so a step always holds one copy.
+  The history of a model keeps its steps within a memory budget (default: the model's
+  weight bytes; ``undo_history(model).budget_bytes`` changes it).  The oldest steps are
+  dropped first, each with an :class:`UndoHistoryWarning`; a new edit clears the redo steps.
 """
 
 from __future__ import annotations
@@ -177,7 +178,11 @@ def reset_weights(model: Any, target: str) -> Any:
     (``layer.<name>_initializer``: ``kernel_initializer``, ``bias_initializer``,
     ``gamma_initializer``, ``moving_variance_initializer``...), Keras 3 and tf_keras alike.
     A variable with no known initializer (a restored Hub variable, a plain ``tf.Module``'s)
-    is refused with an :class:`EditError`, and nothing changes."""
+    is refused with an :class:`EditError`, and nothing changes.
+
+    Seeded or unseeded, an initializer is called as Keras calls it: tf_keras' unseeded
+    initializers give the same values at every call, so there a reset brings back the
+    layer's first initial values; Keras 3's unseeded ones draw new values."""
     from .inspect import inspect
 
     owners = _owners(inspect(model))
@@ -189,8 +194,10 @@ def reset_weights(model: Any, target: str) -> Any:
                 f"{info.path!r} has no known initializer (a restored Hub or SavedModel "
                 "variable keeps only its values); nothing changed. Reset only Keras layers, "
                 "or restore a snapshot taken before training.")
-        return np.asarray(_to_numpy(init(tuple(old.shape), dtype=str(old.dtype))),
-                          dtype=old.dtype).reshape(old.shape)
+        with warnings.catch_warnings():  # tf_keras: "unseeded ... identical values", as said
+            warnings.filterwarnings("ignore", message=".*unseeded.*", category=UserWarning)
+            value = init(tuple(old.shape), dtype=str(old.dtype))
+        return np.asarray(_to_numpy(value), dtype=old.dtype).reshape(old.shape)
 
     return _edit(model, target, initial, f"reset_weights(model, {target!r})")
 
