@@ -156,13 +156,18 @@ def test_restore_a_snapshot_is_one_undo_step(K):
     randomize(model, seed=4)
     snap = hw.snapshot(model)
     before = values(model)
-    hw.scale_weights(model, "d", 3.0)  # a regular expression: d1 and d2
+    hw.undo_history(model).budget_bytes = 10 ** 6
+    tree = hw.scale_weights(model, "d[12]$", 3.0)  # a regular expression: d1 and d2
     scaled = values(model)
     assert scaled != before
+    bn = {v.path for v in tree.find("bn").variables}
+    assert all(scaled[p] == before[p] for p in bn)  # bn was not a match
     hw.restore(model, snap)
     assert values(model) == before
     hw.undo(model)
     assert values(model) == scaled
+    hw.undo(model)
+    assert values(model) == before
     with pytest.raises(hw.EditError, match="Snapshot"):
         hw.restore(model, {"not": "a snapshot"})
 
