@@ -105,7 +105,12 @@ _HISTORIES: dict[int, EditHistory] = {}
 
 
 def undo_history(model: Any) -> EditHistory:
-    """The undo history of ``model`` (created empty on first use; forgotten with the model)."""
+    """The undo history of ``model`` (created empty on first use; forgotten with the model).
+    A :class:`ModelTree` stands for the model it describes."""
+    from .tree import ModelTree
+
+    if isinstance(model, ModelTree):
+        model = model.obj
     key = id(model)
     if key not in _HISTORIES:
         _HISTORIES[key] = EditHistory()
