@@ -170,6 +170,11 @@ def test_restore_a_snapshot_is_one_undo_step(K):
     assert values(model) == before
     with pytest.raises(hw.EditError, match="Snapshot"):
         hw.restore(model, {"not": "a snapshot"})
+    other = K.Sequential([K.Input((8,)), K.layers.Dense(3, name="d1")], name="edit_model")
+    with pytest.raises(hw.EditError, match="Nothing was restored.*shape"):
+        hw.restore(other, snap)  # same paths, other shapes: refused before any write
+    with pytest.raises(hw.EditError, match="load it first"):
+        hw.restore("model.keras", snap)
 
 
 def test_bad_input_is_refused_and_nothing_changes(K, tf):

@@ -216,13 +216,13 @@ def restore(model: Any, snapshot: Any) -> Any:
                         f"{type(snapshot).__name__}; nothing changed.")
     from .inspect import inspect
 
+    _refuse_paths(model)
     tree = inspect(model)
     live = {v.path: v for v in tree.variables()}
-    problems = [f"{p!r} is not a variable of the model" for p in values if p not in live]
-    problems += [f"{p!r} has shape {tuple(live[p].shape)} / {live[p].dtype} in the model but "
+    problems = [f"{p!r} has shape {tuple(live[p].shape)} / {live[p].dtype} in the model but "
                  f"{values[p].shape} / {values[p].dtype} in the snapshot" for p in values
-                 if p in live and (tuple(live[p].shape) != values[p].shape
-                                   or live[p].dtype != values[p].dtype.name)]
+                 if p in live and not _same_kind(live[p], values[p])]
+    problems += [f"{p!r} is not a variable of the model" for p in values if p not in live]
     if problems:
         raise EditError("Nothing was restored: " + "; ".join(problems[:5]) +
                         ". Restore into the model the snapshot was taken from.")
@@ -241,6 +241,21 @@ def redo(model: Any) -> Any:
 
 
 # -- internals ------------------------------------------------------------------------------
+def _refuse_paths(model: Any) -> None:
+    if isinstance(model, str) or hasattr(model, "__fspath__"):
+        raise EditError("Edits change a live model, not a file: load it first (model = "
+                        "keras.models.load_model(path), or hub.load(path)) and pass the "
+                        "model; nothing changed.")
+
+
+def _same_kind(info: Any, value: np.ndarray) -> bool:
+    """Whether a snapshot's array fits the variable: same shape and dtype (a tf.string
+    variable is kept as bytes in a snapshot)."""
+    if tuple(info.shape) != value.shape:
+        return False
+    return info.dtype == value.dtype.name or (info.dtype == "string" and value.dtype.kind in "SO")
+
+
 def _finite_number(value: Any, what: str) -> float:
     if isinstance(value, bool) or not isinstance(value, numbers.Real):
         raise EditError(f"{what} must be a number, got {value!r}; nothing changed.")
@@ -255,10 +270,7 @@ def _edit(model: Any, target: str, compute: Callable[[np.ndarray, Any], np.ndarr
     from .freeze import matching_nodes
     from .inspect import inspect
 
-    if isinstance(model, str):
-        raise EditError("Edits change a live model: load it first (model = "
-                        "keras.models.load_model(path), or hub.load(path)) and pass the "
-                        "model.")
+    _refuse_paths(model)
     if not isinstance(target, str) or not target:
         raise EditError(f"target must be a non-empty layer or variable path, name or regular "
                         f"expression, got {target!r}; nothing changed.")
