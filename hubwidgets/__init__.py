@@ -51,6 +51,7 @@ _EXPORTS = {
     "undo": "hubwidgets.model.edits",
     "redo": "hubwidgets.model.edits",
     "undo_history": "hubwidgets.model.edits",
+    "edit_code": "hubwidgets.model.edits",
     "EditError": "hubwidgets.model.edits",
     "UndoHistoryWarning": "hubwidgets.model.edits",
     "explore": "hubwidgets.widgets.dashboard",
@@ -68,8 +69,9 @@ if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
                                UnbuiltModelError)
     from .model.freeze import freeze, freeze_up_to, needs_compile, set_trainable, unfreeze
     from .model.diff import VariableDiff, WeightDiff, diff
-    from .model.edits import (EditError, UndoHistoryWarning, add_noise, prune_weights, redo,
-                              reset_weights, restore, scale_weights, undo, undo_history)
+    from .model.edits import (EditError, UndoHistoryWarning, add_noise, edit_code,
+                              prune_weights, redo, reset_weights, restore, scale_weights, undo,
+                              undo_history)
     from .model.hub_layer import HubLayer
     from .model.inspect import inspect
     from .model.snapshot import Snapshot, snapshot

@@ -339,3 +339,41 @@ def test_undo_and_redo_swap_values_so_a_step_holds_one_copy(keras):
         hw.scale_weights(model, "d1", 0.5)
     assert caught[0].filename == __file__  # the warning points at the caller
     assert history.nbytes <= d1_bytes and history.redo_steps == []
+
+
+@pytest.mark.parametrize("action, target, args, kwargs", [
+    ("scale_weights", "d1", (2.5,), {}),
+    ("scale_weights", "d[12]$", (-0.75,), {}),
+    ("prune_weights", "d1", (0.3,), {}),
+    ("add_noise", "d1", (0.1,), {"seed": 3}),
+    ("add_noise", "bn", (0.5,), {"seed": 4, "relative": True}),
+    ("reset_weights", "d1", (), {}),
+    ("reset_weights", "bn", (), {}),
+])
+def test_plain_code_does_exactly_what_the_edit_does(K, action, target, args, kwargs):
+    edited, by_hand = dense_model(K, name="edit_model"), dense_model(K, name="edit_model")
+    randomize(edited, seed=8)
+    randomize(by_hand, seed=8)
+    call, plain = hw.edit_code(edited, action, target, *args, **kwargs)
+    assert call == f"hubwidgets.{action}(model, " + ", ".join(
+        [repr(target)] + [repr(a) for a in args] + [f"{k}={v!r}" for k, v in kwargs.items()]) \
+        + ")"
+    assert "hubwidgets" not in plain  # Keras layers: plain Keras code only
+    getattr(hw, action)(edited, target, *args, **kwargs)
+    exec(plain, {"model": by_hand})
+    assert values(by_hand) == values(edited)
+
+
+def test_plain_code_for_a_hub_module_part(hub_backbone, hub, tf_keras):
+    def build():
+        return tf_keras.Sequential([tf_keras.Input((4,)),
+                                    hub.KerasLayer(hub_backbone, trainable=True, name="hub")],
+                                   name="hub_model")
+
+    edited, by_hand = build(), build()
+    call, plain = hw.edit_code(edited, "scale_weights", "hub/block1_dense", 3.0)
+    hw.scale_weights(edited, "hub/block1_dense", 3.0)
+    exec(plain, {"model": by_hand, "hubwidgets": hw})
+    assert values(by_hand) == values(edited)
+    with pytest.raises(hw.EditError, match="not 'freeze'"):
+        hw.edit_code(edited, "freeze", "hub")

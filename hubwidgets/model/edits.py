@@ -434,3 +434,114 @@ def _initializer(layer: Any, var: Any) -> Callable[..., Any] | None:
 
 def _to_numpy(value: Any) -> np.ndarray:
     return np.asarray(value.numpy() if hasattr(value, "numpy") else value)
+
+
+# -- the same edits in plain TensorFlow / Keras, for teaching ------------------------------
+_PLAIN = {
+    "scale_weights": "layer.set_weights([w * {0!r} for w in layer.get_weights()])",
+    "prune_weights": "layer.set_weights([prune(w, {0!r}) for w in layer.get_weights()])",
+    "add_noise": "layer.set_weights([noisy(w, {0!r}) for w in layer.get_weights()])",
+}
+_HELPERS = {
+    "prune_weights": [
+        "def prune(w, fraction):  # the smallest |w| to zero; ties in C order",
+        "    w = w.copy()",
+        "    order = np.argsort(np.abs(w.astype('float64')), axis=None, kind='stable')",
+        "    w.flat[order[:math.floor(fraction * w.size)]] = 0",
+        "    return w"],
+    "add_noise": [
+        "rng = np.random.default_rng({seed!r})",
+        "def noisy(w, std):",
+        "    wide = w.astype('float64')",
+        "    sigma = {sigma}",
+        "    return (wide + rng.normal(0.0, sigma, w.shape)).astype(w.dtype)"],
+}
+
+
+def edit_code(model: Any, action: str, target: str, *args: Any, var: str = "model",
+              **kwargs: Any) -> tuple[str, str]:
+    """The hubwidgets call for an edit, and plain Keras / TensorFlow code with the same
+    effect (for teaching), e.g. ``edit_code(model, "scale_weights", "d1", 2.0)`` ->
+    ``('hubwidgets.scale_weights(model, 'd1', 2.0)', "layer = model.get_layer('d1')\\n
+    layer.set_weights([w * 2.0 for w in layer.get_weights()])")``.  Keras layers are reached
+    with ``get_layer``; anything else (a Hub module's part, one variable) through its
+    variables (``hubwidgets.inspect(model).find(path).all_variables()``)."""
+    from .freeze import matching_nodes
+    from .inspect import inspect
+
+    if action not in ("scale_weights", "prune_weights", "add_noise", "reset_weights"):
+        raise EditError(f"edit_code knows scale_weights, prune_weights, add_noise and "
+                        f"reset_weights, not {action!r}.")
+    shown = ", ".join([repr(target)] + [repr(a) for a in args]
+                      + [f"{k}={v!r}" for k, v in kwargs.items()])
+    call = f"hubwidgets.{action}({var}, {shown})"
+    tree = inspect(model)
+    try:
+        nodes = matching_nodes(tree, [target])
+    except KeyError:
+        raise EditError(f"{target!r} matches no layer or variable of the model.") from None
+    lines = ["import math", "import numpy as np"]
+    if action == "add_noise":
+        seed, relative = kwargs.get("seed", args[1] if len(args) > 1 else None), \
+            kwargs.get("relative", args[2] if len(args) > 2 else False)
+        sigma = "std * float(wide.std()) if wide.size else std" if relative else "std"
+        lines += [h.format(seed=seed, sigma=sigma) for h in _HELPERS[action]]
+    elif action in _HELPERS:
+        lines += _HELPERS[action]
+    owners = _owners(tree)
+    for node in nodes:
+        getter = _getter(tree, node, var)
+        if getter is not None and action != "reset_weights":
+            lines += [f"layer = {getter}", _PLAIN[action].format(*args[:1])]
+            continue
+        relative = node.path.split("/", 1)[1] if "/" in node.path else node.path
+        if action == "reset_weights":
+            lines += _reset_lines(tree, node, owners, var)
+            continue
+        helper = {"scale_weights": f"w * {args[0]!r}", "prune_weights": f"prune(w, {args[0]!r})",
+                  "add_noise": f"noisy(w, {args[0]!r})"}[action]
+        lines += [f"for info in hubwidgets.inspect({var}).find({relative!r}).all_variables():",
+                  "    w = info.variable.numpy()",
+                  f"    info.variable.assign({helper})"]
+    return call, "\n".join(lines)
+
+
+def _reset_lines(tree: Any, node: Any, owners: dict[int, Any], var: str) -> list[str]:
+    from .adapters.common import short_name
+
+    lines = []
+    for info in node.all_variables():
+        layer = owners.get(info.key)
+        name = short_name(info.variable)
+        owner_node = next((n for n in tree if n.obj is layer), None) if layer is not None \
+            else None
+        owner = _getter(tree, owner_node, var)
+        if _initializer(layer, info.variable) is None or owner is None:
+            lines.append(f"# {info.path}: no initializer reachable from plain code; left as is")
+            continue
+        lines.append(f"{owner}.{name}.assign({owner}.{name}_initializer("
+                     f"{owner}.{name}.shape, dtype={owner}.{name}.dtype))")
+    return lines
+
+
+def _getter(tree: Any, node: Any, var: str) -> str | None:
+    """``model.get_layer('a').get_layer('b')`` for a Keras layer node, else None."""
+    if node is None or node.class_name == "Variable":
+        return None
+    if node is tree.root:
+        return var
+    if not callable(getattr(node.obj, "get_weights", None)):
+        return None
+    chain, parent = [], tree.root
+    for name in node.path.split("/")[1:]:
+        try:
+            child = parent.obj.get_layer(name)
+        except (AttributeError, ValueError, TypeError):
+            return None
+        chain.append(name)
+        parent = next((c for c in parent.children if c.obj is child), None)
+        if parent is None:
+            return None
+    if parent is not node:
+        return None
+    return var + "".join(f".get_layer({name!r})" for name in chain)
