@@ -480,7 +480,8 @@ def edit_code(model: Any, action: str, target: str, *args: Any, var: str = "mode
         nodes = matching_nodes(tree, [target])
     except KeyError:
         raise EditError(f"{target!r} matches no layer or variable of the model.") from None
-    lines = ["import math", "import numpy as np"]
+    lines = {"prune_weights": ["import math", "import numpy as np"],
+             "add_noise": ["import numpy as np"]}.get(action, [])
     if action == "add_noise":
         seed, relative = kwargs.get("seed", args[1] if len(args) > 1 else None), \
             kwargs.get("relative", args[2] if len(args) > 2 else False)
@@ -509,7 +510,7 @@ def edit_code(model: Any, action: str, target: str, *args: Any, var: str = "mode
 def _reset_lines(tree: Any, node: Any, owners: dict[int, Any], var: str) -> list[str]:
     from .adapters.common import short_name
 
-    lines = []
+    lines, current = [], None
     for info in node.all_variables():
         layer = owners.get(info.key)
         name = short_name(info.variable)
@@ -519,8 +520,11 @@ def _reset_lines(tree: Any, node: Any, owners: dict[int, Any], var: str) -> list
         if _initializer(layer, info.variable) is None or owner is None:
             lines.append(f"# {info.path}: no initializer reachable from plain code; left as is")
             continue
-        lines.append(f"{owner}.{name}.assign({owner}.{name}_initializer("
-                     f"{owner}.{name}.shape, dtype={owner}.{name}.dtype))")
+        if owner != current:
+            lines.append(f"layer = {owner}")
+            current = owner
+        lines.append(f"layer.{name}.assign(layer.{name}_initializer(layer.{name}.shape, "
+                     f"dtype=layer.{name}.dtype))")
     return lines
 
 
