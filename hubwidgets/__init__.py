@@ -40,6 +40,25 @@ _EXPORTS = {
     "NotAModelError": "hubwidgets.model.errors",
     "ModelLoadError": "hubwidgets.model.errors",
     "FreezeError": "hubwidgets.model.errors",
+    "snapshot": "hubwidgets.model.snapshot",
+    "Snapshot": "hubwidgets.model.snapshot",
+    "diff": "hubwidgets.model.diff",
+    "WeightDiff": "hubwidgets.model.diff",
+    "VariableDiff": "hubwidgets.model.diff",
+    "watch": "hubwidgets.model.watch",
+    "TrainingPanel": "hubwidgets.widgets.training",
+    "training_panel_for": "hubwidgets.widgets.training",
+    "scale_weights": "hubwidgets.model.edits",
+    "reset_weights": "hubwidgets.model.edits",
+    "prune_weights": "hubwidgets.model.edits",
+    "add_noise": "hubwidgets.model.edits",
+    "restore": "hubwidgets.model.edits",
+    "undo": "hubwidgets.model.edits",
+    "redo": "hubwidgets.model.edits",
+    "undo_history": "hubwidgets.model.edits",
+    "edit_code": "hubwidgets.model.edits",
+    "EditError": "hubwidgets.model.edits",
+    "UndoHistoryWarning": "hubwidgets.model.edits",
     "explore": "hubwidgets.widgets.dashboard",
     "Dashboard": "hubwidgets.widgets.dashboard",
     "LayerExplorer": "hubwidgets.widgets.explorer",
@@ -54,12 +73,19 @@ if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
     from .model.errors import (FreezeError, HubWidgetsError, ModelLoadError, NotAModelError,
                                UnbuiltModelError)
     from .model.freeze import freeze, freeze_up_to, needs_compile, set_trainable, unfreeze
+    from .model.diff import VariableDiff, WeightDiff, diff
+    from .model.edits import (EditError, UndoHistoryWarning, add_noise, edit_code,
+                              prune_weights, redo, reset_weights, restore, scale_weights, undo,
+                              undo_history)
     from .model.hub_layer import HubLayer
     from .model.inspect import inspect
     from .model.matching import SearchTooSlowError, search
     from .model.session import ModelSession, session_for
+    from .model.snapshot import Snapshot, snapshot
     from .model.stats import NonFiniteWeightsWarning, WeightStats, weight_stats
     from .model.tree import ModelTree, Node, SignatureInfo, VariableInfo
+    from .model.watch import watch
+    from .widgets.training import TrainingPanel, training_panel_for
 
 
 def __getattr__(name: str) -> Any:

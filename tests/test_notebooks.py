@@ -37,6 +37,18 @@ EXPECTED = {
         "165 trainable of 6661",
         "variables that changed: ['transfer/target_head/kernel', 'transfer/target_head/bias']",
         "2245 trainable of 6661 | needs compile: True"],
+    "06_watch_training": [
+        "frozen base unchanged bit for bit: True",
+        "changed: ['transfer/head_bn/gamma', 'transfer/head_bn/beta', "
+        "'transfer/head_bn/moving_mean', 'transfer/head_bn/moving_variance', "
+        "'transfer/head/kernel', 'transfer/head/bias']",
+        "transfer/head_bn/moving_mean: BatchNormalization moving statistics",
+        "transfer/base/block1_dense   0.00e+00 0.00e+00 0.00e+00 0.00e+00",
+        "block2_dense update ratio, stage 1: [0.0, 0.0, 0.0, 0.0]",
+        "block2_dense moves in stage 2: True",
+        "block1_dense still frozen: True",
+        "changed since pretraining: ['pretrain/base/block2_dense/kernel', "
+        "'pretrain/base/block2_dense/bias']"],
 }
 
 
@@ -56,7 +68,7 @@ def test_notebook_runs_and_teaches(path, tmp_path):
     text = "".join(o.get("text", "") or o.get("data", {}).get("text/plain", "") for o in outputs)
     missing = [line for line in EXPECTED[path.stem] if line not in text]
     assert not missing
-    if "hw.explore" in "".join(c.source for c in nb.cells):
+    if "hw.explore" in "".join(c.source for c in nb.cells) or path.stem == "06_watch_training":
         assert any("application/vnd.jupyter.widget-view+json" in o.get("data", {})
                    for o in outputs)
     assert path.stat().st_size < 100_000, "notebooks are committed without large outputs"

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import math
+from fractions import Fraction
+
 import numpy as np
 import pytest
 
@@ -51,12 +54,13 @@ def test_shared_value_range_and_bins(k3_sequential):
 
 @pytest.mark.parametrize("dtype", ["float32", "bfloat16"])
 def test_changed_value_is_never_served_stale(tf, dtype):
-    """float32 on the CPU is computed in place with numpy each time; bfloat16 goes through
-    the TensorFlow kernels (the GPU path), whose results are cached by a bit checksum."""
+    """float32 on the CPU is computed in place each time; bfloat16 goes through the
+    TensorFlow kernels (the GPU path), which are not cached either (issue 14: a bit checksum
+    could collide and serve stale statistics)."""
     v = tf.Variable(tf.cast(tf.random.stateless_normal((50, 20), seed=(0, 1)), dtype), name="w")
     first = hw.weight_stats([v])["w"]
     again = hw.weight_stats([v])["w"]
-    assert (again is first) == (dtype == "bfloat16")  # cached only where a pass is costly
+    assert again is not first  # recomputed: nothing is cached
     assert again.mean == first.mean
     value = v.numpy()
     bits = value.view(np.uint16 if dtype == "bfloat16" else np.uint32)
@@ -180,3 +184,103 @@ def test_kernel_results_do_not_depend_on_the_thread_count(tf, monkeypatch):
         s = hw.weight_stats([v])["w"]
         results.append((s.mean, s.std, s.l2_norm, s.min, s.max, tuple(s.counts)))
     assert results[0] == results[1] == results[2]
+
+
+# ---- issue 14: figures that overflowed, unbounded bins, a colliding cache key ----
+
+
+def only(stats):
+    [s] = stats.values()
+    return s
+
+
+def test_float16_ones_have_mean_one_not_nan(tf):
+    """issue 14.4: 100,000 float16 ones were summed in float16 (max 65504): mean NaN."""
+    s = only(hw.weight_stats([tf.Variable(np.ones(100_000, np.float16), name="h")]))
+    assert (s.mean, s.std, s.nan_count) == (1.0, 0.0, 0)
+    assert s.l2_norm == pytest.approx(math.sqrt(100_000), rel=1e-12)
+    assert s.counts.sum() == 100_000 and s.missing == {}
+
+
+@pytest.mark.parametrize("use_kernel", [True, False])
+def test_float64_near_1e200_gives_finite_std_and_l2(tf, monkeypatch, use_kernel):
+    """issue 14.4: squares of +-1e200 overflowed: std and L2 were NaN."""
+    from hubwidgets.model import host_stats
+
+    if not use_kernel:
+        monkeypatch.setattr(host_stats, "_host_reduce", None)
+    s = only(hw.weight_stats([tf.Variable(np.array([1e200, -1e200, 1e200]), name="big")]))
+    assert s.mean == pytest.approx(1e200 / 3, rel=1e-12)
+    assert s.std == pytest.approx(math.sqrt(8 / 9) * 1e200, rel=1e-12)
+    assert s.l2_norm == pytest.approx(math.sqrt(3) * 1e200, rel=1e-12)
+    _, counts, edges = expected([1e200, -1e200, 1e200])
+    np.testing.assert_array_equal(s.counts, counts)
+    np.testing.assert_array_equal(s.edges, edges)
+
+
+def test_figures_beyond_float64_are_none_with_a_reason(tf):
+    top = float(np.finfo(np.float64).max)
+    s = only(hw.weight_stats([tf.Variable(np.array([top, -top, top]), name="huge")]))
+    assert s.mean == pytest.approx(top / 3, rel=1e-12)
+    assert s.std == pytest.approx(math.sqrt(8 / 9) * top, rel=1e-12)
+    assert s.l2_norm is None and "exceeds float64" in s.missing["l2_norm"]
+    assert s.counts.size == 0 and "wider than float64" in s.missing["histogram"]
+    with pytest.raises(ValueError):  # numpy cannot bin it either
+        np.histogram(np.array([top, -top]), bins=64)
+
+
+def test_int64_near_2_62_has_exact_mean_and_spread(tf):
+    """issue 14.4: int64 values near 2**62 were averaged in float64 (ulp 1024 there)."""
+    values = [2 ** 62, 2 ** 62 + 1, 2 ** 62 + 3]
+    s = only(hw.weight_stats([tf.Variable(np.array(values, np.int64), name="ids")]))
+    assert s.mean == float(Fraction(sum(values), 3)) == (3 * 2 ** 62 + 4) / 3
+    assert s.std == pytest.approx(math.sqrt(14 / 9), rel=1e-12)
+    # numpy cannot cut [2**62 - 0.5, 2**62 + 3.5] into 64 float64 edges: no silent histogram
+    assert s.counts.size == 0 and "too narrow" in s.missing["histogram"]
+
+
+def test_value_range_wider_than_float64_is_refused(tf):
+    """issue 14.4: value_range=(-1e308, 1e308) gave NaN edges and zero counts, silently."""
+    v = tf.Variable([1.0, 2.0, 3.0], name="v")
+    with pytest.raises(ValueError, match="wider than float64"):
+        hw.weight_stats([v], value_range=(-1e308, 1e308))
+    with pytest.raises(ValueError, match="too narrow"):
+        hw.weight_stats([v], bins=64, value_range=(1.0, 1.0 + 1e-15))
+    s = only(hw.weight_stats([v], bins=4, value_range=(-1e307, 1e307)))
+    _, counts, edges = expected(v.numpy(), bins=4, value_range=(-1e307, 1e307))
+    assert s.counts.tolist() == counts.tolist() == [0, 0, 3, 0]
+    np.testing.assert_array_equal(s.edges, edges)
+
+
+def test_bins_are_capped_with_a_clear_error(tf):
+    """issue 14.8: bins=10**7 over 20 variables took 5.7 GB."""
+    from hubwidgets.model.stats import MAX_BINS
+
+    v = tf.Variable(np.linspace(-1, 1, 50), name="v")
+    with pytest.raises(ValueError, match="at most 10,000"):
+        hw.weight_stats([v], bins=10 ** 7)
+    with pytest.raises(ValueError, match="positive integer"):
+        hw.weight_stats([v], bins=2.5)
+    with pytest.raises(ValueError, match="positive integer"):
+        hw.weight_stats([v], bins=True)
+    assert only(hw.weight_stats([v], bins=MAX_BINS)).counts.size == MAX_BINS
+    s = only(hw.weight_stats([v], bins=np.int64(7)))  # numpy integers are accepted
+    _, counts, _ = expected(v.numpy(), bins=7)
+    np.testing.assert_array_equal(s.counts, counts)
+
+
+def test_bfloat16_checksum_collision_is_not_served_stale(tf):
+    """issue 14.10: the device path cached by two bit sums (plain, and weighted by
+    position % 127 + 1); +1 on one value's bits and -1 on another's 127 places later left
+    both sums unchanged, and the old statistics came back."""
+    bf16 = tf.bfloat16.as_numpy_dtype
+    values = np.ones(254, bf16)
+    v = tf.Variable(values, name="b")
+    assert only(hw.weight_stats([v])).max == 1.0
+    bits = values.view(np.int16).copy()
+    bits[0] += 1
+    bits[127] -= 1
+    v.assign(bits.view(bf16))
+    s = only(hw.weight_stats([v]))
+    assert s.max == float(bits.view(bf16).astype(np.float64).max()) > 1.0
+    assert s.min < 1.0

@@ -9,13 +9,23 @@ where the kernel could not be compiled, use numpy in blocks of :data:`BLOCK` ele
 Every path gives a :class:`Reduction`, the same numbers the TensorFlow kernels in
 ``stats.py`` give; histograms follow ``numpy.histogram`` on float64 values exactly, bin edge
 corrections included.
+
+Range and precision.  Sums are kept in float64 and never overflow: float16, bfloat16 and
+float32 values squared stay far inside float64's range; float64 variables whose largest
+magnitude lies outside [2**-400, 2**480] are scaled by a power of two first (exact), and a
+figure that still does not fit (the L2 norm of values near 1e308) is ``None`` with the
+reason in ``missing``.  Integer means are exact (the sum is kept as a Python int, then
+rounded once) and integer deviations are taken from the exact mean in integer arithmetic,
+so int64 values near 2**62 keep their spread.  A histogram whose edges numpy could not make
+(a range wider than float64 holds, or too narrow for distinct edges) is left out, with the
+reason in ``missing["histogram"]``.
 """
 
 from __future__ import annotations
 
 import math
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -28,17 +38,26 @@ BLOCK = 1 << 16
 NEAR_EDGE = 1e-6  # in bins: far wider than float64 rounding, so no misbinned value escapes
 NEAR_EDGE_FLOAT32 = 1e-3  # in bins: wider than float32 rounding when |lo|, |hi| <= 100 x width
 HOST_KINDS = ("float16", "float32", "float64", "int8", "int16", "int32", "int64", "uint8",
-              "uint16", "uint32", "uint64", "bool")
+              "uint16", "uint32", "uint64", "bool", "bfloat16")
 FLOAT32_MAX = float(np.finfo(np.float32).max)
 KERNEL_KINDS = (np.dtype(np.float32), np.dtype(np.float64))
 THREADS = min(8, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity")
               else os.cpu_count() or 1)
+# float64 magnitudes whose shifted sums of squares cannot overflow or lose precision to
+# underflow (over up to 2**60 values); outside it the values are scaled by a power of two.
+SAFE_MAGNITUDE = (2.0 ** -400, 2.0 ** 480)
+# max(|lo|, |hi|) / bin width above which float64 edges are too coarse for the near-edge
+# shortcut; numpy's own binning (every value compared with its edges) is used instead.
+COARSE_EDGES = 2.0 ** 28
+L2_OVERFLOW = "the L2 norm exceeds float64's largest value (about 1.8e308)"
 
 
 @dataclass
 class Reduction:
     """One variable's numbers, whichever path computed them.  ``min``/``max``/``mean``/``std``
-    and ``l2`` cover the finite values; ``edges`` has ``len(counts) + 1`` entries."""
+    and ``l2`` cover the finite values; ``edges`` has ``len(counts) + 1`` entries, or both
+    are empty when the histogram could not be made.  ``missing`` maps a figure left out
+    (``"l2_norm"``, ``"histogram"``) to why."""
 
     count: int
     nan: int
@@ -48,9 +67,26 @@ class Reduction:
     std: float
     min: float
     max: float
-    l2: float
+    l2: float | None
     counts: np.ndarray
     edges: np.ndarray
+    missing: dict[str, str] = field(default_factory=dict)
+
+
+def histogram_edges(lo: float, hi: float, bins: int) -> tuple[np.ndarray | None, str]:
+    """``numpy.histogram``'s edges for the range [lo, hi] (numpy's +-0.5 around a constant),
+    or None and why numpy could not make them."""
+    if lo == hi:
+        lo, hi = lo - 0.5, hi + 0.5
+    with np.errstate(all="ignore"):
+        edges = np.linspace(lo, hi, bins + 1)
+    if not np.isfinite(edges).all():
+        return None, (f"the range [{lo:.6g}, {hi:.6g}] is wider than float64 can hold "
+                      "(hi - lo overflows); pass a narrower value_range")
+    if np.any(edges[:-1] >= edges[1:]):
+        return None, (f"the range [{lo!r}, {hi!r}] is too narrow for {bins} distinct bin "
+                      "edges in float64; use fewer bins")
+    return edges, ""
 
 
 def host_array(var: object) -> np.ndarray | None:
@@ -61,6 +97,8 @@ def host_array(var: object) -> np.ndarray | None:
     dtype = getattr(getattr(var, "dtype", None), "name", "")
     if dtype not in HOST_KINDS:
         return None
+    if dtype == "bfloat16":  # no buffer format for it: a float32 copy (exact), for the kernel
+        return np.asarray(_read(var).numpy()).astype(np.float32).reshape(-1)
     try:  # memoryview of a CPU tensor is zero-copy; .numpy() would copy the whole variable
         values = np.asarray(memoryview(_read(var)))
     except (TypeError, ValueError, AttributeError):
@@ -82,18 +120,27 @@ def _read(var: object) -> object:
 
 def host_reductions(arrays: list[np.ndarray | None], bins: int,
                     value_range: tuple[float, float] | None) -> list[Reduction | None]:
-    """A :class:`Reduction` per array (None where an array is None, or where only the
-    numpy path is available and the array holds NaN/Inf: the TensorFlow kernels do those)."""
+    """A :class:`Reduction` per array (None where an array is None)."""
     out: list[Reduction | None] = [None] * len(arrays)
     batch = [i for i, a in enumerate(arrays) if a is not None and _host_reduce is not None
              and a.dtype in KERNEL_KINDS and a.flags.c_contiguous]
     for i, reduction in zip(batch, _kernel_reductions([arrays[i] for i in batch], bins,
-                                                      value_range)):
+                                                      value_range), strict=True):
         out[i] = reduction
     for i, a in enumerate(arrays):
         if a is not None and out[i] is None:
             out[i] = numpy_reduction(a, bins, value_range)
     return out
+
+
+def _is_coarse(lo: float, hi: float, bins: int) -> bool:
+    lo, hi = float(lo), float(hi)  # Python floats: inf on overflow, no numpy warning
+    return max(abs(lo), abs(hi)) / (hi - lo) * bins > COARSE_EDGES
+
+
+def _needs_scaling(lo: float, hi: float) -> bool:
+    magnitude = max(abs(lo), abs(hi))
+    return magnitude != 0 and not SAFE_MAGNITUDE[0] <= magnitude <= SAFE_MAGNITUDE[1]
 
 
 def _kernel_reductions(arrays: list[np.ndarray], bins: int,
@@ -104,78 +151,237 @@ def _kernel_reductions(arrays: list[np.ndarray], bins: int,
     _host_reduce.moments(arrays, moments, THREADS)
     finite, nan, inf, zeros, lo_data, hi_data, shift, s1, s2 = moments.T
     n = np.maximum(finite, 1)
-    mean = shift + s1 / n
-    std = np.sqrt(np.maximum(s2 / n - (s1 / n) ** 2, 0.0))
-    l2 = np.sqrt(np.maximum(s2 + 2 * shift * s1 + finite * shift * shift, 0.0))
+    with np.errstate(all="ignore"):
+        mean = shift + s1 / n
+        std = np.sqrt(np.maximum(s2 / n - (s1 / n) ** 2, 0.0))
+        l2 = np.sqrt(np.maximum(s2 + 2 * shift * s1 + finite * shift * shift, 0.0))
     if value_range is not None:
         lo, hi = np.full(len(arrays), value_range[0]), np.full(len(arrays), value_range[1])
     else:  # numpy's rules: (0, 1) when empty, +-0.5 around a constant
         lo, hi = np.where(finite > 0, lo_data, 0.0), np.where(finite > 0, hi_data, 1.0)
+    edges, reasons = _all_edges(lo, hi, bins)
+    direct, exact = [], []
+    for i, e in enumerate(edges):
+        if e is not None:
+            (exact if _is_coarse(e[0], e[-1], bins) else direct).append(i)
+    counts: list[np.ndarray] = [np.zeros(0, np.int64)] * len(arrays)
+    if direct:
+        table = np.empty((len(direct), bins), np.int64)
+        clean = ((nan[direct] + inf[direct]) == 0).astype(np.uint8)
+        _host_reduce.histograms([arrays[i] for i in direct],
+                                np.ascontiguousarray([edges[i] for i in direct]), clean, bins,
+                                value_range is not None, table, THREADS)
+        for row, i in enumerate(direct):
+            counts[i] = table[row]
+    for i in exact:
+        counts[i] = _histogram_by_blocks(arrays[i], edges[i], bins, value_range is not None)
+    out = []
+    for i, a in enumerate(arrays):
+        missing = {"histogram": reasons[i]} if edges[i] is None else {}
+        m, s, norm = float(mean[i]), float(std[i]), float(l2[i])
+        if a.dtype == np.float64 and finite[i] > 0 and _needs_scaling(lo_data[i], hi_data[i]):
+            m, s, norm = _float_moments(a, int(finite[i]), float(lo_data[i]),
+                                        float(hi_data[i]))
+        if norm is None or not math.isfinite(norm):
+            norm, missing["l2_norm"] = None, L2_OVERFLOW
+        out.append(Reduction(int(finite[i] + nan[i] + inf[i]), int(nan[i]), int(inf[i]),
+                             int(zeros[i]), m, s, float(lo_data[i]), float(hi_data[i]), norm,
+                             counts[i], edges[i] if edges[i] is not None else np.zeros(0),
+                             missing))
+    return out
+
+
+def _all_edges(lo: np.ndarray, hi: np.ndarray,
+               bins: int) -> tuple[list[np.ndarray | None], list[str]]:
+    """:func:`histogram_edges` for many ranges at once (one linspace: hundreds of variables),
+    row by row where a row needs numpy's special cases."""
+    lo, hi = lo.astype(np.float64), hi.astype(np.float64)
     same = lo == hi
     lo[same] -= 0.5
     hi[same] += 0.5
-    edges = np.ascontiguousarray(np.linspace(lo, hi, bins + 1, axis=1))
-    counts = np.empty((len(arrays), bins), np.int64)
-    clean = ((nan + inf) == 0).astype(np.uint8)
-    _host_reduce.histograms(arrays, edges, clean, bins, value_range is not None, counts,
-                            THREADS)
-    columns = zip((finite + nan + inf).tolist(), nan.tolist(), inf.tolist(), zeros.tolist(),
-                  mean.tolist(), std.tolist(), lo_data.tolist(), hi_data.tolist(), l2.tolist())
-    return [Reduction(int(c), int(na), int(nf), int(z), m, s, a, b, norm, counts[i], edges[i])
-            for i, (c, na, nf, z, m, s, a, b, norm) in enumerate(columns)]
+    with np.errstate(all="ignore"):
+        regular = np.isfinite(hi - lo) & ((hi - lo) / bins != 0)
+        table = np.linspace(lo[regular], hi[regular], bins + 1, axis=1)
+        good = np.isfinite(table).all(axis=1) & (table[:, :-1] < table[:, 1:]).all(axis=1)
+    edges: list[np.ndarray | None] = [None] * len(lo)
+    reasons = [""] * len(lo)
+    for row, i in enumerate(np.flatnonzero(regular)):
+        if good[row]:
+            edges[i] = table[row]
+    for i in range(len(lo)):
+        if edges[i] is None:  # a subnormal width or a bad range: one by one, numpy's way
+            # (lo, hi) already hold numpy's +-0.5: where a constant is still a constant, a
+            # second +-0.5 changes nothing either
+            edges[i], reasons[i] = histogram_edges(float(lo[i]), float(hi[i]), bins)
+    return edges, reasons
+
+
+def _finite_blocks(flat: np.ndarray):
+    """The finite values of ``flat``, BLOCK at a time (float64 for float input)."""
+    for start in range(0, flat.size, BLOCK):
+        raw = flat[start:start + BLOCK]
+        if raw.dtype.kind not in "iub":
+            keep = np.isfinite(raw)
+            if not keep.all():
+                raw = raw[keep]
+        yield raw
+
+
+def _float_moments(flat: np.ndarray, finite: int, lo: float,
+                   hi: float) -> tuple[float, float, float | None]:
+    """mean, std and L2 norm of the finite values, in float64, scaled by a power of two when
+    their magnitude needs it (two passes)."""
+    exponent = 0
+    if _needs_scaling(lo, hi):
+        exponent = max(min(math.frexp(max(abs(lo), abs(hi)))[1], 1000), -1000)
+    total = 0.0
+    for raw in _finite_blocks(flat):
+        total += float(np.ldexp(raw.astype(np.float64), -exponent).sum())
+    first_mean = total / finite
+    sum_d = sum_dd = sum_yy = 0.0
+    for raw in _finite_blocks(flat):
+        y = np.ldexp(raw.astype(np.float64), -exponent)
+        sum_yy += float(np.dot(y, y))
+        y -= first_mean
+        sum_d += float(y.sum())
+        sum_dd += float(np.dot(y, y))
+    mean = first_mean + sum_d / finite
+    std = math.sqrt(max(sum_dd / finite - (sum_d / finite) ** 2, 0.0))
+    try:
+        l2: float | None = math.ldexp(math.sqrt(sum_yy), exponent)
+    except OverflowError:
+        l2 = None
+    return math.ldexp(mean, exponent), math.ldexp(std, exponent), l2
+
+
+def _exact_sum(raw: np.ndarray) -> int:
+    """The exact sum of an integer block (at most BLOCK values), as a Python int."""
+    if raw.dtype.itemsize < 8:
+        return int(raw.sum(dtype=np.int64))
+    return (int((raw >> 32).sum()) << 32) + int((raw & 0xFFFFFFFF).sum())
+
+
+def _int_moments(flat: np.ndarray, total: int, lo: int, hi: int) -> tuple[float, float, float]:
+    """mean (exact, rounded once), std and L2 norm of integer values.  Deviations are taken
+    from the integer part of the mean in integer arithmetic, so they keep every bit."""
+    n = flat.size
+    whole = total // n
+    fraction = (total - whole * n) / n  # in [0, 1)
+    wide = hi - lo >= 2 ** 63  # deviations may not fit in int64: float64 is exact enough
+    mean = total / n
+    sum_c = sum_cc = sum_xx = 0.0
+    for start in range(0, n, BLOCK):
+        raw = flat[start:start + BLOCK]
+        values = raw.astype(np.float64)
+        sum_xx += float(np.dot(values, values))
+        if wide:
+            centered = values - mean
+        elif raw.dtype.itemsize == 8:  # wraps modulo 2**64, exact as |x - whole| < 2**63
+            unsigned = raw.view(np.uint64) - np.uint64(whole % 2 ** 64)
+            centered = unsigned.view(np.int64).astype(np.float64) - fraction
+        else:
+            centered = (raw.astype(np.int64) - whole).astype(np.float64) - fraction
+        sum_c += float(centered.sum())
+        sum_cc += float(np.dot(centered, centered))
+    std = math.sqrt(max(sum_cc / n - (sum_c / n) ** 2, 0.0))
+    return mean, std, math.sqrt(sum_xx)
 
 
 def numpy_reduction(flat: np.ndarray, bins: int,
-                    value_range: tuple[float, float] | None) -> Reduction | None:
-    """The numpy path, streamed in blocks; None when NaN/Inf are present or it is empty."""
+                    value_range: tuple[float, float] | None) -> Reduction:
+    """The numpy path, streamed in blocks: NaN and Inf counted and left out of every figure."""
     if flat.dtype == np.bool_:
         flat = flat.view(np.uint8)
+    elif flat.dtype.kind not in "iuf":  # bfloat16 (ml_dtypes): float32 holds it exactly
+        flat = flat.astype(np.float32)
     n = flat.size
-    if n == 0:
-        return None
-    lo_data, hi_data = flat.min(), flat.max()
-    if not (math.isfinite(float(lo_data)) and math.isfinite(float(hi_data))):
-        return None
-    first_mean = float(flat.sum(dtype=np.float64 if flat.dtype.kind in "iub" else None)) / n
-    lo, hi = value_range if value_range is not None else (float(lo_data), float(hi_data))
-    if lo == hi:  # numpy's rule for a constant range
-        lo, hi = lo - 0.5, hi + 0.5
-    edges = np.linspace(lo, hi, bins + 1)
-    counts = np.zeros(bins + 1, np.int64)
-    sum_d = sum_dd = 0.0
-    zeros = 0
-    fast = flat.dtype == np.float32 and max(abs(lo), abs(hi)) <= 100 * (hi - lo) \
-        and hi - lo < FLOAT32_MAX  # else x - lo overflows float32
+    is_int = flat.dtype.kind in "iu"
+    nan = inf = zeros = finite = 0
+    total = 0
+    lo_data = hi_data = None
     for start in range(0, n, BLOCK):
         raw = flat[start:start + BLOCK]
-        zeros += raw.size - np.count_nonzero(raw)
-        counts += _bin_counts(raw, lo, hi, edges, bins, fast, value_range is not None)
-        d = raw.astype(np.float64)
-        d -= first_mean
-        sum_d += float(d.sum())
-        sum_dd += float(np.dot(d, d))
-    mean = first_mean + sum_d / n
-    var = max(sum_dd / n - (sum_d / n) ** 2, 0.0)
-    sum_sq = sum_dd + 2 * first_mean * sum_d + n * first_mean * first_mean
-    return Reduction(n, 0, 0, zeros, mean, math.sqrt(var), float(lo_data), float(hi_data),
-                     math.sqrt(max(sum_sq, 0.0)), counts[:bins], edges)
+        if not is_int:
+            keep = np.isfinite(raw)
+            if not keep.all():
+                bad = raw[~keep]
+                block_nan = int(np.count_nonzero(np.isnan(bad)))
+                nan, inf = nan + block_nan, inf + bad.size - block_nan
+                raw = raw[keep]
+        if raw.size == 0:
+            continue
+        finite += raw.size
+        zeros += raw.size - int(np.count_nonzero(raw))
+        low, high = raw.min(), raw.max()
+        lo_data = low if lo_data is None else min(lo_data, low)
+        hi_data = high if hi_data is None else max(hi_data, high)
+        if is_int:
+            total += _exact_sum(raw)
+    mean = std = 0.0
+    l2: float | None = 0.0
+    if finite and is_int:
+        mean, std, l2 = _int_moments(flat, total, int(lo_data), int(hi_data))
+    elif finite:
+        mean, std, l2 = _float_moments(flat, finite, float(lo_data), float(hi_data))
+    lo_f = float(lo_data) if finite else math.inf
+    hi_f = float(hi_data) if finite else -math.inf
+    if value_range is not None:
+        lo, hi = value_range
+    else:
+        lo, hi = (lo_f, hi_f) if finite else (0.0, 1.0)
+    edges, reason = histogram_edges(lo, hi, bins)
+    missing = {}
+    if edges is None:
+        missing["histogram"] = reason
+        counts, edges = np.zeros(0, np.int64), np.zeros(0)
+    else:
+        counts = _histogram_by_blocks(flat, edges, bins, value_range is not None)
+    if l2 is None:
+        missing["l2_norm"] = L2_OVERFLOW
+    return Reduction(n, nan, inf, zeros, mean, std, lo_f, hi_f, l2, counts, edges, missing)
+
+
+def _histogram_by_blocks(flat: np.ndarray, edges: np.ndarray, bins: int,
+                         clipped: bool) -> np.ndarray:
+    """numpy.histogram's counts of the finite values of ``flat`` on ``edges``, by blocks."""
+    lo, hi = float(edges[0]), float(edges[-1])
+    exact = _is_coarse(lo, hi, bins)
+    fast = not exact and flat.dtype == np.float32 and bins <= 1024 \
+        and max(abs(lo), abs(hi)) <= 100 * (hi - lo) and hi - lo < FLOAT32_MAX \
+        and bins / (hi - lo) < FLOAT32_MAX and float(np.float32(lo)) == lo
+    counts = np.zeros(bins + 1, np.int64)
+    for raw in _finite_blocks(flat):
+        if raw.size:
+            counts += _bin_counts(raw, lo, hi, edges, bins, fast, clipped, exact)
+    return counts[:bins]
 
 
 def _bin_counts(raw: np.ndarray, lo: float, hi: float, edges: np.ndarray, bins: int,
-                fast: bool, clipped: bool) -> np.ndarray:
+                fast: bool, clipped: bool, exact: bool = False) -> np.ndarray:
     """``numpy.histogram``'s uniform-bin rule (on float64 values) for one block; index
     ``bins`` collects the values outside ``[lo, hi]``.
 
     ``fast``: scale in float32 (the block's own type, no float64 copy); the candidates
     within :data:`NEAR_EDGE_FLOAT32` of an edge are then re-checked against the float64
-    edges, so the counts are still numpy's.
+    edges, so the counts are still numpy's.  ``exact``: numpy's own steps on every value
+    (for edges too coarse for the shortcut).
     """
     outside = 0
     if clipped:
-        inside = (raw >= lo) & (raw <= hi)
+        # compared as float64 (a Python float would be cast to the block's own type)
+        inside = (raw >= np.float64(lo)) & (raw <= np.float64(hi))
         if not inside.all():
             raw = raw[inside]
             outside = inside.size - raw.size
+    if exact:
+        values = raw.astype(np.float64)
+        index = ((values - lo) / (hi - lo) * bins).astype(np.intp)
+        index[index == bins] -= 1
+        index[values < edges[index]] -= 1
+        index[(values >= edges[index + 1]) & (index != bins - 1)] += 1
+        counts = np.bincount(index, minlength=bins + 1)
+        counts[bins] += outside
+        return counts
     if fast:
         scaled = (raw - np.float32(lo)) * np.float32(bins / (hi - lo))
         tolerance = NEAR_EDGE_FLOAT32

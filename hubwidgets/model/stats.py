@@ -5,23 +5,33 @@ Variables in host memory (the CPU) are read in place and reduced all at once by
 not be compiled).  Variables elsewhere (a GPU) are reduced where they live
 (``tf.device(variable.device)``) by one ``tf.function`` per dtype, traced once for any shape
 (a flat ``[None]`` signature), so hundreds of variables cost one trace; only the scalars and
-the bin counts come back to the host.  Those results are cached per variable, keyed by a
-checksum of its bits computed on the device in one cheap pass, so a changed value is never
-served stale.
+the bin counts come back to the host.  Nothing is cached: a pass on the device costs about
+what a checksum of the bits would, and a checksum can collide (two different bfloat16 values
+with the same sum served stale statistics), so every call reads the current values.
+
+Every figure is computed so that it cannot overflow for the input's range (see
+``host_stats``); a figure that does not fit in float64, or a histogram numpy could not make,
+is ``None`` / empty with the reason in :attr:`WeightStats.missing`.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import math
+import numbers
 import warnings
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
+from .host_stats import SAFE_MAGNITUDE, histogram_edges
+
 FLOAT_KINDS = ("float16", "bfloat16", "float32", "float64")
 INT_KINDS = ("int8", "int16", "int32", "int64", "uint8", "uint16", "uint32", "uint64")
+MAX_BINS = 10_000
+"""The most histogram bins :func:`weight_stats` accepts: counts and edges take 16 bytes per
+bin and variable, so 10,000 bins over ResNet50's 320 variables are 51 MB."""
 
 
 class NonFiniteWeightsWarning(UserWarning):
@@ -34,6 +44,9 @@ class WeightStats:
 
     ``counts`` / ``edges`` follow ``numpy.histogram``: ``len(edges) == len(counts) + 1``,
     NaN/Inf are left out, and so are values outside ``value_range`` when one is given.
+    ``missing`` says why a figure is ``None`` (or the histogram empty), keyed by field name
+    (``"mean"``, ``"std"``, ``"min"``, ``"max"``, ``"l2_norm"``, ``"zero_fraction"``,
+    ``"histogram"``).
     """
 
     path: str
@@ -52,6 +65,7 @@ class WeightStats:
     edges: np.ndarray = field(default_factory=lambda: np.zeros(0))
     device: str = ""
     replicas: list["WeightStats"] = field(default_factory=list, repr=False)
+    missing: dict[str, str] = field(default_factory=dict)
 
     @property
     def has_nonfinite(self) -> bool:
@@ -73,6 +87,7 @@ class WeightStats:
         out = {k: getattr(self, k) for k in (
             "path", "dtype", "count", "mean", "std", "min", "max", "l2_norm",
             "zero_fraction", "nan_count", "inf_count", "device")}
+        out["missing"] = dict(self.missing)
         out["shape"] = list(self.shape)
         out["counts"] = self.counts.tolist()
         out["edges"] = self.edges.tolist()
@@ -80,74 +95,89 @@ class WeightStats:
 
 
 class _Kernels:
-    """The traced reductions, one concrete function per (kind, dtype)."""
+    """The traced reductions, one concrete function per dtype."""
 
     def __init__(self) -> None:
         import tensorflow as tf
 
         self.tf = tf
-        self._cache: dict[tuple[str, str], Any] = {}
+        self._cache: dict[str, Any] = {}
 
-    def get(self, kind: str, dtype: Any) -> Any:
-        key = (kind, dtype.name)
-        if key not in self._cache:
-            builder = {"float": self._float_stats, "checksum": self._checksum}[kind]
-            fn = self.tf.function(builder, reduce_retracing=True, autograph=False)
-            spec = [self.tf.TensorSpec([None], dtype), self.tf.TensorSpec([2], self.tf.float64),
-                    self.tf.TensorSpec([], self.tf.bool), self.tf.TensorSpec([], self.tf.int32)]
-            spec = spec if kind == "float" else spec[:1]
-            self._cache[key] = fn.get_concrete_function(*spec)
-        return self._cache[key]
+    def get(self, dtype: Any) -> Any:
+        if dtype.name not in self._cache:
+            tf = self.tf
+            fn = tf.function(self._float_stats, reduce_retracing=True, autograph=False)
+            self._cache[dtype.name] = fn.get_concrete_function(
+                tf.TensorSpec([None], dtype), tf.TensorSpec([2], tf.float64),
+                tf.TensorSpec([], tf.bool), tf.TensorSpec([], tf.int32))
+        return self._cache[dtype.name]
 
     def _float_stats(self, x: Any, value_range: Any, fixed_range: Any, bins: Any) -> Any:
-        """count, nan, inf, zeros, sum, sum of squares, min, max (finite values), histogram."""
+        """count, nan, inf, zeros, mean, std, min, max (finite values), L2, range; histogram.
+
+        Sums are taken over the values scaled by a power of two when their magnitude lies
+        outside ``host_stats.SAFE_MAGNITUDE`` (so nothing overflows), and the histogram
+        follows ``numpy.histogram`` step by step: numpy's ``linspace`` edges, its index
+        formula, and its one-bin corrections against the edges."""
         tf = self.tf
-        x = tf.cast(x, tf.float64) if x.dtype != tf.float64 else x
+        f64 = tf.float64
+        x = tf.cast(x, f64) if x.dtype != f64 else x
         finite = tf.math.is_finite(x)
         nan = tf.reduce_sum(tf.cast(tf.math.is_nan(x), tf.int64))
         n = tf.size(x, out_type=tf.int64)
         n_finite = tf.reduce_sum(tf.cast(finite, tf.int64))
         inf = n - n_finite - nan
-        xf = tf.where(finite, x, tf.zeros_like(x))
-        total = tf.reduce_sum(xf)
-        mean = total / tf.cast(tf.maximum(n_finite, 1), tf.float64)
-        centered = tf.where(finite, x - mean, tf.zeros_like(x))
-        var = tf.reduce_sum(centered * centered) / tf.cast(tf.maximum(n_finite, 1), tf.float64)
-        sq = tf.reduce_sum(xf * xf)
+        has = n_finite > 0
         zeros = tf.reduce_sum(tf.cast(tf.equal(x, 0), tf.int64))
-        big = tf.constant(np.inf, tf.float64)
+        big = tf.constant(np.inf, f64)
         lo_data = tf.reduce_min(tf.where(finite, x, big))
         hi_data = tf.reduce_max(tf.where(finite, x, -big))
-        lo = tf.where(fixed_range, value_range[0], lo_data)
-        hi = tf.where(fixed_range, value_range[1], hi_data)
-        # numpy's rule for an empty or constant range
-        lo, hi = tf.where(n_finite > 0, lo, 0.0), tf.where(n_finite > 0, hi, 1.0)
+        magnitude = tf.where(has, tf.maximum(tf.abs(lo_data), tf.abs(hi_data)), 0.0)
+        low, high = SAFE_MAGNITUDE
+        scaled = has & (magnitude > 0) & ((magnitude < low) | (magnitude > high))
+        exponent = tf.where(scaled, tf.clip_by_value(
+            tf.floor(tf.math.log(tf.where(scaled, magnitude, 1.0)) / math.log(2.0)) + 1.0,
+            -1000.0, 1000.0), 0.0)
+        y = tf.where(finite, x * tf.pow(tf.constant(2.0, f64), -exponent), 0.0)
+        count = tf.cast(tf.maximum(n_finite, 1), f64)
+        first_mean = tf.reduce_sum(y) / count
+        centered = tf.where(finite, y - first_mean, 0.0)
+        sum_c = tf.reduce_sum(centered)
+        var = tf.maximum(tf.reduce_sum(centered * centered) / count - (sum_c / count) ** 2, 0.0)
+        unscale = tf.pow(tf.constant(2.0, f64), exponent)
+        mean = (first_mean + sum_c / count) * unscale
+        std = tf.sqrt(var) * unscale
+        l2 = tf.sqrt(tf.reduce_sum(y * y)) * unscale
+        lo = tf.where(fixed_range, value_range[0], tf.where(has, lo_data, 0.0))
+        hi = tf.where(fixed_range, value_range[1], tf.where(has, hi_data, 1.0))
         same = tf.equal(lo, hi)
         lo, hi = tf.where(same, lo - 0.5, lo), tf.where(same, hi + 0.5, hi)
+        # numpy.linspace(lo, hi, bins + 1)
+        bins_f = tf.cast(bins, f64)
+        delta = hi - lo
+        step = delta / bins_f
+        k = tf.range(bins, dtype=f64)
+        edges = tf.concat([tf.where(tf.equal(step, 0.0), k / bins_f * delta, k * step) + lo,
+                           tf.reshape(hi, [1])], 0)
+        # numpy.histogram's binning
         inside = finite & (x >= lo) & (x <= hi)
-        # numpy's binning: floor((x - lo) * bins / (hi - lo)), the top edge in the last bin
-        scaled = (tf.where(inside, x, lo) - lo) * (tf.cast(bins, tf.float64) / (hi - lo))
-        index = tf.clip_by_value(tf.cast(tf.floor(scaled), tf.int32), 0, bins - 1)
+        v = tf.where(inside, x, lo)
+        f = (v - lo) / delta * bins_f
+        index = tf.cast(tf.clip_by_value(tf.where(tf.math.is_finite(f), f, 0.0), 0.0, bins_f),
+                        tf.int32)
+        index = tf.where(tf.equal(index, bins), bins - 1, index)
+        index = tf.where(v < tf.gather(edges, index), index - 1, index)
+        index = tf.clip_by_value(index, 0, bins - 1)
+        index = tf.where((v >= tf.gather(edges, index + 1)) & tf.not_equal(index, bins - 1),
+                         index + 1, index)
         index = tf.where(inside, index, bins)  # an overflow bin for what is left out
         counts = tf.math.bincount(index, minlength=bins + 1, maxlength=bins + 1, dtype=tf.int64)
-        scalars = tf.stack([tf.cast(n, tf.float64), tf.cast(nan, tf.float64),
-                            tf.cast(inf, tf.float64), tf.cast(zeros, tf.float64), mean,
-                            tf.sqrt(var), lo_data, hi_data, tf.sqrt(sq), lo, hi])
+        scalars = tf.stack([tf.cast(n, f64), tf.cast(nan, f64), tf.cast(inf, f64),
+                            tf.cast(zeros, f64), mean, std, lo_data, hi_data, l2, lo, hi])
         return scalars, counts[:bins]
-
-    def _checksum(self, x: Any) -> Any:
-        """Two sums over the raw bits (plain and position-weighted): changes when any bit does."""
-        tf = self.tf
-        width = x.dtype.size
-        bits_type = {1: tf.int8, 2: tf.int16, 4: tf.int32, 8: tf.int64}[width]
-        bits = tf.cast(tf.bitcast(x, bits_type), tf.int64) if x.dtype != bits_type else \
-            tf.cast(x, tf.int64)
-        weight = tf.range(tf.size(bits, out_type=tf.int64), dtype=tf.int64) % 127 + 1
-        return tf.stack([tf.reduce_sum(bits), tf.reduce_sum(bits * weight)])
 
 
 _KERNELS: _Kernels | None = None
-_CACHE: dict[tuple, tuple[tuple, WeightStats]] = {}
 
 
 def _kernels() -> _Kernels:
@@ -157,23 +187,53 @@ def _kernels() -> _Kernels:
     return _KERNELS
 
 
+def check_bins(bins: Any) -> int:
+    """``bins`` as an int, or a ValueError that says what is accepted."""
+    if not isinstance(bins, numbers.Integral) or isinstance(bins, (bool, np.bool_)):
+        raise ValueError(f"bins must be a positive integer (at most {MAX_BINS:,}), got "
+                         f"{bins!r} of type {type(bins).__name__}.")
+    bins = int(bins)
+    if not 1 <= bins <= MAX_BINS:
+        raise ValueError(f"bins must be a positive integer of at most {MAX_BINS:,} "
+                         f"(hubwidgets.model.stats.MAX_BINS), got {bins:,}; each bin costs "
+                         "memory for every variable. Use fewer bins.")
+    return bins
+
+
+def check_value_range(value_range: Any, bins: int) -> tuple[float, float] | None:
+    """``value_range`` as two floats numpy can cut into ``bins`` bins, or a ValueError."""
+    if value_range is None:
+        return None
+    try:
+        lo, hi = (float(v) for v in value_range)
+    except (TypeError, ValueError):
+        raise ValueError(f"value_range must be two numbers (lo, hi), got {value_range!r}.") \
+            from None
+    if not (math.isfinite(lo) and math.isfinite(hi) and lo < hi):
+        raise ValueError(f"value_range must be two finite numbers (lo, hi) with lo < hi, "
+                         f"got {value_range!r}.")
+    edges, reason = histogram_edges(lo, hi, bins)
+    if edges is None:
+        raise ValueError(f"value_range {value_range!r} cannot be used: {reason}.")
+    return lo, hi
+
+
 def weight_stats(target: Any, bins: int = 64,
                  value_range: tuple[float, float] | None = None) -> dict[str, WeightStats]:
     """Statistics of every variable in ``target``, keyed by variable path.
 
     ``target`` is a model (anything :func:`hubwidgets.inspect` accepts), a ``ModelTree``, a
     ``Node`` (its whole subtree), a ``VariableInfo``, or a list of these or of variables.
-    ``bins`` is the number of histogram bins; ``value_range=(lo, hi)`` fixes the bin edges
-    (use it to compare several variables on shared bins).
+    ``bins`` is the number of histogram bins, 1 to :data:`MAX_BINS` (10,000; a Python or
+    numpy integer); ``value_range=(lo, hi)`` fixes the bin edges (use it to compare several
+    variables on shared bins; ``hi - lo`` must be finite in float64).
+
+    Means, standard deviations and L2 norms are computed in float64 without overflow for
+    every dtype (integer means exactly); a figure that cannot be given is ``None`` and
+    :attr:`WeightStats.missing` says why.
     """
-    if not isinstance(bins, int) or isinstance(bins, bool) or bins < 1:
-        raise ValueError(f"bins must be a positive integer, got {bins!r}.")
-    if value_range is not None:
-        lo, hi = (float(v) for v in value_range)
-        if not (math.isfinite(lo) and math.isfinite(hi) and lo < hi):
-            raise ValueError(f"value_range must be two finite numbers (lo, hi) with lo < hi, "
-                             f"got {value_range!r}.")
-        value_range = (lo, hi)
+    bins = check_bins(bins)
+    value_range = check_value_range(value_range, bins)
     results = _stats_of_all(_targets(target), bins, value_range)
     bad = [s.path for s in results.values() if s.has_nonfinite]
     if bad:
@@ -261,73 +321,68 @@ def _from_reduction(path: str, var: Any, dtype: str, r: Any) -> WeightStats:
     from .adapters.common import shape_tuple
 
     has_values = r.count - r.nan - r.inf > 0
+    missing = dict(getattr(r, "missing", {}) or {})
+    if not has_values:
+        why = "the variable is empty" if not r.count else "every value is NaN or Inf"
+        missing.update({k: why for k in ("mean", "std", "min", "max")})
+    if not r.count:
+        missing["zero_fraction"] = "the variable is empty"
     return WeightStats(
         path=path, dtype=dtype, shape=shape_tuple(var.shape), count=r.count,
         mean=r.mean if has_values else None, std=r.std if has_values else None,
         min=r.min if has_values else None, max=r.max if has_values else None,
-        l2_norm=r.l2 if r.count else 0.0,
-        zero_fraction=r.zeros / r.count if r.count else None,
+        l2_norm=(r.l2 if r.count else 0.0), zero_fraction=r.zeros / r.count if r.count else None,
         nan_count=r.nan, inf_count=r.inf, counts=r.counts, edges=r.edges,
-        device=str(getattr(var, "device", "") or ""))
+        device=str(getattr(var, "device", "") or ""), missing=missing)
 
 
 def _stats_on_device(path: str, var: Any, bins: int,
                      value_range: tuple[float, float] | None) -> WeightStats:
-    """One variable through the TensorFlow kernels, on its own device (cached by checksum,
-    as a pass there can be costly)."""
+    """One variable that is not in host memory (or of a dtype numpy cannot read in place,
+    bfloat16), reduced by the TensorFlow kernels on its own device.  Integer and bool
+    variables are copied to the host instead, where their sums are exact."""
+    from .adapters.common import dtype_name, shape_tuple
+    from .host_stats import numpy_reduction
+
     tf = _kernels().tf
     dtype = tf.as_dtype(var.dtype)
+    name = dtype_name(dtype)
     device = str(getattr(var, "device", "") or "")
+    if name in INT_KINDS or name == "bool":
+        values = np.asarray(tf.convert_to_tensor(var).numpy()).reshape(-1)
+        return _from_reduction(path, var, name, numpy_reduction(values, bins, value_range))
+    if name not in FLOAT_KINDS:
+        size = int(np.prod(shape_tuple(var.shape) or (1,)))
+        why = f"statistics apply to numbers; this variable holds {name}"
+        return WeightStats(path=path, dtype=name, shape=shape_tuple(var.shape), count=size,
+                           device=device, l2_norm=None,
+                           missing={k: why for k in ("mean", "std", "min", "max", "l2_norm",
+                                                     "zero_fraction", "histogram")})
     with tf.device(device or None):
         flat = tf.reshape(tf.convert_to_tensor(var), [-1])
-        checksum = _checksum(flat, dtype)
-        key = (id(var), bins, value_range)
-        cached = _CACHE.get(key)
-        if cached is not None and checksum is not None and cached[0] == checksum \
-                and cached[1].path == path:
-            return cached[1]
-        stats = _compute(path, var, flat, dtype, bins, value_range)
-    if checksum is not None:
-        _CACHE[key] = (checksum, stats)
-    return stats
+        if name in ("float16", "bfloat16"):
+            flat = tf.cast(flat, tf.float32)
+        fixed = value_range is not None
+        rng = tf.constant(value_range if fixed else (0.0, 1.0), tf.float64)
+        scalars, counts = _kernels().get(flat.dtype)(flat, rng, tf.constant(fixed),
+                                                     tf.constant(bins, tf.int32))
+    count, nan, inf, zeros, mean, std, lo_data, hi_data, l2, lo, hi = scalars.numpy().tolist()
+    return _from_reduction(path, var, name, _device_reduction(
+        int(count), int(nan), int(inf), int(zeros), mean, std, lo_data, hi_data, l2, lo, hi,
+        counts.numpy().astype(np.int64), bins))
 
 
-def _checksum(flat: Any, dtype: Any) -> tuple | None:
-    if dtype.name not in FLOAT_KINDS + INT_KINDS + ("bool",):
-        return None
-    tf = _kernels().tf
-    if dtype == tf.bool:
-        flat = tf.cast(flat, tf.int8)
-        dtype = tf.int8
-    values = _kernels().get("checksum", dtype)(flat).numpy()
-    return tuple(int(v) for v in values)
+def _device_reduction(count: int, nan: int, inf: int, zeros: int, mean: float, std: float,
+                      lo_data: float, hi_data: float, l2: float, lo: float, hi: float,
+                      counts: np.ndarray, bins: int) -> Any:
+    from .host_stats import L2_OVERFLOW, Reduction
 
-
-def _compute(path: str, var: Any, flat: Any, dtype: Any, bins: int,
-             value_range: tuple[float, float] | None) -> WeightStats:
-    from .adapters.common import dtype_name, shape_tuple
-    from .host_stats import Reduction
-
-    tf = _kernels().tf
-    name = dtype_name(dtype)
-    count = int(flat.shape[0])
-    if name == "bool":
-        flat = tf.cast(flat, tf.float32)
-    elif name not in FLOAT_KINDS + INT_KINDS:
-        return WeightStats(path=path, dtype=name, shape=shape_tuple(var.shape), count=count,
-                           device=str(getattr(var, "device", "") or ""))
-    if name in INT_KINDS or name in ("float16", "bfloat16"):
-        flat = tf.cast(flat, tf.float64 if name in INT_KINDS else tf.float32)
-    fixed = value_range is not None
-    rng = tf.constant(value_range if fixed else (0.0, 1.0), tf.float64)
-    scalars, counts = _kernels().get("float", flat.dtype)(flat, rng, tf.constant(fixed),
-                                                           tf.constant(bins, tf.int32))
-    _, nan, inf, zeros, mean, std, lo_data, hi_data, l2, lo, hi = scalars.numpy().tolist()
-    reduction = Reduction(count, int(nan), int(inf), int(zeros), mean, std, lo_data, hi_data,
-                          l2, counts.numpy().astype(np.int64), np.linspace(lo, hi, bins + 1))
-    return _from_reduction(path, var, name, reduction)
-
-
-def clear_cache() -> None:
-    """Forget every cached statistic (they are also recomputed whenever a value changes)."""
-    _CACHE.clear()
+    missing = {}
+    edges, reason = histogram_edges(lo, hi, bins)
+    if edges is None:
+        counts, edges = np.zeros(0, np.int64), np.zeros(0)
+        missing["histogram"] = reason
+    if not math.isfinite(l2):
+        l2, missing["l2_norm"] = None, L2_OVERFLOW
+    return Reduction(count, nan, inf, zeros, mean, std, lo_data, hi_data, l2, counts, edges,
+                     missing)

@@ -298,9 +298,11 @@ class RestoredSource:
     def trainable_keys(self) -> set[int]:
         """A restored graph's variables keep their own (fixed) flags; a live ``tf.Module``
         says through ``trainable_variables``."""
-        if self.flags_from_variables:
+        listed = None if self.flags_from_variables else \
+            getattr(self.obj, "trainable_variables", None)  # a TF1 Hub module has none
+        if listed is None:
             return {v.key for v in self.tree.variables() if v.can_train}
-        return {variable_key(v) for v in self.obj.trainable_variables}
+        return {variable_key(v) for v in listed}
 
     def fingerprint(self) -> tuple[Any, ...]:
         """Ids of the object's variables."""

@@ -1,0 +1,469 @@
+"""``hubwidgets.watch``: a Keras callback that records, every interval of ``fit``, each layer's
+weight distribution and its update-to-weight ratio ‖Δw‖/‖w‖, plus the loss and metrics.
+
+The callback belongs to the model's own Keras generation (Keras 3 or tf_keras).  Its records
+are plain numbers (:class:`TrainingHistory`); the live panel that draws them lives in
+:mod:`hubwidgets.widgets.training` and is created only when the callback is displayed.
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+import numpy as np
+
+from .errors import HubWidgetsError
+
+WATCHER_ATTR = "_hubwidgets_watcher"  # set on a watched model: its latest watcher
+
+
+class ReplicaDriftWarning(UserWarning):
+    """The replicas of a mirrored variable no longer hold the same value."""
+
+
+@dataclass
+class LayerRecord:
+    """One layer at the end of one interval.  Statistics are over the layer's weights (the
+    variables an optimizer could train; BatchNorm moving statistics are left out, since no
+    gradient moves them).  ``update_ratio`` is ‖w_t − w_{t−1}‖ / ‖w_{t−1}‖ over the interval
+    (NaN with ``update_ratio=False``; exactly 0 when no weight moved)."""
+
+    interval: int
+    step: int
+    epoch: int
+    path: str
+    mean: float
+    std: float
+    norm: float
+    min: float
+    max: float
+    update_ratio: float
+    counts: np.ndarray
+    edges: np.ndarray
+    nonfinite: int = 0
+
+
+@dataclass
+class TrainingHistory:
+    """What a watcher recorded: per-interval logs and per-layer records."""
+
+    layers: list[str] = field(default_factory=list)
+    records: list[LayerRecord] = field(default_factory=list)
+    steps: list[int] = field(default_factory=list)
+    epochs: list[int] = field(default_factory=list)
+    logs: dict[str, list[float]] = field(default_factory=dict)
+
+    def __len__(self) -> int:
+        return len(self.records)
+
+    @property
+    def intervals(self) -> int:
+        """Number of intervals recorded."""
+        return len(self.steps)
+
+    def layer(self, path: str) -> list[LayerRecord]:
+        """The records of one layer, in time order."""
+        return [r for r in self.records if r.path == path]
+
+    def to_arrays(self) -> dict[str, np.ndarray]:
+        """Plain numpy arrays, one row per (interval, layer): ``interval``, ``step``,
+        ``epoch``, ``path``, ``mean``, ``std``, ``norm``, ``min``, ``max``, ``update_ratio``,
+        ``counts`` (rows x bins) and ``edges`` (rows x bins+1)."""
+        rows = self.records
+        out: dict[str, np.ndarray] = {
+            "interval": np.array([r.interval for r in rows], dtype=np.int64),
+            "step": np.array([r.step for r in rows], dtype=np.int64),
+            "epoch": np.array([r.epoch for r in rows], dtype=np.int64),
+            "path": np.array([r.path for r in rows], dtype=str),
+        }
+        for name in ("mean", "std", "norm", "min", "max", "update_ratio"):
+            out[name] = np.array([getattr(r, name) for r in rows], dtype=np.float64)
+        bins = max((len(r.counts) for r in rows), default=0)
+        out["counts"] = np.array([r.counts for r in rows], dtype=np.int64).reshape(-1, bins)
+        out["edges"] = np.array([r.edges for r in rows], dtype=np.float64).reshape(-1, bins + 1)
+        return out
+
+    def logs_arrays(self) -> dict[str, np.ndarray]:
+        """Loss and metrics per interval (NaN where a metric was not reported)."""
+        return {k: np.asarray(v, dtype=np.float64) for k, v in self.logs.items()}
+
+    def to_dataframe(self) -> Any:
+        """One row per (interval, layer) as a pandas DataFrame (needs pandas); ``counts`` and
+        ``edges`` are arrays in their cells."""
+        import pandas as pd
+
+        arrays = self.to_arrays()
+        frame = pd.DataFrame({k: v for k, v in arrays.items() if v.ndim == 1})
+        frame["counts"] = list(arrays["counts"])
+        frame["edges"] = list(arrays["edges"])
+        return frame
+
+
+@dataclass
+class _Layer:
+    path: str
+    variables: list[Any]  # the live variables (Keras 3 wrappers or tf.Variables)
+
+
+def _pick_weights(node: Any) -> list[Any]:
+    weights = [v for v in node.variables if v.can_train] or list(node.variables)
+    return [v for v in weights if v.dtype.startswith(("float", "bfloat"))]
+
+
+def _on_host(variable: Any) -> bool:
+    from .adapters.common import backing_variable
+
+    device = str(getattr(backing_variable(variable), "device", "") or "")
+    return "GPU" not in device.upper() and "TPU" not in device.upper()
+
+
+class _Watcher:
+    """The recording machinery shared by the Keras 3 and tf_keras callbacks."""
+
+    def _setup(self, model: Any, every: str | int, update_ratio: bool, bins: int,
+               layers: list[str] | None, diff: bool, min_refresh_s: float) -> None:
+        if every != "epoch" and not (isinstance(every, int) and not isinstance(every, bool)
+                                     and every > 0):
+            raise ValueError(f"every={every!r}: pass 'epoch' or a number of steps >= 1.")
+        if not isinstance(bins, int) or bins < 1:
+            raise ValueError(f"bins={bins!r}: pass a number of histogram bins >= 1.")
+        self.watched_model = model
+        self.every = every
+        self.update_ratio = bool(update_ratio)
+        self.bins = bins
+        self.keep_diff = bool(diff)
+        self.min_refresh_s = float(min_refresh_s)
+        self.history = TrainingHistory()
+        self.diff = None
+        self.replica_drift: list[tuple[int, str]] = []
+        self._layer_filter = list(layers) if layers is not None else None
+        self._layers: list[_Layer] = []
+        self._previous: dict[str, list[Any]] = {}
+        self._start = None
+        self._step = 0
+        self._epoch = 0
+        self._listeners: list[Callable[[Any, str], None]] = []
+        self.running = False
+        # found again by explore(model); object.__setattr__ so Keras does not track it
+        object.__setattr__(model, WATCHER_ATTR, self)
+
+    # -- listeners (the panel) -----------------------------------------------------------
+    def add_listener(self, listener: Callable[[Any, str], None]) -> None:
+        """``listener(callback, event)`` after every record ("interval"), at "begin" and
+        "end" of fit."""
+        self._listeners.append(listener)
+
+    def _notify(self, event: str) -> None:
+        for listener in list(self._listeners):
+            listener(self, event)
+
+    # -- the fit -----------------------------------------------------------------------------
+    def _begin(self) -> None:
+        from .inspect import inspect
+        from .snapshot import snapshot
+
+        model = self.watched_model
+        tree = inspect(model)
+        nodes = [n for n in tree if _pick_weights(n)]
+        if self._layer_filter is not None:
+            wanted = [tree.find(p) for p in self._layer_filter]
+            keep = {id(n) for w in wanted for n in w.walk()}
+            nodes = [n for n in nodes if id(n) in keep]
+        self._layers = [_Layer(n.path, [v.variable for v in _pick_weights(n)]) for n in nodes]
+        for layer in self._layers:
+            if layer.path not in self.history.layers:
+                self.history.layers.append(layer.path)
+        self._previous = {}
+        if self.update_ratio:
+            self._previous = {layer.path: [_copy(v) for v in layer.variables]
+                              for layer in self._layers}
+        self._start = snapshot(model) if self.keep_diff else None
+        self.running = True
+        self._notify("begin")
+
+    def _end(self) -> None:
+        self.running = False
+        if self._start is not None:
+            from .diff import diff
+
+            self.diff = diff(self._start, self.watched_model)
+            self._start = None
+        self._check_drift()
+        self._notify("end")
+
+    def _record(self, logs: dict[str, Any] | None) -> None:
+        interval = self.history.intervals
+        self.history.steps.append(self._step)
+        self.history.epochs.append(self._epoch)
+        for key, value in (logs or {}).items():
+            try:
+                number = float(np.asarray(value))
+            except (TypeError, ValueError):
+                continue
+            series = self.history.logs.setdefault(key, [math.nan] * interval)
+            series.append(number)
+        for series in self.history.logs.values():
+            if len(series) < interval + 1:
+                series.append(math.nan)
+        for layer in self._layers:
+            self.history.records.append(self._layer_record(layer, interval))
+        self._notify("interval")
+
+    def _layer_record(self, layer: _Layer, interval: int) -> LayerRecord:
+        values = [_read(v) for v in layer.variables]
+        prev = self._previous.get(layer.path)
+        if all(isinstance(x, np.ndarray) for x in values):
+            stats = _host_stats(values, prev, self.bins)
+            if prev is not None:
+                self._previous[layer.path] = values  # the fresh host copy becomes "previous"
+        else:
+            stats = _device_stats(values, prev, self.bins)
+            if prev is not None:
+                self._previous[layer.path] = [_copy(v) for v in layer.variables]
+        ratio = stats.pop("ratio") if prev is not None else math.nan
+        return LayerRecord(interval=interval, step=self._step, epoch=self._epoch,
+                           path=layer.path, update_ratio=ratio, **stats)
+
+    def _check_drift(self) -> None:
+        """Mirrored variables: every replica must hold the primary's bits."""
+        from .adapters.common import backing_variable
+
+        interval = max(self.history.intervals - 1, 0)
+        for layer in self._layers:
+            for var in layer.variables:
+                inner = backing_variable(var)
+                replicas = getattr(inner, "values", None)
+                if not isinstance(replicas, (list, tuple)) or len(replicas) < 2:
+                    continue
+                first = np.asarray(replicas[0].numpy()).tobytes()
+                if any(np.asarray(r.numpy()).tobytes() != first for r in replicas[1:]):
+                    self.replica_drift.append((interval, layer.path))
+                    warnings.warn(f"The replicas of a variable of {layer.path!r} hold different "
+                                  "values: the mirrored copies drifted apart (the watcher reads "
+                                  "the first replica).", ReplicaDriftWarning, stacklevel=2)
+
+    # -- display -----------------------------------------------------------------------------
+    @property
+    def panel(self) -> Any:
+        """The live :class:`~hubwidgets.TrainingPanel` of this watcher (created on first use)."""
+        existing = getattr(self, "_panel", None)
+        if existing is None:
+            from ..widgets.training import TrainingPanel  # the only widget import: on display
+
+            existing = self._panel = TrainingPanel(self)
+        return existing
+
+    def _repr_mimebundle_(self, **kwargs: Any) -> Any:
+        """Displayed (the last expression of a cell): the live panel, with a text line."""
+        return self.panel._repr_mimebundle_(**kwargs)
+
+    def __repr__(self) -> str:
+        every = "every epoch" if self.every == "epoch" else f"every {self.every} steps"
+        return (f"<hubwidgets.watch {every}: {len(self.history.layers)} layers, "
+                f"{self.history.intervals} intervals recorded>")
+
+
+def _copy(variable: Any) -> Any:
+    """One copy of a variable's value where it lives: numpy on the host, a tensor on a GPU."""
+    if _on_host(variable):
+        return np.array(variable.numpy(), copy=True)
+    import tensorflow as tf
+
+    from .adapters.common import backing_variable
+
+    inner = backing_variable(variable)
+    with tf.device(inner.device):
+        return tf.identity(inner)
+
+
+def _read(variable: Any) -> Any:
+    if _on_host(variable):
+        return np.asarray(variable.numpy())
+    return variable
+
+
+def _host_stats(values: list[np.ndarray], prev: list[np.ndarray] | None,
+                bins: int) -> dict[str, Any]:
+    flat = [v.astype(np.float64, copy=False).ravel() for v in values]
+    finite = [f[np.isfinite(f)] for f in flat]
+    count = sum(f.size for f in finite)
+    nonfinite = sum(f.size for f in flat) - count
+    lo = min((float(f.min()) for f in finite if f.size), default=0.0)
+    hi = max((float(f.max()) for f in finite if f.size), default=0.0)
+    total = sum(float(f.sum()) for f in finite)
+    sq = sum(float(f @ f) for f in finite)
+    mean = total / count if count else math.nan
+    var = max(sq / count - mean * mean, 0.0) if count else math.nan
+    edges = np.linspace(lo, hi if hi > lo else lo + 1e-12, bins + 1)
+    counts = np.zeros(bins, dtype=np.int64)
+    for f in finite:
+        counts += np.histogram(f, bins=edges)[0]
+    out = dict(mean=mean, std=math.sqrt(var) if count else math.nan, norm=math.sqrt(sq),
+               min=lo, max=hi, counts=counts, edges=edges, nonfinite=int(nonfinite))
+    if prev is not None:
+        delta = sum(float(np.sum(np.square(v.astype(np.float64) - p.astype(np.float64))))
+                    for v, p in zip(values, prev, strict=True))
+        before = sum(float(np.sum(np.square(p.astype(np.float64)))) for p in prev)
+        out["ratio"] = _ratio(delta, before)
+    return out
+
+
+def _device_stats(values: list[Any], prev: list[Any] | None, bins: int) -> dict[str, Any]:
+    """The same statistics reduced on the variables' device; only scalars and counts move."""
+    import tensorflow as tf
+
+    sums, sqs, los, his, counts_n, deltas, befores = [], [], [], [], [], [], []
+    flats = []
+    from .adapters.common import backing_variable
+
+    values = [backing_variable(v) for v in values]
+    for i, var in enumerate(values):
+        with tf.device(var.device):
+            x = tf.reshape(tf.cast(tf.convert_to_tensor(var), tf.float32), [-1])
+            ok = tf.math.is_finite(x)
+            xf = tf.boolean_mask(x, ok)
+            flats.append(xf)
+            sums.append(tf.reduce_sum(tf.cast(xf, tf.float64)))
+            sqs.append(tf.reduce_sum(tf.square(tf.cast(xf, tf.float64))))
+            los.append(tf.reduce_min(xf) if tf.size(xf) > 0 else tf.constant(np.inf, tf.float32))
+            his.append(tf.reduce_max(xf) if tf.size(xf) > 0 else tf.constant(-np.inf, tf.float32))
+            counts_n.append((tf.size(xf), tf.size(x)))
+            if prev is not None:
+                p = tf.reshape(tf.cast(prev[i], tf.float64), [-1])
+                deltas.append(tf.reduce_sum(tf.square(tf.cast(x, tf.float64) - p)))
+                befores.append(tf.reduce_sum(tf.square(p)))
+    count = int(sum(int(c) for c, _ in counts_n))
+    nonfinite = int(sum(int(t) for _, t in counts_n)) - count
+    lo = float(min(float(v) for v in los)) if count else 0.0
+    hi = float(max(float(v) for v in his)) if count else 0.0
+    hi_edge = hi if hi > lo else lo + 1e-12
+    counts = np.zeros(bins, dtype=np.int64)
+    for xf, var in zip(flats, values, strict=True):
+        with tf.device(var.device):
+            counts += tf.histogram_fixed_width(tf.cast(xf, tf.float64), [lo, hi_edge],
+                                               nbins=bins).numpy()
+    total = float(sum(float(s) for s in sums))
+    sq = float(sum(float(s) for s in sqs))
+    mean = total / count if count else math.nan
+    var = max(sq / count - mean * mean, 0.0) if count else math.nan
+    out = dict(mean=mean, std=math.sqrt(var) if count else math.nan, norm=math.sqrt(sq), min=lo,
+               max=hi, counts=counts, edges=np.linspace(lo, hi_edge, bins + 1),
+               nonfinite=nonfinite)
+    if prev is not None:
+        out["ratio"] = _ratio(float(sum(float(d) for d in deltas)),
+                              float(sum(float(b) for b in befores)))
+    return out
+
+
+def _ratio(delta_sq: float, before_sq: float) -> float:
+    if delta_sq == 0:
+        return 0.0
+    return math.sqrt(delta_sq / before_sq) if before_sq > 0 else math.inf
+
+
+# -- the two generations -----------------------------------------------------------------
+_CLASSES: dict[tuple[str, bool], type] = {}
+
+
+def _callback_class(generation: str, per_step: bool) -> type:
+    """A ``keras.callbacks.Callback`` (or tf_keras') subclass; the per-step variant alone
+    defines a batch hook, so an epoch watcher never makes Keras sync every batch."""
+    key = (generation, per_step)
+    if key in _CLASSES:
+        return _CLASSES[key]
+    if generation == "tf_keras":
+        import tf_keras
+
+        base = tf_keras.callbacks.Callback
+    else:
+        import keras
+
+        base = keras.callbacks.Callback
+
+    def on_train_begin(self, logs=None):
+        self._begin()
+
+    def on_train_end(self, logs=None):
+        self._end()
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self._epoch = epoch
+
+    def on_epoch_end(self, epoch, logs=None):
+        self._epoch = epoch + 1
+        if self.every == "epoch":
+            self._record(logs)
+        elif logs and any(k.startswith("val_") for k in logs):
+            # the validation numbers of the epoch, on the last interval of it
+            for key, value in logs.items():
+                if key.startswith("val_") and self.history.intervals:
+                    series = self.history.logs.setdefault(
+                        key, [math.nan] * self.history.intervals)
+                    series[-1] = float(np.asarray(value))
+
+    def on_train_batch_end(self, batch, logs=None):
+        self._step += 1
+        if self._step % self.every == 0:
+            self._record(logs)
+
+    namespace = {"on_train_begin": on_train_begin, "on_train_end": on_train_end,
+                 "on_epoch_begin": on_epoch_begin, "on_epoch_end": on_epoch_end,
+                 "__doc__": watch.__doc__, "__module__": __name__}
+    if per_step:
+        namespace["on_train_batch_end"] = on_train_batch_end
+    name = f"{'Step' if per_step else 'Epoch'}Watch{'TfKeras' if generation == 'tf_keras' else ''}"
+    cls = type(name, (_Watcher, base), namespace)
+    _CLASSES[key] = cls
+    return cls
+
+
+def watch(model: Any, every: str | int = "epoch", *, update_ratio: bool = True,
+          bins: int = 32, layers: list[str] | None = None, diff: bool = True,
+          min_refresh_s: float = 0.25) -> Any:
+    """A Keras callback that records ``model``'s weights while it trains; pass it to
+    ``model.fit(..., callbacks=[cb])``.  The last expression of a cell, it shows the live
+    training panel (loss and metrics, each layer's weight distribution over time, and the
+    update ratio ‖Δw‖/‖w‖ per layer on a log scale), updated while ``fit`` runs.
+
+    Args:
+        model: a Keras 3 or tf_keras model (hub.KerasLayer and HubLayer parts included); the
+            callback is of the model's own generation.
+        every: ``"epoch"``, or a number of training steps between records.
+        update_ratio: record ‖w_t − w_{t−1}‖/‖w_{t−1}‖ per layer.  This needs the previous
+            values: the watcher holds exactly one copy of the watched weights, on the
+            weights' own device (a GPU's memory when they live there, host memory
+            otherwise).  ``update_ratio=False`` holds none.
+        bins: histogram bins per layer and interval.
+        layers: paths or names of the layers (and what is below them) to record; default all
+            layers that hold weights.
+        diff: keep a host :class:`~hubwidgets.Snapshot` of the start of ``fit`` so that
+            ``callback.diff`` is the :class:`~hubwidgets.WeightDiff` from the start of fit to
+            its end (a second copy, in host memory, for the length of ``fit``); ``False``
+            keeps none and leaves ``callback.diff`` None.
+        min_refresh_s: the live panel redraws at most this often (the last state always).
+
+    ``callback.history`` is a :class:`TrainingHistory` (``to_arrays()``, ``to_dataframe()``);
+    under ``MirroredStrategy`` the first replica is read and the others are checked against
+    it at the end of ``fit`` (``callback.replica_drift``).
+    """
+    from .adapters.keras import keras_generation
+
+    generation = keras_generation(model)
+    if generation is None:
+        raise HubWidgetsError(
+            f"hubwidgets.watch needs a Keras 3 or tf_keras model (the one you pass to fit), "
+            f"not a {type(model).__name__}. Wrap a Hub module in hub.KerasLayer (tf_keras) or "
+            "hubwidgets.HubLayer (Keras 3) inside a model first.")
+    per_step = every != "epoch"
+    cls = _callback_class(generation, per_step)
+    callback = cls()
+    callback._setup(model, every, update_ratio, bins, layers, diff, min_refresh_s)
+    return callback
+
+
+def watcher_of(model: Any) -> Any | None:
+    """The latest watcher created for ``model`` (or None)."""
+    return getattr(model, "__dict__", {}).get(WATCHER_ATTR)

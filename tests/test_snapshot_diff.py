@@ -1,0 +1,284 @@
+"""``snapshot`` and ``diff`` after real training: frozen variables stay bit-identical, trainable
+ones move, BatchNorm moving statistics are reported with their reason, and a saved file on
+either side gives the same answer as a snapshot.  Every number has a numpy oracle."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import hubwidgets as hw
+
+
+@pytest.fixture
+def xy(tf):
+    return (tf.random.stateless_normal((16, 4), seed=(1, 2)).numpy(),
+            tf.random.stateless_normal((16, 2), seed=(3, 4)).numpy())
+
+
+def k3_model(keras):
+    keras.utils.set_random_seed(0)
+    base = keras.Sequential([keras.Input((4,)), keras.layers.Dense(8, name="base_dense"),
+                             keras.layers.BatchNormalization(name="base_bn")], name="base")
+    return keras.Sequential([keras.Input((4,)), base,
+                             keras.layers.Dense(8, name="mid"),
+                             keras.layers.BatchNormalization(name="bn"),
+                             keras.layers.Dense(2, name="head")], name="net")
+
+
+def tfk_model(tf_keras):
+    tf_keras.utils.set_random_seed(0)
+    return tf_keras.Sequential([
+        tf_keras.layers.Dense(8, input_shape=(4,), name="base_dense"),
+        tf_keras.layers.Dense(8, name="mid"),
+        tf_keras.layers.BatchNormalization(name="bn"),
+        tf_keras.layers.Dense(2, name="head")], name="net")
+
+
+def weights_by_path(model):
+    return {v.path: v.variable for v in hw.inspect(model).variables()}
+
+
+def check_against_numpy(d, before, model):
+    """Every field of every variable against numpy on the two raw values."""
+    live = weights_by_path(model)
+    assert set(d) == set(before.values) == set(live)
+    for path, result in d.items():
+        x = before[path].astype(np.float64)
+        y = np.asarray(live[path].numpy()).astype(np.float64)
+        assert result.changed == (not np.array_equal(x, y))
+        norm, moved = np.linalg.norm(x), np.linalg.norm(y - x)
+        expected = moved / norm if norm else (np.inf if moved else 0.0)
+        assert result.rel_change == pytest.approx(expected, rel=1e-9, abs=0)
+        assert result.max_abs_change == pytest.approx(np.max(np.abs(y - x)), rel=1e-9, abs=0)
+        if norm and np.linalg.norm(y):
+            cos = (x.ravel() @ y.ravel()) / (norm * np.linalg.norm(y))
+            assert result.cosine == pytest.approx(cos, rel=1e-9)
+        else:
+            assert np.isnan(result.cosine)
+
+
+def test_snapshot_copies_every_variable_to_host(keras, tf):
+    model = k3_model(keras)
+    snap = hw.snapshot(model)
+    assert sum(v.size for v in snap.values.values()) == model.count_params()
+    assert snap.nbytes == 4 * model.count_params()
+    assert [p for p in snap] == [v.path for v in hw.inspect(model).variables()]
+    assert not snap.trainable["net/bn/moving_mean"] and snap.trainable["net/head/kernel"]
+    assert snap.owners["net/bn/moving_mean"] == "BatchNormalization"
+    kernel = model.get_layer("head").kernel
+    kept = snap["net/head/kernel"].copy()
+    kernel.assign(kernel + 1.0)  # the snapshot is a copy, not a view of the variable
+    np.testing.assert_array_equal(snap["net/head/kernel"], kept)
+
+
+def test_snapshot_file_round_trip_is_exact(keras, tf, tmp_path):
+    model = k3_model(keras)
+    snap = hw.snapshot(model)
+    path = snap.save(tmp_path / "before")
+    assert path.endswith(".npz")
+    back = hw.Snapshot.load(path)
+    assert back.paths == snap.paths and back.root == "net" and back.framework == "Keras 3"
+    assert back.trainable == snap.trainable and back.owners == snap.owners
+    for p in snap:
+        assert back[p].dtype == snap[p].dtype
+        assert back[p].tobytes() == snap[p].tobytes()
+
+
+def test_snapshot_restore_puts_values_back_and_checks_first(keras, tf):
+    model = k3_model(keras)
+    snap = hw.snapshot(model)
+    kernel = model.get_layer("head").kernel
+    kernel.assign(kernel * 0.0)
+    assert snap.restore(model, ["net/head/kernel"]) == ["net/head/kernel"]
+    np.testing.assert_array_equal(kernel.numpy(), snap["net/head/kernel"])
+    other = keras.Sequential([keras.Input((3,)), keras.layers.Dense(2, name="head")], name="net")
+    before = other.get_layer("head").kernel.numpy().copy()
+    with pytest.raises(hw.HubWidgetsError, match="Nothing was restored"):
+        snap.restore(other, ["net/head/kernel"])
+    np.testing.assert_array_equal(other.get_layer("head").kernel.numpy(), before)
+
+
+def test_keras3_frozen_part_is_bit_identical_and_bn_statistics_explained(keras, tf, xy):
+    model = k3_model(keras)
+    model.get_layer("base").trainable = False  # a frozen BN in Keras 3 runs in inference mode
+    model.compile(optimizer=keras.optimizers.SGD(0.1), loss="mse")
+    before = hw.snapshot(model)
+    model.fit(*xy, epochs=2, batch_size=8, verbose=0)
+    d = hw.diff(before, model)
+    check_against_numpy(d, before, model)
+
+    frozen = [p for p in d if p.startswith("net/base/")]
+    assert len(frozen) == 6 and all(not d[p].changed and not d[p].trainable for p in frozen)
+    trainable = [p for p in d if d[p].trainable]
+    assert trainable and all(d[p].changed for p in trainable)
+    assert sorted(i.path for i in d.frozen_changed) == ["net/bn/moving_mean",
+                                                        "net/bn/moving_variance"]
+    assert all("BatchNormalization moving statistics" in i.reason and "inference mode" in i.fix
+               for i in d.frozen_changed)
+    assert d.trainable_unchanged == []
+    assert d.node("net/base").changed == 0 and d.node("net/base").variables == 6
+    head = d.node("net/head")
+    assert (head.variables, head.changed, head.params) == (2, 2, 18)
+    text = d.summary()
+    assert "8 of 14 variables changed" in text
+    assert "Frozen variables unchanged bit for bit: 4 of 4." in text
+    assert "net/bn/moving_mean: BatchNormalization moving statistics" in text
+
+
+def test_tf_keras_frozen_part_and_bn_reason_says_training_false(tf_keras, tf, xy):
+    model = tfk_model(tf_keras)
+    model.get_layer("base_dense").trainable = False
+    model.compile(optimizer=tf_keras.optimizers.SGD(0.1), loss="mse")
+    before = hw.snapshot(model)
+    model.fit(*xy, epochs=1, batch_size=8, verbose=0)
+    d = hw.diff(before, model)
+    check_against_numpy(d, before, model)
+    assert not d["net/base_dense/kernel"].changed and not d["net/base_dense/bias"].changed
+    assert all(d[p].changed for p in d if d[p].trainable)
+    assert [i.path for i in d.frozen_changed] == ["net/bn/moving_mean", "net/bn/moving_variance"]
+    assert all("training=False" in i.fix for i in d.frozen_changed)
+
+
+def test_hub_keras_layer_frozen_module_unchanged_head_moves(hub_backbone, hub, tf_keras, tf, xy):
+    layer = hub.KerasLayer(hub_backbone, trainable=False, name="hub")
+    model = tf_keras.Sequential([tf_keras.Input((4,)), layer,
+                                 tf_keras.layers.Dense(2, name="head")], name="clf")
+    model.compile(optimizer=tf_keras.optimizers.SGD(0.1), loss="mse")
+    before = hw.snapshot(model)
+    assert any(p.startswith("clf/hub/") for p in before)
+    model.fit(*xy, epochs=1, batch_size=8, verbose=0)
+    d = hw.diff(before, model)
+    check_against_numpy(d, before, model)
+    assert d.changed == ["clf/head/kernel", "clf/head/bias"]
+    assert d.frozen_changed == []
+
+
+def test_hub_layer_trained_moves_bn_statistics_with_the_hub_reason(hub_backbone, keras, tf, xy):
+    layer = hw.HubLayer(hub_backbone, trainable=True, name="hub")
+    model = keras.Sequential([keras.Input((4,)), layer, keras.layers.Dense(2, name="head")],
+                             name="clf")
+    model.compile(optimizer=keras.optimizers.SGD(0.1), loss="mse")
+    before = hw.snapshot(model)
+    model.fit(*xy, epochs=1, batch_size=8, verbose=0)
+    d = hw.diff(before, model)
+    check_against_numpy(d, before, model)
+    stats = [i for i in d.frozen_changed if "moving" in i.path]
+    assert len(stats) == 2 and all(before.hub_layers[i.path] == "clf/hub" for i in stats)
+    assert all("'hub'" in i.fix and "trainable=False" in i.fix for i in stats)
+    assert all(d[p].changed for p in d if d[p].trainable)
+
+
+def test_saved_files_give_the_same_changed_set_as_a_snapshot(keras, tf, xy, tmp_path):
+    model = k3_model(keras)
+    model.get_layer("base").trainable = False
+    model.compile(optimizer=keras.optimizers.SGD(0.1), loss="mse")
+    before = hw.snapshot(model)
+    model.save(tmp_path / "before.keras")
+    model.save(tmp_path / "before.h5")
+    model.save_weights(tmp_path / "before.weights.h5")
+    ckpt = tf.train.Checkpoint(model=model).write(str(tmp_path / "ckpt" / "before"))
+    before.save(tmp_path / "before.npz")
+    model.fit(*xy, epochs=1, batch_size=8, verbose=0)
+    reference = hw.diff(before, model)
+    assert 0 < len(reference.changed) < len(reference)
+    for side in ("before.keras", "before.h5", "before.weights.h5", "before.npz"):
+        d = hw.diff(str(tmp_path / side), model)
+        assert d.changed == reference.changed, side
+        assert d.only_before == d.only_after == [], side
+        for p in d:  # the same numbers, not only the same set
+            assert d[p].rel_change == reference[p].rel_change, (side, p)
+    d = hw.diff(ckpt, model)
+    assert d.changed == reference.changed and d.only_after == []
+    # a weights file needs a live model beside it: a clear error otherwise
+    with pytest.raises(hw.HubWidgetsError, match="weights only"):
+        hw.diff(str(tmp_path / "before.weights.h5"), before)
+
+
+def test_tf_keras_savedmodel_and_h5_give_the_same_changed_set(tf_keras, tf, xy, tmp_path):
+    model = tfk_model(tf_keras)
+    model.get_layer("mid").trainable = False
+    model.compile(optimizer=tf_keras.optimizers.SGD(0.1), loss="mse")
+    before = hw.snapshot(model)
+    model.save(str(tmp_path / "saved"), save_format="tf")
+    model.save(str(tmp_path / "before.h5"))
+    model.save_weights(str(tmp_path / "ckpt" / "weights"))
+    model.fit(*xy, epochs=1, batch_size=8, verbose=0)
+    reference = hw.diff(before, model)
+    assert "net/mid/kernel" not in reference.changed and "net/head/kernel" in reference.changed
+    for side in (tmp_path / "saved", tmp_path / "before.h5", tmp_path / "ckpt" / "weights"):
+        d = hw.diff(str(side), model)
+        assert d.changed == reference.changed, side
+        assert d.only_before == d.only_after == [], side
+
+
+def sgd_step(tf, module, variables, x):
+    with tf.GradientTape() as tape:
+        loss = tf.reduce_sum(tf.square(module(x)))
+    for var, grad in zip(variables, tape.gradient(loss, variables), strict=True):
+        var.assign_sub(0.1 * grad)
+
+
+def test_hub_load_result_fine_tuned_against_its_original(hub_backbone, hub, tf):
+    original = hub.load(hub_backbone)
+    tuned = hub.load(hub_backbone)
+    dense = [v for v in tuned.trainable_variables if "block2" in v.name]
+    x = tf.random.stateless_normal((4, 4), seed=(5, 6))
+    sgd_step(tf, lambda t: tuned(t, training=False), dense, x)
+    d = hw.diff(original, tuned)
+    assert len(d) == len(tuned.variables)
+    assert sorted(p.rsplit("/", 2)[-2] + "/" + p.rsplit("/", 1)[-1] for p in d.changed) == \
+        ["block2_dense/bias", "block2_dense/kernel"]
+    assert d.frozen_changed == []
+    assert all(not d[p].changed for p in d if "block1" in p)
+
+
+def test_plain_tf_module_diff_and_trainable_that_did_not_move(plain_module, tf):
+    import copy
+
+    module = copy.deepcopy(plain_module)
+    before = hw.snapshot(module)
+    module.encoder.w.assign_add(tf.ones((3, 2)))
+    module.blocks[0].counter.assign_add(1)
+    d = hw.diff(before, module)
+    assert sorted(d.changed) == ["net/blocks.0/counter", "net/encoder/w"]
+    assert d["net/encoder/w"].rel_change == pytest.approx(1.0)  # ones + ones: ‖Δ‖ = ‖w‖
+    assert [i.path for i in d.frozen_changed] == ["net/blocks.0/counter"]
+    assert "non-trainable" in d.frozen_changed[0].reason
+    assert "net/scale" in {i.path for i in d.trainable_unchanged}
+
+
+def test_unfrozen_after_compile_is_explained(keras, tf, xy):
+    model = k3_model(keras)
+    model.get_layer("base").trainable = False
+    model.compile(optimizer=keras.optimizers.SGD(0.1), loss="mse")
+    model.fit(*xy, epochs=1, batch_size=16, verbose=0)
+    hw.unfreeze(model, "base")  # no compile: Keras keeps training what compile() recorded
+    before = hw.snapshot(model)
+    model.fit(*xy, epochs=1, batch_size=16, verbose=0)
+    d = hw.diff(before, model)
+    stuck = {i.path: i for i in d.trainable_unchanged}
+    assert {"net/base/base_dense/kernel", "net/base/base_bn/gamma"} <= set(stuck)
+    assert all("compile" in i.fix and i.certain for i in stuck.values())
+
+
+def test_learning_rate_zero_is_explained(keras, tf, xy):
+    model = k3_model(keras)
+    model.compile(optimizer=keras.optimizers.SGD(0.0), loss="mse")
+    before = hw.snapshot(model)
+    model.fit(*xy, epochs=1, batch_size=16, verbose=0)
+    d = hw.diff(before, model)
+    assert d.changed == ["net/base/base_bn/moving_mean", "net/base/base_bn/moving_variance",
+                         "net/bn/moving_mean", "net/bn/moving_variance"]
+    assert d.trainable_unchanged and all("learning rate is 0" in i.reason
+                                         for i in d.trainable_unchanged)
+
+
+def test_one_side_only_variables_are_listed(keras, tf):
+    small = keras.Sequential([keras.Input((4,)), keras.layers.Dense(2, name="head")], name="m")
+    big = keras.Sequential([keras.Input((4,)), keras.layers.Dense(2, name="head"),
+                            keras.layers.Dense(3, name="extra")], name="m")
+    d = hw.diff(small, big)
+    assert d.only_after == ["m/extra/kernel", "m/extra/bias"] and d.only_before == []
+    assert set(d) == {"m/head/kernel", "m/head/bias"}
+    assert "Only after (2)" in d.summary()
