@@ -121,3 +121,15 @@ def test_a_new_toolbar_action_is_one_method(keras):
     assert explorer._expanded == ["custom_action"] and explorer.message == ""
     explorer.handle_action({"action": "collapse_all", "path": "x"})
     assert explorer.message == "Action 'collapse_all' takes no field 'path'."
+
+
+def test_an_edit_redraws_every_open_view(keras):
+    model = small_model(keras, "edited")
+    dashboard = hw.explore(model)
+    dashboard.explorer.handle_action({"action": "select", "path": "edited/a/kernel"})
+    before = list(dashboard.weights.selection_figure.data[0].x)
+    hw.scale_weights(model, "edited/a", 100.0)
+    after = list(dashboard.weights.selection_figure.data[0].x)
+    assert max(after) > 50 * max(before)  # the histogram widened, drawn in place
+    hw.undo(model)
+    assert list(dashboard.weights.selection_figure.data[0].x) == before

@@ -318,7 +318,16 @@ def _apply(model: Any, tree: Any, variables: list[Any],
         news.append(new)
     _write(changes, [[n] for n in news])
     _record(model, tree, EditStep(description, changes))
-    return tree.refresh()
+    return _refreshed(tree)
+
+
+def _refreshed(tree: Any) -> Any:
+    """The tree after an edit; the model's open views (and their statistics) follow."""
+    from .session import notify_changed
+
+    tree.refresh()
+    notify_changed(tree.obj, "values")
+    return tree
 
 
 def _write(changes: list[_Change], values: list[list[np.ndarray]]) -> None:
@@ -386,7 +395,7 @@ def _move(model: Any, undo: bool) -> Any:
     (history.redo_steps if undo else history.undo_steps).append(step)
     tree = inspect(model)
     history._trim(_budget(history, tree))  # the budget may have been lowered since
-    return tree.refresh()
+    return _refreshed(tree)
 
 
 def _host_values(components: list[Any]) -> list[np.ndarray]:
