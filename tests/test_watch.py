@@ -120,7 +120,7 @@ def test_update_ratio_false_holds_no_copy(keras, tf, xy):
     probe = keras.callbacks.LambdaCallback(
         on_epoch_end=lambda *a: held.append((dict(cb._previous), cb._start)))
     model.fit(*xy, epochs=2, batch_size=16, verbose=0, callbacks=[cb, probe])
-    assert held == [({}, None), ({}, None)]
+    assert held == [({}, None), ({}, None)] and cb.held_bytes == 0
     assert all(math.isnan(r.update_ratio) for r in cb.history.records)
     assert cb.diff is None and len(cb.history) == 6
 
@@ -130,8 +130,7 @@ def test_update_ratio_holds_exactly_one_copy_of_the_weights(keras, tf, xy):
     model.compile(optimizer="sgd", loss="mse")
     cb = hw.watch(model, diff=False)
     sizes = []
-    probe = keras.callbacks.LambdaCallback(on_epoch_end=lambda *a: sizes.append(
-        sum(p.nbytes for copies in cb._previous.values() for p in copies)))
+    probe = keras.callbacks.LambdaCallback(on_epoch_end=lambda *a: sizes.append(cb.held_bytes))
     model.fit(*xy, epochs=2, batch_size=16, verbose=0, callbacks=[cb, probe])
     weights = sum(v.nbytes for v in hw.inspect(model).variables() if v.can_train)
     assert sizes == [weights, weights]
