@@ -5,7 +5,13 @@ all in one process so the ratios share the machine's state.
 
 Model: a ~1M-parameter CNN with BatchNorm; data: 2,048 random 32x32x3 images, 10 classes.
 Each repetition runs the three conditions back to back (interleaved, so drifting load hits
-them alike) on one compiled model after a warm-up fit.  Prints one JSON line.
+them alike) on one compiled model after a warm-up fit.  Two figures per callback: the
+end-to-end fit time against the no-callback fit (the honest number, but on a shared machine
+its noise is larger than the effect), and the time spent inside the callback's own hooks as
+a share of its fit (robust to that noise; it misses costs a callback causes outside its
+hooks, such as the per-batch synchronisation that TensorBoard's batch hooks impose, so it
+under-states TensorBoard, never watch, which defines no batch hook by default).  Prints one
+JSON line.
 ``python -m bench.watch_bench [repetitions] [epochs]``
 """
 
@@ -57,6 +63,25 @@ def main(repetitions: int = 3, epochs: int = 3) -> None:
     model = cnn()
     model.fit(x, y, epochs=1, batch_size=64, verbose=0)  # warm-up: traces the train step
 
+    hook_s = {"watch": 0.0, "tensorboard": 0.0}
+
+    def timed(cb, label):
+        """Accumulate the seconds spent in the hooks the callback's class defines."""
+        base = keras.callbacks.Callback
+        for name in dir(base):
+            if name.startswith("on_") and getattr(type(cb), name) is not getattr(base, name):
+                method = getattr(cb, name)
+
+                def wrapper(*args, _method=method, **kwargs):
+                    start = time.perf_counter()
+                    try:
+                        return _method(*args, **kwargs)
+                    finally:
+                        hook_s[label] += time.perf_counter() - start
+
+                setattr(cb, name, wrapper)
+        return cb
+
     def fit(callbacks):
         start = time.perf_counter()
         model.fit(x, y, epochs=epochs, batch_size=64, verbose=0, callbacks=callbacks)
@@ -67,10 +92,11 @@ def main(repetitions: int = 3, epochs: int = 3) -> None:
     with tempfile.TemporaryDirectory() as logs:
         for _ in range(repetitions):
             times["none"].append(fit([]))
-            cb = hw.watch(model)
+            cb = timed(hw.watch(model), "watch")
             times["watch"].append(fit([cb]))
             recorded = len(cb.history)
-            tb = keras.callbacks.TensorBoard(log_dir=logs, histogram_freq=1)
+            tb = timed(keras.callbacks.TensorBoard(log_dir=logs, histogram_freq=1),
+                       "tensorboard")
             times["tensorboard"].append(fit([tb]))
     med = {k: statistics.median(v) for k, v in times.items()}
     emit({"params": model.count_params(), "epochs": epochs, "repetitions": repetitions,
@@ -80,6 +106,10 @@ def main(repetitions: int = 3, epochs: int = 3) -> None:
           "tensorboard_overhead": med["tensorboard"] / med["none"] - 1,
           "watch_vs_tensorboard": med["watch"] / med["tensorboard"],
           "watch_records": recorded,
+          "watch_hooks_share": hook_s["watch"] / sum(times["watch"]),
+          "tensorboard_hooks_share": hook_s["tensorboard"] / sum(times["tensorboard"]),
+          "watch_hooks_s_per_fit": hook_s["watch"] / repetitions,
+          "tensorboard_hooks_s_per_fit": hook_s["tensorboard"] / repetitions,
           "all_none_s": times["none"], "all_watch_s": times["watch"],
           "all_tensorboard_s": times["tensorboard"]})
 
