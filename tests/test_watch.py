@@ -268,3 +268,37 @@ def test_callback_displays_as_the_panel_and_unwatched_models_have_none(keras, tf
     assert view["model_id"] == cb.panel.model_id
     assert data["text/plain"].startswith("<hubwidgets.watch every epoch")
     assert hw.training_panel_for(hw.inspect(model)) is cb.panel
+
+
+def test_device_path_gives_the_host_paths_numbers(keras, tf):
+    """The GPU path (reductions where the variables live) run on CPU variables: the same
+    figures as the host path, and a ratio of exactly 0 for an unchanged layer."""
+    from hubwidgets.model import watch as watch_module
+
+    model = k3_model(keras)
+    variables = model.get_layer("head").weights
+    prev = [watch_module._copy(v) for v in variables]
+    device = watch_module._device_stats(variables, [tf.constant(p) for p in prev], 16)
+    host = watch_module._host_layer_stats([watch_module._host_flat(variables)], 16)[0]
+    assert device.pop("ratio") == 0.0
+    for key in ("mean", "std", "norm", "min", "max"):
+        assert device[key] == pytest.approx(host[key], rel=1e-6), key
+    np.testing.assert_array_equal(device["counts"], host["counts"])
+    variables[0].assign(variables[0] * 2.0)
+    moved = watch_module._device_stats(variables, [tf.constant(p) for p in prev], 16)["ratio"]
+    flat_prev = np.concatenate([p.ravel() for p in prev]).astype(np.float64)
+    delta = np.concatenate([np.asarray(v.numpy()).ravel() for v in variables]) - flat_prev
+    assert moved == pytest.approx(np.linalg.norm(delta) / np.linalg.norm(flat_prev), rel=1e-6)
+
+
+@pytest.mark.parametrize("generation", ["keras", "tf_keras"])
+def test_a_watched_model_still_saves_and_reloads(generation, request, tf, xy, tmp_path):
+    K = request.getfixturevalue(generation)
+    model = K.Sequential([K.Input((4,)), K.layers.Dense(2, name="head")], name="saved")
+    model.compile(optimizer="sgd", loss="mse")
+    cb = hw.watch(model)
+    model.fit(*xy, epochs=1, batch_size=16, verbose=0, callbacks=[cb])
+    path = str(tmp_path / ("m.keras" if generation == "keras" else "m_savedmodel"))
+    model.save(path)
+    d = hw.diff(path, model)
+    assert d.changed == [] and len(d) == 2
