@@ -282,3 +282,19 @@ def test_one_side_only_variables_are_listed(keras, tf):
     assert d.only_after == ["m/extra/kernel", "m/extra/bias"] and d.only_before == []
     assert set(d) == {"m/head/kernel", "m/head/bias"}
     assert "Only after (2)" in d.summary()
+
+
+def test_bad_inputs_say_what_to_do(keras, tf, tmp_path):
+    model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(2, name="head")], name="m")
+    np.savez(tmp_path / "other.npz", a=np.zeros(3))
+    with pytest.raises(hw.HubWidgetsError, match="not a hubwidgets snapshot"):
+        hw.Snapshot.load(tmp_path / "other.npz")
+    with pytest.raises(hw.HubWidgetsError, match="Could not read the snapshot"):
+        hw.Snapshot.load(tmp_path / "missing.npz")
+    with pytest.raises(hw.ModelLoadError, match="No file or directory"):
+        hw.diff(model, str(tmp_path / "missing.keras"))
+    with pytest.raises(hw.NotAModelError):
+        hw.diff(model, 42)
+    (tmp_path / "ckpt.index").write_bytes(b"not a checkpoint")
+    with pytest.raises(hw.ModelLoadError, match="Could not read the checkpoint"):
+        hw.diff(str(tmp_path / "ckpt"), model)
