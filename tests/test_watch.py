@@ -211,6 +211,9 @@ def test_bad_arguments_say_what_to_pass(keras, plain_module):
         hw.watch(model, every=0)
     with pytest.raises(hw.HubWidgetsError, match="Keras 3 or tf_keras model"):
         hw.watch(plain_module)
+    unbuilt = keras.Sequential([keras.layers.Dense(2)], name="unbuilt")
+    with pytest.raises(hw.UnbuiltModelError, match="Build it first"):
+        hw.watch(unbuilt)
 
 
 # -- the live panel ------------------------------------------------------------------------

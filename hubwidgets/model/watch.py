@@ -15,7 +15,7 @@ from typing import Any, Callable
 
 import numpy as np
 
-from .errors import HubWidgetsError
+from .errors import HubWidgetsError, UnbuiltModelError
 
 WATCHER_ATTR = "_hubwidgets_watcher"  # set on a watched model: its latest watcher
 
@@ -492,6 +492,12 @@ def watch(model: Any, every: str | int = "epoch", *, update_ratio: bool = True,
             f"hubwidgets.watch needs a Keras 3 or tf_keras model (the one you pass to fit), "
             f"not a {type(model).__name__}. Wrap a Hub module in hub.KerasLayer (tf_keras) or "
             "hubwidgets.HubLayer (Keras 3) inside a model first.")
+    if not getattr(model, "weights", None):
+        raise UnbuiltModelError(
+            f"The model {getattr(model, 'name', '')!r} has no weights yet: fit would create "
+            "them in its first step, too late to record where training started. Build it "
+            "first, e.g. model(x[:1]) or model.build((None, ...)), then call "
+            "hubwidgets.watch(model).")
     per_step = every != "epoch"
     cls = _callback_class(generation, per_step)
     callback = cls()
