@@ -305,3 +305,11 @@ def test_a_watched_model_still_saves_and_reloads(generation, request, tf, xy, tm
     model.save(path)
     d = hw.diff(path, model)
     assert d.changed == [] and len(d) == 2
+
+
+def test_every_n_steps_counts_steps_not_calls_with_steps_per_execution(keras, tf, xy):
+    model = k3_model(keras)
+    model.compile(optimizer="sgd", loss="mse", steps_per_execution=2)
+    cb = hw.watch(model, every=3)
+    model.fit(*xy, epochs=2, batch_size=4, verbose=0, callbacks=[cb])  # 16 steps, 8 calls
+    assert cb.history.steps == [4, 6, 10, 12, 16]  # the first call at or past 3, 6, 9, 12, 15

@@ -145,6 +145,7 @@ class _Watcher:
         self._start = None
         self._step = 0
         self._epoch = 0
+        self._epoch_first_step = 0
         self._listeners: list[Callable[[Any, str], None]] = []
         self.running = False
         # found again by explore(model); object.__setattr__ so Keras does not track it
@@ -426,6 +427,7 @@ def _callback_class(generation: str, per_step: bool) -> type:
 
     def on_epoch_begin(self, epoch, logs=None):
         self._epoch = epoch
+        self._epoch_first_step = self._step
 
     def on_epoch_end(self, epoch, logs=None):
         self._epoch = epoch + 1
@@ -440,8 +442,12 @@ def _callback_class(generation: str, per_step: bool) -> type:
                     series[-1] = float(np.asarray(value))
 
     def on_train_batch_end(self, batch, logs=None):
-        self._step += 1
-        if self._step % self.every == 0:
+        # ``batch`` is the index of the epoch's last step run (steps_per_execution > 1 runs
+        # several per call): record once when a multiple of ``every`` was reached
+        step = max(self._epoch_first_step + int(batch) + 1, self._step + 1)
+        crossed = step // self.every > self._step // self.every
+        self._step = step
+        if crossed:
             self._record(logs)
 
     namespace = {"on_train_begin": on_train_begin, "on_train_end": on_train_end,
