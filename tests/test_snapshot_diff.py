@@ -282,3 +282,46 @@ def test_one_side_only_variables_are_listed(keras, tf):
     assert d.only_after == ["m/extra/kernel", "m/extra/bias"] and d.only_before == []
     assert set(d) == {"m/head/kernel", "m/head/bias"}
     assert "Only after (2)" in d.summary()
+
+
+def test_bad_inputs_say_what_to_do(keras, tf, tmp_path):
+    model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(2, name="head")], name="m")
+    np.savez(tmp_path / "other.npz", a=np.zeros(3))
+    with pytest.raises(hw.HubWidgetsError, match="not a hubwidgets snapshot"):
+        hw.Snapshot.load(tmp_path / "other.npz")
+    with pytest.raises(hw.HubWidgetsError, match="Could not read the snapshot"):
+        hw.Snapshot.load(tmp_path / "missing.npz")
+    with pytest.raises(hw.ModelLoadError, match="No file or directory"):
+        hw.diff(model, str(tmp_path / "missing.keras"))
+    with pytest.raises(hw.NotAModelError):
+        hw.diff(model, 42)
+    (tmp_path / "ckpt.index").write_bytes(b"not a checkpoint")
+    with pytest.raises(hw.ModelLoadError, match="Could not read the checkpoint"):
+        hw.diff(str(tmp_path / "ckpt"), model)
+
+
+def test_a_fine_tuned_hub_keras_layer_against_the_module_on_its_own(hub_backbone, hub, tf_keras,
+                                                                    tf, xy):
+    original = hub.load(hub_backbone)
+    layer = hub.KerasLayer(hub_backbone, trainable=True, name="hub")
+    model = tf_keras.Sequential([tf_keras.Input((4,)), layer,
+                                 tf_keras.layers.Dense(2, name="head")], name="clf")
+    model.compile(optimizer=tf_keras.optimizers.SGD(0.1), loss="mse")
+    model.fit(*xy, epochs=1, batch_size=8, verbose=0)
+    d = hw.diff(original, model)  # matched by the path inside the module
+    assert len(d) == len(original.variables) == 8
+    assert d.only_after == ["clf/head/kernel", "clf/head/bias"]
+    assert all(p.startswith("clf/hub/") for p in d)
+    assert d.changed == list(d)  # all trained, and BatchNorm ran in training mode
+    kernel = d["clf/hub/block2_dense/kernel"]
+    by_name = {v.name: v.numpy() for v in original.variables}
+    np.testing.assert_array_equal(hw.snapshot(original)[
+        next(p for p in hw.snapshot(original) if p.endswith("block2_dense/kernel"))],
+        by_name["block2_dense/kernel:0"])
+    moved = layer.weights[[w.name for w in layer.weights].index("block2_dense/kernel:0")]
+    delta = moved.numpy().astype(np.float64) - by_name["block2_dense/kernel:0"]
+    assert kernel.rel_change == pytest.approx(
+        np.linalg.norm(delta) / np.linalg.norm(by_name["block2_dense/kernel:0"].astype(np.float64)),
+        rel=1e-9)
+    assert {i.path.rsplit("/", 1)[-1] for i in d.frozen_changed} == {"moving_mean",
+                                                                     "moving_variance"}

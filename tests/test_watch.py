@@ -120,7 +120,7 @@ def test_update_ratio_false_holds_no_copy(keras, tf, xy):
     probe = keras.callbacks.LambdaCallback(
         on_epoch_end=lambda *a: held.append((dict(cb._previous), cb._start)))
     model.fit(*xy, epochs=2, batch_size=16, verbose=0, callbacks=[cb, probe])
-    assert held == [({}, None), ({}, None)]
+    assert held == [({}, None), ({}, None)] and cb.held_bytes == 0
     assert all(math.isnan(r.update_ratio) for r in cb.history.records)
     assert cb.diff is None and len(cb.history) == 6
 
@@ -130,8 +130,7 @@ def test_update_ratio_holds_exactly_one_copy_of_the_weights(keras, tf, xy):
     model.compile(optimizer="sgd", loss="mse")
     cb = hw.watch(model, diff=False)
     sizes = []
-    probe = keras.callbacks.LambdaCallback(on_epoch_end=lambda *a: sizes.append(
-        sum(p.nbytes for copies in cb._previous.values() for p in copies)))
+    probe = keras.callbacks.LambdaCallback(on_epoch_end=lambda *a: sizes.append(cb.held_bytes))
     model.fit(*xy, epochs=2, batch_size=16, verbose=0, callbacks=[cb, probe])
     weights = sum(v.nbytes for v in hw.inspect(model).variables() if v.can_train)
     assert sizes == [weights, weights]
@@ -212,6 +211,9 @@ def test_bad_arguments_say_what_to_pass(keras, plain_module):
         hw.watch(model, every=0)
     with pytest.raises(hw.HubWidgetsError, match="Keras 3 or tf_keras model"):
         hw.watch(plain_module)
+    unbuilt = keras.Sequential([keras.layers.Dense(2)], name="unbuilt")
+    with pytest.raises(hw.UnbuiltModelError, match="Build it first"):
+        hw.watch(unbuilt)
 
 
 # -- the live panel ------------------------------------------------------------------------
@@ -269,3 +271,45 @@ def test_callback_displays_as_the_panel_and_unwatched_models_have_none(keras, tf
     assert view["model_id"] == cb.panel.model_id
     assert data["text/plain"].startswith("<hubwidgets.watch every epoch")
     assert hw.training_panel_for(hw.inspect(model)) is cb.panel
+
+
+def test_device_path_gives_the_host_paths_numbers(keras, tf):
+    """The GPU path (reductions where the variables live) run on CPU variables: the same
+    figures as the host path, and a ratio of exactly 0 for an unchanged layer."""
+    from hubwidgets.model import watch as watch_module
+
+    model = k3_model(keras)
+    variables = model.get_layer("head").weights
+    prev = [watch_module._copy(v) for v in variables]
+    device = watch_module._device_stats(variables, [tf.constant(p) for p in prev], 16)
+    host = watch_module._host_layer_stats([watch_module._host_flat(variables)], 16)[0]
+    assert device.pop("ratio") == 0.0
+    for key in ("mean", "std", "norm", "min", "max"):
+        assert device[key] == pytest.approx(host[key], rel=1e-6), key
+    np.testing.assert_array_equal(device["counts"], host["counts"])
+    variables[0].assign(variables[0] * 2.0)
+    moved = watch_module._device_stats(variables, [tf.constant(p) for p in prev], 16)["ratio"]
+    flat_prev = np.concatenate([p.ravel() for p in prev]).astype(np.float64)
+    delta = np.concatenate([np.asarray(v.numpy()).ravel() for v in variables]) - flat_prev
+    assert moved == pytest.approx(np.linalg.norm(delta) / np.linalg.norm(flat_prev), rel=1e-6)
+
+
+@pytest.mark.parametrize("generation", ["keras", "tf_keras"])
+def test_a_watched_model_still_saves_and_reloads(generation, request, tf, xy, tmp_path):
+    K = request.getfixturevalue(generation)
+    model = K.Sequential([K.Input((4,)), K.layers.Dense(2, name="head")], name="saved")
+    model.compile(optimizer="sgd", loss="mse")
+    cb = hw.watch(model)
+    model.fit(*xy, epochs=1, batch_size=16, verbose=0, callbacks=[cb])
+    path = str(tmp_path / ("m.keras" if generation == "keras" else "m_savedmodel"))
+    model.save(path)
+    d = hw.diff(path, model)
+    assert d.changed == [] and len(d) == 2
+
+
+def test_every_n_steps_counts_steps_not_calls_with_steps_per_execution(keras, tf, xy):
+    model = k3_model(keras)
+    model.compile(optimizer="sgd", loss="mse", steps_per_execution=2)
+    cb = hw.watch(model, every=3)
+    model.fit(*xy, epochs=2, batch_size=4, verbose=0, callbacks=[cb])  # 16 steps, 8 calls
+    assert cb.history.steps == [4, 6, 10, 12, 16]  # the first call at or past 3, 6, 9, 12, 15

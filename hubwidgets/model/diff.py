@@ -242,14 +242,13 @@ def diff(before: Any, after: Any) -> WeightDiff:
     first = _resolve(before, after)
     second = _resolve(after, before)
     a, b = first.snap, second.snap
-    key_a, key_b = _keys(a, b)
-    by_key_b = {key_b(p): p for p in b.values}
+    pairs = match_paths(list(a.values), list(b.values), same_root=a.root == b.root)
     results: dict[str, VariableDiff] = {}
     only_before: list[str] = []
     matched: set[str] = set()
     live = second.model if second.model is not None else first.model
     for path, value in a.values.items():
-        other = by_key_b.get(key_a(path))
+        other = pairs.get(path)
         if other is None:
             only_before.append(path)
             continue
@@ -272,11 +271,48 @@ def diff(before: Any, after: Any) -> WeightDiff:
                       labels=(first.label, second.label))
 
 
-def _keys(a: Snapshot, b: Snapshot) -> tuple[Any, Any]:
-    """Match by full path, or by the path below the root when the roots differ."""
-    if a.root == b.root:
-        return (lambda p: p), (lambda p: p)
-    return _below_root, _below_root
+def match_paths(first: list[str], second: list[str], same_root: bool) -> dict[str, str]:
+    """Pairs of variable paths (first -> second): the same path; else, when the roots differ
+    (a model and its reloaded copy), the same path below the root; else, when that matches
+    nothing (a Hub module on its own and inside a model), the same path once leading
+    components of the longer one are dropped, where that is unique."""
+    if same_root:
+        exact = set(second)
+        return {p: p for p in first if p in exact}
+    below = {_below_root(p): p for p in second}
+    pairs = {p: below[_below_root(p)] for p in first if _below_root(p) in below}
+    if pairs:
+        return pairs
+    return _suffix_pairs([_below_root(p) for p in first], [_below_root(p) for p in second],
+                         first, second)
+
+
+def _suffix_pairs(short_a: list[str], short_b: list[str], first: list[str],
+                  second: list[str]) -> dict[str, str]:
+    def suffixes(path: str) -> list[str]:
+        parts = path.split("/")
+        return ["/".join(parts[i:]) for i in range(len(parts))]
+
+    index_b: dict[str, list[int]] = {}
+    for j, p in enumerate(short_b):
+        for suffix in suffixes(p):
+            index_b.setdefault(suffix, []).append(j)
+    index_a: dict[str, list[int]] = {}
+    for i, p in enumerate(short_a):
+        for suffix in suffixes(p):
+            index_a.setdefault(suffix, []).append(i)
+    pairs: dict[str, str] = {}
+    for i, p in enumerate(short_a):
+        hits = index_b.get(p, [])
+        if len(hits) == 1:  # first's path is a unique tail of one of second's
+            pairs[first[i]] = second[hits[0]]
+    if pairs:
+        return pairs
+    for j, p in enumerate(short_b):
+        hits = index_a.get(p, [])
+        if len(hits) == 1:
+            pairs[first[hits[0]]] = second[j]
+    return pairs
 
 
 def _below_root(path: str) -> str:

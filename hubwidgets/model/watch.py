@@ -15,7 +15,7 @@ from typing import Any, Callable
 
 import numpy as np
 
-from .errors import HubWidgetsError
+from .errors import HubWidgetsError, UnbuiltModelError
 
 WATCHER_ATTR = "_hubwidgets_watcher"  # set on a watched model: its latest watcher
 
@@ -145,6 +145,7 @@ class _Watcher:
         self._start = None
         self._step = 0
         self._epoch = 0
+        self._epoch_first_step = 0
         self._listeners: list[Callable[[Any, str], None]] = []
         self.running = False
         # found again by explore(model); object.__setattr__ so Keras does not track it
@@ -177,9 +178,11 @@ class _Watcher:
             if layer.path not in self.history.layers:
                 self.history.layers.append(layer.path)
         self._previous = {}
-        if self.update_ratio:
-            self._previous = {layer.path: [_copy(v) for v in layer.variables]
-                              for layer in self._layers}
+        if self.update_ratio:  # the one copy: flat on the host, per variable on a GPU
+            self._previous = {
+                layer.path: _host_flat(layer.variables)
+                if all(_on_host(v) for v in layer.variables)
+                else [_copy(v) for v in layer.variables] for layer in self._layers}
         self._start = snapshot(model) if self.keep_diff else None
         self.running = True
         self._notify("begin")
@@ -208,24 +211,38 @@ class _Watcher:
         for series in self.history.logs.values():
             if len(series) < interval + 1:
                 series.append(math.nan)
+        host = [layer for layer in self._layers if all(_on_host(v) for v in layer.variables)]
+        flats = {layer.path: _host_flat(layer.variables) for layer in host}
+        stats = dict(zip(flats, _host_layer_stats(list(flats.values()), self.bins),
+                         strict=True))
         for layer in self._layers:
-            self.history.records.append(self._layer_record(layer, interval))
+            prev = self._previous.get(layer.path)
+            if layer.path in flats:
+                values = flats[layer.path]
+                record = stats[layer.path]
+                if prev is not None:
+                    record["ratio"] = _host_ratio(values, prev)
+                    self._previous[layer.path] = values  # this read becomes the copy held
+            else:
+                record = _device_stats(layer.variables, prev, self.bins)
+                if prev is not None:
+                    self._previous[layer.path] = [_copy(v) for v in layer.variables]
+            ratio = record.pop("ratio") if prev is not None else math.nan
+            record.pop("ratio", None)
+            self.history.records.append(LayerRecord(
+                interval=interval, step=self._step, epoch=self._epoch, path=layer.path,
+                update_ratio=ratio, **record))
         self._notify("interval")
 
-    def _layer_record(self, layer: _Layer, interval: int) -> LayerRecord:
-        values = [_read(v) for v in layer.variables]
-        prev = self._previous.get(layer.path)
-        if all(isinstance(x, np.ndarray) for x in values):
-            stats = _host_stats(values, prev, self.bins)
-            if prev is not None:
-                self._previous[layer.path] = values  # the fresh host copy becomes "previous"
-        else:
-            stats = _device_stats(values, prev, self.bins)
-            if prev is not None:
-                self._previous[layer.path] = [_copy(v) for v in layer.variables]
-        ratio = stats.pop("ratio") if prev is not None else math.nan
-        return LayerRecord(interval=interval, step=self._step, epoch=self._epoch,
-                           path=layer.path, update_ratio=ratio, **stats)
+    @property
+    def held_bytes(self) -> int:
+        """Bytes of the weight copy held for update ratios (0 with ``update_ratio=False``)."""
+        total = 0
+        for copy in self._previous.values():
+            parts = copy if isinstance(copy, list) else [copy]
+            total += sum(int(np.prod(p.shape)) * p.dtype.size if not isinstance(p, np.ndarray)
+                         else p.nbytes for p in parts)
+        return total
 
     def _check_drift(self) -> None:
         """Mirrored variables: every replica must hold the primary's bits."""
@@ -279,36 +296,55 @@ def _copy(variable: Any) -> Any:
         return tf.identity(inner)
 
 
-def _read(variable: Any) -> Any:
-    if _on_host(variable):
-        return np.asarray(variable.numpy())
-    return variable
+def _host_flat(variables: list[Any]) -> np.ndarray:
+    """The layer's weights as one flat array that owns its data (``.numpy()`` copies)."""
+    arrays = [np.asarray(v.numpy()).reshape(-1) for v in variables]
+    if len(arrays) == 1:
+        return arrays[0]
+    dtype = arrays[0].dtype if all(a.dtype == arrays[0].dtype for a in arrays) else np.float64
+    return np.concatenate(arrays).astype(dtype, copy=False)
 
 
-def _host_stats(values: list[np.ndarray], prev: list[np.ndarray] | None,
-                bins: int) -> dict[str, Any]:
-    flat = [v.astype(np.float64, copy=False).ravel() for v in values]
-    finite = [f[np.isfinite(f)] for f in flat]
-    count = sum(f.size for f in finite)
-    nonfinite = sum(f.size for f in flat) - count
-    lo = min((float(f.min()) for f in finite if f.size), default=0.0)
-    hi = max((float(f.max()) for f in finite if f.size), default=0.0)
-    total = sum(float(f.sum()) for f in finite)
-    sq = sum(float(f @ f) for f in finite)
-    mean = total / count if count else math.nan
-    var = max(sq / count - mean * mean, 0.0) if count else math.nan
-    edges = np.linspace(lo, hi if hi > lo else lo + 1e-12, bins + 1)
-    counts = np.zeros(bins, dtype=np.int64)
-    for f in finite:
-        counts += np.histogram(f, bins=edges)[0]
-    out = dict(mean=mean, std=math.sqrt(var) if count else math.nan, norm=math.sqrt(sq),
-               min=lo, max=hi, counts=counts, edges=edges, nonfinite=int(nonfinite))
-    if prev is not None:
-        delta = sum(float(np.sum(np.square(v.astype(np.float64) - p.astype(np.float64))))
-                    for v, p in zip(values, prev, strict=True))
-        before = sum(float(np.sum(np.square(p.astype(np.float64)))) for p in prev)
-        out["ratio"] = _ratio(delta, before)
+def _host_layer_stats(flats: list[np.ndarray], bins: int) -> list[dict[str, Any]]:
+    """Mean, std, norm, min, max and a ``numpy.histogram`` of each flat array, all arrays in
+    one call of the compiled kernel of :mod:`hubwidgets.model.host_stats` (numpy where it
+    cannot be used)."""
+    from .host_stats import host_reductions
+
+    kernel_ready = [f if f.dtype.name in ("float32", "float64") else None for f in flats]
+    out = []
+    for flat, r in zip(flats, host_reductions(kernel_ready, bins, None), strict=True):
+        if r is None or r.nan or r.inf:
+            out.append(_numpy_stats(flat, bins))
+            continue
+        empty = r.count == 0
+        out.append(dict(mean=math.nan if empty else r.mean, std=math.nan if empty else r.std,
+                        norm=r.l2, min=0.0 if empty else r.min, max=0.0 if empty else r.max,
+                        counts=r.counts, edges=r.edges, nonfinite=0))
     return out
+
+
+def _numpy_stats(flat: np.ndarray, bins: int) -> dict[str, Any]:
+    """Any dtype, NaN/Inf left out of every figure and counted in ``nonfinite``."""
+    x = flat.astype(np.float64)
+    finite = x[np.isfinite(x)]
+    count = finite.size
+    lo, hi = (float(finite.min()), float(finite.max())) if count else (0.0, 0.0)
+    counts, edges = np.histogram(finite, bins=bins, range=(lo, hi) if hi > lo else None)
+    return dict(mean=float(finite.mean()) if count else math.nan,
+                std=float(finite.std()) if count else math.nan,
+                norm=float(np.sqrt(finite @ finite)), min=lo, max=hi,
+                counts=counts.astype(np.int64), edges=edges, nonfinite=int(x.size - count))
+
+
+def _host_ratio(values: np.ndarray, prev: np.ndarray) -> float:
+    """‖values − prev‖ / ‖prev‖ in float64; exactly 0 when no bit moved."""
+    if values.dtype == prev.dtype and np.array_equal(values.view(f"u{values.itemsize}"),
+                                                     prev.view(f"u{prev.itemsize}")):
+        return 0.0
+    delta = np.subtract(values, prev, dtype=np.float64)
+    before = prev.astype(np.float64)
+    return _ratio(float(delta @ delta), float(before @ before))
 
 
 def _device_stats(values: list[Any], prev: list[Any] | None, bins: int) -> dict[str, Any]:
@@ -391,6 +427,7 @@ def _callback_class(generation: str, per_step: bool) -> type:
 
     def on_epoch_begin(self, epoch, logs=None):
         self._epoch = epoch
+        self._epoch_first_step = self._step
 
     def on_epoch_end(self, epoch, logs=None):
         self._epoch = epoch + 1
@@ -405,8 +442,12 @@ def _callback_class(generation: str, per_step: bool) -> type:
                     series[-1] = float(np.asarray(value))
 
     def on_train_batch_end(self, batch, logs=None):
-        self._step += 1
-        if self._step % self.every == 0:
+        # ``batch`` is the index of the epoch's last step run (steps_per_execution > 1 runs
+        # several per call): record once when a multiple of ``every`` was reached
+        step = max(self._epoch_first_step + int(batch) + 1, self._step + 1)
+        crossed = step // self.every > self._step // self.every
+        self._step = step
+        if crossed:
             self._record(logs)
 
     namespace = {"on_train_begin": on_train_begin, "on_train_end": on_train_end,
@@ -457,6 +498,12 @@ def watch(model: Any, every: str | int = "epoch", *, update_ratio: bool = True,
             f"hubwidgets.watch needs a Keras 3 or tf_keras model (the one you pass to fit), "
             f"not a {type(model).__name__}. Wrap a Hub module in hub.KerasLayer (tf_keras) or "
             "hubwidgets.HubLayer (Keras 3) inside a model first.")
+    if not getattr(model, "weights", None):
+        raise UnbuiltModelError(
+            f"The model {getattr(model, 'name', '')!r} has no weights yet: fit would create "
+            "them in its first step, too late to record where training started. Build it "
+            "first, e.g. model(x[:1]) or model.build((None, ...)), then call "
+            "hubwidgets.watch(model).")
     per_step = every != "epoch"
     cls = _callback_class(generation, per_step)
     callback = cls()
