@@ -45,7 +45,7 @@ _EXPORTS = {
     "diff": "hubwidgets.model.diff",
     "WeightDiff": "hubwidgets.model.diff",
     "VariableDiff": "hubwidgets.model.diff",
-    "watch": "hubwidgets.model.watch",
+    "watch": "hubwidgets.widgets.training",
     "TrainingPanel": "hubwidgets.widgets.training",
     "training_panel_for": "hubwidgets.widgets.training",
     "scale_weights": "hubwidgets.model.edits",
@@ -84,8 +84,7 @@ if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
     from .model.snapshot import Snapshot, snapshot
     from .model.stats import NonFiniteWeightsWarning, WeightStats, weight_stats
     from .model.tree import ModelTree, Node, SignatureInfo, VariableInfo
-    from .model.watch import watch
-    from .widgets.training import TrainingPanel, training_panel_for
+    from .widgets.training import TrainingPanel, training_panel_for, watch
 
 
 def __getattr__(name: str) -> Any:

@@ -218,7 +218,7 @@ def test_bad_arguments_say_what_to_pass(keras, plain_module):
 
 # -- the live panel ------------------------------------------------------------------------
 def test_panel_updates_live_during_fit_through_the_comm(keras, tf, xy):
-    from bench.recording_comm import recording_comms
+    from recording_comm import recording_comms
 
     model = k3_model(keras)
     model.get_layer("base").trainable = False

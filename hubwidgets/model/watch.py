@@ -18,6 +18,9 @@ import numpy as np
 from .errors import HubWidgetsError, UnbuiltModelError
 
 WATCHER_ATTR = "_hubwidgets_watcher"  # set on a watched model: its latest watcher
+# the widget that displays a watcher, registered by hubwidgets.widgets.training (the backend
+# never imports widgets)
+PANEL_FACTORY: list[Any] = []
 
 
 class ReplicaDriftWarning(UserWarning):
@@ -268,9 +271,10 @@ class _Watcher:
         """The live :class:`~hubwidgets.TrainingPanel` of this watcher (created on first use)."""
         existing = getattr(self, "_panel", None)
         if existing is None:
-            from ..widgets.training import TrainingPanel  # the only widget import: on display
-
-            existing = self._panel = TrainingPanel(self)
+            if not PANEL_FACTORY:
+                raise RuntimeError("The training panel is a widget: call hubwidgets.watch "
+                                   "(it loads hubwidgets.widgets.training) to display it.")
+            existing = self._panel = PANEL_FACTORY[0](self)
         return existing
 
     def _repr_mimebundle_(self, **kwargs: Any) -> Any:

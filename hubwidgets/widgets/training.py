@@ -23,6 +23,7 @@ import ipywidgets as widgets
 import numpy as np
 import plotly.graph_objects as go
 
+from ..model import watch as watch_module
 from ..model.watch import watcher_of
 
 FIGURE_WIDTH = 440
@@ -219,3 +220,14 @@ def _sync_traces(fig: go.FigureWidget, names: list[str], kind: str) -> None:
         fig.data = fig.data[:len(names)]
     for _ in range(have, len(names)):
         fig.add_trace(go.Heatmap() if kind == "heatmap" else go.Scatter())
+
+
+def watch(model: Any, every: str | int = "epoch", **options: Any) -> Any:
+    """See :func:`hubwidgets.model.watch.watch` (this is it, with the panel that displays the
+    callback loaded)."""
+    return watch_module.watch(model, every, **options)
+
+
+watch.__doc__ = watch_module.watch.__doc__
+if TrainingPanel not in watch_module.PANEL_FACTORY:
+    watch_module.PANEL_FACTORY.append(TrainingPanel)
