@@ -1,0 +1,291 @@
+"""Keras metadata of a SavedModel written by tf_keras: layer names, classes, output shapes.
+
+tf_keras keeps, for every Keras object it saved, a JSON record (``class_name``, ``name``,
+``config``, ``build_input_shape``, ...) in one of two places:
+
+- ``keras_metadata.pb`` beside ``saved_model.pb`` (TF 2.5 and later);
+- the SavedModel proto itself, ``object_graph_def.nodes[i].user_object.metadata``
+  (TF 2.0 to 2.4, and many published TF Hub modules).
+
+:func:`read_keras_metadata` reads both (the file wins where both exist), maps every
+object-graph path (``("layer_with_weights-0",)``, alias paths included) to a
+:class:`LayerMetadata`, and says in :attr:`KerasMetadata.problems` what it could not read,
+so that a malformed record or an unknown class never stops the walk.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import warnings
+from dataclasses import dataclass, field
+from typing import Any
+
+# user_object identifiers tf_keras writes for layers and models
+LAYER_IDENTIFIERS = frozenset({
+    "_tf_keras_layer", "_tf_keras_input_layer", "_tf_keras_network", "_tf_keras_model",
+    "_tf_keras_sequential", "_tf_keras_rnn_layer"})
+MODEL_IDENTIFIERS = frozenset({"_tf_keras_network", "_tf_keras_model", "_tf_keras_sequential"})
+# ... and for what training keeps beside the model
+TRAINING_STATE_IDENTIFIERS = frozenset({"_tf_keras_metric", "optimizer"})
+# classes whose config holds Python code: never rebuilt here (only their names are shown)
+UNSAFE_CLASSES = frozenset({"Lambda"})
+
+Shape = Any
+
+
+@dataclass(frozen=True)
+class LayerMetadata:
+    """What the SavedModel says about one Keras object."""
+
+    name: str
+    class_name: str
+    identifier: str
+    output_shape: Shape = None
+
+
+@dataclass
+class KerasMetadata:
+    """Every Keras object's metadata, by object-graph path, and what could not be read."""
+
+    layers: dict[tuple[str, ...], LayerMetadata] = field(default_factory=dict)
+    problems: list[str] = field(default_factory=list)
+    source: str = ""  # "keras_metadata.pb", "saved_model.pb" or "" when there is none
+
+    def get(self, graph_path: tuple[str, ...]) -> LayerMetadata | None:
+        """The metadata of the object at ``graph_path``, if any."""
+        return self.layers.get(graph_path)
+
+    def is_training_state(self, graph_path: tuple[str, ...]) -> bool:
+        """Whether the SavedModel marks the object at ``graph_path`` as optimizer or metric."""
+        meta = self.layers.get(graph_path)
+        return meta is not None and meta.identifier in TRAINING_STATE_IDENTIFIERS
+
+
+def read_keras_metadata(saved_model_dir: str | None) -> KerasMetadata:
+    """Read the Keras metadata of the SavedModel in ``saved_model_dir`` (never raises)."""
+    out = KerasMetadata()
+    if not saved_model_dir:
+        return out
+    graph_file = os.path.join(saved_model_dir, "saved_model.pb")
+    if not os.path.isfile(graph_file):
+        return out
+    try:
+        from tensorflow.core.protobuf import saved_model_pb2
+
+        saved = saved_model_pb2.SavedModel()
+        with open(graph_file, "rb") as f:
+            saved.ParseFromString(f.read())
+        graph = saved.meta_graphs[0].object_graph_def
+    except Exception:  # noqa: BLE001 - the loader has read this file; nothing more to learn
+        return out
+    records, out.source = _records_from_file(saved_model_dir, out.problems), "keras_metadata.pb"
+    if not records:
+        records, out.source = _records_from_proto(graph), "saved_model.pb"
+    if not records:
+        out.source = ""
+        return out
+    parsed, bad = _parse_records(records)
+    if bad:
+        out.problems.append(
+            f"the Keras metadata of {bad} object(s) in {out.source} is not valid JSON: "
+            "those layers are named after their variables' scopes")
+    shapes = _output_shapes(graph, parsed, out.problems)
+    by_id = {node_id: LayerMetadata(name=str(info.get("name", "") or ""),
+                                    class_name=str(info.get("class_name", "") or ""),
+                                    identifier=identifier, output_shape=shapes.get(node_id))
+             for node_id, (identifier, info) in parsed.items()}
+    for path, node_id in graph_paths(graph).items():
+        if node_id in by_id:
+            out.layers[path] = by_id[node_id]
+    return out
+
+
+def graph_paths(graph: Any) -> dict[tuple[str, ...], int]:
+    """Every path of child names in the object graph (aliases included) -> node id."""
+    first: dict[int, tuple[str, ...]] = {0: ()}
+    every: dict[tuple[str, ...], int] = {(): 0}
+    queue = [0]
+    while queue:  # breadth first; every alias of a child (layer-0, layer_with_weights-0) kept
+        node_id = queue.pop(0)
+        for ref in graph.nodes[node_id].children:
+            every[first[node_id] + (ref.local_name,)] = ref.node_id
+            if ref.node_id not in first:
+                first[ref.node_id] = first[node_id] + (ref.local_name,)
+                queue.append(ref.node_id)
+    return every
+
+
+# -- reading the records ---------------------------------------------------------------------
+def _records_from_file(saved_model_dir: str, problems: list[str]) -> dict[int, tuple[str, str]]:
+    meta_file = os.path.join(saved_model_dir, "keras_metadata.pb")
+    if not os.path.isfile(meta_file):
+        return {}
+    try:
+        from tf_keras.protobuf import saved_metadata_pb2
+
+        meta = saved_metadata_pb2.SavedMetadata()
+        with open(meta_file, "rb") as f:
+            meta.ParseFromString(f.read())
+    except Exception as exc:  # noqa: BLE001 - a damaged file: fall back to the proto
+        problems.append(f"keras_metadata.pb could not be read ({type(exc).__name__})")
+        return {}
+    return {node.node_id: (node.identifier, node.metadata) for node in meta.nodes}
+
+
+def _records_from_proto(graph: Any) -> dict[int, tuple[str, str]]:
+    out = {}
+    for node_id, node in enumerate(graph.nodes):
+        if node.WhichOneof("kind") == "user_object" and node.user_object.metadata:
+            out[node_id] = (node.user_object.identifier, node.user_object.metadata)
+    return out
+
+
+def _parse_records(records: dict[int, tuple[str, str]]) -> tuple[dict[int, tuple[str, dict]], int]:
+    parsed, bad = {}, 0
+    for node_id, (identifier, text) in records.items():
+        try:
+            info = json.loads(text)
+        except ValueError:
+            bad += 1
+            continue
+        if not isinstance(info, dict):
+            bad += 1
+            continue
+        parsed[node_id] = (identifier, info)
+    return parsed, bad
+
+
+# -- output shapes ---------------------------------------------------------------------------
+def decode_shape(value: Any) -> Shape:
+    """A shape as tf_keras serializes it (``{"class_name": "TensorShape", "items": [...]}``,
+    ``__tuple__``, lists or dicts of those) as a tuple, or a list of tuples."""
+    if isinstance(value, dict):
+        if value.get("class_name") in ("TensorShape", "__tuple__") and "items" in value:
+            items = value["items"]
+            if items is None:
+                return None
+            if all(i is None or isinstance(i, int) for i in items):
+                return tuple(items)
+            return [decode_shape(i) for i in items]
+        if "items" not in value and value:  # a dict of named inputs
+            return [decode_shape(v) for v in value.values()]
+        return None
+    if isinstance(value, (list, tuple)):
+        if all(i is None or isinstance(i, int) for i in value):
+            return tuple(value)
+        return [decode_shape(v) for v in value]
+    return None
+
+
+def _as_shape(value: Any) -> Shape:
+    """A computed output shape (TensorShape, tuple, or nested lists/dicts of them)."""
+    if value is None:
+        return None
+    if hasattr(value, "as_list"):
+        return tuple(value.as_list()) if value.rank is not None else None
+    if isinstance(value, dict):
+        return [_as_shape(v) for v in value.values()]
+    if isinstance(value, (list, tuple)):
+        if all(d is None or isinstance(d, int) for d in value):
+            return tuple(value)
+        shapes = [_as_shape(v) for v in value]
+        return shapes if len(shapes) != 1 else shapes[0]
+    return None
+
+
+def _output_shapes(graph: Any, parsed: dict[int, tuple[str, dict]],
+                   problems: list[str]) -> dict[int, Shape]:
+    """Output shape of each layer: leaf layers rebuilt from their config (never built, so no
+    weights are made) and asked ``compute_output_shape(build_input_shape)``; models take
+    their output layers' shapes."""
+    shapes: dict[int, Shape] = {}
+    unknown: set[str] = set()
+    layers = {i: info for i, (ident, info) in parsed.items() if ident in LAYER_IDENTIFIERS}
+    models = {i for i, (ident, _) in parsed.items() if ident in MODEL_IDENTIFIERS}
+    for node_id, info in layers.items():
+        if node_id in models:
+            continue
+        shapes[node_id] = _leaf_output_shape(info, unknown)
+    # models: inner models first (their ids are larger than their parents' in the proto)
+    for node_id in sorted(models, reverse=True):
+        shapes[node_id] = _model_output_shape(graph, node_id, parsed, shapes)
+    if unknown:
+        problems.append(
+            "layer class(es) not installed here: " + ", ".join(sorted(unknown)) +
+            " (their names and variables are shown; output shapes are unknown)")
+    return shapes
+
+
+def _leaf_output_shape(info: dict, unknown: set[str]) -> Shape:
+    class_name = str(info.get("class_name", ""))
+    config = info.get("config")
+    if class_name == "InputLayer" and isinstance(config, dict):
+        return decode_shape(config.get("batch_input_shape") or config.get("batch_shape"))
+    input_shape = decode_shape(info.get("build_input_shape"))
+    if input_shape is None or not isinstance(config, dict) or class_name in UNSAFE_CLASSES:
+        return None
+    layer = _rebuild(class_name, config, unknown)
+    if layer is None:
+        return None
+    try:
+        import tensorflow as tf
+
+        arg = ([tf.TensorShape(s) for s in input_shape] if isinstance(input_shape, list)
+               else tf.TensorShape(input_shape))
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            return _as_shape(layer.compute_output_shape(arg))
+    except Exception:  # noqa: BLE001 - a layer that cannot say its shape keeps "?"
+        return None
+
+
+def _rebuild(class_name: str, config: dict, unknown: set[str]) -> Any:
+    try:
+        import tf_keras
+    except ImportError:
+        return None
+    try:
+        from tf_keras.src.saving.serialization_lib import SafeModeScope
+    except ImportError:  # older tf_keras
+        SafeModeScope = None  # noqa: N806
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            if SafeModeScope is not None:
+                with SafeModeScope(True):
+                    return tf_keras.layers.deserialize({"class_name": class_name,
+                                                        "config": config})
+            return tf_keras.layers.deserialize({"class_name": class_name, "config": config})
+    except ValueError as exc:
+        if "Unknown" in str(exc):
+            unknown.add(class_name)
+        return None
+    except Exception:  # noqa: BLE001 - a config this tf_keras cannot rebuild keeps "?"
+        return None
+
+
+def _model_output_shape(graph: Any, node_id: int, parsed: dict[int, tuple[str, dict]],
+                        shapes: dict[int, Shape]) -> Shape:
+    info = parsed[node_id][1]
+    config = info.get("config") if isinstance(info.get("config"), dict) else {}
+    by_name: dict[str, int] = {}
+    ordered: list[tuple[int, int]] = []
+    for ref in graph.nodes[node_id].children:
+        if ref.local_name.startswith("layer-") and ref.node_id in parsed:
+            by_name[str(parsed[ref.node_id][1].get("name", ""))] = ref.node_id
+            try:
+                ordered.append((int(ref.local_name.split("-", 1)[1]), ref.node_id))
+            except ValueError:
+                continue
+    outputs = config.get("output_layers")
+    if isinstance(outputs, list) and outputs:
+        if outputs and not isinstance(outputs[0], list):
+            outputs = [outputs]  # a single output: [name, node_index, tensor_index]
+        found = [shapes.get(by_name.get(str(o[0]), -1)) for o in outputs if o]
+        if found and all(s is not None for s in found):
+            return found if len(found) > 1 else found[0]
+        return None
+    if info.get("class_name") == "Sequential" and ordered:
+        return shapes.get(max(ordered)[1])
+    return None
