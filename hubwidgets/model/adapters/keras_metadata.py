@@ -7,9 +7,9 @@ tf_keras keeps, for every Keras object it saved, a JSON record (``class_name``, 
 - the SavedModel proto itself, ``object_graph_def.nodes[i].user_object.metadata``
   (TF 2.0 to 2.4, and many published TF Hub modules).
 
-:func:`read_keras_metadata` reads both (the file wins where both exist), maps every
-object-graph path (``("layer_with_weights-0",)``, alias paths included) to a
-:class:`LayerMetadata`, and says in :attr:`KerasMetadata.problems` what it could not read,
+:func:`read_keras_metadata` reads both (the file wins where both exist) into a
+:class:`LayerMetadata` per object-graph node, found from any path of child names
+(``("layer_with_weights-0",)`` or its alias ``("layer-1",)``), and says in :attr:`KerasMetadata.problems` what it could not read,
 so that a malformed record or an unknown class never stops the walk.
 """
 
@@ -48,17 +48,31 @@ class LayerMetadata:
 class KerasMetadata:
     """Every Keras object's metadata, by object-graph path, and what could not be read."""
 
-    layers: dict[tuple[str, ...], LayerMetadata] = field(default_factory=dict)
+    by_id: dict[int, LayerMetadata] = field(default_factory=dict)
     problems: list[str] = field(default_factory=list)
     source: str = ""  # "keras_metadata.pb", "saved_model.pb" or "" when there is none
+    # the object graph: node id -> {child name: child node id}
+    children: list[dict[str, int]] = field(default_factory=list)
+
+    def node_id(self, graph_path: tuple[str, ...]) -> int | None:
+        """The object-graph node reached from the root through ``graph_path`` (any alias)."""
+        node = 0
+        for name in graph_path:
+            if node >= len(self.children) or name not in self.children[node]:
+                return None
+            node = self.children[node][name]
+        return node
 
     def get(self, graph_path: tuple[str, ...]) -> LayerMetadata | None:
         """The metadata of the object at ``graph_path``, if any."""
-        return self.layers.get(graph_path)
+        if not self.by_id:
+            return None
+        node = self.node_id(graph_path)
+        return None if node is None else self.by_id.get(node)
 
     def is_training_state(self, graph_path: tuple[str, ...]) -> bool:
         """Whether the SavedModel marks the object at ``graph_path`` as optimizer or metric."""
-        meta = self.layers.get(graph_path)
+        meta = self.get(graph_path)
         return meta is not None and meta.identifier in TRAINING_STATE_IDENTIFIERS
 
 
@@ -91,29 +105,13 @@ def read_keras_metadata(saved_model_dir: str | None) -> KerasMetadata:
             f"the Keras metadata of {bad} object(s) in {out.source} is not valid JSON: "
             "those layers are named after their variables' scopes")
     shapes = _output_shapes(graph, parsed, out.problems)
-    by_id = {node_id: LayerMetadata(name=str(info.get("name", "") or ""),
-                                    class_name=str(info.get("class_name", "") or ""),
-                                    identifier=identifier, output_shape=shapes.get(node_id))
-             for node_id, (identifier, info) in parsed.items()}
-    for path, node_id in graph_paths(graph).items():
-        if node_id in by_id:
-            out.layers[path] = by_id[node_id]
+    out.by_id = {node_id: LayerMetadata(name=str(info.get("name", "") or ""),
+                                        class_name=str(info.get("class_name", "") or ""),
+                                        identifier=identifier, output_shape=shapes.get(node_id))
+                 for node_id, (identifier, info) in parsed.items()}
+    out.children = [{ref.local_name: ref.node_id for ref in node.children}
+                    for node in graph.nodes]
     return out
-
-
-def graph_paths(graph: Any) -> dict[tuple[str, ...], int]:
-    """Every path of child names in the object graph (aliases included) -> node id."""
-    first: dict[int, tuple[str, ...]] = {0: ()}
-    every: dict[tuple[str, ...], int] = {(): 0}
-    queue = [0]
-    while queue:  # breadth first; every alias of a child (layer-0, layer_with_weights-0) kept
-        node_id = queue.pop(0)
-        for ref in graph.nodes[node_id].children:
-            every[first[node_id] + (ref.local_name,)] = ref.node_id
-            if ref.node_id not in first:
-                first[ref.node_id] = first[node_id] + (ref.local_name,)
-                queue.append(ref.node_id)
-    return every
 
 
 # -- reading the records ---------------------------------------------------------------------
@@ -249,20 +247,26 @@ def _rebuild(class_name: str, config: dict, unknown: set[str]) -> Any:
         from tf_keras.src.saving.serialization_lib import SafeModeScope
     except ImportError:  # older tf_keras
         SafeModeScope = None  # noqa: N806
+    layer = None
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             if SafeModeScope is not None:
                 with SafeModeScope(True):
-                    return tf_keras.layers.deserialize({"class_name": class_name,
-                                                        "config": config})
-            return tf_keras.layers.deserialize({"class_name": class_name, "config": config})
+                    layer = tf_keras.layers.deserialize({"class_name": class_name,
+                                                         "config": config})
+            else:
+                layer = tf_keras.layers.deserialize({"class_name": class_name, "config": config})
     except ValueError as exc:
         if "Unknown" in str(exc):
             unknown.add(class_name)
         return None
     except Exception:  # noqa: BLE001 - a config this tf_keras cannot rebuild keeps "?"
         return None
+    if not isinstance(layer, tf_keras.layers.Layer):  # an unknown class comes back as a str
+        unknown.add(class_name)
+        return None
+    return layer
 
 
 def _model_output_shape(graph: Any, node_id: int, parsed: dict[int, tuple[str, dict]],

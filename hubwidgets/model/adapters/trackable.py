@@ -230,7 +230,8 @@ class TrackableWalker:
     # -- names ----------------------------------------------------------------------------
     def _derive_names(self, node: Node, parent_scope: str) -> None:
         """Rename ``layer_with_weights-0`` style nodes after their variables' name scope, or
-        (weightless layers) after the layer name in their restored functions' names."""
+        (weightless layers, nested models) after the layer name in their restored
+        functions' names."""
         scope = _common_scope([v.variable for v in node.all_variables()])
         for child in node.children:
             self._derive_names(child, scope)
@@ -239,7 +240,7 @@ class TrackableWalker:
             return
         if scope and scope != parent_scope:
             _rename(node, scope.rsplit("/", 1)[-1])
-        elif not node.variables and not node.children:
+        else:
             layer_name = _layer_name_from_functions(node.obj)
             if layer_name:
                 _rename(node, layer_name)
