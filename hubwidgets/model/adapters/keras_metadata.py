@@ -9,8 +9,9 @@ tf_keras keeps, for every Keras object it saved, a JSON record (``class_name``, 
 
 :func:`read_keras_metadata` reads both (the file wins where both exist) into a
 :class:`LayerMetadata` per object-graph node, found from any path of child names
-(``("layer_with_weights-0",)`` or its alias ``("layer-1",)``), and says in :attr:`KerasMetadata.problems` what it could not read,
-so that a malformed record or an unknown class never stops the walk.
+(``("layer_with_weights-0",)`` or its alias ``("layer-1",)``), and says in
+:attr:`KerasMetadata.problems` what it could not read, so that a malformed record or an
+unknown class never stops the walk.
 """
 
 from __future__ import annotations
