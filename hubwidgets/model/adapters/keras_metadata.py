@@ -224,7 +224,7 @@ def _leaf_output_shape(info: dict, unknown: set[str]) -> Shape:
     input_shape = decode_shape(info.get("build_input_shape"))
     if input_shape is None or not isinstance(config, dict) or class_name in UNSAFE_CLASSES:
         return None
-    layer = _rebuild(class_name, config, unknown)
+    layer = _rebuild(class_name, _decode_tuples(config), unknown)
     if layer is None:
         return None
     try:
@@ -237,6 +237,18 @@ def _leaf_output_shape(info: dict, unknown: set[str]) -> Shape:
             return _as_shape(layer.compute_output_shape(arg))
     except Exception:  # noqa: BLE001 - a layer that cannot say its shape keeps "?"
         return None
+
+
+def _decode_tuples(value: Any) -> Any:
+    """The config as tf_keras' JSON encoder wrote it, with its ``__tuple__`` records turned
+    back into tuples (what ``from_config`` expects: ``kernel_size=(3, 3)``)."""
+    if isinstance(value, dict):
+        if value.get("class_name") == "__tuple__" and "items" in value:
+            return tuple(_decode_tuples(v) for v in value["items"])
+        return {k: _decode_tuples(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_decode_tuples(v) for v in value]
+    return value
 
 
 def _rebuild(class_name: str, config: dict, unknown: set[str]) -> Any:
