@@ -66,6 +66,7 @@ BASIC_PITCH_LAYERS = {  # name -> (class, output shape), as the proto's metadata
     "conv2d_1": ("Conv2D", (None, 172, 264, 8)),
     "batch_normalization_2": ("BatchNormalization", (None, 172, 264, 8)),
     "contours-reduced": ("Conv2D", (None, 172, 264, 1)),
+    "re_lu_1": ("ReLU", (None, 172, 264, 8)),  # weightless: shape from its inbound layer
     "concat": ("Concatenate", (None, 172, 88, 33)),
     "harmonic_stacking": ("HarmonicStacking", None),  # basic-pitch's own class
     "cq_t2010v2_1": ("CQT2010v2", None),

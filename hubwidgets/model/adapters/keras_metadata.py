@@ -208,7 +208,9 @@ def _output_shapes(graph: Any, parsed: dict[int, tuple[str, dict]],
         shapes[node_id] = _leaf_output_shape(info, unknown)
     # models: inner models first (their ids are larger than their parents' in the proto)
     for node_id in sorted(models, reverse=True):
-        shapes[node_id] = _model_output_shape(graph, node_id, parsed, shapes)
+        by_name = _layers_by_name(graph, node_id, parsed)
+        _propagate(parsed[node_id][1], by_name, parsed, shapes, unknown)
+        shapes[node_id] = _model_output_shape(parsed[node_id][1], by_name, shapes)
     if unknown:
         problems.append(
             "layer class(es) not installed here: " + ", ".join(sorted(unknown)) +
@@ -216,12 +218,10 @@ def _output_shapes(graph: Any, parsed: dict[int, tuple[str, dict]],
     return shapes
 
 
-def _leaf_output_shape(info: dict, unknown: set[str]) -> Shape:
+def _compute(info: dict, input_shape: Shape, unknown: set[str]) -> Shape:
+    """``compute_output_shape`` of the layer ``info`` describes, rebuilt, never built."""
     class_name = str(info.get("class_name", ""))
     config = info.get("config")
-    if class_name == "InputLayer" and isinstance(config, dict):
-        return decode_shape(config.get("batch_input_shape") or config.get("batch_shape"))
-    input_shape = decode_shape(info.get("build_input_shape"))
     if input_shape is None or not isinstance(config, dict) or class_name in UNSAFE_CLASSES:
         return None
     layer = _rebuild(class_name, _decode_tuples(config), unknown)
@@ -237,6 +237,14 @@ def _leaf_output_shape(info: dict, unknown: set[str]) -> Shape:
             return _as_shape(layer.compute_output_shape(arg))
     except Exception:  # noqa: BLE001 - a layer that cannot say its shape keeps "?"
         return None
+
+
+def _leaf_output_shape(info: dict, unknown: set[str]) -> Shape:
+    class_name = str(info.get("class_name", ""))
+    config = info.get("config")
+    if class_name == "InputLayer" and isinstance(config, dict):
+        return decode_shape(config.get("batch_input_shape") or config.get("batch_shape"))
+    return _compute(info, decode_shape(info.get("build_input_shape")), unknown)
 
 
 def _decode_tuples(value: Any) -> Any:
@@ -282,27 +290,67 @@ def _rebuild(class_name: str, config: dict, unknown: set[str]) -> Any:
     return layer
 
 
-def _model_output_shape(graph: Any, node_id: int, parsed: dict[int, tuple[str, dict]],
-                        shapes: dict[int, Shape]) -> Shape:
-    info = parsed[node_id][1]
-    config = info.get("config") if isinstance(info.get("config"), dict) else {}
-    by_name: dict[str, int] = {}
-    ordered: list[tuple[int, int]] = []
+def _layers_by_name(graph: Any, node_id: int,
+                    parsed: dict[int, tuple[str, dict]]) -> dict[str, int]:
+    """A model's layers (its ``layer-N`` children), by Keras name, in model order."""
+    ordered: list[tuple[int, str, int]] = []
     for ref in graph.nodes[node_id].children:
         if ref.local_name.startswith("layer-") and ref.node_id in parsed:
-            by_name[str(parsed[ref.node_id][1].get("name", ""))] = ref.node_id
             try:
-                ordered.append((int(ref.local_name.split("-", 1)[1]), ref.node_id))
+                index = int(ref.local_name.split("-", 1)[1])
             except ValueError:
                 continue
-    outputs = config.get("output_layers")
+            ordered.append((index, str(parsed[ref.node_id][1].get("name", "")), ref.node_id))
+    return {name: child for _, name, child in sorted(ordered)}
+
+
+def _config(info: dict) -> dict:
+    config = info.get("config")
+    return config if isinstance(config, dict) else {}
+
+
+def _propagate(model_info: dict, by_name: dict[str, int],
+               parsed: dict[int, tuple[str, dict]], shapes: dict[int, Shape],
+               unknown: set[str]) -> None:
+    """A Functional model's layers that recorded no ``build_input_shape`` (weightless layers
+    saved by TF 2.4 and older): their input is their inbound layers' outputs, in the
+    model's config order (which is topological)."""
+    for entry in _config(model_info).get("layers") or []:
+        if not isinstance(entry, dict):
+            continue
+        node_id = by_name.get(str(entry.get("name", "")))
+        if node_id is None or shapes.get(node_id) is not None:
+            continue
+        inbound = entry.get("inbound_nodes") or []
+        first = inbound[0] if inbound and isinstance(inbound[0], list) else None
+        if not first or not all(isinstance(t, list) and len(t) >= 3 and not (t[3:] and t[3])
+                                for t in first):
+            continue  # no input, or a call with extra arguments (TFOpLambda): unknown
+        inputs = []
+        for name, _, tensor_index, *_ in first:
+            shape = shapes.get(by_name.get(str(name), -1))
+            if isinstance(shape, list):
+                shape = shape[tensor_index] if tensor_index < len(shape) else None
+            inputs.append(shape)
+        if any(s is None for s in inputs):
+            continue
+        shapes[node_id] = _compute(parsed[node_id][1], inputs if len(inputs) > 1 else inputs[0],
+                                   unknown)
+
+
+def _model_output_shape(info: dict, by_name: dict[str, int], shapes: dict[int, Shape]) -> Shape:
+    """A Functional model's outputs are its output layers'; a Sequential's, its last
+    layer's."""
+    outputs = _config(info).get("output_layers")
+    if isinstance(outputs, dict):
+        outputs = list(outputs.values())
     if isinstance(outputs, list) and outputs:
-        if outputs and not isinstance(outputs[0], list):
+        if not isinstance(outputs[0], list):
             outputs = [outputs]  # a single output: [name, node_index, tensor_index]
         found = [shapes.get(by_name.get(str(o[0]), -1)) for o in outputs if o]
         if found and all(s is not None for s in found):
             return found if len(found) > 1 else found[0]
         return None
-    if info.get("class_name") == "Sequential" and ordered:
-        return shapes.get(max(ordered)[1])
+    if info.get("class_name") == "Sequential" and by_name:
+        return shapes.get(list(by_name.values())[-1])
     return None
