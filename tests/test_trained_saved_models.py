@@ -244,3 +244,17 @@ def test_keras3_model_and_plain_modules_have_no_training_state(k3_export, text_m
         tree = hw.inspect(path)
         assert not any(is_training_state_node(n) for n in tree)
         assert not tree.root.notes
+
+
+def test_explorer_shows_the_training_state_collapsed(trained):
+    from hubwidgets.widgets.explorer import LayerExplorer
+
+    model, path, state_params = trained
+    explorer = LayerExplorer(path)
+    rows = {row["path"]: row for row in explorer._rows}
+    root = rows["trained"]
+    assert root["expanded"] and root["params"] == model.count_params()
+    state = rows[f"trained/{TRAINING_STATE_NAME}"]
+    assert (state["expanded"], state["has_children"], state["params"]) == (
+        False, True, state_params)
+    assert not any(p.startswith(f"trained/{TRAINING_STATE_NAME}/") for p in rows)
