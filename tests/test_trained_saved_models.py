@@ -258,3 +258,13 @@ def test_explorer_shows_the_training_state_collapsed(trained):
     assert (state["expanded"], state["has_children"], state["params"]) == (
         False, True, state_params)
     assert not any(p.startswith(f"trained/{TRAINING_STATE_NAME}/") for p in rows)
+
+
+def test_hubwidgets_hub_layer_wraps_only_the_weights(trained, keras):
+    model, path, _ = trained
+    layer = hw.HubLayer(path, trainable=True, name="hub")
+    assert layer.count_params() == model.count_params()  # no optimizer slots among them
+    outer = keras.Sequential([keras.Input((4,)), layer, keras.layers.Dense(1, name="top")])
+    tree = hw.inspect(outer)
+    assert_tree_consistent(tree, outer.count_params())
+    assert tree.find("hub").params == model.count_params()

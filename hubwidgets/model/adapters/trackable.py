@@ -337,14 +337,17 @@ def _has_inner_scopes(variables: list[Any]) -> bool:
 
 def reachable_variables(obj: Any) -> list[Any]:
     """Every ``tf.Variable`` reachable in ``obj``'s object graph, each once, in walk order
-    (restored ``tf.Module`` s have no ``.variables`` attribute)."""
+    (restored ``tf.Module`` s have no ``.variables`` attribute); what an optimizer or a
+    metric below ``obj`` holds is training state, not the model's, and is left out."""
     found = {variable_key(v): v for v in _all_variables(obj)}
     seen, queue = {id(obj)}, [obj]
     while queue:
         current = queue.pop(0)
-        for _, child in _children_of(current):
+        for name, child in _children_of(current):
             if _is_variable(child):
                 found.setdefault(variable_key(child), child)
+            elif is_training_state(name, child):
+                continue
             elif id(child) not in seen and (_is_container(child) or _is_structural(child)):
                 seen.add(id(child))
                 queue.append(child)
