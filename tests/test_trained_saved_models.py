@@ -268,3 +268,21 @@ def test_hubwidgets_hub_layer_wraps_only_the_weights(trained, keras):
     tree = hw.inspect(outer)
     assert_tree_consistent(tree, outer.count_params())
     assert tree.find("hub").params == model.count_params()
+
+
+@pytest.mark.parametrize("odd", [
+    [], 7, "text", None, {"name": ["not", "a", "name"], "class_name": {"x": 1}},
+    {"name": "a/b", "class_name": "Dense", "config": "not a dict", "build_input_shape": 3},
+    {"name": "dense_a", "class_name": "Dense", "config": {"units": "many"},
+     "build_input_shape": {"class_name": "TensorShape", "items": 5}},
+])
+def test_odd_metadata_values_never_raise(trained, tmp_path, odd):
+    model, path, _ = trained
+
+    def replace_dense_a(identifier, text):
+        return json.dumps(odd) if json.loads(text).get("name") == "dense_a" else text
+
+    tree = hw.inspect(_tf24_copy(path, tmp_path / "odd", replace_dense_a))
+    assert_tree_consistent(tree, model.count_params())
+    assert [v.name for v in tree.find("trained/dense_a").variables] == ["kernel", "bias"]
+    assert tree.find("trained/relu_b").class_name == "ReLU"

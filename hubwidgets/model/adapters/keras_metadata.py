@@ -105,14 +105,25 @@ def read_keras_metadata(saved_model_dir: str | None) -> KerasMetadata:
         out.problems.append(
             f"the Keras metadata of {bad} object(s) in {out.source} is not valid JSON: "
             "those layers are named after their variables' scopes")
-    shapes = _output_shapes(graph, parsed, out.problems)
-    out.by_id = {node_id: LayerMetadata(name=str(info.get("name", "") or ""),
-                                        class_name=str(info.get("class_name", "") or ""),
-                                        identifier=identifier, output_shape=shapes.get(node_id))
+    try:
+        shapes = _output_shapes(graph, parsed, out.problems)
+    except Exception as exc:  # noqa: BLE001 - odd records: names and classes still count
+        shapes = {}
+        out.problems.append(f"output shapes could not be computed ({type(exc).__name__})")
+    out.by_id = {node_id: LayerMetadata(name=_text(info.get("name")),
+                                        class_name=_text(info.get("class_name")),
+                                        identifier=str(identifier),
+                                        output_shape=shapes.get(node_id))
                  for node_id, (identifier, info) in parsed.items()}
     out.children = [{ref.local_name: ref.node_id for ref in node.children}
                     for node in graph.nodes]
     return out
+
+
+def _text(value: Any) -> str:
+    """A name or class from the metadata, when it is one ("" for anything else: a path
+    separator or a non-string would make the tree's paths lie)."""
+    return value if isinstance(value, str) and "/" not in value else ""
 
 
 # -- reading the records ---------------------------------------------------------------------
@@ -205,7 +216,10 @@ def _output_shapes(graph: Any, parsed: dict[int, tuple[str, dict]],
     for node_id, info in layers.items():
         if node_id in models:
             continue
-        shapes[node_id] = _leaf_output_shape(info, unknown)
+        try:
+            shapes[node_id] = _leaf_output_shape(info, unknown)
+        except Exception:  # noqa: BLE001 - an odd record keeps "?"
+            shapes[node_id] = None
     # models: inner models first (their ids are larger than their parents' in the proto)
     for node_id in sorted(models, reverse=True):
         by_name = _layers_by_name(graph, node_id, parsed)

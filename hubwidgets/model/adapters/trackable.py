@@ -235,7 +235,7 @@ class TrackableWalker:
         scope = _common_scope([v.variable for v in node.all_variables()])
         for child in node.children:
             self._derive_names(child, scope)
-        if node.class_name != RESTORED_CLASS \
+        if not (node.class_name == RESTORED_CLASS or _is_restored(node.obj)) \
                 or not re.fullmatch(r"(layer(_with_weights)?-\d+|_?layers\.\d+)", node.name):
             return
         if scope and scope != parent_scope:
