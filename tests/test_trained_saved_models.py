@@ -6,6 +6,7 @@ from keras_metadata.pb or (TF 2.0-2.4 style) from the SavedModel proto itself.""
 from __future__ import annotations
 
 import json
+import textwrap
 import os
 import shutil
 
@@ -286,3 +287,34 @@ def test_odd_metadata_values_never_raise(trained, tmp_path, odd):
     assert_tree_consistent(tree, model.count_params())
     assert [v.name for v in tree.find("trained/dense_a").variables] == ["kernel", "bias"]
     assert tree.find("trained/relu_b").class_name == "ReLU"
+
+
+def test_summary_of_a_trained_saved_model_is_exact(legacy_trained):
+    model, path, _ = legacy_trained
+    expected = textwrap.dedent("""\
+        Model: "legacy" (Sequential, SavedModel)
+        ----------------------------------------------------------------------------------------------------
+        Name                            Class              Output shape  Own params  Total params  Status
+        ----------------------------------------------------------------------------------------------------
+        legacy                          Sequential         (None, 1)              0            19  trainable
+          d1                            Dense              (None, 3)             15            15  trainable
+          d2                            Dense              (None, 1)              4             4  trainable
+          training state (not counted)  TrainingState      ?                      0            45  frozen
+            note: optimizer and metric variables saved with the model: not parameters, so no count above this node includes them
+            optimizer                   RestoredOptimizer  ?                      0            43  frozen
+              Adam                      NameScope          ?                      5             5  frozen
+              d1                        NameScope          ?                      0            30  frozen
+                kernel                  NameScope          ?                     24            24  frozen
+                bias                    NameScope          ?                      6             6  frozen
+              d2                        NameScope          ?                      0             8  frozen
+                kernel                  NameScope          ?                      6             6  frozen
+                bias                    NameScope          ?                      2             2  frozen
+            loss                        Mean               ?                      2             2  frozen
+        ----------------------------------------------------------------------------------------------------
+        Total params: 19 (76 B)
+        Trainable params: 19
+        Non-trainable params: 0
+        Signatures:
+          serving_default(d1_input: float32 (None, 4)) -> d2: float32 (None, 1)""")  # noqa: E501
+    assert model.count_params() == 19
+    assert hw.inspect(path).summary() == expected
