@@ -318,3 +318,14 @@ def test_summary_of_a_trained_saved_model_is_exact(legacy_trained):
           serving_default(d1_input: float32 (None, 4)) -> d2: float32 (None, 1)""")  # noqa: E501
     assert model.count_params() == 19
     assert hw.inspect(path).summary() == expected
+
+
+def test_freezing_the_training_state_is_refused_and_changes_nothing(trained, hub, tf_keras):
+    _, path, _ = trained
+    layer = hub.KerasLayer(path, trainable=True, name="hub_state")
+    outer = tf_keras.Sequential([tf_keras.Input((4,)), layer], name="outer_state")
+    before = [v.name for v in outer.trainable_weights]
+    for action in (hw.freeze, hw.unfreeze):
+        with pytest.raises(hw.FreezeError, match="freeze or unfreeze 'outer_state/hub_state'"):
+            action(outer, f"hub_state/{TRAINING_STATE_NAME}")
+    assert [v.name for v in outer.trainable_weights] == before
