@@ -9,6 +9,7 @@ import textwrap
 import pytest
 
 import hubwidgets as hw
+from tree_invariants import assert_tree_consistent, oracle_of_restored
 
 
 def paths(tree):
@@ -35,10 +36,12 @@ def test_keras3_sequential_summary_is_exact(k3_sequential):
         Trainable params: 7,905
         Non-trainable params: 0""")
     assert hw.inspect(k3_sequential).summary() == expected
+    assert_tree_consistent(hw.inspect(k3_sequential), k3_sequential.count_params())
 
 
 def test_keras3_sequential_variables(k3_sequential):
     tree = hw.inspect(k3_sequential)
+    assert_tree_consistent(tree, k3_sequential.count_params())
     layer = tree.find("dense_layer_1")
     assert [(v.name, v.path, v.shape, v.dtype, v.nbytes) for v in layer.variables] == [
         ("kernel", "seed_sequential/dense_layer_1/kernel", (784, 10), "float32", 784 * 10 * 4),
@@ -50,6 +53,7 @@ def test_keras3_sequential_variables(k3_sequential):
 
 def test_keras3_subclassed_nesting(k3_subclassed):
     tree = hw.inspect(k3_subclassed)
+    assert_tree_consistent(tree, k3_subclassed.count_params())
     assert paths(tree) == [
         "larger_model", "larger_model/custom_module", "larger_model/custom_module/inner_dense1",
         "larger_model/custom_module/inner_dense2", "larger_model/outer_dense"]
@@ -65,6 +69,7 @@ def test_unbuilt_model_says_how_to_build_it(k3_unbuilt_subclassed):
 
 def test_shared_layer_counted_once(k3_nested_shared):
     tree = hw.inspect(k3_nested_shared)
+    assert_tree_consistent(tree, k3_nested_shared.count_params())
     assert paths(tree) == [
         "nested_shared", "nested_shared/x", "nested_shared/shared_dense", "nested_shared/block",
         "nested_shared/block/inner_a", "nested_shared/block/inner_bn", "nested_shared/head"]
@@ -77,6 +82,7 @@ def test_shared_layer_counted_once(k3_nested_shared):
 
 def test_tf_keras_sequential(tfk_sequential):
     tree = hw.inspect(tfk_sequential)
+    assert_tree_consistent(tree, tfk_sequential.count_params())
     assert tree.framework == "tf_keras"
     assert paths(tree) == ["tfk_sequential", "tfk_sequential/dense_layer_1", "tfk_sequential/bn",
                            "tfk_sequential/dense_layer_2"]
@@ -87,6 +93,7 @@ def test_tf_keras_sequential(tfk_sequential):
 
 def test_restored_saved_model_uses_keras_metadata(tfk_saved_model, tf):
     tree = hw.inspect(tfk_saved_model)
+    assert_tree_consistent(tree, *oracle_of_restored(tree.obj))
     assert paths(tree) == ["feature_extractor", "feature_extractor/features_1",
                            "feature_extractor/features_2"]
     assert [n.class_name for n in tree] == ["Sequential", "Dense", "Dense"]
@@ -98,6 +105,7 @@ def test_restored_saved_model_uses_keras_metadata(tfk_saved_model, tf):
 def test_hub_load_without_path_recovers_names_from_scopes(tfk_saved_model, hub):
     module = hub.load(tfk_saved_model)
     tree = hw.inspect(module)
+    assert_tree_consistent(tree, *oracle_of_restored(module))
     assert [n.name for n in tree.root.children] == ["features_1", "features_2"]
     assert [v.name for v in tree.find("features_1").variables] == ["kernel", "bias"]
 
@@ -106,6 +114,7 @@ def test_hub_keras_layer(tfk_saved_model, hub, tf_keras):
     layer = hub.KerasLayer(tfk_saved_model, trainable=False, name="hub_features")
     model = tf_keras.Sequential([tf_keras.Input((4,)), layer, tf_keras.layers.Dense(2, name="head")])
     tree = hw.inspect(model)
+    assert_tree_consistent(tree, model.count_params())
     assert paths(tree)[1:] == [f"{model.name}/hub_features", f"{model.name}/hub_features/features_1",
                                f"{model.name}/hub_features/features_2", f"{model.name}/head"]
     assert tree.root.params == model.count_params()
@@ -115,6 +124,7 @@ def test_hub_keras_layer(tfk_saved_model, hub, tf_keras):
 
 def test_keras3_export_groups_by_name_scope(k3_export, k3_sequential):
     tree = hw.inspect(k3_export)
+    assert_tree_consistent(tree, *oracle_of_restored(tree.obj))
     assert paths(tree) == ["seed_sequential", "seed_sequential/dense_layer_1",
                            "seed_sequential/dense_layer_2"]
     assert tree.root.params == k3_sequential.count_params()
@@ -124,12 +134,14 @@ def test_keras3_export_groups_by_name_scope(k3_export, k3_sequential):
 def test_tfsm_layer(k3_export, keras):
     layer = keras.layers.TFSMLayer(k3_export, call_endpoint="serve", name="tfsm")
     tree = hw.inspect(layer)
+    assert_tree_consistent(tree, layer.count_params())
     assert [n.name for n in tree.root.children] == ["dense_layer_1", "dense_layer_2"]
     assert tree.root.params == layer.count_params() == 7905
 
 
 def test_text_module_scopes_signature_and_census(text_module):
     tree = hw.inspect(text_module)
+    assert_tree_consistent(tree, *oracle_of_restored(tree.obj, text_module))
     # the root object holds all three variables; their name scopes give the structure
     assert paths(tree) == ["text_embedder", "text_embedder/embedding", "text_embedder/projection"]
     assert [v.path for v in tree.variables()] == [
@@ -146,6 +158,7 @@ def test_text_module_scopes_signature_and_census(text_module):
 
 def test_plain_tf_module(plain_module):
     tree = hw.inspect(plain_module)
+    assert_tree_consistent(tree, *oracle_of_restored(plain_module))
     assert paths(tree) == ["net", "net/blocks.0", "net/blocks.1", "net/encoder"]
     assert [v.name for v in tree.root.variables] == ["scale"]
     assert tree.root.params == 1 + 3 * (6 + 1)
@@ -157,15 +170,18 @@ def test_keras_file_and_h5_paths(k3_sequential, tfk_sequential, saved_dir):
     keras_path = str(saved_dir / "seed.keras")
     k3_sequential.save(keras_path)
     assert hw.inspect(keras_path).root.params == 7905
+    assert_tree_consistent(hw.inspect(keras_path), 7905)
     h5_path = str(saved_dir / "tfk.h5")
     tfk_sequential.save(h5_path)
     tree = hw.inspect(h5_path)
+    assert_tree_consistent(tree, tfk_sequential.count_params())
     assert tree.framework == "tf_keras"
     assert tree.root.params == tfk_sequential.count_params()
 
 
 def test_find_names_closest_matches(k3_sequential):
     tree = hw.inspect(k3_sequential)
+    assert_tree_consistent(tree)
     with pytest.raises(KeyError, match="Closest matches: 'dense_layer_1'"):
         tree.find("dense_layer_11")
 
@@ -201,5 +217,6 @@ def test_inspect_changes_nothing(k3_nested_shared):
     before = [(v.path, v.trainable) for v in k3_nested_shared.weights]
     flags = [layer.trainable for layer in k3_nested_shared.layers]
     hw.inspect(k3_nested_shared).summary()
+    assert_tree_consistent(hw.inspect(k3_nested_shared), k3_nested_shared.count_params())
     assert [(v.path, v.trainable) for v in k3_nested_shared.weights] == before
     assert [layer.trainable for layer in k3_nested_shared.layers] == flags

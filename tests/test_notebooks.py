@@ -28,7 +28,7 @@ EXPECTED = {
         "hubwidgets: Add 0 parameters",
         "std before 0.05737, after 0.11473"],
     "04_tf_hub_modules": [
-        "block2_dense  Dense               ?                    136           136  trainable",
+        "block2_dense  Dense               (None, 8)            136           136  trainable",
         "changed inside the module: ['block1_bn/moving_mean:0', 'block1_bn/moving_variance:0', "
         "'block2_dense/bias:0', 'block2_dense/kernel:0']",
         "    embedding   NameScope",

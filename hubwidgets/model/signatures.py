@@ -88,7 +88,7 @@ def signatures_of(obj: Any) -> list[SignatureInfo]:
 
 
 def _call_functions(obj: Any) -> list[Any]:
-    call = getattr(type(obj), "__call__", None) and getattr(obj, "__call__", None)
+    call = obj.__call__ if callable(obj) else None
     concrete = getattr(call, "concrete_functions", None)
     if concrete:
         return list(concrete)

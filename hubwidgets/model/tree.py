@@ -108,6 +108,9 @@ class Node:
     module_wrapper: bool = False
     """Whether ``obj`` is a Keras layer holding a restored module (HubLayer, KerasLayer...)."""
     shared: bool = False
+    counted: bool = True
+    """False for what a SavedModel keeps beside the weights (optimizer and metric state): no
+    count or statistic of a node above it includes its variables."""
     parent: "Node | None" = field(default=None, repr=False)
     variable_source: Callable[[], dict[int, tuple[int, bool, int]]] | None = \
         field(default=None, repr=False)
@@ -190,19 +193,24 @@ class Node:
             node = node.parent
         return chain[::-1]
 
-    def walk(self) -> Iterator["Node"]:
-        """This node and all below it, depth first, in model order."""
+    def walk(self, counted_only: bool = False) -> Iterator["Node"]:
+        """This node and all below it, depth first, in model order (``counted_only``: not
+        into the nodes below it that are not ``counted``)."""
         stack = [self]
         while stack:
             node = stack.pop()
             yield node
-            stack.extend(reversed(node.children))
+            children = node.children
+            if counted_only:
+                children = [c for c in children if c.counted]
+            stack.extend(reversed(children))
 
     def all_variables(self) -> list[VariableInfo]:
-        """Every variable in the subtree, each once, in tree order."""
+        """Every variable in the subtree, each once, in tree order (below this node, the
+        variables of nodes that are not ``counted`` are left out)."""
         seen: set[int] = set()
         out: list[VariableInfo] = []
-        for node in self.walk():
+        for node in self.walk(counted_only=True):
             for var in node.variables:
                 if var.key not in seen:
                     seen.add(var.key)
@@ -235,7 +243,8 @@ class Node:
             else:
                 merged = {v.key: (v.size, v.can_train, v.nbytes) for v in self.variables}
                 for child in self.children:
-                    merged.update(child._subtree())
+                    if child.counted:
+                        merged.update(child._subtree())
                 self._subtree_cache = merged
         return self._subtree_cache
 

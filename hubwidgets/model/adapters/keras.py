@@ -266,6 +266,9 @@ class KerasBuilder:
         """``hub.KerasLayer`` / ``TFSMLayer``: show the restored module's structure inside."""
         walker = TrackableWalker(self.tree, saved_model_dir=_handle_dir(layer), rename_root=False)
         inner = walker.build(restored, node.name, node.path)
+        held = {variable_key(v) for v in _weights(layer)}
+        for sub in inner.walk(counted_only=True):  # rows show what the layer holds (no stray
+            sub.variables = [v for v in sub.variables if v.key in held]  # save_counter)
         for info in inner.all_variables():  # the layer decides what can train, not tf flags
             info.can_train = info.can_train and info.key in self.can_train
         # the wrapper holds the module's variables; map them back to the Keras-side objects
