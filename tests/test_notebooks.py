@@ -26,7 +26,11 @@ EXPECTED = {
         "plain Keras: 214 trainable of 320 variables",
         "hubwidgets:  25583592 trainable of 25636712 parameters",
         "hubwidgets: Add 0 parameters",
-        "std before 0.05737, after 0.11473"],
+        "std before 0.05737, after 0.11473",
+        # issue 17: seed 002's x2 both ways, then undo
+        "hw.scale_weights equals plain Keras bit for bit: True",
+        "std before 0.05737, after hw.scale_weights 0.11473",
+        "after hw.undo, block1_conv1 restored bit for bit: True"],
     "04_tf_hub_modules": [
         "block2_dense  Dense               (None, 8)            136           136  trainable",
         "changed inside the module: ['block1_bn/moving_mean:0', 'block1_bn/moving_variance:0', "
@@ -36,7 +40,14 @@ EXPECTED = {
     "05_transfer_learning": [
         "165 trainable of 6661",
         "variables that changed: ['transfer/target_head/kernel', 'transfer/target_head/bias']",
-        "2245 trainable of 6661 | needs compile: True"],
+        "2245 trainable of 6661 | needs compile: True",
+        # issue 17: prune half of a layer, reset the head, undo each
+        "block1_dense kernel: 2048 of 4096 values are zero",
+        "block1_dense still frozen: True",
+        "| the same as before pruning: True | weights bit for bit: True",
+        "all undone, weights bit for bit: True",
+        "| within 0.2 of chance: True",
+        "after hw.undo, the trained head is back: True | weights bit for bit: True"],
     "06_watch_training": [
         "frozen base unchanged bit for bit: True",
         "changed: ['transfer/head_bn/gamma', 'transfer/head_bn/beta', "
