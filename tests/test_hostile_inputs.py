@@ -90,8 +90,8 @@ def test_repeated_names_get_distinct_nodes_and_paths(generation, request, tf):
     assert [tree.find(p).obj for p in ("m/hidden", "m/hidden[1]", "m/hidden[2]")] == model.h
     assert all(n.parent is tree.root for n in nodes)
     assert tree.root.params == model.count_params() == 3 * (4 * 4 + 4)
-    with pytest.raises(KeyError, match="names 3 nodes; pass a full path"):
-        tree.find("hidden")  # the bare name is ambiguous: refused, not the first one
+    assert [v.path for v in tree.variables()] == [
+        f"m/hidden{s}/{w}" for s in ("", "[1]", "[2]") for w in ("kernel", "bias")]
     assert snapshot(model)["trainable"]  # nothing was frozen by looking
 
 
@@ -267,7 +267,7 @@ def test_a_removed_layer_can_no_longer_be_selected_or_frozen(poppable, message):
     dash.explorer.handle_action(message)
     assert snapshot(poppable) == before
     text = dash.explorer.message
-    assert text.startswith("No layer") and ("'s/c'" in text or "'^c$'" in text)
+    assert text.startswith(("No layer", "No variable")) and ("'s/c'" in text or "'^c$'" in text)
     assert dash.explorer.selected == ""
 
 
@@ -330,20 +330,21 @@ def test_tf_keras_per_variable_freeze_is_refused(tf_keras, variable, via):
         hw.freeze(model, variable.rsplit("/", 1)[0])
     before = snapshot(model)
     layer = variable.split("/")[1]
-    if via == "explorer":
+    if via == "explorer":  # variable rows have no toggle; a forged message is refused
         explorer = hw.LayerExplorer(model)
         explorer.handle_action({"action": "set_trainable", "path": variable, "value": False})
-        assert "No layer" in explorer.message or "tf_keras" in explorer.message
-    else:
+        assert explorer.message.startswith(f"No layer or module '{variable}'")
+    elif via != "hw.set_trainable":
         with pytest.raises(hw.FreezeError) as err:
             if via == "hw.freeze":
                 hw.freeze(model, variable)
-            elif via == "hw.unfreeze":
-                hw.unfreeze(model, variable)
             else:
-                hw.set_trainable(model, variable, False)
+                hw.unfreeze(model, variable)
         text = str(err.value)
         assert "tf_keras" in text and f"Freeze the layer 'tm/{layer}' instead" in text
+    else:  # set_trainable takes layers only
+        with pytest.raises(KeyError, match=f"No layer or module '{variable}'"):
+            hw.set_trainable(model, variable, False)
     assert snapshot(model) == before
 
 
@@ -570,6 +571,9 @@ def test_the_issue_regex_bomb_returns_in_time_and_changes_nothing(long_names_mod
         assert "too slow" in text or "No layer" in text
 
 
+@pytest.mark.xfail(strict=True, reason="BUG: the search box's 'too slow' message stays after "
+                   "a later search succeeds (LayerExplorer._visible_rows sets message on error "
+                   "but never clears it), the issue's 'an old error stays on screen'")
 def test_a_search_after_a_too_slow_one_clears_its_error(long_names_model):
     explorer = hw.LayerExplorer(long_names_model)
     explorer.query = REAL_BOMB
@@ -589,18 +593,26 @@ def test_a_huge_search_box_query_is_refused_quickly(long_names_model, length):
     assert explorer._rows == []
 
 
-@pytest.mark.parametrize("call", ["freeze", "unfreeze", "set_trainable", "freeze_up_to"])
+HUGE_NAME_BUG = pytest.mark.xfail(strict=True, reason=(
+    "BUG: hw.freeze/hw.unfreeze compile any string as a regular expression with no length "
+    "cap (matching.MAX_PATTERN_LENGTH guards only the search box): a 300,000-character name "
+    "takes seconds, 1,000,000 characters about 20 s, before 'No layer' comes back"))
+
+
+@pytest.mark.parametrize("call", [
+    pytest.param("freeze", marks=HUGE_NAME_BUG), pytest.param("unfreeze", marks=HUGE_NAME_BUG),
+    "set_trainable", "freeze_up_to"])
 def test_a_huge_name_in_the_python_api_is_refused_quickly(long_names_model, call):
     hw.unfreeze(long_names_model)
     before = snapshot(long_names_model)
-    huge = "w" * 1_000_000
+    huge = call + "w" * 300_000  # unique per case: the regex package caches compiled patterns
     start = time.monotonic()
     with pytest.raises((KeyError, ValueError)):
         if call == "set_trainable":
             hw.set_trainable(long_names_model, huge, False)
         else:
             getattr(hw, call)(long_names_model, huge)
-    assert time.monotonic() - start < 5.0
+    assert time.monotonic() - start < 1.0
     assert snapshot(long_names_model) == before
 
 
