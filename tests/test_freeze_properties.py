@@ -3,7 +3,8 @@
 
 Two models, each built once: a Keras 3 model (a nested Sequential with BatchNorm and a
 ``hubwidgets.HubLayer``) and a tf_keras model (a nested Sequential with BatchNorm and a
-``hub.KerasLayer``).  Which weights a path stands for is worked out here from Keras' own
+``hub.KerasLayer``).  A tanh sits before each BatchNorm: a bias feeding BatchNorm
+directly gets no gradient, so an SGD step could not tell whether it trains.  Which weights a path stands for is worked out here from Keras' own
 layers and weight names, not from hubwidgets.
 """
 
@@ -61,11 +62,11 @@ def path_table(model, hub_name="hub"):
 @pytest.fixture(scope="module")
 def k3_model(keras, hub_backbone):
     keras.utils.set_random_seed(5)
-    inner = keras.Sequential([keras.Input((4,)), keras.layers.Dense(4, name="i1"),
+    inner = keras.Sequential([keras.Input((4,)), keras.layers.Dense(4, activation="tanh", name="i1"),
                               keras.layers.BatchNormalization(name="ibn"),
                               keras.layers.Dense(4, name="i2")], name="inner")
     return keras.Sequential([
-        keras.Input((4,)), keras.layers.Dense(4, name="pre"), inner,
+        keras.Input((4,)), keras.layers.Dense(4, activation="tanh", name="pre"), inner,
         hw.HubLayer(hub_backbone, trainable=True, name="hub"),
         keras.layers.Dense(2, name="head")], name="km")
 
@@ -73,10 +74,11 @@ def k3_model(keras, hub_backbone):
 @pytest.fixture(scope="module")
 def tfk_model(tf_keras, hub, hub_backbone):
     tf_keras.utils.set_random_seed(6)
-    inner = tf_keras.Sequential([tf_keras.layers.Dense(4, input_shape=(4,), name="i1"),
+    inner = tf_keras.Sequential([tf_keras.layers.Dense(4, activation="tanh", input_shape=(4,),
+                                                       name="i1"),
                                  tf_keras.layers.BatchNormalization(name="ibn")], name="inner")
     return tf_keras.Sequential([
-        tf_keras.Input((4,)), tf_keras.layers.Dense(4, name="pre"), inner,
+        tf_keras.Input((4,)), tf_keras.layers.Dense(4, activation="tanh", name="pre"), inner,
         hub.KerasLayer(hub_backbone, trainable=True, name="hub"),
         tf_keras.layers.Dense(2, name="head")], name="tm")
 
