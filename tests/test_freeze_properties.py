@@ -3,9 +3,9 @@
 
 Two models, each built once: a Keras 3 model (a nested Sequential with BatchNorm and a
 ``hubwidgets.HubLayer``) and a tf_keras model (a nested Sequential with BatchNorm and a
-``hub.KerasLayer``).  A tanh sits before each BatchNorm: a bias feeding BatchNorm
-directly gets no gradient, so an SGD step could not tell whether it trains.  Which weights a path stands for is worked out here from Keras' own
-layers and weight names, not from hubwidgets.
+``hub.KerasLayer``).  A tanh sits before each BatchNorm: a bias feeding BatchNorm directly
+gets no gradient, so an SGD step could not tell whether it trains.  Which weights a path
+stands for is worked out here from Keras' own layers and weight names, not from hubwidgets.
 """
 
 from __future__ import annotations
@@ -62,7 +62,8 @@ def path_table(model, hub_name="hub"):
 @pytest.fixture(scope="module")
 def k3_model(keras, hub_backbone):
     keras.utils.set_random_seed(5)
-    inner = keras.Sequential([keras.Input((4,)), keras.layers.Dense(4, activation="tanh", name="i1"),
+    inner = keras.Sequential([keras.Input((4,)),
+                              keras.layers.Dense(4, activation="tanh", name="i1"),
                               keras.layers.BatchNormalization(name="ibn"),
                               keras.layers.Dense(4, name="i2")], name="inner")
     return keras.Sequential([

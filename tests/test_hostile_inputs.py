@@ -489,15 +489,36 @@ def test_freeze_matches_freezes_exactly_what_the_search_box_shows(named_model, p
     assert {layer.name for layer in twin.layers if not layer.trainable} == expected
 
 
-def test_dense_1_shows_and_freezes_dense_1_and_dense_10_to_19(named_model):
-    hw.unfreeze(named_model)
-    explorer = hw.LayerExplorer(named_model)
+@pytest.mark.parametrize("generation", GENERATIONS)
+def test_dense_1_shows_and_freezes_dense_1_and_dense_10_to_19(generation, request):
+    K = request.getfixturevalue(generation)
+    model = K.Sequential([K.Input((2,)), *[K.layers.Dense(2, name=f"dense_{i}")
+                                           for i in range(20)]], name="dm")
+    explorer = hw.LayerExplorer(model)
     explorer.query = "dense_1"
+    shown = [r["name"] for r in explorer._rows if r["path"] != "dm"]
     explorer.handle_action({"action": "freeze_pattern", "pattern": "dense_1"})
-    frozen = [layer.name for layer in named_model.layers if not layer.trainable]
-    assert frozen == ["dense_1"] + [f"dense_{i}" for i in range(10, 20)]
+    frozen = [layer.name for layer in model.layers if not layer.trainable]
+    assert frozen == shown == ["dense_1"] + [f"dense_{i}" for i in range(10, 20)]
     assert explorer.message.startswith("Froze 11 layer(s): dense_1, dense_10, dense_11, ")
-    assert hw.inspect(named_model).root.non_trainable_params == 11 * (2 * 2 + 2)
+    assert hw.inspect(model).root.non_trainable_params == 11 * (2 * 2 + 2)
+
+
+def test_freeze_matches_inside_a_hub_layer_freezes_the_shown_parts(hub_model_factory, keras,
+                                                                   tf):
+    model = hub_model_factory()
+    explorer = hw.LayerExplorer(model)
+    explorer.query = "BLOCK1"
+    assert [r["path"] for r in explorer._rows] == [
+        "hm", "hm/hub", "hm/hub/block1_dense", "hm/hub/block1_bn"]
+    explorer.handle_action({"action": "freeze_pattern", "pattern": "BLOCK1"})
+    assert explorer.message.startswith("Froze 2 layer(s): block1_dense, block1_bn")
+    hub_layer = model.get_layer("hub")
+    block1 = {id(w) for w in hub_layer.weights if w.name.startswith("block1_")}
+    assert trainable_ids(model) == {id(w) for w in model.weights} - block1
+    model.compile(optimizer=keras.optimizers.SGD(0.1), loss="mse")
+    changed = sgd_step_changes(model, tf, 4, 2)
+    assert changed == trainable_ids(model) and not changed & block1
 
 
 def test_freeze_matches_of_nothing_changes_nothing(named_model):
