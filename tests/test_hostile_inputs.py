@@ -467,7 +467,7 @@ SEARCHES = ["block2", "BLOCK2", "Block2_conv", "conv$", "dense_1", "dense_1$", r
 
 
 @pytest.mark.parametrize("pattern", SEARCHES)
-def test_freeze_matches_freezes_exactly_what_the_search_box_shows(named_model, pattern):
+def test_freeze_matches_freezes_exactly_what_the_search_box_shows(named_model, pattern, keras):
     hw.unfreeze(named_model)
     explorer = hw.LayerExplorer(named_model)
     explorer.query = pattern
@@ -482,8 +482,6 @@ def test_freeze_matches_freezes_exactly_what_the_search_box_shows(named_model, p
     assert explorer.message.startswith(f"Froze {len(expected)} layer(s): ")
     # the generated code does the same on a twin model
     twin_layers = [type(layer)(2, name=layer.name) for layer in named_model.layers]
-    import keras
-
     twin = keras.Sequential([keras.Input((2,)), *twin_layers], name="nm")
     exec(explorer.code, {"model": twin, "hubwidgets": hw})
     assert {layer.name for layer in twin.layers if not layer.trainable} == expected
@@ -518,7 +516,12 @@ def test_freeze_matches_inside_a_hub_layer_freezes_the_shown_parts(hub_model_fac
     assert trainable_ids(model) == {id(w) for w in model.weights} - block1
     model.compile(optimizer=keras.optimizers.SGD(0.1), loss="mse")
     changed = sgd_step_changes(model, tf, 4, 2)
-    assert changed == trainable_ids(model) and not changed & block1
+    # the module runs in training mode as a whole: its frozen BatchNorm still updates its
+    # moving statistics, and the row says so
+    assert changed - moving_ids(model) == trainable_ids(model)
+    assert not (changed - moving_ids(model)) & block1
+    assert any("still runs in training mode" in note
+               for note in hw.inspect(model).find("hm/hub/block1_bn").notes)
 
 
 def test_freeze_matches_of_nothing_changes_nothing(named_model):
@@ -533,7 +536,8 @@ def test_freeze_matches_of_nothing_changes_nothing(named_model):
 # == 9. regex bombs and huge strings ==========================================================
 ISSUE_BOMB = r"(\w+\w+)+!"  # the issue's pattern (the regex engine defuses this one)
 REAL_BOMB = r"(?:w|ww)+_9"  # exponential in the regex package too on 30 w's
-BOMB_BUDGET_S = 2.5
+BOMB_BUDGET_S = 4.0  # the search budget is 0.5 s; the regex package overshoots it, more so
+# on a busy machine (1.0-2.5 s measured on 2 shared cores); a hang is minutes
 
 
 @pytest.fixture(scope="module")
