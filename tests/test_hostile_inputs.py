@@ -188,6 +188,45 @@ def test_freeze_matches_names_repeated_layers_apart(keras, tf):
     assert "hidden[1]" in explorer.message and "hidden[2]" in explorer.message
 
 
+@pytest.mark.parametrize("generation", GENERATIONS)
+def test_a_layer_literally_named_like_a_suffix_keeps_paths_unique(generation, request, tf):
+    K = request.getfixturevalue(generation)
+
+    class Tricky(K.Model):
+        def __init__(self):
+            super().__init__(name="m")
+            self.h = [K.layers.Dense(2, name="hidden"), K.layers.Dense(2, name="hidden[1]"),
+                      K.layers.Dense(2, name="hidden")]
+
+        def call(self, x):
+            for layer in self.h:
+                x = layer(x)
+            return x
+
+    model = Tricky()
+    model(tf.zeros((1, 2)))
+    tree = hw.inspect(model)
+    paths = [n.path for n in tree.root.children]
+    assert len(set(paths)) == 3 and paths[:2] == ["m/hidden", "m/hidden[1]"]
+    assert [tree.find(p).obj for p in paths] == model.h
+    assert len(hw.weight_stats(model)) == 6
+    explorer = hw.LayerExplorer(model)
+    explorer.handle_action({"action": "set_trainable", "path": paths[2], "value": False})
+    assert [layer.trainable for layer in model.h] == [True, True, False]
+
+
+def test_a_tf_keras_name_with_a_slash_is_one_layer(tf_keras):
+    model = tf_keras.Sequential([tf_keras.Input((2,)), tf_keras.layers.Dense(2, name="a"),
+                                 tf_keras.layers.Dense(2, name="a/b")], name="q")
+    tree = hw.inspect(model)
+    assert [n.path for n in tree] == ["q", "q/a", "q/a/b"]
+    assert tree.find("q/a/b").obj is model.layers[1]
+    explorer = hw.LayerExplorer(model)
+    explorer.handle_action({"action": "set_trainable", "path": "q/a/b", "value": False})
+    assert [layer.trainable for layer in model.layers] == [True, False]
+    assert sorted(hw.weight_stats(model)) == sorted(v.path for v in tree.variables())
+
+
 # == 2. unfreezing undoes part freezes ========================================================
 def undo(model, how):
     """Undo every freeze of ``model`` the way a user would (``how``)."""
@@ -925,6 +964,36 @@ def test_a_truncated_keras_file_is_not_reported_as_missing(small, tmp_path):
         hw.inspect(str(path))
     assert "not found" not in str(err.value).lower()
     assert "corrupt" in str(err.value) or "truncated" in str(err.value)
+
+
+@pytest.mark.parametrize("entries", [
+    ("d1", "nosuch"), ("d1", None), ("d1", ""), ("d1", ["d2"]), ("d1", "m/d2/kernel", "zz"),
+])
+@pytest.mark.parametrize("call", ["freeze", "unfreeze"])
+def test_one_bad_entry_among_good_ones_changes_nothing(small, call, entries):
+    if call == "unfreeze":
+        hw.freeze(small)
+    before = snapshot(small)
+    with pytest.raises((KeyError, TypeError, ValueError)):
+        getattr(hw, call)(small, *entries)
+    assert snapshot(small) == before
+
+
+@pytest.mark.parametrize("bad", [None, 3, ["d1"], b"d1"])
+def test_a_search_for_something_not_a_string_is_a_clear_type_error(small, bad):
+    with pytest.raises(TypeError, match="A search pattern is a string"):
+        hw.search(small, bad)
+
+
+@pytest.mark.xfail(strict=True, reason="BUG: hw.freeze_up_to(model, path, include='false') reads "
+                   "any truthy value as True (freezes the named layer too); include should be "
+                   "checked like set_trainable's flag ('must be True or False')")
+@pytest.mark.parametrize("include", ["false", "no", 1, None])
+def test_freeze_up_to_include_must_be_a_bool(small, include):
+    before = snapshot(small)
+    with pytest.raises(TypeError, match="True or False"):
+        hw.freeze_up_to(small, "d2", include=include)
+    assert snapshot(small) == before
 
 
 # == the foundation's bad inputs, through the actions too =====================================
