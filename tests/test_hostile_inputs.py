@@ -806,7 +806,7 @@ def test_a_huge_name_in_the_python_api_is_refused_quickly(long_names_model, call
             hw.set_trainable(long_names_model, huge, False)
         else:
             getattr(hw, call)(long_names_model, huge)
-    assert time.monotonic() - start < 1.0
+    assert time.monotonic() - start < 2.0  # 0.2-0.5 s measured; a regex compile: 3-20 s
     assert snapshot(long_names_model) == before
 
 
