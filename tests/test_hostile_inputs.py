@@ -92,7 +92,7 @@ def test_repeated_names_get_distinct_nodes_and_paths(generation, request, tf):
     assert tree.root.params == model.count_params() == 3 * (4 * 4 + 4)
     assert [v.path for v in tree.variables()] == [
         f"m/hidden{s}/{w}" for s in ("", "[1]", "[2]") for w in ("kernel", "bias")]
-    assert snapshot(model)["trainable"]  # nothing was frozen by looking
+    assert len(model.trainable_weights) == 6  # nothing was frozen by looking
 
 
 @pytest.mark.parametrize("generation", GENERATIONS)
