@@ -144,10 +144,6 @@ def test_overview_shows_each_repeated_layer_once(generation, request, tf):
     assert list(box.upperfence) == [float(layer.kernel.numpy().max()) for layer in model.h]
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: hw.freeze(model, 'hidden') freezes only the first "
-                   "of three layers named 'hidden' (ModelTree.find reads a bare name as the "
-                   "relative path 'm/hidden' first), while the search box shows all three; it "
-                   "should freeze all three or refuse the ambiguous name listing the paths")
 @pytest.mark.parametrize("generation", GENERATIONS)
 def test_a_repeated_name_in_the_python_api_is_not_silently_the_first_layer(generation, request,
                                                                           tf):
@@ -176,9 +172,6 @@ def test_a_variable_of_the_third_repeated_layer_is_the_third_layers(generation, 
     assert [id(w) for w in model.weights if not w.trainable] == [id(model.h[2].kernel)]
 
 
-@pytest.mark.xfail(strict=True, reason="BUG (message): 'Freeze matches' on three layers named "
-                   "'hidden' says 'Froze 3 layer(s): hidden, hidden, hidden.'; the confirmation "
-                   "should tell them apart (hidden, hidden[1], hidden[2], as the overview does)")
 def test_freeze_matches_names_repeated_layers_apart(keras, tf):
     model = repeated_names_model(keras, tf)
     explorer = hw.LayerExplorer(model)
@@ -405,19 +398,13 @@ def test_two_dashboards_of_one_model_both_follow_a_pop(poppable):
         assert [r["path"] for r in dash.explorer._rows] == ["s", "s/a", "s/b"]
 
 
-STALE_ROW_BUG = pytest.mark.xfail(strict=True, reason=(
-    "BUG: after Sequential.pop() with no refresh, the browser still shows the removed row; "
-    "toggling it reports success (message ''), freezes the detached layer and writes "
-    "model.get_layer('c').trainable = False, code naming a layer that no longer exists. "
-    "Selecting the stale row likewise selects the removed layer, header still on the old "
-    "count. An action should read the session's current tree (structure check) first"))
 
 
 @pytest.mark.parametrize("generation", GENERATIONS)
 @pytest.mark.parametrize("message", [
     pytest.param({"action": "set_trainable", "path": "s/c", "value": False},
-                 marks=STALE_ROW_BUG, id="toggle"),
-    pytest.param({"action": "select", "path": "s/c"}, marks=STALE_ROW_BUG, id="select"),
+                 id="toggle"),
+    pytest.param({"action": "select", "path": "s/c"}, id="select"),
 ])
 def test_a_stale_row_of_a_removed_layer_is_refused_without_refresh(generation, request,
                                                                    message):
@@ -591,10 +578,6 @@ def test_malformed_message_changes_nothing_and_says_why(message_model, message, 
 
 
 # -- the browser also writes synced traits (selected, query) directly --------------------------
-@pytest.mark.xfail(strict=True, reason="BUG: a 'selected' path that does not exist, synced from "
-                   "the browser (set_state), raises KeyError out of WeightPlot's session "
-                   "observer, and leaves explorer.selected and weights.selected on the bad path "
-                   "(the issue's item 6); it should be refused with a message, selection kept")
 @pytest.mark.parametrize("path", ["mm/nope", "mm/d1" * 3000])
 def test_a_synced_selection_that_does_not_exist_is_refused(message_model, path):
     hw.unfreeze(message_model)
@@ -679,7 +662,7 @@ def test_freeze_matches_inside_a_hub_layer_freezes_the_shown_parts(hub_model_fac
     assert [r["path"] for r in explorer._rows] == [
         "hm", "hm/hub", "hm/hub/block1_dense", "hm/hub/block1_bn"]
     explorer.handle_action({"action": "freeze_pattern", "pattern": "BLOCK1"})
-    assert explorer.message.startswith("Froze 2 layer(s): block1_dense, block1_bn")
+    assert explorer.message.startswith("Froze 2 layer(s): hub/block1_dense, hub/block1_bn")
     hub_layer = model.get_layer("hub")
     block1 = {id(w) for w in hub_layer.weights if w.name.startswith("block1_")}
     assert trainable_ids(model) == {id(w) for w in model.weights} - block1
@@ -765,9 +748,6 @@ def test_the_issue_regex_bomb_returns_in_time_and_changes_nothing(long_names_mod
         assert "too slow" in text or "No layer" in text
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: the search box's 'too slow' message stays after "
-                   "a later search succeeds (LayerExplorer._visible_rows sets message on error "
-                   "but never clears it), the issue's 'an old error stays on screen'")
 def test_a_search_after_a_too_slow_one_clears_its_error(long_names_model):
     explorer = hw.LayerExplorer(long_names_model)
     explorer.query = REAL_BOMB
@@ -787,14 +767,10 @@ def test_a_huge_search_box_query_is_refused_quickly(long_names_model, length):
     assert explorer._rows == []
 
 
-HUGE_NAME_BUG = pytest.mark.xfail(strict=True, reason=(
-    "BUG: hw.freeze/hw.unfreeze compile any string as a regular expression with no length "
-    "cap (matching.MAX_PATTERN_LENGTH guards only the search box): a 300,000-character name "
-    "takes seconds, 1,000,000 characters about 20 s, before 'No layer' comes back"))
 
 
 @pytest.mark.parametrize("call", [
-    pytest.param("freeze", marks=HUGE_NAME_BUG), pytest.param("unfreeze", marks=HUGE_NAME_BUG),
+    "freeze", "unfreeze",
     "set_trainable", "freeze_up_to"])
 def test_a_huge_name_in_the_python_api_is_refused_quickly(long_names_model, call):
     hw.unfreeze(long_names_model)
@@ -840,10 +816,6 @@ def test_an_invalid_regex_in_the_python_api_is_said_to_be_invalid(small):
     assert snapshot(small) == before
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: 'Freeze matches' with an invalid regular "
-                   "expression says only \"No layer matches 'd['\" (the issue's item 10: an "
-                   "invalid regex must be reported as such, e.g. 'not a valid regular "
-                   "expression, searched as plain text')")
 def test_an_invalid_regex_in_freeze_matches_is_said_to_be_invalid(small):
     before = snapshot(small)
     explorer = hw.LayerExplorer(small)
@@ -952,9 +924,6 @@ def test_set_trainable_flag_must_be_a_bool(small, flag):
     assert snapshot(small) == before
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: a truncated .keras file is still reported with "
-                   "Keras' 'File not found' inside the ModelLoadError (issue item 10); it should "
-                   "say the file is damaged/truncated, not missing")
 def test_a_truncated_keras_file_is_not_reported_as_missing(small, tmp_path):
     path = tmp_path / "cut.keras"
     small.save(tmp_path / "whole.keras")
@@ -985,9 +954,6 @@ def test_a_search_for_something_not_a_string_is_a_clear_type_error(small, bad):
         hw.search(small, bad)
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: hw.freeze_up_to(model, path, include='false') reads "
-                   "any truthy value as True (freezes the named layer too); include should be "
-                   "checked like set_trainable's flag ('must be True or False')")
 @pytest.mark.parametrize("include", ["false", "no", 1, None])
 def test_freeze_up_to_include_must_be_a_bool(small, include):
     before = snapshot(small)

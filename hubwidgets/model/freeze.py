@@ -73,6 +73,8 @@ def freeze_up_to(model: Any, path: str, include: bool = True) -> ModelTree:
     in model order, and unfreeze the ones after it: the transfer-learning split.
 
     ``path`` may name a variable: its layer is used."""
+    if not isinstance(include, bool):
+        raise TypeError(f"include must be True or False, got {include!r}.")
     tree = _live_tree(model, "freeze_up_to")
     _check_entries([path])
     cut = top_level_index(tree, path) + (1 if include else 0)
@@ -104,6 +106,10 @@ def matching_nodes(tree: ModelTree, paths_or_patterns: Iterable[str]) -> list[No
     _check_entries(entries)
     found: list[Node] = []
     for entry in entries:
+        named = tree.named(entry) if "/" not in entry.strip("/") else []
+        if len(named) > 1:  # a name several layers share names them all
+            found += named
+            continue
         try:
             found.append(tree.find(entry))
             continue

@@ -6,7 +6,7 @@ import os
 from typing import Any
 
 from .build import SUPPORTED, build_tree
-from .session import session_for
+from .session import existing_session, session_for
 from .tree import ModelTree
 
 
@@ -18,6 +18,9 @@ def inspect(obj: Any) -> ModelTree:
     the model's structure changed.
     """
     if isinstance(obj, ModelTree):
+        session = existing_session(obj.obj)
+        if session is not None and session.tree is obj:
+            return session.current_tree()  # walked again if the model's layers changed
         return obj.refresh()
     if isinstance(obj, (str, os.PathLike)):
         return build_tree(obj)

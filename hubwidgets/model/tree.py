@@ -412,6 +412,14 @@ class ModelTree:
         wanted = path_or_name.strip("/")
         if wanted in ("", self.root.path):
             return self.root
+        if "/" not in wanted:  # a bare name: it must name one layer, wherever it is
+            by_name = self.named(wanted)
+            if len(by_name) == 1:
+                return by_name[0]
+            if len(by_name) > 1:
+                paths = ", ".join(repr(n.path) for n in by_name[:8])
+                raise KeyError(f"{wanted!r} names {len(by_name)} layers; pass a full path: "
+                               f"{paths}")
         node = self._find_by_path(wanted)
         if node is not None:
             return node
@@ -425,6 +433,16 @@ class ModelTree:
         close = difflib.get_close_matches(wanted, sorted(candidates), n=5, cutoff=0.4)
         hint = f" Closest matches: {', '.join(map(repr, close))}." if close else ""
         raise KeyError(f"No layer or module {wanted!r} in {self.root.name!r}.{hint}")
+
+    def named(self, name: str) -> list[Node]:
+        """The nodes called ``name``, one per distinct layer or module (a shared layer
+        reached twice counts once)."""
+        found: list[Node] = []
+        for node in self:
+            if node.name == name and not any(node.obj is not None and node.obj is f.obj
+                                             for f in found):
+                found.append(node)
+        return found
 
     def _find_by_path(self, wanted: str) -> Node | None:
         root = self.root.path

@@ -87,8 +87,10 @@ class Dashboard(widgets.VBox):
 
     def close(self) -> None:
         """Close every view of the dashboard (they stop following the session)."""
-        for view in (self.explorer, self.weights, self.header):
-            view.close()
+        for name in ("explorer", "weights", "header"):
+            view = getattr(self, name, None)  # None when construction failed part way
+            if view is not None:
+                view.close()
         super().close()
 
 

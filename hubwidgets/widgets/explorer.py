@@ -187,8 +187,14 @@ class LayerExplorer(anywidget.AnyWidget):
 
     @traitlets.observe("selected")
     def _on_selected(self, change: dict[str, Any]) -> None:
-        if getattr(self, "_ready", False):
-            self.session.select(change["new"])
+        if not getattr(self, "_ready", False):
+            return
+        path = change["new"]
+        if path and not self._exists(path):  # e.g. synced from the browser: refused
+            self.message = f"No layer or variable {path!r} in {self.tree.root.name!r}."
+            self.selected = change["old"] if self._exists(change["old"]) else ""
+            return
+        self.session.select(path)
 
     def _on_session_change(self, session: ModelSession, what: str) -> None:
         if what == "selection":
@@ -222,6 +228,7 @@ class LayerExplorer(anywidget.AnyWidget):
         fails, changes nothing and says why in ``message``."""
         try:
             name, fields = bind_message(type(self), content)
+            self.session.current_tree()  # the model may have changed since the rows were sent
             outcome = getattr(self, name)(**fields)
         except (HubWidgetsError, KeyError, ValueError, TypeError) as exc:
             self.message = _text(exc)
@@ -302,7 +309,9 @@ class LayerExplorer(anywidget.AnyWidget):
         for node in shown:
             set_trainable(self.tree, node.path, False)
         code = codegen.freeze_pattern_code(self.tree, pattern, self.var_name)
-        names = ", ".join(n.name for n in shown[:5]) + (", ..." if len(shown) > 5 else "")
+        root = self.tree.root.path + "/"
+        names = ", ".join(n.path.removeprefix(root) for n in shown[:5]) + \
+            (", ..." if len(shown) > 5 else "")
         return code, self._compile_hint(f"Froze {len(shown)} layer(s): {names}.")
 
     def _outcome(self, code: str) -> tuple[str, str]:

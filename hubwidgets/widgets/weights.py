@@ -105,7 +105,12 @@ class WeightPlot(widgets.VBox):
     # -- selection -------------------------------------------------------------------------
     @traitlets.observe("selected", "log_y", "shared_bins")
     def _redraw(self, _change: Any) -> None:
-        self.draw_selection()
+        try:
+            self.draw_selection()
+        except KeyError:  # not a layer or variable of this model (any more): draw nothing
+            with self.selection_figure.batch_update():
+                self.selection_figure.data = []
+                self.selection_figure.layout.title = "Select a layer or variable"
 
     def _selection_stats(self) -> tuple[str, dict[str, WeightStats], int]:
         """(title, statistics of what the figure draws, how many variables were selected)."""
