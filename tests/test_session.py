@@ -133,3 +133,31 @@ def test_an_edit_redraws_every_open_view(keras):
     assert max(after) > 50 * max(before)  # the histogram widened, drawn in place
     hw.undo(model)
     assert list(dashboard.weights.selection_figure.data[0].x) == before
+
+
+def test_edits_from_the_explorer_with_undo_redo_and_restore(keras):
+    model = small_model(keras, "row_menu")
+    explorer = hw.LayerExplorer(model)
+    kernel = model.get_layer("a").kernel
+    original = kernel.numpy().copy()
+    explorer.handle_action({"action": "scale_weights", "path": "row_menu/a", "factor": 2})
+    assert np.array_equal(kernel.numpy(), original * np.float32(2))
+    assert explorer.code.startswith("hubwidgets.scale_weights(model, 'row_menu/a', 2.0)")
+    assert "layer.set_weights([w * 2.0 for w in layer.get_weights()])" in explorer.code
+    assert explorer.totals["can_undo"] and not explorer.totals["can_redo"]
+    explorer.handle_action({"action": "undo"})
+    assert np.array_equal(kernel.numpy(), original) and explorer.totals["can_redo"]
+    explorer.handle_action({"action": "redo"})
+    assert np.array_equal(kernel.numpy(), original * np.float32(2))
+    explorer.handle_action({"action": "prune_weights", "path": "row_menu/a/kernel",
+                            "fraction": 0.5})
+    assert int((kernel.numpy() == 0).sum()) == 6
+    explorer.handle_action({"action": "restore_snapshot", "path": "row_menu/a"})
+    assert np.array_equal(kernel.numpy(), original)
+    assert model.get_layer("a").trainable is True  # edits never touch the flags
+    for bad in ({"action": "scale_weights", "path": "row_menu/a", "factor": "2"},
+                {"action": "scale_weights", "path": "row_menu/a", "factor": float("nan")},
+                {"action": "prune_weights", "path": "row_menu/a", "fraction": 1.5},
+                {"action": "scale_weights", "path": "row_menu/zzz", "factor": 2.0}):
+        explorer.handle_action(bad)
+        assert explorer.message and np.array_equal(kernel.numpy(), original)

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import json
 import os
+import dataclasses
 from dataclasses import dataclass, field
 from typing import Any, Iterator
 
@@ -65,6 +66,17 @@ class Snapshot:
 
     def __getitem__(self, path: str) -> np.ndarray:
         return self.values[path]
+
+    def subset(self, paths: Any) -> "Snapshot":
+        """The same snapshot, holding only the variables at ``paths`` (no copy of values)."""
+        keep = [p for p in self.values if p in set(paths)]
+
+        def pick(table: dict[str, Any]) -> dict[str, Any]:
+            return {p: table[p] for p in keep if p in table}
+
+        return dataclasses.replace(self, values=pick(self.values), trainable=pick(self.trainable),
+                                   owners=pick(self.owners), can_train=pick(self.can_train),
+                                   hub_layers=pick(self.hub_layers))
 
     def __contains__(self, path: object) -> bool:
         return path in self.values

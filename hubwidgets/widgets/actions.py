@@ -2,13 +2,15 @@
 
 A message ``{"action": "name", **fields}`` is checked against the method's signature before
 anything runs: the action must exist, every field must be a declared parameter of the right
-type (``str`` or ``bool``; strings of bounded length), and required fields must be present.
+type (``str``, ``bool`` or ``float``; strings of bounded length, numbers finite), and
+required fields must be present.
 A message that fails is refused with a :class:`MessageError` that says why.
 """
 
 from __future__ import annotations
 
 import inspect
+import math
 import typing
 from typing import Any, Callable
 
@@ -60,6 +62,11 @@ def bind_message(cls: type, content: Any) -> tuple[str, dict[str, Any]]:
 
 
 def _check_type(action_name: str, field: str, value: Any, expected: Any) -> None:
+    if expected is float:
+        if type(value) not in (int, float) or not math.isfinite(value):
+            raise MessageError(f"Action {action_name!r}: {field!r} must be a finite number, "
+                               f"got {value!r}.")
+        return
     if expected is bool and type(value) is not bool:
         raise MessageError(f"Action {action_name!r}: {field!r} must be true or false, "
                            f"got {value!r}.")

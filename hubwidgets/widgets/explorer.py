@@ -16,7 +16,7 @@ from typing import Any
 import anywidget
 import traitlets
 
-from ..model import codegen
+from ..model import codegen, edits
 from ..model.errors import HubWidgetsError
 from ..model.formatting import format_bytes, format_shape, trainable_label
 from ..model.freeze import (freeze_up_to, needs_compile, outermost, set_trainable,
@@ -101,6 +101,7 @@ class LayerExplorer(anywidget.AnyWidget):
         self.scan_weights = scan_weights
         self._shown: dict[str, int] = {}  # node path -> how many children are listed
         self._search_error = ""
+        self._before_edits: Any = None  # a Snapshot, taken before the first edit made here
         self._expanded = [self.tree.root.path]
         self.selected = selected or self.session.selection
         self.on_msg(self._on_custom_msg)
@@ -132,10 +133,13 @@ class LayerExplorer(anywidget.AnyWidget):
         """Recompute the visible rows and totals from the session's tree."""
         root = self.tree.root
         with self.hold_sync():
+            history = edits.undo_history(self.session.model)
             self.totals = {"params": root.params, "trainable": root.trainable_params,
                            "frozen": root.non_trainable_params,
                            "bytes": format_bytes(root.nbytes),
-                           "needs_compile": needs_compile(self.tree)}
+                           "needs_compile": needs_compile(self.tree),
+                           "can_undo": bool(history.undo_steps),
+                           "can_redo": bool(history.redo_steps)}
             self._rows = self._visible_rows()
 
     def _visible_rows(self) -> list[dict[str, Any]]:
@@ -313,6 +317,72 @@ class LayerExplorer(anywidget.AnyWidget):
         names = ", ".join(n.path.removeprefix(root) for n in shown[:5]) + \
             (", ..." if len(shown) > 5 else "")
         return code, self._compile_hint(f"Froze {len(shown)} layer(s): {names}.")
+
+    # -- edits (values, never flags) ---------------------------------------------------------
+    @action
+    def scale_weights(self, path: str, factor: float) -> tuple[str, str]:
+        """Multiply the weights at ``path`` by ``factor`` (one undo step)."""
+        return self._edit("scale_weights", path, float(factor))
+
+    @action
+    def reset_weights(self, path: str) -> tuple[str, str]:
+        """Re-initialize the weights at ``path`` with their layers' own initializers."""
+        return self._edit("reset_weights", path)
+
+    @action
+    def prune_weights(self, path: str, fraction: float) -> tuple[str, str]:
+        """Zero the ``fraction`` of smallest-magnitude values of each variable at ``path``."""
+        return self._edit("prune_weights", path, float(fraction))
+
+    @action
+    def add_noise(self, path: str, std: float) -> tuple[str, str]:
+        """Add Gaussian noise of standard deviation ``std`` (absolute) at ``path``."""
+        return self._edit("add_noise", path, float(std))
+
+    @action
+    def restore_snapshot(self, path: str) -> tuple[str, str]:
+        """Put the weights at ``path`` back as they were before the first edit made here."""
+        if self._before_edits is None:
+            raise ValueError("Nothing to restore: no weights were edited from this explorer.")
+        node = self.tree.find(path)
+        wanted = {v.path for v in node.all_variables()}
+        part = self._before_edits.subset(wanted)
+        edits.restore(self.session.model, part)
+        return (f"hubwidgets.restore({self.var_name}, before)  # before = "
+                f"hubwidgets.snapshot({self.var_name}), taken before the first edit",
+                f"Restored {len(part.values)} variable(s) of {node.name!r}. "
+                f"Undo: hubwidgets.undo({self.var_name}).")
+
+    @action
+    def undo(self) -> tuple[str, str]:
+        """Undo the last edit, bit for bit."""
+        edits.undo(self.session.model)
+        return f"hubwidgets.undo({self.var_name})", "Undone."
+
+    @action
+    def redo(self) -> tuple[str, str]:
+        """Redo the last undone edit, bit for bit."""
+        edits.redo(self.session.model)
+        return f"hubwidgets.redo({self.var_name})", "Redone."
+
+    def _edit(self, name: str, path: str, *args: Any) -> tuple[str, str]:
+        node_path = self.tree.find(path).path if not self._is_variable(path) else path
+        if self._before_edits is None:
+            from ..model.snapshot import snapshot
+
+            self._before_edits = snapshot(self.session.model)
+        call, plain = edits.edit_code(self.session.model, name, node_path, *args,
+                                      var=self.var_name)
+        getattr(edits, name)(self.session.model, node_path, *args)
+        code = f"{call}\n# the same in plain Keras / TensorFlow:\n{plain}"
+        return code, f"Done: {call}. Undo: hubwidgets.undo({self.var_name})."
+
+    def _is_variable(self, path: str) -> bool:
+        try:
+            self.tree.find_variable(path)
+            return True
+        except KeyError:
+            return False
 
     def _outcome(self, code: str) -> tuple[str, str]:
         return code, self._compile_hint("")
