@@ -161,3 +161,17 @@ def test_edits_from_the_explorer_with_undo_redo_and_restore(keras):
                 {"action": "scale_weights", "path": "row_menu/zzz", "factor": 2.0}):
         explorer.handle_action(bad)
         assert explorer.message and np.array_equal(kernel.numpy(), original)
+
+
+def test_a_watched_model_shows_its_training_panel_as_a_tab(keras):
+    model = small_model(keras, "watched")
+    model.compile("sgd", "mse")
+    dashboard = hw.explore(model)
+    assert dashboard.training is None
+    callback = hw.watch(model)
+    x, y = np.ones((8, 3), "float32"), np.zeros((8, 2), "float32")
+    model.fit(x, y, epochs=2, verbose=0, callbacks=[callback])
+    assert dashboard.training is callback.panel  # added when fit ended
+    [tabs] = dashboard.children
+    assert [tabs.get_title(i) for i in range(2)] == ["Model", "Training"]
+    assert hw.explore(model).training is callback.panel  # a new dashboard opens with it

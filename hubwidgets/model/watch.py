@@ -199,6 +199,9 @@ class _Watcher:
             self._start = None
         self._check_drift()
         self._notify("end")
+        from .session import notify_changed
+
+        notify_changed(self.watched_model, "values")  # every open view of the model follows
 
     def _record(self, logs: dict[str, Any] | None) -> None:
         interval = self.history.intervals

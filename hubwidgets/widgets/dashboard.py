@@ -16,6 +16,7 @@ from ..model.formatting import format_bytes
 from ..model.session import ModelSession, session_for
 from ..model.tree import ModelTree
 from .explorer import LayerExplorer
+from .training import training_panel_for
 from .weights import WeightPlot
 
 
@@ -64,9 +65,28 @@ class Dashboard(widgets.VBox):
         refresh.on_click(lambda _b: self.refresh())
         self.explorer.layout.flex = "1 1 460px"  # beside the plots when the page is wide,
         self.weights.layout.flex = "0 0 450px"   # above them when it is narrow
-        super().__init__([widgets.HBox([self.header, refresh]),
-                          widgets.HBox([self.explorer, self.weights],
-                                       layout={"flex_flow": "row wrap"})])
+        self.model_view = widgets.VBox([widgets.HBox([self.header, refresh]),
+                                        widgets.HBox([self.explorer, self.weights],
+                                                     layout={"flex_flow": "row wrap"})])
+        self.training: widgets.Widget | None = None
+        super().__init__([self.model_view])
+        self._show_training_tab()
+        self._stop_tab_check = self.session.observe(self._on_session_change)
+
+    def _on_session_change(self, session: ModelSession, what: str) -> None:
+        if what == "values":  # e.g. the end of a watched fit
+            self._show_training_tab()
+
+    def _show_training_tab(self) -> None:
+        """A watched model (``hubwidgets.watch``) gets a "Training" tab with its live panel."""
+        panel = training_panel_for(self.session.model)
+        if panel is None or panel is self.training:
+            return
+        self.training = panel
+        tabs = widgets.Tab(children=[self.model_view, panel])
+        tabs.set_title(0, "Model")
+        tabs.set_title(1, "Training")
+        self.children = [tabs]
 
     @property
     def tree(self) -> ModelTree:
@@ -91,6 +111,9 @@ class Dashboard(widgets.VBox):
             view = getattr(self, name, None)  # None when construction failed part way
             if view is not None:
                 view.close()
+        stop = getattr(self, "_stop_tab_check", None)
+        if stop is not None:
+            stop()
         super().close()
 
 
