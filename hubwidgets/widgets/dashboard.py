@@ -37,13 +37,17 @@ class Dashboard(widgets.VBox):
         refresh = widgets.Button(description="Refresh", icon="refresh",
                                  tooltip="Re-read the weights (after training or set_weights)")
         refresh.on_click(lambda _b: self.refresh())
-        widgets.dlink((self.explorer, "selected"), (self.weights, "selected"))
+        widgets.link((self.explorer, "selected"), (self.weights, "selected"))  # overview clicks too
         self.explorer.observe(lambda _c: self._update_header(), "totals")
-        self.explorer.layout.flex = "1 1 460px"  # beside the plots when the page is wide,
-        self.weights.layout.flex = "0 0 450px"   # above them when it is narrow
-        super().__init__([widgets.HBox([self.header, refresh]),
+        self.explorer.add_class("hw-in-dashboard")  # the header is its one totals line
+        self.header.add_class("hw-header")
+        self.explorer.layout.flex = "1 1 560px"  # beside the plots when the output area is
+        self.weights.layout.flex = "0 0 480px"   # >= ~1100 px wide, above them below that
+        self.explorer.layout.min_width = "0"
+        super().__init__([widgets.HBox([self.header, refresh], layout={"align_items": "center"}),
                           widgets.HBox([self.explorer, self.weights],
-                                       layout={"flex_flow": "row wrap"})])
+                                       layout={"flex_flow": "row wrap", "align_items": "flex-start",
+                                               "grid_gap": "8px 16px"})])
 
     def _repr_mimebundle_(self, **kwargs: Any) -> dict[str, Any]:
         """The widget, plus a text and HTML summary for where widgets cannot render."""
