@@ -262,6 +262,17 @@ def _set_theme(url: str, theme: str) -> None:
     urllib.request.urlopen(request, timeout=30).read()
 
 
+def _solid_text_colour(page) -> str:
+    """The explorer's text colour composited over its background, as ``rgb(r, g, b)``."""
+    import re
+
+    fg, bg = page.evaluate("(() => { const s = getComputedStyle(document.querySelector("
+                           "'.hw-explorer')); return [s.color, s.backgroundColor]; })()")
+    f = [float(v) for v in re.findall(r"[\d.]+", fg)] + [1.0]
+    b = [float(v) for v in re.findall(r"[\d.]+", bg)]
+    return "rgb({}, {}, {})".format(*(round(f[i] * f[3] + b[i] * (1 - f[3])) for i in range(3)))
+
+
 def _low_contrast(page, root) -> list[dict]:
     texts = page.evaluate(CONTRAST_JS, root.element_handle())
     assert len(texts) > 30, texts  # the tree's rows and the plots' labels were measured
@@ -318,8 +329,7 @@ def test_every_text_is_readable_in_each_theme(jupyter_lab, theme, picture):
             assert page.evaluate("document.body.dataset.jpThemeName") == theme
             # the plots follow the theme: their text has the page's text colour
             expect(page.locator(".js-plotly-plot .gtitle").first).to_have_css(
-                "fill", page.evaluate("getComputedStyle(document.querySelector("
-                                      "'.hw-explorer')).color"), timeout=30_000)
+                "fill", _solid_text_colour(page), timeout=30_000)
             # pick a layer: its row and its histogram
             page.locator(".hw-row .hw-name", has_text="block_5_project").first.click()
             expect(page.locator(".js-plotly-plot .gtitle").first).to_contain_text(
@@ -331,8 +341,12 @@ def test_every_text_is_readable_in_each_theme(jupyter_lab, theme, picture):
             explorer, plots = _boxes(page)
             assert plots["x"] >= explorer["x"] + explorer["width"] - 1, (explorer, plots)
             assert abs(plots["y"] - explorer["y"]) < 80, (explorer, plots)
-            if picture:
+            if picture:  # tall enough for the whole output, no wider than the page
+                page.set_viewport_size({"width": 1500, "height": 1250})
+                page.wait_for_timeout(500)
+                output.scroll_into_view_if_needed()
                 output.screenshot(path=str(DOCS / picture))
+                page.set_viewport_size({"width": 1500, "height": 1000})
                 assert (DOCS / picture).stat().st_size < 300_000
             if theme != "JupyterLab Light":
                 browser.close()
@@ -351,14 +365,14 @@ def test_every_text_is_readable_in_each_theme(jupyter_lab, theme, picture):
             page.keyboard.press("Enter")  # expands: moving statistics are not "frozen"
             expect(page.locator(".hw-var .hw-badge-fixed")).to_have_count(2, timeout=30_000)
             expect(page.locator(".hw-var", has_text="moving_mean")).to_contain_text("not trained")
-            page.keyboard.press("Left")
+            page.keyboard.press("ArrowLeft")
             expect(page.locator(".hw-var")).to_have_count(0, timeout=30_000)
             page.keyboard.press("Space")  # trainable again
             expect(page.locator(".hw-row.hw-selected.hw-frozen")).to_have_count(0, timeout=30_000)
 
             # a click on a layer in the overview selects it in the explorer
             label = page.locator(".js-plotly-plot .y2tick text").nth(3)
-            name = label.inner_text()
+            name = label.text_content()
             box = page.locator(".js-plotly-plot .nsewdrag[data-subplot='x2y2']").bounding_box()
             y = label.bounding_box()["y"] + label.bounding_box()["height"] / 2
             page.mouse.click(box["x"] + box["width"] / 2, y)
@@ -420,7 +434,7 @@ def test_voila_shows_the_figures_with_data_before_any_click(voila):
         # before any click: the overview draws every layer with weights
         expect(page.locator(".js-plotly-plot .heatmaplayer image")).to_have_count(1,
                                                                                 timeout=60_000)
-        ticks = page.locator(".js-plotly-plot .y2tick text").all_inner_texts()
+        ticks = page.locator(".js-plotly-plot .y2tick text").all_text_contents()
         assert ticks == ["stem", "norm", "head"], ticks
         page.locator(".hw-row .hw-name", has_text="head").click()
         expect(page.locator(".js-plotly-plot .gtitle").first).to_contain_text(

@@ -19,7 +19,7 @@ KERNEL_NAMES = ("kernel", "depthwise_kernel", "pointwise_kernel", "embeddings", 
 SCALE_NAMES = ("gamma", "scale")  # normalisation scales: all ones until trained
 ROW_PX = 13  # the height of one layer's row: names stay legible at 10 px
 VISIBLE_ROWS = 40  # rows in view at once; the rest is reached by panning or clicking a layer
-OVERVIEW_TITLE = "Weights by layer (density per layer; drag or scroll to pan)"
+OVERVIEW_TITLE = "Weights by layer (colour: density; drag to pan)"
 
 
 def _short_name(var: VariableInfo) -> str:

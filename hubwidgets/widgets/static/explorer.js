@@ -22,7 +22,7 @@ function button(label, title, onClick) {
 }
 
 const INDENT = 14; // px per depth level
-const COLUMNS = ["Layer", "Class", "Output shape", "Params", "Trainable"];
+const COLUMNS = ["Layer", "Class", "Output shape", "Params", "Train"];
 
 function render({ model, el: root }) {
   const send = (msg) => model.send(msg);
@@ -134,6 +134,7 @@ function render({ model, el: root }) {
       send({ action: row.expanded ? "collapse" : "expand", path: row.path });
     });
     name.append(caret, el("span", "hw-name", row.name));
+    name.title = row.name;
     if (frozen) name.append(el("span", "hw-ice", "❄"));
     for (const b of row.badges || []) {
       if (b === "frozen" || b === "trainable") continue; // said by the toggle column
@@ -153,8 +154,11 @@ function render({ model, el: root }) {
     toggleCell.append(toggle);
     const params = paramsCell(row.params, row.depth === 0 ? row.params : biggest);
     params.title = `${fmt(row.trainable_params)} trainable · ${fmt(row.frozen_params)} non-trainable`;
-    line.append(name, el("span", "hw-class", row.class_name), el("span", "hw-shape", row.output_shape),
-      params, toggleCell);
+    const cls = el("span", "hw-class", row.class_name);
+    cls.title = row.class_name;
+    const shape = el("span", "hw-shape", row.output_shape);
+    shape.title = row.output_shape;
+    line.append(name, cls, shape, params, toggleCell);
     line.title = (row.notes || []).join("\n");
     line.addEventListener("click", () => select(row.path));
     return line;
