@@ -19,6 +19,7 @@ KERNEL_NAMES = ("kernel", "depthwise_kernel", "pointwise_kernel", "embeddings", 
 SCALE_NAMES = ("gamma", "scale")  # normalisation scales: all ones until trained
 ROW_PX = 13  # the height of one layer's row: names stay legible at 10 px
 VISIBLE_ROWS = 40  # rows in view at once; the rest is reached by panning or clicking a layer
+OVERVIEW_BINS = 40  # value bins across: ~8 px each, and ~3 bytes a cell in the widget state
 OVERVIEW_TITLE = "Weights by layer (colour: density; drag to pan)"
 
 
@@ -85,7 +86,8 @@ class Overview:
         return best
 
 
-def build_overview(tree: ModelTree, stats: dict[str, WeightStats], bins: int = 64) -> Overview:
+def build_overview(tree: ModelTree, stats: dict[str, WeightStats],
+                   bins: int = OVERVIEW_BINS) -> Overview:
     """One row per layer that has weights, on value bins shared by every row.
 
     The shared range is symmetric and covers the 99th percentile of every row's magnitudes,

@@ -96,6 +96,22 @@ class StatefulFigure(go.FigureWidget):
     """
 
     _quiet: frozenset[str] = frozenset()
+    _deferred_open = False
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        # plotly opens the widget's channel before it has set the data, then sends the data
+        # as an update; a front end still loading plotly's 5 MB module can miss that update
+        # and draw an empty figure.  Open once the data is set: it travels in the opening.
+        self._deferred_open = True
+        try:
+            super().__init__(*args, **kwargs)
+        finally:
+            self._deferred_open = False
+        self.open()
+
+    def open(self) -> None:
+        if not self._deferred_open:
+            super().open()
 
     def _should_send_property(self, key: str, value: Any) -> bool:
         if key in self._quiet:
@@ -280,7 +296,7 @@ class WeightPlot(widgets.VBox):
                 computed.update(weight_stats(batch, bins=self.bins))
             self.progress.value = min(start + OVERVIEW_BATCH, len(layers))
         self.nonfinite = {p for p, s in computed.items() if s.has_nonfinite}
-        return ov.build_overview(self.tree, computed, bins=self.bins)
+        return ov.build_overview(self.tree, computed, bins=min(self.bins, ov.OVERVIEW_BINS))
 
     def _overview_traces(self) -> list[dict[str, Any]]:
         if self.overview is None or not self.overview.names:
