@@ -373,6 +373,7 @@ def test_every_text_is_readable_in_each_theme(jupyter_lab, theme, picture):
             # a click on a layer in the overview selects it in the explorer
             label = page.locator(".js-plotly-plot .y2tick text").nth(3)
             name = label.text_content()
+            label.scroll_into_view_if_needed()
             box = page.locator(".js-plotly-plot .nsewdrag[data-subplot='x2y2']").bounding_box()
             y = label.bounding_box()["y"] + label.bounding_box()["height"] / 2
             page.mouse.move(box["x"] + box["width"] / 2 - 5, y)
