@@ -334,6 +334,12 @@ def test_every_text_is_readable_in_each_theme(jupyter_lab, theme, picture):
             page.locator(".hw-row .hw-name", has_text="block_5_project").first.click()
             expect(page.locator(".js-plotly-plot .gtitle").first).to_contain_text(
                 "mobilenetv2_1.00_224/block_5_project: 1 variable(s)", timeout=60_000)
+            # the transfer-learning split: frozen rows above the selection, trainable below
+            page.get_by_role("button", name="Freeze up to selected").click()
+            expect(page.locator(".hw-row.hw-frozen .hw-name", has_text="block_5_expand_BN")
+                   ).to_have_count(1, timeout=30_000)
+            expect(page.locator(".hw-row.hw-frozen .hw-name", has_text="block_5_project_BN")
+                   ).to_have_count(0)
             bad = _low_contrast(page, output)
             assert bad == [], f"{theme}: texts under {WCAG_AA}:1: {bad[:10]}"
 
@@ -369,6 +375,8 @@ def test_every_text_is_readable_in_each_theme(jupyter_lab, theme, picture):
             expect(page.locator(".hw-var")).to_have_count(0, timeout=30_000)
             page.keyboard.press("Space")  # trainable again
             expect(page.locator(".hw-row.hw-selected.hw-frozen")).to_have_count(0, timeout=30_000)
+            assert page.locator(".hw-header").inner_text().count("params") == 1  # one totals line
+            assert not page.locator(".hw-totals").is_visible()
 
             # a click on a layer in the overview selects it in the explorer
             label = page.locator(".js-plotly-plot .y2tick text").nth(3)
