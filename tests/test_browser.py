@@ -407,9 +407,11 @@ def voila(tmp_path_factory):
     root = tmp_path_factory.mktemp("voila")
     _one_cell_notebook(root / "app.ipynb", (
         "import keras, hubwidgets as hw\n"
+        "block = keras.Sequential([keras.Input((8,)), keras.layers.Dense(8, name='inner')],\n"
+        "    name='block')\n"
         "model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(8, name='stem'),\n"
-        "    keras.layers.BatchNormalization(name='norm'), keras.layers.Dense(2, name='head')],\n"
-        "    name='app')\n"
+        "    keras.layers.BatchNormalization(name='norm'), block,\n"
+        "    keras.layers.Dense(2, name='head')], name='app')\n"
         "hw.explore(model)"))
     port = _free_port()
     cmd = [sys.executable, "-m", "voila", str(root / "app.ipynb"), "--no-browser",
@@ -447,11 +449,24 @@ def test_voila_shows_the_figures_with_data_before_any_click(voila):
         expect(page.locator(".js-plotly-plot .heatmaplayer image")).to_have_count(1,
                                                                                 timeout=60_000)
         ticks = page.locator(".js-plotly-plot .y2tick text").all_text_contents()
-        assert sorted(ticks) == ["head", "norm", "stem"], ticks
+        assert sorted(ticks) == ["block/inner", "head", "norm", "stem"], ticks
         page.locator(".hw-row .hw-name", has_text="head").click()
         expect(page.locator(".js-plotly-plot .gtitle").first).to_contain_text(
             "app/head: 2 variable(s)", timeout=60_000)
         expect(page.locator(".js-plotly-plot .barlayer .point")).not_to_have_count(0)
+        # a click on a nested layer in the overview opens its parent in the tree and selects it
+        assert page.locator(".hw-row .hw-name", has_text="inner").count() == 0
+        label = page.locator(".js-plotly-plot .y2tick text", has_text="block/inner")
+        box = page.locator(".js-plotly-plot .nsewdrag[data-subplot='x2y2']").bounding_box()
+        y = label.bounding_box()["y"] + label.bounding_box()["height"] / 2
+        page.mouse.move(box["x"] + box["width"] / 2 - 5, y)
+        page.mouse.move(box["x"] + box["width"] / 2, y)
+        expect(page.locator(".hoverlayer .hovertext")).to_contain_text("block/inner",
+                                                                       timeout=10_000)
+        page.mouse.click(box["x"] + box["width"] / 2, y)
+        expect(page.locator(".hw-row.hw-selected .hw-name")).to_have_text("inner", timeout=30_000)
+        expect(page.locator(".js-plotly-plot .gtitle").first).to_contain_text(
+            "app/block/inner: 2 variable(s)", timeout=30_000)
         page.screenshot(path=str(OUTPUT_DIR / "voila.png"), full_page=False)
         browser.close()
     assert dialogs == []

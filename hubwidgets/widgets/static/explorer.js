@@ -237,16 +237,46 @@ function render({ model, el: root }) {
     code.style.display = model.get("code") ? "" : "none";
   }
 
+  // A selection made elsewhere (a click in the overview) may name a row not listed yet: open
+  // its parents, then page on, until it is listed (each step re-renders and comes back here).
+  let seeking = null;
+  let seekSteps = 0;
+  function seek() {
+    const selected = model.get("selected");
+    if (!seeking || seeking !== selected) return;
+    const rows = model.get("_rows") || [];
+    const listed = rows.some((r) => r.path === selected ||
+      (r.variables || []).some((v) => v.path === selected));
+    const parent = selected.slice(0, selected.lastIndexOf("/"));
+    if (listed || !parent || seekSteps++ > 50) {
+      seeking = null;
+      return;
+    }
+    const parentRow = rows.find((r) => r.path === parent);
+    if (!parentRow || !parentRow.expanded) send({ action: "expand", path: parent });
+    else if (rows.some((r) => r.more_of === parent)) send({ action: "more", path: parent });
+    else seeking = null;
+  }
+
   function onSelected() {
     pendingScroll = true; // e.g. a click in the overview: bring the row into view
+    seeking = model.get("selected");
+    seekSteps = 0;
     renderRows();
+    seek();
+  }
+
+  function onRows() {
+    if (seeking) pendingScroll = true;
+    renderRows();
+    seek();
   }
 
   renderTotals();
   renderRows();
   renderMessage();
   model.on("change:totals", renderTotals);
-  model.on("change:_rows", renderRows);
+  model.on("change:_rows", onRows);
   model.on("change:selected", onSelected);
   model.on("change:message", renderMessage);
   model.on("change:code", renderMessage);
