@@ -391,6 +391,18 @@ def test_every_text_is_readable_in_each_theme(jupyter_lab, theme, picture):
             expect(page.locator(".hw-row.hw-selected .hw-name")).to_have_text(name,
                                                                            timeout=30_000)
 
+            # switched live from the Settings menu: the figure follows without a re-run
+            page.locator(".lm-MenuBar-itemLabel", has_text="Settings").click()
+            page.locator(".lm-Menu-itemLabel").get_by_text("Theme", exact=True).hover()
+            page.locator(".lm-Menu-itemLabel").get_by_text("JupyterLab Dark", exact=True).click()
+            page.wait_for_function("document.body.dataset.jpThemeLight === 'false'",
+                                   timeout=30_000)
+            expect(page.locator(".js-plotly-plot .gtitle").first).to_have_css(
+                "fill", _solid_text_colour(page), timeout=30_000)
+            assert _solid_text_colour(page) != "rgb(33, 33, 33)"
+            bad = _low_contrast(page, output)
+            assert bad == [], f"switched to Dark: texts under {WCAG_AA}:1: {bad[:10]}"
+
             page.set_viewport_size({"width": 800, "height": 1000})
             page.wait_for_timeout(1000)
             explorer, plots = _boxes(page)
