@@ -20,7 +20,7 @@ SCALE_NAMES = ("gamma", "scale")  # normalisation scales: all ones until trained
 ROW_PX = 13  # the height of one layer's row: names stay legible at 10 px
 VISIBLE_ROWS = 40  # rows in view at once; the rest is reached by panning or clicking a layer
 OVERVIEW_BINS = 40  # value bins across: ~8 px each, and ~3 bytes a cell in the widget state
-OVERVIEW_TITLE = "Weights by layer (colour: density; drag to pan)"
+OVERVIEW_TITLE = "Weights by layer"
 
 
 def _short_name(var: VariableInfo) -> str:
@@ -151,7 +151,8 @@ def overview_layout(overview: Overview, selected_row: int | None = None) -> dict
     return dict(
         yaxis2=dict(range=[top + shown - 0.5, top - 0.5], tickfont=dict(size=10), dtick=1,
                     automargin=True, title=None, fixedrange=False),
-        xaxis2=dict(title=dict(text="weight value", font=dict(size=11)), fixedrange=True),
+        xaxis2=dict(title=dict(text="weight value · colour: density per layer",
+                               font=dict(size=11)), fixedrange=True),  # rows pan, bins stay
         shapes=[] if selected_row is None else [dict(
             type="rect", xref="x2 domain", yref="y2", x0=0, x1=1, y0=selected_row - 0.5,
             y1=selected_row + 0.5, line=dict(width=2, color="#ff7f0e"))],
@@ -160,7 +161,7 @@ def overview_layout(overview: Overview, selected_row: int | None = None) -> dict
 
 def overview_height(overview: Overview) -> int:
     """Pixels the overview's rows take."""
-    return ROW_PX * max(min(len(overview.names), VISIBLE_ROWS), 4)
+    return ROW_PX * max(min(len(overview.names), VISIBLE_ROWS), 6)
 
 
 def _escape(text: str) -> str:
