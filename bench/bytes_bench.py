@@ -1,31 +1,81 @@
-"""Bytes from kernel to browser for ``explore(ResNet50)``: the first display, then each
-selection change; and how many widgets a dashboard makes for a tiny and a large model.
-``python -m bench.bytes_bench``
+"""Bytes from kernel to browser for ``explore(ResNet50)``: the first display (every widget's
+opening state included, each JavaScript/CSS bundle counted once), then each selection change;
+how many widgets a dashboard makes for a tiny and a large model; and the overview's payload
+at 1,000 layers.  ``python -m bench.bytes_bench``
 """
 
 from __future__ import annotations
 
-from pathlib import Path
+import hashlib
+import json
+from contextlib import contextmanager
+from typing import Iterator
 
 from .common import emit
 from .models import many_layers, resnet50
-from tests.recording_comm import recording_comms
+from tests.recording_comm import CommRecorder
+
+
+class OpeningRecorder(CommRecorder):
+    """Also records each widget's opening message (its whole state), and the distinct
+    JavaScript/CSS bundles in them, so a bundle sent twice counts once as a bundle and once
+    as payload."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.bundles: dict[str, int] = {}  # sha1 -> bytes, the first copy of each bundle
+
+    def comm(self, *args, **kwargs):
+        data = kwargs.get("data") or {}
+        buffers = kwargs.get("buffers") or ()
+        size = len(json.dumps(data, default=str)) + sum(len(memoryview(b)) for b in buffers)
+        for key in ("_esm", "_css"):
+            code = (data.get("state") or {}).get(key)
+            if isinstance(code, str) and code:
+                digest = hashlib.sha1(code.encode()).hexdigest()
+                if digest not in self.bundles:
+                    self.bundles[digest] = len(json.dumps(code))
+                    size -= self.bundles[digest]
+        self.sizes.append(size)
+        return super().comm(*args, **kwargs)
+
+    def bundle_bytes(self) -> int:
+        return sum(self.bundles.values())
+
+
+@contextmanager
+def recording_opens() -> Iterator[OpeningRecorder]:
+    """Widgets created inside the block send through recording comms (openings included)."""
+    from ipywidgets import widget as widget_module
+
+    recorder = OpeningRecorder()
+    saved = widget_module.comm
+    widget_module.comm = type("RecordingComms", (), {"create_comm": staticmethod(recorder.comm)})
+    try:
+        yield recorder
+    finally:
+        widget_module.comm = saved
 
 
 def main() -> None:
     from ipywidgets import widget as widget_module
 
     import hubwidgets as hw
-    from hubwidgets.widgets import explorer as explorer_module
 
-    with recording_comms() as recorder:
-        measure(hw, widget_module, explorer_module, recorder)
+    with recording_opens() as recorder:
+        measure(hw, widget_module, recorder)
 
 
-def measure(hw, widget_module, explorer_module, recorder) -> None:
-    bundle = sum(len(p.read_bytes()) for p in (
-        Path(explorer_module.__file__).parent / "static").iterdir())
+def figure_payload(figure) -> int:
+    """Bytes of a figure widget's state without its JavaScript bundle."""
+    from ipywidgets.widgets.widget import _remove_buffers
 
+    state = {k: v for k, v in figure.get_state().items() if k not in ("_esm", "_css")}
+    state, _paths, buffers = _remove_buffers(state)
+    return len(json.dumps(state, default=str)) + sum(len(memoryview(b)) for b in buffers)
+
+
+def measure(hw, widget_module, recorder) -> None:
     def widgets_made(model) -> int:
         before = len(widget_module.Widget.widgets)
         hw.explore(model)
@@ -33,18 +83,23 @@ def measure(hw, widget_module, explorer_module, recorder) -> None:
 
     model = resnet50()
     recorder.clear()
+    recorder.bundles.clear()
     dashboard = hw.explore(model)
-    first = recorder.bytes_sent()
+    first = recorder.bytes_sent()  # bundles already left out, once each
+    bundles = recorder.bundle_bytes()
     changes = []
     for path in ("resnet50/conv2_block1_1_conv", "resnet50/conv5_block3_3_conv",
                  "resnet50/predictions/kernel"):
         recorder.clear()
         dashboard.explorer.handle_action({"action": "select", "path": path})
         changes.append(recorder.bytes_sent())
-    emit({"first_display_bytes": first, "explorer_bundle_bytes": bundle,
+    big = hw.explore(many_layers(1000))
+    emit({"first_display_bytes": first + bundles, "explorer_bundle_bytes": bundles,
           "selection_change_bytes_max": max(changes),
           "widgets_tiny_model": widgets_made(many_layers(3)),
-          "widgets_resnet50": widgets_made(model)})
+          "widgets_resnet50": widgets_made(model),
+          "overview_rows_1000": len(big.weights.overview.names),
+          "overview_bytes_1000": figure_payload(big.weights.figure)})
 
 
 if __name__ == "__main__":

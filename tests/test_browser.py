@@ -1,8 +1,12 @@
 """End to end: a real Jupyter server, driven by headless Chromium through Playwright, in both
-front ends that ``pip install`` sets up: JupyterLab 4 and Notebook 7.
+front ends that ``pip install`` sets up: JupyterLab 4 and Notebook 7, and in Voilà.
 
 Opens a notebook that builds a small nested model and calls explore(model), expands a nested
-layer, clicks its freeze toggle, and reads back from the kernel that the model changed.
+layer, clicks its freeze toggle, and reads back from the kernel that the model changed.  On
+MobileNetV2 (``weights=None``: nothing downloaded) in JupyterLab Light, Dark and Dark High
+Contrast, every text of the dashboard (HTML and the plots' SVG) is measured against the colour
+under it (>= 4.5:1), the panels' layout is checked at two widths, and the README's pictures are
+taken.
 """
 
 from __future__ import annotations
@@ -21,6 +25,14 @@ import pytest
 CHROMIUM = "/usr/bin/chromium"
 EVIL = "<img src=x onerror=alert(1)>"
 OUTPUT_DIR = Path(__file__).parent.parent / "test-output"
+DOCS = Path(__file__).parent.parent / "docs"
+CONTRAST_JS = (Path(__file__).parent / "contrast.js").read_text()
+WCAG_AA = 4.5
+KERNELSPEC = {"name": "python3", "display_name": "Python 3", "language": "python"}
+MOBILENET_CELL = ("import keras, hubwidgets as hw\n"
+                  "keras.utils.set_random_seed(0)\n"
+                  "model = keras.applications.MobileNetV2(weights=None)  # nothing downloaded\n"
+                  "hw.explore(model)")
 
 pytestmark = pytest.mark.browser
 
@@ -33,18 +45,25 @@ def _free_port() -> int:
 
 def _notebook(path: Path) -> None:
     nb = nbformat.v4.new_notebook()
-    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    nb.metadata["kernelspec"] = KERNELSPEC
     nb.cells = [
         nbformat.v4.new_code_cell(
             "import keras, hubwidgets as hw\n"
             "block = keras.Sequential([keras.Input((4,)), keras.layers.Dense(4, name='inner_a'),\n"
             f"    keras.layers.Dense(4, name={EVIL!r})], name='block')\n"
-            "model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(4, name='stem'), block],"
-            " name='e2e')\n"
+            "model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(4, name='stem'),"
+            " block], name='e2e')\n"
             "hw.explore(model)"),
         nbformat.v4.new_code_cell(
             "print('TRAINABLE', model.get_layer('block').get_layer('inner_a').trainable)"),
     ]
+    nbformat.write(nb, path)
+
+
+def _one_cell_notebook(path: Path, source: str) -> None:
+    nb = nbformat.v4.new_notebook()
+    nb.metadata["kernelspec"] = KERNELSPEC
+    nb.cells = [nbformat.v4.new_code_cell(source)]
     nbformat.write(nb, path)
 
 
@@ -58,7 +77,10 @@ def _executed_notebook(path: Path) -> None:
     nb.cells = nb.cells[:1]
     NotebookClient(nb, timeout=300, kernel_name="python3", store_widget_state=True,
                    resources={"metadata": {"path": str(path.parent)}}).execute()
-    assert "application/vnd.jupyter.widget-state+json" in nb.metadata["widgets"]
+    state = nb.metadata["widgets"]["application/vnd.jupyter.widget-state+json"]["state"]
+    # the overview's data is in the saved state, not only in a message that was sent once
+    figures = [m["state"] for m in state.values() if "_widget_data" in m["state"]]
+    assert figures and figures[0]["_widget_data"][0]["type"] == "heatmap", figures
     nbformat.write(nb, path)
 
 
@@ -70,6 +92,7 @@ def jupyter_lab(tmp_path_factory):
     _notebook(root / "e2e.ipynb")
     _notebook(root / "e2e_notebook7.ipynb")
     _executed_notebook(root / "saved_state.ipynb")
+    _one_cell_notebook(root / "mobilenet.ipynb", MOBILENET_CELL)
     port = _free_port()
     cmd = [sys.executable, "-m", "jupyter", "lab", "--no-browser", "--ip", "127.0.0.1",
            f"--port={port}", "--ServerApp.token=", "--ServerApp.password=",
@@ -215,9 +238,248 @@ def test_saved_notebook_reopened_shows_the_explorer_without_running(jupyter_lab)
         block = page.locator(".hw-row", has=page.locator(".hw-name", has_text="block"))
         expect(block).to_be_visible(timeout=120_000)
         expect(page.locator(".hw-row .hw-name", has_text="stem")).to_be_visible()
+        # the figure came back with its data: the overview names the layers
+        expect(page.locator(".js-plotly-plot .heatmaplayer image")).to_have_count(1, timeout=30_000)
+        expect(page.locator(".js-plotly-plot .y2tick", has_text="stem")).to_have_count(1)
         # nothing ran in this session's kernel: the view came from the saved state
         assert page.locator(".jp-InputPrompt").first.inner_text() in ("[ ]:", "[1]:")
         page.screenshot(path=str(OUTPUT_DIR / "saved_state.png"), full_page=False)
+        browser.close()
+    assert dialogs == []
+    assert _our_errors(console_errors) == []
+
+
+# -- the look: themes, contrast, layout, pictures -------------------------------------------
+
+def _set_theme(url: str, theme: str) -> None:
+    """JupyterLab's theme setting, through its settings API (what the Settings menu writes)."""
+    import json
+
+    body = json.dumps({"raw": json.dumps({"theme": theme})}).encode()
+    request = urllib.request.Request(
+        f"{url}/lab/api/settings/@jupyterlab/apputils-extension:themes", data=body,
+        method="PUT", headers={"Content-Type": "application/json"})
+    urllib.request.urlopen(request, timeout=30).read()
+
+
+def _solid_text_colour(page) -> str:
+    """The explorer's text colour composited over its background, as ``rgb(r, g, b)``."""
+    import re
+
+    fg, bg = page.evaluate("(() => { const s = getComputedStyle(document.querySelector("
+                           "'.hw-explorer')); return [s.color, s.backgroundColor]; })()")
+    f = [float(v) for v in re.findall(r"[\d.]+", fg)] + [1.0]
+    b = [float(v) for v in re.findall(r"[\d.]+", bg)]
+    return "rgb({}, {}, {})".format(*(round(f[i] * f[3] + b[i] * (1 - f[3])) for i in range(3)))
+
+
+def _low_contrast(page, root) -> list[dict]:
+    texts = page.evaluate(CONTRAST_JS, root.element_handle())
+    assert len(texts) > 30, texts  # the tree's rows and the plots' labels were measured
+    assert any(t["svg"] for t in texts) and any(not t["svg"] for t in texts), texts
+    return [t for t in texts if t["ratio"] < WCAG_AA]
+
+
+def _boxes(page) -> tuple[dict, dict]:
+    explorer = page.locator(".hw-explorer").first.bounding_box()
+    plots = page.locator(".hw-weights .js-plotly-plot").first.bounding_box()
+    return explorer, plots
+
+
+def _open_dashboard(page, console_errors):
+    """Run MobileNetV2's cell; wait for the tree and the overview's heatmap."""
+    from playwright.sync_api import expect
+
+    page.get_by_text("Python 3 (ipykernel) | Idle").wait_for(timeout=90_000)
+    cell = page.locator(".jp-Notebook .jp-CodeCell").first
+    run_cell(page, cell)
+    try:
+        expect(page.locator(".hw-row .hw-name", has_text="block_5_project").first).to_be_visible(
+            timeout=240_000)
+        expect(page.locator(".js-plotly-plot .heatmaplayer image")).to_have_count(1,
+                                                                                timeout=60_000)
+    except AssertionError:
+        page.screenshot(path=str(OUTPUT_DIR / "failure-dashboard.png"))
+        raise AssertionError(f"no dashboard; console errors: {console_errors[-5:]}") from None
+    news = page.get_by_role("button", name="No", exact=True)  # JupyterLab's news prompt
+    if news.count():
+        news.first.click()
+    return page.locator(".jp-OutputArea-output", has=page.locator(".hw-explorer")).first
+
+
+@pytest.mark.parametrize("theme, picture", [
+    ("JupyterLab Light", "explorer-light.png"),
+    ("JupyterLab Dark", "explorer-dark.png"),
+    ("JupyterLab Dark High Contrast", None),
+])
+def test_every_text_is_readable_in_each_theme(jupyter_lab, theme, picture):
+    """MobileNetV2 in JupyterLab: every text >= 4.5:1, tree and plots side by side at 1500 px
+    and stacked at 800 px, keyboard and overview selection; the README's pictures."""
+    from playwright.sync_api import expect, sync_playwright
+
+    OUTPUT_DIR.mkdir(exist_ok=True)
+    console_errors: list[str] = []
+    dialogs: list[str] = []
+    _set_theme(jupyter_lab, theme)
+    try:
+        with sync_playwright() as p:
+            browser, page = _open(p, f"{jupyter_lab}/lab/tree/mobilenet.ipynb?reset",
+                                  console_errors, dialogs)
+            output = _open_dashboard(page, console_errors)
+            assert page.evaluate("document.body.dataset.jpThemeName") == theme
+            # the plots follow the theme: their text has the page's text colour
+            expect(page.locator(".js-plotly-plot .gtitle").first).to_have_css(
+                "fill", _solid_text_colour(page), timeout=30_000)
+            # pick a layer: its row and its histogram
+            page.locator(".hw-row .hw-name", has_text="block_5_project").first.click()
+            expect(page.locator(".js-plotly-plot .gtitle").first).to_contain_text(
+                "mobilenetv2_1.00_224/block_5_project: 1 variable(s)", timeout=60_000)
+            # the transfer-learning split: frozen rows above the selection, trainable below
+            page.get_by_role("button", name="Freeze up to selected").click()
+            expect(page.locator(".hw-row.hw-frozen .hw-name", has_text="block_5_expand_BN")
+                   ).to_have_count(1, timeout=30_000)
+            expect(page.locator(".hw-row.hw-frozen .hw-name", has_text="block_5_project_BN")
+                   ).to_have_count(0)
+            bad = _low_contrast(page, output)
+            assert bad == [], f"{theme}: texts under {WCAG_AA}:1: {bad[:10]}"
+
+            # side by side at 1500 px (file browser open), stacked at 800 px
+            explorer, plots = _boxes(page)
+            assert plots["x"] >= explorer["x"] + explorer["width"] - 1, (explorer, plots)
+            assert abs(plots["y"] - explorer["y"]) < 80, (explorer, plots)
+            if picture:  # tall enough for the whole output, no wider than the page
+                page.set_viewport_size({"width": 1500, "height": 1250})
+                page.wait_for_timeout(500)
+                output.scroll_into_view_if_needed()
+                output.screenshot(path=str(DOCS / picture))
+                page.set_viewport_size({"width": 1500, "height": 1000})
+                assert (DOCS / picture).stat().st_size < 300_000
+            if theme != "JupyterLab Light":
+                browser.close()
+                return
+
+            # keyboard: Down moves the selection, Space freezes, Left goes to the parent
+            table = page.locator(".hw-table")
+            table.focus()
+            page.keyboard.press("ArrowDown")
+            expect(page.locator(".hw-row.hw-selected .hw-name")).to_have_text(
+                "block_5_project_BN", timeout=30_000)
+            page.keyboard.press("Space")
+            expect(page.locator(".hw-row.hw-selected.hw-frozen")).to_have_count(1, timeout=30_000)
+            expect(page.locator(".hw-code")).to_contain_text(
+                "model.get_layer('block_5_project_BN').trainable = False")
+            page.keyboard.press("Enter")  # expands: moving statistics are not "frozen"
+            expect(page.locator(".hw-var .hw-badge-fixed")).to_have_count(2, timeout=30_000)
+            expect(page.locator(".hw-var", has_text="moving_mean")).to_contain_text("not trained")
+            page.keyboard.press("ArrowLeft")
+            expect(page.locator(".hw-var")).to_have_count(0, timeout=30_000)
+            page.keyboard.press("Space")  # trainable again
+            expect(page.locator(".hw-row.hw-selected.hw-frozen")).to_have_count(0, timeout=30_000)
+            assert page.locator(".hw-header").inner_text().count("params") == 1  # one totals line
+            assert not page.locator(".hw-totals").is_visible()
+
+            # a click on a layer in the overview selects it in the explorer
+            label = page.locator(".js-plotly-plot .y2tick text").nth(3)
+            name = label.text_content()
+            label.scroll_into_view_if_needed()
+            box = page.locator(".js-plotly-plot .nsewdrag[data-subplot='x2y2']").bounding_box()
+            y = label.bounding_box()["y"] + label.bounding_box()["height"] / 2
+            page.mouse.move(box["x"] + box["width"] / 2 - 5, y)
+            page.mouse.move(box["x"] + box["width"] / 2, y)  # plotly clicks what it hovers
+            expect(page.locator(".hoverlayer .hovertext")).to_contain_text(name, timeout=10_000)
+            page.mouse.click(box["x"] + box["width"] / 2, y)
+            expect(page.locator(".hw-row.hw-selected .hw-name")).to_have_text(name,
+                                                                           timeout=30_000)
+
+            # switched live from the Settings menu: the figure follows without a re-run
+            page.locator(".lm-MenuBar-itemLabel", has_text="Settings").click()
+            page.locator(".lm-Menu-itemLabel").get_by_text("Theme", exact=True).hover()
+            page.locator(".lm-Menu-itemLabel").get_by_text("JupyterLab Dark", exact=True).click()
+            page.wait_for_function("document.body.dataset.jpThemeLight === 'false'",
+                                   timeout=30_000)
+            expect(page.locator(".js-plotly-plot .gtitle").first).to_have_css(
+                "fill", _solid_text_colour(page), timeout=30_000)
+            assert _solid_text_colour(page) != "rgb(33, 33, 33)"
+            bad = _low_contrast(page, output)
+            assert bad == [], f"switched to Dark: texts under {WCAG_AA}:1: {bad[:10]}"
+
+            page.set_viewport_size({"width": 800, "height": 1000})
+            page.wait_for_timeout(1000)
+            explorer, plots = _boxes(page)
+            assert plots["y"] >= explorer["y"] + explorer["height"] - 1, (explorer, plots)
+            browser.close()
+    finally:
+        _set_theme(jupyter_lab, "JupyterLab Light")
+    assert dialogs == []
+    assert _our_errors(console_errors) == []
+
+
+@pytest.fixture(scope="module")
+def voila(tmp_path_factory):
+    root = tmp_path_factory.mktemp("voila")
+    _one_cell_notebook(root / "app.ipynb", (
+        "import keras, hubwidgets as hw\n"
+        "block = keras.Sequential([keras.Input((8,)), keras.layers.Dense(8, name='inner')],\n"
+        "    name='block')\n"
+        "model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(8, name='stem'),\n"
+        "    keras.layers.BatchNormalization(name='norm'), block,\n"
+        "    keras.layers.Dense(2, name='head')], name='app')\n"
+        "hw.explore(model)"))
+    port = _free_port()
+    cmd = [sys.executable, "-m", "voila", str(root / "app.ipynb"), "--no-browser",
+           f"--port={port}", "--Voila.ip=127.0.0.1"]
+    log = open(root / "voila.log", "w")
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", JUPYTER_PLATFORM_DIRS="1")
+    proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env)
+    url = f"http://127.0.0.1:{port}"
+    for _ in range(120):
+        try:
+            urllib.request.urlopen(f"{url}/voila/static/", timeout=1)
+            break
+        except urllib.error.HTTPError:
+            break  # the server answers
+        except OSError:
+            time.sleep(0.5)
+    else:
+        proc.terminate()
+        pytest.fail("voila did not start: " + (root / "voila.log").read_text()[-2000:])
+    yield url
+    proc.terminate()
+    proc.wait(timeout=30)
+
+
+def test_voila_shows_the_figures_with_data_before_any_click(voila):
+    from playwright.sync_api import expect, sync_playwright
+
+    OUTPUT_DIR.mkdir(exist_ok=True)
+    console_errors: list[str] = []
+    dialogs: list[str] = []
+    with sync_playwright() as p:
+        browser, page = _open(p, voila, console_errors, dialogs)
+        expect(page.locator(".hw-row .hw-name", has_text="stem")).to_be_visible(timeout=240_000)
+        # before any click: the overview draws every layer with weights
+        expect(page.locator(".js-plotly-plot .heatmaplayer image")).to_have_count(1,
+                                                                                timeout=60_000)
+        ticks = page.locator(".js-plotly-plot .y2tick text").all_text_contents()
+        assert sorted(ticks) == ["block/inner", "head", "norm", "stem"], ticks
+        page.locator(".hw-row .hw-name", has_text="head").click()
+        expect(page.locator(".js-plotly-plot .gtitle").first).to_contain_text(
+            "app/head: 2 variable(s)", timeout=60_000)
+        expect(page.locator(".js-plotly-plot .barlayer .point")).not_to_have_count(0)
+        # a click on a nested layer in the overview opens its parent in the tree and selects it
+        assert page.locator(".hw-row .hw-name", has_text="inner").count() == 0
+        label = page.locator(".js-plotly-plot .y2tick text", has_text="block/inner")
+        box = page.locator(".js-plotly-plot .nsewdrag[data-subplot='x2y2']").bounding_box()
+        y = label.bounding_box()["y"] + label.bounding_box()["height"] / 2
+        page.mouse.move(box["x"] + box["width"] / 2 - 5, y)
+        page.mouse.move(box["x"] + box["width"] / 2, y)
+        expect(page.locator(".hoverlayer .hovertext")).to_contain_text("block/inner",
+                                                                       timeout=10_000)
+        page.mouse.click(box["x"] + box["width"] / 2, y)
+        expect(page.locator(".hw-row.hw-selected .hw-name")).to_have_text("inner", timeout=30_000)
+        expect(page.locator(".js-plotly-plot .gtitle").first).to_contain_text(
+            "app/block/inner: 2 variable(s)", timeout=30_000)
+        page.screenshot(path=str(OUTPUT_DIR / "voila.png"), full_page=False)
         browser.close()
     assert dialogs == []
     assert _our_errors(console_errors) == []

@@ -137,11 +137,12 @@ def test_overview_shows_each_repeated_layer_once(generation, request, tf):
     K = request.getfixturevalue(generation)
     model = repeated_names_model(K, tf)
     plot = hw.WeightPlot(model)
-    [box] = plot.overview_figure.data
-    assert list(box.x) == ["hidden", "hidden[1]", "hidden[2]"]
-    # each box is its own layer's kernel: the fences are that kernel's min and max
-    assert list(box.lowerfence) == [float(layer.kernel.numpy().min()) for layer in model.h]
-    assert list(box.upperfence) == [float(layer.kernel.numpy().max()) for layer in model.h]
+    [heatmap] = [t for t in plot.overview_figure.data if t.type == "heatmap"]
+    assert list(heatmap.y) == ["hidden", "hidden[1]", "hidden[2]"]
+    # each row is its own layer's kernel
+    root = plot.tree.root.path
+    assert plot.overview.paths == [f"{root}/{name}" for name in ("hidden", "hidden[1]", "hidden[2]")]
+    assert plot.overview.tensors == ["kernel"] * 3
 
 
 @pytest.mark.parametrize("generation", GENERATIONS)
@@ -332,7 +333,8 @@ def test_dashboard_refresh_after_pop_shows_the_new_structure(poppable):
     assert dash.explorer.totals["params"] == poppable.count_params()
     assert f"{poppable.count_params():,} params" in dash.header.value
     assert [r["path"] for r in dash.explorer._rows] == ["s", "s/a", "s/b"]
-    assert list(dash.weights.overview_figure.data[0].x) == ["a", "b"]
+    [heatmap] = [t for t in dash.weights.overview_figure.data if t.type == "heatmap"]
+    assert list(heatmap.y) == ["a", "b"]
     assert dash.explorer.selected == "" and dash.weights.selected == ""  # the removed pick
 
 
@@ -500,10 +502,22 @@ ACTION_FIELDS = {
     "select": {"path": str},
     "set_trainable": {"path": str, "value": bool},
     "unfreeze_all": {},
+    "scale_weights": {"path": str, "factor": float},
+    "reset_weights": {"path": str},
+    "prune_weights": {"path": str, "fraction": float},
+    "add_noise": {"path": str, "std": float},
+    "restore_snapshot": {"path": str},
+    "undo": {},
+    "redo": {},
 }
 REQUIRED = {"collapse": {"path"}, "expand": {"path"}, "freeze_pattern": {"pattern"},
-            "more": {"path"}, "select": {"path"}, "set_trainable": {"path", "value"}}
-GOOD = {"path": "mm/d1", "pattern": "d1", "value": False}
+            "more": {"path"}, "select": {"path"}, "set_trainable": {"path", "value"},
+            "scale_weights": {"path", "factor"}, "reset_weights": {"path"},
+            "prune_weights": {"path", "fraction"}, "add_noise": {"path", "std"},
+            "restore_snapshot": {"path"}}
+GOOD = {"path": "mm/d1", "pattern": "d1", "value": False, "factor": 2.0, "fraction": 0.5,
+        "std": 0.1}
+NOT_A_NUMBER = [None, "2", True, [2.0], float("nan"), float("inf")]
 NOT_A_STRING = [None, 1, 2.5, True, ["d1"], {"path": "d1"}]
 NOT_A_BOOL = [None, "false", "true", "False", 0, 1, 0.0, [], [False], {"value": False}]
 HUGE = "d" * 10_000_000  # 10 MB
@@ -527,8 +541,9 @@ def malformed_messages():
                 missing = {k: v for k, v in good.items() if k != field}
                 cases.append(pytest.param(missing, f"needs the field '{field}'",
                                           id=f"{action}-missing-{field}"))
-            wrong = NOT_A_BOOL if kind is bool else NOT_A_STRING
-            expected = "must be true or false" if kind is bool else "must be a string"
+            wrong = {bool: NOT_A_BOOL, float: NOT_A_NUMBER}.get(kind, NOT_A_STRING)
+            expected = {bool: "must be true or false",
+                        float: "must be a finite number"}.get(kind, "must be a string")
             for value in wrong:
                 cases.append(pytest.param({**good, field: value}, expected,
                                           id=f"{action}-{field}-{value!r}"))

@@ -68,7 +68,7 @@ def test_new_weights_redraw_the_plots(keras):
     kernel = model.get_layer("a").kernel
     kernel.assign(np.full((3, 4), 7.0, dtype="float32"))
     dashboard.refresh()
-    [bar] = dashboard.weights.selection_figure.data
+    [bar] = dashboard.weights.selection_traces
     assert sum(bar.y) == 12 and max(bar.x) > 6.5  # every value sits in the bin at 7
 
 
@@ -76,7 +76,7 @@ def test_closed_views_stop_following_the_session(keras):
     model = small_model(keras, "closing")
     session = hw.session_for(model)
     dashboard = hw.explore(model)
-    assert len(session._observers) == 3  # explorer, plots, header
+    assert len(session._observers) == 4  # explorer, plots, header, the training-tab check
     dashboard.close()
     assert session._observers == []
 
@@ -127,12 +127,12 @@ def test_an_edit_redraws_every_open_view(keras):
     model = small_model(keras, "edited")
     dashboard = hw.explore(model)
     dashboard.explorer.handle_action({"action": "select", "path": "edited/a/kernel"})
-    before = list(dashboard.weights.selection_figure.data[0].x)
+    before = list(dashboard.weights.selection_traces[0].x)
     hw.scale_weights(model, "edited/a", 100.0)
-    after = list(dashboard.weights.selection_figure.data[0].x)
+    after = list(dashboard.weights.selection_traces[0].x)
     assert max(after) > 50 * max(before)  # the histogram widened, drawn in place
     hw.undo(model)
-    assert list(dashboard.weights.selection_figure.data[0].x) == before
+    assert list(dashboard.weights.selection_traces[0].x) == before
 
 
 def test_edits_from_the_explorer_with_undo_redo_and_restore(keras):

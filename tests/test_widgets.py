@@ -98,15 +98,15 @@ def test_weight_plot_follows_the_selection(k3_sequential):
     plot = dashboard.weights
     dashboard.explorer.handle_action({"action": "select", "path": "seed_sequential/dense_layer_1/kernel"})
     assert plot.selected == "seed_sequential/dense_layer_1/kernel"
-    [bar] = plot.selection_figure.data
+    [bar] = plot.selection_traces
     stats = hw.weight_stats(k3_sequential)["seed_sequential/dense_layer_1/kernel"]
     assert list(bar.y) == stats.counts.tolist()
     dashboard.explorer.handle_action({"action": "select", "path": "seed_sequential/dense_layer_1"})
-    assert len(plot.selection_figure.data) == 2  # kernel and bias overlaid on shared bins
+    assert len(plot.selection_traces) == 2  # kernel and bias overlaid on shared bins
     plot.log_y = True
     assert plot.selection_figure.layout.yaxis.type == "log"
-    [box] = plot.overview_figure.data
-    assert list(box.x) == ["dense_layer_1", "dense_layer_2"]
+    [heatmap] = [t for t in plot.figure.data if t.type == "heatmap"]
+    assert list(heatmap.y) == ["dense_layer_1", "dense_layer_2"]
 
 
 def test_hub_keras_layer_in_tf_keras_model(tfk_saved_model, hub, tf_keras, explorer_of):

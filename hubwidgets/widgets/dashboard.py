@@ -63,11 +63,16 @@ class Dashboard(widgets.VBox):
                                  tooltip="Re-read the model (after training, set_weights, "
                                          "or adding layers)")
         refresh.on_click(lambda _b: self.refresh())
-        self.explorer.layout.flex = "1 1 460px"  # beside the plots when the page is wide,
-        self.weights.layout.flex = "0 0 450px"   # above them when it is narrow
-        self.model_view = widgets.VBox([widgets.HBox([self.header, refresh]),
-                                        widgets.HBox([self.explorer, self.weights],
-                                                     layout={"flex_flow": "row wrap"})])
+        self.explorer.add_class("hw-in-dashboard")  # the header is its one totals line
+        self.header.add_class("hw-header")
+        self.explorer.layout.flex = "1 1 560px"  # beside the plots when the output area is
+        self.weights.layout.flex = "0 0 480px"   # >= ~1100 px wide, above them below that
+        self.explorer.layout.min_width = "0"
+        self.model_view = widgets.VBox([
+            widgets.HBox([self.header, refresh], layout={"align_items": "center"}),
+            widgets.HBox([self.explorer, self.weights],
+                         layout={"flex_flow": "row wrap", "align_items": "flex-start",
+                                 "grid_gap": "8px 16px"})])
         self.training: widgets.Widget | None = None
         super().__init__([self.model_view])
         self._show_training_tab()

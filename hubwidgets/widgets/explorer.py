@@ -61,7 +61,8 @@ def more_row(parent: Node, depth: int, remaining: int) -> dict[str, Any]:
 def variable_row(var: VariableInfo, nonfinite: set[str]) -> dict[str, Any]:
     return {"path": var.path, "name": var.name, "shape": format_shape(var.shape),
             "dtype": var.dtype, "trainable": var.trainable, "device": var.device,
-            "size": format_bytes(var.nbytes), "nonfinite": var.path in nonfinite}
+            "size": format_bytes(var.nbytes), "nonfinite": var.path in nonfinite,
+            "can_train": var.can_train, "params": var.size}
 
 
 class LayerExplorer(anywidget.AnyWidget):

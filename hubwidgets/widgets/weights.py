@@ -1,16 +1,25 @@
 """``WeightPlot``: plotly figures of weight distributions, updated in place.
 
-Two ``FigureWidget`` s per panel, whatever the model's size: one for the selection (a
-variable's histogram, or an overlay of a layer's variables) and one whole-model overview
-(a box per layer, built from the histograms, so no raw weights cross to the browser).
+One ``FigureWidget`` per panel, whatever the model's size (plotly's 5 MB of JavaScript
+travel once): on top, the selection (a variable's histogram, or an overlay of a layer's
+variables); below, the whole-model overview (a heatmap, one row per layer, built from the
+on-device histograms, so no raw weights cross to the browser; see :mod:`.overview`).
+
+The figure's data also lives in its widget state, so Voilà, ``nbconvert --execute`` and a
+notebook re-opened with saved widget state show it before any click.  A tiny probe widget
+reports the front end's theme, and the figure follows it (fonts, axes, grid, transparent
+paper).
 """
 
 from __future__ import annotations
 
 import html
 import warnings
+from copy import deepcopy
+from pathlib import Path
 from typing import Any
 
+import anywidget
 import ipywidgets as widgets
 import numpy as np
 import plotly.graph_objects as go
@@ -19,12 +28,14 @@ import traitlets
 from ..model.session import ModelSession, session_for
 from ..model.stats import NonFiniteWeightsWarning, WeightStats, weight_stats
 from ..model.tree import ModelTree, Node
+from . import overview as ov
 
-
+STATIC = Path(__file__).parent / "static"
 OVERVIEW_BATCH = 32  # layers per statistics call while the overview's progress bar moves
 
 
-def histogram_quantiles(stats: WeightStats, qs: tuple[float, ...] = (0.25, 0.5, 0.75)) -> list[float]:
+def histogram_quantiles(stats: WeightStats,
+                        qs: tuple[float, ...] = (0.25, 0.5, 0.75)) -> list[float]:
     """Quantiles estimated from the histogram (linear inside a bin)."""
     counts = stats.counts.astype(float)
     total = counts.sum()
@@ -35,13 +46,94 @@ def histogram_quantiles(stats: WeightStats, qs: tuple[float, ...] = (0.25, 0.5, 
 
 
 MAX_OVERLAY = 24  # histograms overlaid in the selection figure
-FIGURE_WIDTH = 440  # fits beside the explorer in Notebook 7's narrow page
+MAX_LEGEND = 8  # legend entries shown (more overlap the overview)
+FIGURE_WIDTH = 460  # fits beside the explorer, and in Notebook 7's narrow page
+SELECTION_PX = 230  # the selection histogram's height
+GAP_PX = 96  # between the two plots: x ticks, legend, the overview's title
+MARGIN = dict(l=50, r=12, t=36, b=44)
+
+# Colours when no front end has reported its theme yet (JupyterLab Light's).
+LIGHT = {"dark": False, "font": "rgb(33, 33, 33)", "muted": "rgb(97, 97, 97)",
+         "grid": "rgb(224, 224, 224)", "background": "rgb(255, 255, 255)"}
+DARK = {"dark": True, "font": "rgb(255, 255, 255)", "muted": "rgb(189, 189, 189)",
+        "grid": "rgb(66, 66, 66)", "background": "rgb(17, 17, 17)"}
+
+
+def theme_template(theme: dict[str, Any]) -> go.layout.Template:
+    """A small plotly template from the front end's colours: transparent paper, the page's
+    text colour for every label, its border colour for grid and axes."""
+    base = DARK if theme.get("dark") else LIGHT
+    colors = {k: theme.get(k) or base[k] for k in base}
+    axis = dict(gridcolor=colors["grid"], linecolor=colors["grid"], zerolinecolor=colors["grid"],
+                tickcolor=colors["grid"], color=colors["font"])
+    return go.layout.Template(layout=dict(
+        font=dict(color=colors["font"], family="var(--jp-ui-font-family, sans-serif)"),
+        paper_bgcolor="rgba(0,0,0,0)", plot_bgcolor="rgba(0,0,0,0)",
+        xaxis=axis, yaxis=axis, xaxis2=axis, yaxis2=axis,
+        hoverlabel=dict(bgcolor=colors["background"], font=dict(color=colors["font"]),
+                        bordercolor=colors["grid"]),
+        legend=dict(font=dict(color=colors["font"])),
+        colorway=(["#6ab0f3", "#ffb74d", "#81c784", "#e57373", "#ba68c8", "#4dd0e1"]
+                  if colors["dark"] else
+                  ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#17becf"]),
+    ))
+
+
+class ThemeProbe(anywidget.AnyWidget):
+    """Reports the front end's theme (dark or light, and its text, border and background
+    colours) to Python; renders nothing visible."""
+
+    _esm = STATIC / "theme.js"
+    theme = traitlets.Dict().tag(sync=True)
+
+
+class StatefulFigure(go.FigureWidget):
+    """A ``FigureWidget`` whose data and layout are also kept in its widget state.
+
+    plotly sends changes as one-off messages; :meth:`keep_state` copies the result into the
+    state without sending it again, so a view created later (Voilà, saved widget state,
+    a second output) draws the current figure.
+    """
+
+    _quiet: frozenset[str] = frozenset()
+    _deferred_open = False
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        # plotly opens the widget's channel before it has set the data, then sends the data
+        # as an update; a front end still loading plotly's 5 MB module can miss that update
+        # and draw an empty figure.  Open once the data is set: it travels in the opening.
+        self._deferred_open = True
+        try:
+            super().__init__(*args, **kwargs)
+        finally:
+            self._deferred_open = False
+        self.open()
+
+    def open(self) -> None:
+        if not self._deferred_open:
+            super().open()
+
+    def _should_send_property(self, key: str, value: Any) -> bool:
+        if key in self._quiet:
+            return False
+        return super()._should_send_property(key, value)
+
+    def keep_state(self) -> None:
+        """Copy the figure into its widget state (nothing is sent: the views already have it)."""
+        self._quiet = frozenset({"_widget_data", "_widget_layout"})
+        try:
+            self._widget_layout = deepcopy(self._layout_obj._props)
+            self._widget_data = deepcopy(self._data)
+        finally:
+            self._quiet = frozenset()
+
 
 class WeightPlot(widgets.VBox):
     """Histograms of the selected variable or layer, and a whole-model overview.
 
-    ``selected`` follows the model session's selection (what the explorer selects); the
-    figures are drawn again when the session says the weights or the structure changed.
+    ``selected`` follows the model session's selection (what the explorer selects), and a
+    click on a layer in the overview selects it for every view; the figures are drawn again
+    when the session says the weights or the structure changed.
     """
 
     selected = traitlets.Unicode("")
@@ -54,30 +146,25 @@ class WeightPlot(widgets.VBox):
             raise TypeError(f"WeightPlot got unexpected keyword arguments: {sorted(unknown)}")
         selected = kwargs.pop("selected", "")
         super().__init__(**kwargs)
+        self.add_class("hw-weights")
         self.session: ModelSession = session_for(model)
         self.session.current_tree()
         self.bins = bins
         self.nonfinite: set[str] = set()  # variable paths with NaN/Inf, from the overview
-        self.selection_figure = go.FigureWidget(layout=dict(
-            height=300, width=FIGURE_WIDTH, margin=dict(l=40, r=10, t=30, b=30), barmode="overlay",
-            legend=dict(orientation="h", yanchor="top", y=-0.12),
-            title="Select a layer or variable"))
-        self.overview_figure = go.FigureWidget(layout=dict(
-            height=320, width=FIGURE_WIDTH, margin=dict(l=40, r=10, t=30, b=80),
-            title="Weights by layer",
-            showlegend=False))
-        self.progress = widgets.IntProgress(min=0, max=1, description="Stats", layout={"width": "320px"})
+        self.theme: dict[str, Any] = dict(LIGHT)
+        self.progress = widgets.IntProgress(min=0, max=1, description="Stats",
+                                            layout={"width": "320px"})
+        self.overview: ov.Overview | None = self._compute_overview() if overview else None
+        self.figure = StatefulFigure(data=self._overview_traces(), layout=self._base_layout())
+        if self.figure.data:
+            self.figure.data[0].on_click(self._on_overview_click)
+        self.probe = ThemeProbe(layout={"display": "none"})
+        self.probe.observe(self._on_theme, "theme")
         log_box = widgets.Checkbox(description="log y", value=False, indent=False)
         shared_box = widgets.Checkbox(description="shared bins", value=True, indent=False)
         widgets.link((log_box, "value"), (self, "log_y"))
         widgets.link((shared_box, "value"), (self, "shared_bins"))
-        children: list[widgets.Widget] = [widgets.HBox([log_box, shared_box]), self.selection_figure]
-        if overview:
-            children += [self.progress, self.overview_figure]
-        self.children = children
-        self.show_overview = overview
-        if overview:
-            self.draw_overview()
+        self.children = [widgets.HBox([log_box, shared_box]), self.figure, self.probe]
         self.selected = selected or self.session.selection  # nothing drawn until a pick
         self._stop_observing = self.session.observe(self._on_session_change)
 
@@ -95,22 +182,71 @@ class WeightPlot(widgets.VBox):
         if what == "selection":
             self.selected = session.selection
         elif what in ("values", "structure"):
-            if self.show_overview:
-                self.draw_overview()
+            self.draw_overview()
             try:
                 self.draw_selection()
             except KeyError:  # the selected layer is gone
                 self.selected = ""
 
+    # the figure, by the names the two parts had when they were two figures
+    @property
+    def selection_figure(self) -> StatefulFigure:
+        return self.figure
+
+    @property
+    def overview_figure(self) -> StatefulFigure:
+        return self.figure
+
+    @property
+    def selection_traces(self) -> tuple:
+        """The histogram bars of the selection (the overview heatmap left out)."""
+        return tuple(t for t in self.figure.data if t.type == "bar")
+
+    # -- layout ----------------------------------------------------------------------------
+    def _base_layout(self) -> dict[str, Any]:
+        overview_px = ov.overview_height(self.overview) if self.overview is not None else 0
+        gap = GAP_PX if overview_px else 0
+        plot_px = SELECTION_PX + gap + overview_px
+        layout: dict[str, Any] = dict(
+            height=plot_px + MARGIN["t"] + MARGIN["b"], width=FIGURE_WIDTH, margin=MARGIN,
+            barmode="overlay", template=theme_template(self.theme), dragmode="pan",
+            title=dict(text="Select a layer or variable", font=dict(size=13)),
+            legend=dict(orientation="h", yanchor="top", x=0,
+                        y=(overview_px + gap - 26) / plot_px if overview_px else -0.15),
+            xaxis=dict(anchor="y", fixedrange=True),
+            yaxis=dict(domain=[(overview_px + gap) / plot_px, 1], fixedrange=True),
+        )
+        if overview_px:
+            layout.update(ov.overview_layout(self.overview))
+            layout["xaxis2"]["anchor"] = "y2"
+            layout["yaxis2"]["domain"] = [0, overview_px / plot_px]
+            layout["yaxis2"]["anchor"] = "x2"
+            layout["annotations"] = [dict(
+                text=ov.OVERVIEW_TITLE, xref="paper", yref="paper", x=0, xanchor="left",
+                y=overview_px / plot_px, yshift=6, yanchor="bottom", showarrow=False,
+                font=dict(size=12))]
+        return layout
+
+    def _on_theme(self, change: dict[str, Any]) -> None:
+        theme = change["new"] or {}
+        if not isinstance(theme, dict):
+            return
+        self.theme = {**(DARK if theme.get("dark") else LIGHT),
+                      **{k: v for k, v in theme.items() if isinstance(v, (str, bool))}}
+        with self.figure.batch_update():
+            self.figure.layout.template = theme_template(self.theme)
+        self.figure.keep_state()
+
     # -- selection -------------------------------------------------------------------------
     @traitlets.observe("selected", "log_y", "shared_bins")
-    def _redraw(self, _change: Any) -> None:
+    def _redraw(self, change: Any) -> None:
         try:
-            self.draw_selection()
+            self.draw_selection(mark=change["name"] == "selected")
         except KeyError:  # not a layer or variable of this model (any more): draw nothing
-            with self.selection_figure.batch_update():
-                self.selection_figure.data = []
-                self.selection_figure.layout.title = "Select a layer or variable"
+            self.selected = ""
+            return
+        if change["name"] == "selected":  # e.g. a click in the overview: every view follows
+            self.session.select(change["new"])
 
     def _selection_stats(self) -> tuple[str, dict[str, WeightStats], int]:
         """(title, statistics of what the figure draws, how many variables were selected)."""
@@ -136,65 +272,92 @@ class WeightPlot(widgets.VBox):
                 value_range = (min(lows), max(highs))
             else:
                 return node.path, per_var, len(selected)
-        return (node.path, weight_stats(variables, bins=self.bins, value_range=value_range),
-                len(selected))
+        try:
+            shared = weight_stats(variables, bins=self.bins, value_range=value_range)
+        except ValueError:  # a range float64 edges cannot split: each variable's own bins
+            return node.path, per_var, len(selected)
+        return node.path, shared, len(selected)
 
-    def draw_selection(self) -> None:
-        """Redraw the selection figure in place (no new widget)."""
-        fig = self.selection_figure
+    def draw_selection(self, mark: bool = True) -> None:
+        """Redraw the selection histogram in place (no new widget); with ``mark``, also frame
+        the selected layer in the overview and bring it into view."""
+        fig = self.figure
+        keep = tuple(t for t in fig.data if t.type != "bar")  # the overview heatmap
         if not self.selected:
             with fig.batch_update():
-                fig.data = []
-                fig.layout.title = "Select a layer or variable"
+                fig.data = keep
+                fig.layout.title.text = "Select a layer or variable"
+            fig.keep_state()
             return
         title, stats, total = self._selection_stats()
         with fig.batch_update():
-            fig.data = []
-            for path, s in list(stats.items())[:MAX_OVERLAY]:
-                if s.counts.size == 0:
-                    continue
+            fig.data = keep
+            drawn = [(p, s) for p, s in list(stats.items())[:MAX_OVERLAY] if s.counts.size]
+            for path, s in drawn:
                 centers = (s.edges[:-1] + s.edges[1:]) / 2
                 label = "/".join(path.split("/")[-2:])
                 fig.add_bar(x=centers, y=s.counts, name=html.escape(label),
-                            opacity=0.6 if len(stats) > 1 else 1.0,
-                            width=float(s.edges[1] - s.edges[0]))
+                            opacity=0.6 if len(stats) > 1 else 1.0, xaxis="x", yaxis="y",
+                            width=float(s.edges[1] - s.edges[0]),
+                            showlegend=len(drawn) <= MAX_LEGEND)
             title = html.escape(title)
             shown = f"first {len(stats)} of {total}" if total > len(stats) else f"{total}"
-            fig.layout.title = f"{title}: {shown} variable(s)" if stats else f"{title}: no weights"
+            fig.layout.title.text = (f"{title}: {shown} variable(s)" if stats
+                                     else f"{title}: no weights")
             fig.layout.yaxis.type = "log" if self.log_y else "linear"
+            if mark and self.overview is not None and self.overview.names:
+                row = self.overview.row_of(self.selected)
+                marked = ov.overview_layout(self.overview, row)
+                fig.layout.shapes = marked["shapes"]
+                if row is not None:
+                    fig.layout.yaxis2.range = marked["yaxis2"]["range"]
+        fig.keep_state()
 
     # -- overview --------------------------------------------------------------------------
-    def draw_overview(self) -> None:
-        """One box per layer with weights, in model order, from on-device histograms."""
+    def _compute_overview(self) -> ov.Overview:
+        """Statistics of every layer (in batches of :data:`OVERVIEW_BATCH` layers: few calls,
+        each reduces many), then the heatmap's rows."""
         layers = [n for n in self.tree if n.variables]
         self.progress.max = max(len(layers), 1)
         self.progress.value = 0
-        names, q1s, meds, q3s, lows, highs = [], [], [], [], [], []
         computed: dict[str, WeightStats] = {}
-        for start in range(0, len(layers), OVERVIEW_BATCH):  # few calls: each reduces many
+        for start in range(0, len(layers), OVERVIEW_BATCH):
             batch = [v for node in layers[start:start + OVERVIEW_BATCH] for v in node.variables]
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", NonFiniteWeightsWarning)
                 computed.update(weight_stats(batch, bins=self.bins))
             self.progress.value = min(start + OVERVIEW_BATCH, len(layers))
         self.nonfinite = {p for p, s in computed.items() if s.has_nonfinite}
-        self.session.cache.setdefault(("weight_stats", self.bins), computed)
-        for node in layers:
-            stats = [computed[v.path] for v in node.variables if computed[v.path].counts.sum() > 0]
-            if not stats:
-                continue
-            merged = max(stats, key=lambda s: s.count)  # the layer's main tensor (kernel)
-            q1, med, q3 = histogram_quantiles(merged)
-            # plotly reads "<...>" in labels as markup: names from a model are escaped text
-            names.append(html.escape(node.path[len(self.tree.root.path) + 1:] or node.name))
-            q1s.append(q1), meds.append(med), q3s.append(q3)
-            lows.append(merged.min), highs.append(merged.max)
-        with self.overview_figure.batch_update():
-            self.overview_figure.data = []
-            if names:
-                self.overview_figure.add_box(x=names, q1=q1s, median=meds, q3=q3s,
-                                             lowerfence=lows, upperfence=highs, name="weights")
-        self.progress.layout.visibility = "hidden"
+        self.session.cache.setdefault(("weight_stats", self.bins), computed)  # shared by views
+        return ov.build_overview(self.tree, computed, bins=min(self.bins, ov.OVERVIEW_BINS))
+
+    def _overview_traces(self) -> list[dict[str, Any]]:
+        if self.overview is None or not self.overview.names:
+            return []
+        return [ov.heatmap_trace(self.overview)]
+
+    def _on_overview_click(self, _trace: Any, points: Any, _state: Any) -> None:
+        """A click on a layer's row selects that layer (the explorer follows)."""
+        if self.overview is None or not points.ys:
+            return
+        labels = [html.escape(n) for n in self.overview.names]
+        try:
+            row = labels.index(points.ys[0])
+        except ValueError:
+            return
+        self.selected = self.overview.paths[row]
+
+    def draw_overview(self) -> None:
+        """Recompute the overview from on-device histograms and redraw it in place."""
+        if self.overview is None:
+            return
+        self.overview = self._compute_overview()
+        trace = ov.heatmap_trace(self.overview)
+        heatmaps = [t for t in self.figure.data if t.type == "heatmap"]
+        with self.figure.batch_update():
+            if heatmaps:
+                heatmaps[0].update(z=trace["z"], x=trace["x"], y=trace["y"])
+        self.figure.keep_state()
 
     def refresh(self) -> None:
         """Recompute after the weights changed (training, ``set_weights``): every view of
