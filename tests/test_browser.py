@@ -67,6 +67,28 @@ def _one_cell_notebook(path: Path, source: str) -> None:
     nbformat.write(nb, path)
 
 
+def _edits_notebook(path: Path) -> None:
+    nb = nbformat.v4.new_notebook()
+    nb.metadata["kernelspec"] = KERNELSPEC
+    nb.cells = [
+        nbformat.v4.new_code_cell(
+            "import keras, hubwidgets as hw\n"
+            "keras.utils.set_random_seed(0)\n"
+            "model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(4, name='stem'),\n"
+            "    keras.layers.Dense(2, name='head')], name='edits')\n"
+            "original = model.get_layer('stem').kernel.numpy().copy()\n"
+            "hw.explore(model)"),
+        nbformat.v4.new_code_cell(
+            "kernel = model.get_layer('stem').kernel.numpy()\n"
+            "print('DOUBLED', bool((kernel == original * 2).all()))"),
+        nbformat.v4.new_code_cell(
+            "kernel = model.get_layer('stem').kernel.numpy()\n"
+            "print('RESTORED', bool((kernel == original).all()), kernel.tobytes() == "
+            "original.tobytes())"),
+    ]
+    nbformat.write(nb, path)
+
+
 def _executed_notebook(path: Path) -> None:
     """The notebook, run by nbclient, saved with its outputs and widget state (what
     "Save Widget State Automatically" or ``jupyter nbconvert --execute`` writes)."""
@@ -93,6 +115,7 @@ def jupyter_lab(tmp_path_factory):
     _notebook(root / "e2e_notebook7.ipynb")
     _executed_notebook(root / "saved_state.ipynb")
     _one_cell_notebook(root / "mobilenet.ipynb", MOBILENET_CELL)
+    _edits_notebook(root / "edits.ipynb")
     port = _free_port()
     cmd = [sys.executable, "-m", "jupyter", "lab", "--no-browser", "--ip", "127.0.0.1",
            f"--port={port}", "--ServerApp.token=", "--ServerApp.password=",
@@ -482,4 +505,47 @@ def test_voila_shows_the_figures_with_data_before_any_click(voila):
         page.screenshot(path=str(OUTPUT_DIR / "voila.png"), full_page=False)
         browser.close()
     assert dialogs == []
+    assert _our_errors(console_errors) == []
+
+
+def test_an_edit_and_its_undo_from_the_row_menu(jupyter_lab):
+    """Scale a layer's weights from its row menu (the number asked in a prompt), read the
+    doubled values in the kernel, undo from the toolbar, and read them back bit for bit."""
+    from playwright.sync_api import expect, sync_playwright
+
+    console_errors: list[str] = []
+    prompts: list[str] = []
+
+    def answer(dialog):
+        prompts.append(dialog.message)
+        dialog.accept("2") if dialog.type == "prompt" else dialog.dismiss()
+
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, headless=True,
+                                    args=["--no-sandbox", "--disable-gpu", "--no-first-run"])
+        page = browser.new_page(viewport={"width": 1500, "height": 1000})
+        page.on("console", lambda m: m.type == "error" and console_errors.append(m.text))
+        page.on("dialog", answer)
+        page.goto(f"{jupyter_lab}/lab/tree/edits.ipynb?reset")
+        page.get_by_text("Python 3 (ipykernel) | Idle").wait_for(timeout=90_000)
+        cells = page.locator(".jp-Notebook .jp-CodeCell")
+        run_cell(page, cells.nth(0))
+        stem = page.locator(".hw-row", has=page.locator(".hw-name", has_text="stem"))
+        expect(stem).to_be_visible(timeout=120_000)
+        expect(page.locator(".hw-undo")).to_be_disabled()
+        stem.locator(".hw-menu").select_option("scale_weights")
+        expect(page.locator(".hw-code")).to_contain_text(
+            "hubwidgets.scale_weights(model, 'edits/stem', 2.0)", timeout=30_000)
+        assert prompts == ["Multiply the weights by"]
+        run_cell(page, cells.nth(1))
+        expect(page.locator(".jp-RenderedText", has_text="DOUBLED")).to_contain_text(
+            "DOUBLED True", timeout=60_000)
+        page.locator(".hw-undo").click()
+        expect(page.locator(".hw-code")).to_contain_text("hubwidgets.undo(model)",
+                                                         timeout=30_000)
+        expect(page.locator(".hw-redo")).to_be_enabled()
+        run_cell(page, cells.nth(2))
+        expect(page.locator(".jp-RenderedText", has_text="RESTORED")).to_contain_text(
+            "RESTORED True True", timeout=60_000)
+        browser.close()
     assert _our_errors(console_errors) == []

@@ -50,6 +50,13 @@ function render({ model, el: root }) {
     button("Freeze matches", "Freeze the layers matching the search box",
       () => send({ action: "freeze_pattern", pattern: search.value })),
   );
+  const undoButton = button("Undo", "Undo the last weight edit (bit for bit)",
+    () => send({ action: "undo" }));
+  const redoButton = button("Redo", "Redo the last undone weight edit",
+    () => send({ action: "redo" }));
+  undoButton.classList.add("hw-undo");
+  redoButton.classList.add("hw-redo");
+  toolbar.append(undoButton, redoButton);
   const message = el("div", "hw-message");
   const code = el("pre", "hw-code");
   const table = el("div", "hw-table");
@@ -66,8 +73,46 @@ function render({ model, el: root }) {
   container.append(header, toolbar, message, table, code);
   root.append(container);
 
+  // The row menu: edits of the weights (values only; trainable flags never change). A number
+  // is asked for where the edit needs one; Python checks it before anything runs.
+  const EDITS = [
+    ["", "✎"],
+    ["scale_weights", "Scale…", "factor", "Multiply the weights by", "2"],
+    ["reset_weights", "Reset to initializers"],
+    ["prune_weights", "Prune…", "fraction", "Zero this fraction of the smallest weights (0 to 1)", "0.5"],
+    ["add_noise", "Add noise…", "std", "Add Gaussian noise with standard deviation", "0.01"],
+    ["restore_snapshot", "Restore (before the first edit)"],
+  ];
+  function editMenu(path, name) {
+    const menu = el("select", "hw-menu");
+    menu.tabIndex = -1;
+    menu.title = `Edit the weights of ${name}`;
+    menu.setAttribute("aria-label", `Edit the weights of ${name}`);
+    for (const [action, label] of EDITS) {
+      const option = el("option", "", label);
+      option.value = action;
+      menu.append(option);
+    }
+    menu.addEventListener("click", (e) => e.stopPropagation());
+    menu.addEventListener("change", () => {
+      const [action, , field, question, example] = EDITS.find((e) => e[0] === menu.value) || [];
+      menu.value = "";
+      if (!action) return;
+      const msg = { action, path };
+      if (field) {
+        const answer = window.prompt(question, example);
+        if (answer === null) return;
+        msg[field] = Number(answer.trim());
+      }
+      send(msg);
+    });
+    return menu;
+  }
+
   function renderTotals() {
     const t = model.get("totals") || {};
+    undoButton.disabled = !t.can_undo;
+    redoButton.disabled = !t.can_redo;
     header.textContent =
       `${fmt(t.params)} params · ${fmt(t.trainable)} trainable · ` +
       `${fmt(t.frozen)} non-trainable · ${t.bytes || ""}`;
@@ -105,6 +150,7 @@ function render({ model, el: root }) {
     } else {
       train.append(el("span", "hw-train-label", v.trainable ? "trainable" : "frozen ❄"));
     }
+    train.append(editMenu(v.path, v.name));
     line.append(name, cls, el("span", "hw-shape", v.shape),
       v.params !== undefined ? paramsCell(v.params, biggest) : el("span", "hw-cell-params", ""), train);
     line.addEventListener("click", () => select(v.path));
@@ -152,6 +198,7 @@ function render({ model, el: root }) {
     toggle.addEventListener("change", () =>
       send({ action: "set_trainable", path: row.path, value: toggle.checked }));
     toggleCell.append(toggle);
+    if (row.params > 0) toggleCell.append(editMenu(row.path, row.name));
     const params = paramsCell(row.params, row.depth === 0 ? row.params : biggest);
     params.title = `${fmt(row.trainable_params)} trainable · ${fmt(row.frozen_params)} non-trainable`;
     const cls = el("span", "hw-class", row.class_name);
