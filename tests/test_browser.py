@@ -89,6 +89,27 @@ def _edits_notebook(path: Path) -> None:
     nbformat.write(nb, path)
 
 
+def _training_notebook(path: Path) -> None:
+    nb = nbformat.v4.new_notebook()
+    nb.metadata["kernelspec"] = KERNELSPEC
+    nb.cells = [
+        nbformat.v4.new_code_cell(
+            "import numpy as np, keras, hubwidgets as hw\n"
+            "keras.utils.set_random_seed(0)\n"
+            "model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(8, name='base'),\n"
+            "    keras.layers.Dense(2, name='head')], name='trained')\n"
+            "model.get_layer('base').trainable = False\n"
+            "model.compile('sgd', 'mse')\n"
+            "x, y = np.random.rand(64, 4).astype('float32'), np.random.rand(64, 2).astype('float32')\n"
+            "cb = hw.watch(model)\n"
+            "cb"),
+        nbformat.v4.new_code_cell(
+            "model.fit(x, y, epochs=3, batch_size=16, verbose=0, callbacks=[cb])\n"
+            "print('FIT DONE', cb.history.intervals)"),
+    ]
+    nbformat.write(nb, path)
+
+
 def _executed_notebook(path: Path) -> None:
     """The notebook, run by nbclient, saved with its outputs and widget state (what
     "Save Widget State Automatically" or ``jupyter nbconvert --execute`` writes)."""
@@ -116,6 +137,7 @@ def jupyter_lab(tmp_path_factory):
     _executed_notebook(root / "saved_state.ipynb")
     _one_cell_notebook(root / "mobilenet.ipynb", MOBILENET_CELL)
     _edits_notebook(root / "edits.ipynb")
+    _training_notebook(root / "training.ipynb")
     port = _free_port()
     cmd = [sys.executable, "-m", "jupyter", "lab", "--no-browser", "--ip", "127.0.0.1",
            f"--port={port}", "--ServerApp.token=", "--ServerApp.password=",
@@ -548,4 +570,31 @@ def test_an_edit_and_its_undo_from_the_row_menu(jupyter_lab):
         expect(page.locator(".jp-RenderedText", has_text="RESTORED")).to_contain_text(
             "RESTORED True True", timeout=60_000)
         browser.close()
+    assert _our_errors(console_errors) == []
+
+
+def test_the_training_panel_draws_a_short_fit(jupyter_lab):
+    """``hw.watch(model)`` shown in a cell draws the loss curve and the update ratios while
+    ``fit`` runs in the next cell."""
+    from playwright.sync_api import expect, sync_playwright
+
+    console_errors: list[str] = []
+    dialogs: list[str] = []
+    with sync_playwright() as p:
+        browser, page = _open(p, f"{jupyter_lab}/lab/tree/training.ipynb?reset", console_errors,
+                              dialogs)
+        page.get_by_text("Python 3 (ipykernel) | Idle").wait_for(timeout=90_000)
+        cells = page.locator(".jp-Notebook .jp-CodeCell")
+        run_cell(page, cells.nth(0))
+        panel = cells.nth(0).locator(".jp-OutputArea")
+        expect(panel.locator(".js-plotly-plot")).to_have_count(3, timeout=120_000)
+        run_cell(page, cells.nth(1))
+        expect(page.locator(".jp-RenderedText", has_text="FIT DONE")).to_contain_text(
+            "FIT DONE 3", timeout=120_000)
+        expect(panel.locator(".gtitle", has_text="Loss and metrics")).to_be_visible()
+        # the loss curve and one update-ratio line per layer are drawn from the fit's records
+        expect(panel.locator(".scatterlayer .trace")).not_to_have_count(0, timeout=30_000)
+        assert panel.locator(".scatterlayer .trace").count() >= 3
+        browser.close()
+    assert dialogs == []
     assert _our_errors(console_errors) == []

@@ -6,6 +6,7 @@ import copy
 import gc
 
 import numpy as np
+import pytest
 
 import hubwidgets as hw
 from hubwidgets.widgets.actions import action, actions_of
@@ -114,7 +115,8 @@ def test_a_new_toolbar_action_is_one_method(keras):
 
     assert set(actions_of(hw.LayerExplorer)) == {
         "expand", "collapse", "more", "select", "set_trainable", "freeze_all", "unfreeze_all",
-        "freeze_up_to", "freeze_pattern"}
+        "freeze_up_to", "freeze_pattern", "scale_weights", "reset_weights", "prune_weights",
+        "add_noise", "restore_snapshot", "undo", "redo"}
     explorer = ExplorerWithReset(small_model(keras, "custom_action"))
     explorer.handle_action({"action": "expand", "path": "custom_action/a"})
     explorer.handle_action({"action": "collapse_all"})
@@ -175,3 +177,27 @@ def test_a_watched_model_shows_its_training_panel_as_a_tab(keras):
     [tabs] = dashboard.children
     assert [tabs.get_title(i) for i in range(2)] == ["Model", "Training"]
     assert hw.explore(model).training is callback.panel  # a new dashboard opens with it
+
+
+def test_explorer_edits_in_tf_keras_and_the_histogram_follows(tf_keras):
+    model = tf_keras.Sequential([tf_keras.Input((3,)), tf_keras.layers.Dense(4, name="a"),
+                                 tf_keras.layers.Dense(2, name="head")], name="tk_edits")
+    dashboard = hw.explore(model)
+    explorer = dashboard.explorer
+    kernel = model.get_layer("a").kernel
+    original = kernel.numpy().copy()
+    explorer.handle_action({"action": "select", "path": "tk_edits/a/kernel"})
+    width = max(dashboard.weights.selection_traces[0].x) - min(dashboard.weights.selection_traces[0].x)
+    explorer.handle_action({"action": "scale_weights", "path": "tk_edits/a", "factor": 2.0})
+    assert np.array_equal(kernel.numpy(), original * np.float32(2))
+    wider = max(dashboard.weights.selection_traces[0].x) - min(dashboard.weights.selection_traces[0].x)
+    assert wider == pytest.approx(2 * width, rel=1e-5)  # the histogram widened, in place
+    explorer.handle_action({"action": "undo"})
+    assert kernel.numpy().tobytes() == original.tobytes()
+    head = model.get_layer("head")
+    first = head.kernel.numpy().copy()
+    explorer.handle_action({"action": "scale_weights", "path": "tk_edits/head", "factor": 3.0})
+    explorer.handle_action({"action": "reset_weights", "path": "tk_edits/head"})
+    # tf_keras' unseeded initializers give their first values again: the head is as built
+    assert head.kernel.numpy().tobytes() == first.tobytes()
+    assert explorer.code.startswith("hubwidgets.reset_weights(model, 'tk_edits/head')")

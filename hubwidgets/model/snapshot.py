@@ -184,9 +184,9 @@ def snapshot(model: Any) -> Snapshot:
     stack = [(tree.root, "")]
     while stack:
         node, hub_path = stack.pop()
-        if "Optimizer" in node.class_name:  # a SavedModel's training state, not the model
+        if not node.counted:  # a SavedModel's optimizer and metric state, not the model
             continue
-        if node.class_name in HUB_LAYER_CLASSES:
+        if node.module_wrapper:  # hub.KerasLayer, HubLayer, TFSMLayer
             hub_path = node.path
         for var in node.variables:
             if var.path in snap.values:
@@ -201,7 +201,6 @@ def snapshot(model: Any) -> Snapshot:
     return snap
 
 
-HUB_LAYER_CLASSES = ("KerasLayer", "HubLayer")
 
 
 def host_copy(variable: Any) -> np.ndarray:
