@@ -8,12 +8,11 @@ from __future__ import annotations
 
 import hashlib
 import json
-from contextlib import contextmanager
-from typing import Iterator
+from typing import Any
 
 from .common import emit
 from .models import many_layers, resnet50
-from tests.recording_comm import CommRecorder
+from tests.recording_comm import CommRecorder, recording_comms
 
 
 class OpeningRecorder(CommRecorder):
@@ -43,18 +42,9 @@ class OpeningRecorder(CommRecorder):
         return sum(self.bundles.values())
 
 
-@contextmanager
-def recording_opens() -> Iterator[OpeningRecorder]:
+def recording_opens() -> Any:
     """Widgets created inside the block send through recording comms (openings included)."""
-    from ipywidgets import widget as widget_module
-
-    recorder = OpeningRecorder()
-    saved = widget_module.comm
-    widget_module.comm = type("RecordingComms", (), {"create_comm": staticmethod(recorder.comm)})
-    try:
-        yield recorder
-    finally:
-        widget_module.comm = saved
+    return recording_comms(OpeningRecorder())
 
 
 def main() -> None:

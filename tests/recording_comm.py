@@ -46,11 +46,12 @@ class RecordingComm:
 
 
 @contextmanager
-def recording_comms() -> Iterator[CommRecorder]:
-    """Widgets created inside the block send through recording comms."""
+def recording_comms(recorder: CommRecorder | None = None) -> Iterator[CommRecorder]:
+    """Widgets created inside the block send through ``recorder`` (a new
+    :class:`CommRecorder` by default)."""
     from ipywidgets import widget as widget_module
 
-    recorder = CommRecorder()
+    recorder = recorder if recorder is not None else CommRecorder()
     saved = widget_module.comm
     widget_module.comm = type("RecordingComms", (), {"create_comm": staticmethod(recorder.comm)})
     try:

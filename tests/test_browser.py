@@ -60,54 +60,47 @@ def _notebook(path: Path) -> None:
     nbformat.write(nb, path)
 
 
-def _one_cell_notebook(path: Path, source: str) -> None:
+def _write_notebook(path: Path, *sources: str) -> None:
     nb = nbformat.v4.new_notebook()
     nb.metadata["kernelspec"] = KERNELSPEC
-    nb.cells = [nbformat.v4.new_code_cell(source)]
+    nb.cells = [nbformat.v4.new_code_cell(source) for source in sources]
     nbformat.write(nb, path)
+
+
+def _one_cell_notebook(path: Path, source: str) -> None:
+    _write_notebook(path, source)
 
 
 def _edits_notebook(path: Path) -> None:
-    nb = nbformat.v4.new_notebook()
-    nb.metadata["kernelspec"] = KERNELSPEC
-    nb.cells = [
-        nbformat.v4.new_code_cell(
-            "import keras, hubwidgets as hw\n"
-            "keras.utils.set_random_seed(0)\n"
-            "model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(4, name='stem'),\n"
-            "    keras.layers.Dense(2, name='head')], name='edits')\n"
-            "original = model.get_layer('stem').kernel.numpy().copy()\n"
-            "hw.explore(model)"),
-        nbformat.v4.new_code_cell(
-            "kernel = model.get_layer('stem').kernel.numpy()\n"
-            "print('DOUBLED', bool((kernel == original * 2).all()))"),
-        nbformat.v4.new_code_cell(
-            "kernel = model.get_layer('stem').kernel.numpy()\n"
-            "print('RESTORED', bool((kernel == original).all()), kernel.tobytes() == "
-            "original.tobytes())"),
-    ]
-    nbformat.write(nb, path)
+    _write_notebook(
+        path,
+        "import keras, hubwidgets as hw\n"
+        "keras.utils.set_random_seed(0)\n"
+        "model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(4, name='stem'),\n"
+        "    keras.layers.Dense(2, name='head')], name='edits')\n"
+        "original = model.get_layer('stem').kernel.numpy().copy()\n"
+        "hw.explore(model)",
+        "kernel = model.get_layer('stem').kernel.numpy()\n"
+        "print('DOUBLED', bool((kernel == original * 2).all()))",
+        "kernel = model.get_layer('stem').kernel.numpy()\n"
+        "print('RESTORED', bool((kernel == original).all()), kernel.tobytes() == "
+        "original.tobytes())")
 
 
 def _training_notebook(path: Path) -> None:
-    nb = nbformat.v4.new_notebook()
-    nb.metadata["kernelspec"] = KERNELSPEC
-    nb.cells = [
-        nbformat.v4.new_code_cell(
-            "import numpy as np, keras, hubwidgets as hw\n"
-            "keras.utils.set_random_seed(0)\n"
-            "model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(8, name='base'),\n"
-            "    keras.layers.Dense(2, name='head')], name='trained')\n"
-            "model.get_layer('base').trainable = False\n"
-            "model.compile('sgd', 'mse')\n"
-            "x, y = np.random.rand(64, 4).astype('float32'), np.random.rand(64, 2).astype('float32')\n"
-            "cb = hw.watch(model)\n"
-            "cb"),
-        nbformat.v4.new_code_cell(
-            "model.fit(x, y, epochs=3, batch_size=16, verbose=0, callbacks=[cb])\n"
-            "print('FIT DONE', cb.history.intervals)"),
-    ]
-    nbformat.write(nb, path)
+    _write_notebook(
+        path,
+        "import numpy as np, keras, hubwidgets as hw\n"
+        "keras.utils.set_random_seed(0)\n"
+        "model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(8, name='base'),\n"
+        "    keras.layers.Dense(2, name='head')], name='trained')\n"
+        "model.get_layer('base').trainable = False\n"
+        "model.compile('sgd', 'mse')\n"
+        "x, y = np.random.rand(64, 4).astype('float32'), np.random.rand(64, 2).astype('float32')\n"
+        "cb = hw.watch(model)\n"
+        "cb",
+        "model.fit(x, y, epochs=3, batch_size=16, verbose=0, callbacks=[cb])\n"
+        "print('FIT DONE', cb.history.intervals)")
 
 
 def _executed_notebook(path: Path) -> None:

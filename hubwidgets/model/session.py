@@ -23,8 +23,8 @@ SESSION_ATTR = "_hubwidgets_session"
 class ModelSession:
     """The shared, live state of one model.
 
-    ``version`` grows on every change; ``values_version`` only when weights may have changed,
-    so statistics in ``cache`` are reused across freezes and selections.
+    ``version`` grows on every change; ``cache`` (statistics...) is emptied only when the
+    weights or the structure may have changed, so it is reused across freezes and selections.
     """
 
     def __init__(self, model: Any, var_name: str = "model") -> None:
@@ -34,7 +34,6 @@ class ModelSession:
         self.model = self.tree.obj  # for a path, what was loaded from it
         self._fingerprint = self.tree.fingerprint()
         self.version = 0
-        self.values_version = 0
         self.selection = ""
         self._observers: list[Callable[[], Observer | None]] = []
         self.cache: dict[Any, Any] = {}
@@ -88,7 +87,6 @@ class ModelSession:
     def _changed(self, what: str) -> None:
         self.version += 1
         if what in ("structure", "values"):
-            self.values_version += 1
             self.cache.clear()
         for ref in list(self._observers):
             callback = ref()

@@ -16,6 +16,7 @@ from ..model.formatting import format_bytes
 from ..model.session import ModelSession, session_for
 from ..model.tree import ModelTree
 from .explorer import LayerExplorer
+from .session_view import SessionView
 from .training import training_panel_for
 from .weights import WeightPlot
 
@@ -31,18 +32,12 @@ def header_html(tree: ModelTree) -> str:
             f"on {html.escape(', '.join(devices) or 'no device')}")
 
 
-class ModelHeader(widgets.HTML):
+class ModelHeader(SessionView, widgets.HTML):
     """The model's totals line, kept up to date from its session."""
 
     def __init__(self, session: ModelSession) -> None:
         super().__init__(header_html(session.tree))
-        self.session = session
-        self._stop_observing = session.observe(self._on_session_change)
-
-    def close(self) -> None:
-        """Stop following the session."""
-        self._stop_observing()
-        super().close()
+        self._follow(session)
 
     def _on_session_change(self, session: ModelSession, what: str) -> None:
         if what != "selection":

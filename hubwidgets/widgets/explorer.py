@@ -24,8 +24,9 @@ from ..model.freeze import (freeze_up_to, needs_compile, outermost, set_trainabl
 from ..model.matching import is_regular_expression, search_nodes
 from ..model.session import ModelSession, session_for
 from ..model.session_stats import nonfinite_paths
-from ..model.tree import ModelTree, Node, VariableInfo
+from ..model.tree import Node, VariableInfo
 from .actions import action, bind_message
+from .session_view import SessionView
 
 STATIC = Path(__file__).parent / "static"
 PAGE_SIZE = 100  # children listed per expanded node before a "show more" row
@@ -65,7 +66,7 @@ def variable_row(var: VariableInfo, nonfinite: set[str]) -> dict[str, Any]:
             "can_train": var.can_train, "params": var.size}
 
 
-class LayerExplorer(anywidget.AnyWidget):
+class LayerExplorer(SessionView, anywidget.AnyWidget):
     """A collapsible tree of ``model``'s layers: counts, shapes, badges and freeze toggles.
 
     ``selected`` (a node or variable path) is the session's selection, so every view of the
@@ -97,8 +98,9 @@ class LayerExplorer(anywidget.AnyWidget):
         selected = kwargs.pop("selected", "")
         super().__init__(**kwargs)
         self._ready = False
-        self.session: ModelSession = session_for(model, var_name)
-        self.session.current_tree()
+        session = session_for(model, var_name)
+        session.current_tree()
+        self.session = session
         self.scan_weights = scan_weights
         self._shown: dict[str, int] = {}  # node path -> how many children are listed
         self._search_error = ""
@@ -106,19 +108,9 @@ class LayerExplorer(anywidget.AnyWidget):
         self._expanded = [self.tree.root.path]
         self.selected = selected or self.session.selection
         self.on_msg(self._on_custom_msg)
-        self._stop_observing = self.session.observe(self._on_session_change)
+        self._follow(session)
         self._ready = True
         self.render_rows()
-
-    def close(self) -> None:
-        """Stop following the session and close the view."""
-        self._stop_observing()
-        super().close()
-
-    @property
-    def tree(self) -> ModelTree:
-        """The model's tree, as the session holds it now."""
-        return self.session.tree
 
     @property
     def var_name(self) -> str:

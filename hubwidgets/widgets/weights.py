@@ -27,8 +27,9 @@ import traitlets
 
 from ..model.session import ModelSession, session_for
 from ..model.stats import NonFiniteWeightsWarning, WeightStats, weight_stats
-from ..model.tree import ModelTree, Node
+from ..model.tree import Node
 from . import overview as ov
+from .session_view import SessionView
 
 STATIC = Path(__file__).parent / "static"
 OVERVIEW_BATCH = 32  # layers per statistics call while the overview's progress bar moves
@@ -128,7 +129,7 @@ class StatefulFigure(go.FigureWidget):
             self._quiet = frozenset()
 
 
-class WeightPlot(widgets.VBox):
+class WeightPlot(SessionView, widgets.VBox):
     """Histograms of the selected variable or layer, and a whole-model overview.
 
     ``selected`` follows the model session's selection (what the explorer selects), and a
@@ -147,7 +148,7 @@ class WeightPlot(widgets.VBox):
         selected = kwargs.pop("selected", "")
         super().__init__(**kwargs)
         self.add_class("hw-weights")
-        self.session: ModelSession = session_for(model)
+        self.session = session_for(model)
         self.session.current_tree()
         self.bins = bins
         self.nonfinite: set[str] = set()  # variable paths with NaN/Inf, from the overview
@@ -166,17 +167,7 @@ class WeightPlot(widgets.VBox):
         widgets.link((shared_box, "value"), (self, "shared_bins"))
         self.children = [widgets.HBox([log_box, shared_box]), self.figure, self.probe]
         self.selected = selected or self.session.selection  # nothing drawn until a pick
-        self._stop_observing = self.session.observe(self._on_session_change)
-
-    def close(self) -> None:
-        """Stop following the session and close the figures."""
-        self._stop_observing()
-        super().close()
-
-    @property
-    def tree(self) -> ModelTree:
-        """The model's tree, as the session holds it now."""
-        return self.session.tree
+        self._follow(self.session)
 
     def _on_session_change(self, session: ModelSession, what: str) -> None:
         if what == "selection":
