@@ -201,3 +201,11 @@ def test_explorer_edits_in_tf_keras_and_the_histogram_follows(tf_keras):
     # tf_keras' unseeded initializers give their first values again: the head is as built
     assert head.kernel.numpy().tobytes() == first.tobytes()
     assert explorer.code.startswith("hubwidgets.reset_weights(model, 'tk_edits/head')")
+
+
+@pytest.mark.parametrize("fixture", ["k3_nested_shared", "k3_subclassed", "tfk_sequential",
+                                     "plain_module"])
+def test_the_walk_records_the_fingerprint_a_later_check_computes(fixture, request):
+    model = request.getfixturevalue(fixture)
+    tree = hw.inspect(model)
+    assert hw.inspect(model) is tree  # the structure check found no change: no second walk

@@ -24,7 +24,7 @@ def inspect(obj: Any) -> ModelTree:
         return obj.refresh()
     if isinstance(obj, (str, os.PathLike)):
         return build_tree(obj)
-    return session_for(obj).current_tree()
+    return session_for(obj).tree  # brought up to date by session_for
 
 
 inspect.__doc__ = (inspect.__doc__ or "").format(supported=SUPPORTED)

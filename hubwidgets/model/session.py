@@ -32,7 +32,7 @@ class ModelSession:
         self.var_name = var_name
         self.tree: ModelTree = build_tree(model)
         self.model = self.tree.obj  # for a path, what was loaded from it
-        self._fingerprint = self.tree.fingerprint()
+        self._fingerprint = _fingerprint_of_new(self.tree)
         self.version = 0
         self.selection = ""
         self._observers: list[Callable[[], Observer | None]] = []
@@ -46,7 +46,7 @@ class ModelSession:
         fingerprint = self.tree.fingerprint()
         if fingerprint != self._fingerprint:
             self.tree = build_tree(self.model)
-            self._fingerprint = fingerprint
+            self._fingerprint = _fingerprint_of_new(self.tree)
             self._changed("structure")
         else:
             self.tree.refresh()
@@ -114,21 +114,31 @@ def _no_session() -> None:
     return None
 
 
+def _fingerprint_of_new(tree: ModelTree) -> Any:
+    """The structure fingerprint of a tree just built: recorded by the walk when the adapter
+    keeps it (no second pass over a large model), else computed."""
+    walked = getattr(tree.adapter, "walked_fingerprint", None)
+    return walked if walked is not None else tree.fingerprint()
+
+
 def session_for(model: Any, var_name: str | None = None) -> ModelSession:
-    """The session of a live ``model`` (created on first use, then shared)."""
+    """The session of a live ``model`` (created on first use, then shared); an existing one
+    is first brought up to date with the model (:meth:`ModelSession.current_tree`)."""
     if isinstance(model, ModelSession):
         return model
     if isinstance(model, ModelTree):
         model = model.obj
     session = existing_session(model)
-    if session is None:
-        session = ModelSession(model, var_name or "model")
-        try:
-            object.__setattr__(model, SESSION_ATTR, session)
-        except (AttributeError, TypeError):  # an object without a __dict__: not shared
-            pass
-    elif var_name:
-        session.var_name = var_name
+    if session is not None:
+        session.current_tree()
+        if var_name:
+            session.var_name = var_name
+        return session
+    session = ModelSession(model, var_name or "model")
+    try:
+        object.__setattr__(model, SESSION_ATTR, session)
+    except (AttributeError, TypeError):  # an object without a __dict__: not shared
+        pass
     return session
 
 

@@ -50,7 +50,6 @@ class Dashboard(widgets.VBox):
 
     def __init__(self, model: Any, *, var_name: str | None = None, bins: int = 64) -> None:
         self.session = session_for(model, var_name)
-        self.session.current_tree()
         self.weights = WeightPlot(self.session, bins=bins)  # computes the statistics ...
         self.explorer = LayerExplorer(self.session, scan_weights=True)  # ... it badges NaN from
         self.header = ModelHeader(self.session)

@@ -99,7 +99,6 @@ class LayerExplorer(SessionView, anywidget.AnyWidget):
         super().__init__(**kwargs)
         self._ready = False
         session = session_for(model, var_name)
-        session.current_tree()
         self.session = session
         self.scan_weights = scan_weights
         self._shown: dict[str, int] = {}  # node path -> how many children are listed

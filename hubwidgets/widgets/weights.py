@@ -149,7 +149,6 @@ class WeightPlot(SessionView, widgets.VBox):
         super().__init__(**kwargs)
         self.add_class("hw-weights")
         self.session = session_for(model)
-        self.session.current_tree()
         self.bins = bins
         self.nonfinite: set[str] = set()  # variable paths with NaN/Inf, from the overview
         self.theme: dict[str, Any] = dict(LIGHT)

@@ -8,7 +8,7 @@ children, a layer's ``weights`` minus its children's for its own variables, and 
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Iterator
 
 from ..errors import UnbuiltModelError
 from ..formatting import unique_segment
@@ -152,11 +152,9 @@ class KerasBuilder:
         layers' own lists, not Keras' recursive ``weights``) with its size, which can train.
         This is the one step of a first display that grows with the model, so it is kept
         tight."""
-        seen: set[int] = set()
-        stack = [root]
         keras3 = self.generation == KERAS3
         variables, sizes, parent_count = self.variables, self.sizes, self.parent_count
-        can_train, model_classes = self.can_train, _model_classes()
+        can_train, shape = self.can_train, []
 
         def add(v: Any, trains: bool) -> None:
             key = variable_key(v)
@@ -166,20 +164,11 @@ class KerasBuilder:
             if trains:
                 can_train.add(key)
 
-        while stack:
-            layer = stack.pop()
-            if id(layer) in seen:
-                continue
-            seen.add(id(layer))
-            tracked = getattr(layer, "_layers", None) if keras3 else None
-            if isinstance(tracked, list) and len(tracked) < 2 \
-                    and not isinstance(layer, model_classes):
-                subs = list(tracked)  # Keras 3's tracked sub-layers, what _flatten_layers reads
-            else:
-                subs = direct_sublayers(layer, model_classes)
+        for layer, subs in _depth_first(root, keras3):
             if subs:
                 self.sublayers[id(layer)] = subs
             lists = _own_variable_lists(layer, subs)
+            shape.append(_shape_entry(layer, subs, lists))
             if lists is not None:  # Keras 3's first list: trainable at creation
                 for v in lists[0]:
                     add(v, keras3)
@@ -192,7 +181,7 @@ class KerasBuilder:
                     add(v, id(v) in trains)
             for sub in subs:
                 parent_count[id(sub)] = parent_count.get(id(sub), 0) + 1
-            stack.extend(reversed(subs))
+        self.walked_fingerprint = tuple(shape)  # what fingerprint() gives for this structure
         if not keras3:
             self.can_train = {k for k, v in variables.items() if getattr(v, "trainable", False)}
         else:  # variables tracked outside layers' lists (TFSMLayer's, for one)
@@ -213,7 +202,7 @@ class KerasBuilder:
 
     def fingerprint(self) -> tuple[Any, ...]:
         """See :func:`layer_fingerprint`."""
-        return layer_fingerprint(self.root)
+        return layer_fingerprint(self.root, self.generation)
 
     def node(self, layer: Any, path: str, name: str | None = None) -> Node:
         """The node for ``layer`` at ``path``; its children are built when first read."""
@@ -363,16 +352,34 @@ class KerasAdapter:
         return KerasBuilder(tree, layer, self.generation).node(layer, path, name)
 
 
-def layer_fingerprint(root: Any) -> tuple[Any, ...]:
-    """Ids of every layer below ``root`` and how many variables each holds: changes when
-    layers are added, removed or built."""
-    try:
-        layers = list(root._flatten_layers(include_self=True, recursive=True))  # noqa: SLF001
-    except AttributeError:
-        layers = [root]
-    out: list[Any] = []
-    for layer in layers:
-        lists = _own_variable_lists(layer, [])
-        count = len(lists[0]) + len(lists[1]) if lists is not None else len(_weights(layer))
-        out.append((id(layer), count))
-    return tuple(out)
+def layer_fingerprint(root: Any, generation: str) -> tuple[Any, ...]:
+    """Per layer below ``root`` (in the walk's order): its id, how many variables its own
+    lists hold, and how many sub-layers it has: changes when layers are added, removed or
+    built.  The walk that builds a tree records the same value as it goes."""
+    return tuple(_shape_entry(layer, subs, _own_variable_lists(layer, subs))
+                 for layer, subs in _depth_first(root, generation == KERAS3))
+
+
+def _shape_entry(layer: Any, subs: list[Any], lists: tuple[list[Any], list[Any]] | None
+                 ) -> tuple[int, int, int]:
+    return id(layer), -1 if lists is None else len(lists[0]) + len(lists[1]), len(subs)
+
+
+def _depth_first(root: Any, keras3: bool) -> Iterator[tuple[Any, list[Any]]]:
+    """Every layer below ``root`` once, depth first in model order, with its sub-layers."""
+    seen: set[int] = set()
+    stack = [root]
+    model_classes = _model_classes()
+    while stack:
+        layer = stack.pop()
+        if id(layer) in seen:
+            continue
+        seen.add(id(layer))
+        tracked = getattr(layer, "_layers", None) if keras3 else None
+        if isinstance(tracked, list) and len(tracked) < 2 \
+                and not isinstance(layer, model_classes):
+            subs = list(tracked)  # Keras 3's tracked sub-layers, what _flatten_layers reads
+        else:
+            subs = direct_sublayers(layer, model_classes)
+        yield layer, subs
+        stack.extend(reversed(subs))
