@@ -42,21 +42,7 @@ def save_half_plus_one(tf, tf_keras, path, fmt):
         1, kernel_initializer=tf_keras.initializers.Constant([[1.0]]),
         bias_initializer=tf_keras.initializers.Constant([1.0]), trainable=False)
     model = tf_keras.Model(inp, plus_1(times_w(inp)))
-    if fmt == FROM_KERAS:
-        tf.saved_model.save(model, path)
-        return path
-
-    @tf.function(input_signature=[tf.TensorSpec((None, 1), tf.float32)])
-    def call_fn(inputs):
-        return model(inputs, training=False)
-
-    obj = tf.train.Checkpoint()
-    obj.__call__ = call_fn
-    obj.variables = model.trainable_variables + model.non_trainable_variables
-    obj.trainable_variables = [times_w.kernel]
-    obj.regularization_losses = [tf.function(lambda: model.losses[0], input_signature=[])]
-    tf.saved_model.save(obj, path)
-    return path
+    return save_regularized(tf, model, times_w.kernel, tf.float32, path, fmt)
 
 
 def save_2d_text_embedding(tf, tf_keras, path, fmt):
@@ -71,18 +57,25 @@ def save_2d_text_embedding(tf, tf_keras, path, fmt):
         2, kernel_initializer=tf_keras.initializers.Constant([0.1, 0.3]),
         kernel_regularizer=tf_keras.regularizers.l2(0.01), use_bias=False)
     model = tf_keras.Model(inp, times_w(StringLength()(inp)))
+    return save_regularized(tf, model, times_w.kernel, tf.string, path, fmt)
+
+
+def save_regularized(tf, model, trainable, dtype, path, fmt):
+    """Save ``model`` as Keras writes it, or (raw) as a tf.train.Checkpoint whose
+    ``__call__`` runs it, with ``trainable`` alone in its trainable_variables and the
+    model's first loss as its regularization loss."""
     if fmt == FROM_KERAS:
         tf.saved_model.save(model, path)
         return path
 
-    @tf.function(input_signature=[tf.TensorSpec((None, 1), tf.string)])
+    @tf.function(input_signature=[tf.TensorSpec((None, 1), dtype)])
     def call_fn(inputs):
         return model(inputs, training=False)
 
     obj = tf.train.Checkpoint()
     obj.__call__ = call_fn
     obj.variables = model.trainable_variables + model.non_trainable_variables
-    obj.trainable_variables = [times_w.kernel]
+    obj.trainable_variables = [trainable]
     obj.regularization_losses = [tf.function(lambda: model.losses[0], input_signature=[])]
     tf.saved_model.save(obj, path)
     return path
