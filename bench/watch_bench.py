@@ -17,6 +17,7 @@ JSON line.
 
 from __future__ import annotations
 
+import gc
 import statistics
 import sys
 import tempfile
@@ -90,20 +91,39 @@ def main(repetitions: int = 3, epochs: int = 3) -> None:
     times: dict[str, list[float]] = {"none": [], "watch": [], "tensorboard": []}
     recorded = 0
     with tempfile.TemporaryDirectory() as logs:
-        for _ in range(repetitions):
-            times["none"].append(fit([]))
-            cb = timed(hw.watch(model), "watch")
-            times["watch"].append(fit([cb]))
-            recorded = len(cb.history)
-            tb = timed(keras.callbacks.TensorBoard(log_dir=logs, histogram_freq=1),
-                       "tensorboard")
-            times["tensorboard"].append(fit([tb]))
+        def callbacks(label):
+            nonlocal recorded
+            if label == "watch":
+                cb = timed(hw.watch(model), "watch")
+                return [cb]
+            if label == "tensorboard":
+                return [timed(keras.callbacks.TensorBoard(log_dir=logs, histogram_freq=1),
+                              "tensorboard")]
+            return []
+
+        for rep in range(repetitions):
+            # watch always in the middle, the baselines on either side in turn, so that a
+            # drift of the machine's speed within a repetition hits both ratios alike
+            order = ("none", "watch", "tensorboard") if rep % 2 == 0 \
+                else ("tensorboard", "watch", "none")
+            for label in order:
+                gc.collect()
+                cbs = callbacks(label)
+                times[label].append(fit(cbs))
+                if label == "watch":
+                    recorded = len(cbs[0].history)
     med = {k: statistics.median(v) for k, v in times.items()}
+    # each repetition's own ratio (its fits ran next to each other), then their median:
+    # steadier than the ratio of medians when the machine's speed drifts between repetitions
+    paired = {k: statistics.median(t / n for t, n in zip(times[k], times["none"]))
+              for k in ("watch", "tensorboard")}
     emit({"params": model.count_params(), "epochs": epochs, "repetitions": repetitions,
           "fit_none_s": med["none"], "fit_watch_s": med["watch"],
           "fit_tensorboard_s": med["tensorboard"],
-          "watch_overhead": med["watch"] / med["none"] - 1,
-          "tensorboard_overhead": med["tensorboard"] / med["none"] - 1,
+          "watch_overhead": paired["watch"] - 1,
+          "tensorboard_overhead": paired["tensorboard"] - 1,
+          "watch_overhead_of_medians": med["watch"] / med["none"] - 1,
+          "tensorboard_overhead_of_medians": med["tensorboard"] / med["none"] - 1,
           "watch_vs_tensorboard": med["watch"] / med["tensorboard"],
           "watch_records": recorded,
           "watch_hooks_share": hook_s["watch"] / sum(times["watch"]),

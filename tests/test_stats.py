@@ -159,6 +159,27 @@ def test_host_kernel_matches_numpy_on_awkward_arrays(tf, value_range):
         assert_like_numpy(stats[name], values, 64, value_range)
 
 
+@pytest.mark.parametrize("bins", [1, 3, 64, 1000, 1024])
+@pytest.mark.parametrize("lo, hi", [(-0.1, 0.1), (99.5, 100.5), (-3.0, 1e-3)])
+def test_kernel_bins_values_beside_every_edge_as_numpy_does(tf, bins, lo, hi):
+    """The kernel re-checks only values within (bins + 1) * 4e-7 bins of an edge: the
+    float32 neighbours of every float64 edge (and the edges themselves), spread over many
+    blocks, must still land where numpy.histogram puts them."""
+    lo, hi = float(np.float32(lo)), float(np.float32(hi))  # the data's own min and max
+    edges = np.linspace(lo, hi, bins + 1)
+    near = np.concatenate([np.nextafter(edges.astype(np.float32), np.float32(-np.inf)),
+                           edges.astype(np.float32),
+                           np.nextafter(edges.astype(np.float32), np.float32(np.inf))])
+    rng = np.random.default_rng(bins)
+    filler = rng.uniform(lo, hi, 50_000).astype(np.float32)
+    values = np.clip(np.concatenate([filler, np.tile(near, 40)]), np.float32(lo), np.float32(hi))
+    values = rng.permutation(np.concatenate([values, np.float32([lo, hi])]))
+    for dtype in (np.float32, np.float64):
+        column = values.astype(dtype)
+        stat = only(hw.weight_stats([tf.Variable(column, name="w")], bins=bins))
+        assert_like_numpy(stat, column, bins)
+
+
 def test_numpy_path_gives_the_kernels_numbers(tf, monkeypatch):
     """Where no C compiler was found at install time, numpy computes the same statistics."""
     from hubwidgets.model import host_stats

@@ -10,18 +10,33 @@
  *       rule, [e_b, e_b+1) with the last bin closed; values outside [e_0, e_bins] are left
  *       out (that happens only when clipped).  clean[i] (a byte) says arrays[i] has no
  *       NaN/Inf, so the unchecked loop may run.
+ *   stats(arrays, bins, out, edges, counts, done, threads)
+ *       Both passes at once: moments into out as above, and for each array that allows it
+ *       (every value finite, at most FUSE_MAX values, numpy's edges of its own [min, max]
+ *       fit for the bin rule below) numpy.histogram's edges into edges[i], its counts into
+ *       counts[i] and done[i] = 1.  One task per such array runs its moment pass and then
+ *       its histogram pass while the array is still in the cache, so the data is read from
+ *       memory once.  Larger arrays (moments in chunks, as above) and the rest get
+ *       done[i] = 0: the caller bins them with histograms().
  *
  * Precision.  The shifted sums give the variance as s2/n - (s1/n)^2 with a relative error
  * of at most about (n + 1) * 2^-53, because the shift is one of the values, so
  * (shift - mean)^2 <= n * variance; typically it is near 2^-53.  Bins are decided exactly:
- * a candidate bin comes from one multiply in the data's own type, and every value within
- * NEAR_EDGE bins of a bin boundary (far more than that multiply's rounding) is re-binned by
- * comparing it with the edges, as doubles, as numpy does.  Each chunk writes its own
+ * a candidate bin comes from one subtract and one multiply in the data's own type, off by
+ * at most 3 * 2^-24 relative (float32), so by 1.8e-7 * bins bins, plus 3e-8 bins for the
+ * rounding of numpy's edges (non-coarse ranges); every value within (bins + 1) *
+ * NEAR_EDGE_PER_BIN bins of a bin boundary (twice that) is re-binned by comparing it with
+ * the edges, as doubles, as numpy does.  Each chunk writes its own
  * partial result and partials are merged in chunk order, so results do not depend on how
  * the chunks were spread over threads.  Compiled without fast-math or FP contraction.
  *
- * Python computes everything between the passes (means, numpy's range rules, the edges
- * with numpy.linspace) and builds the results; this file only streams the data.
+ * Edges.  numpy.linspace(lo, hi, bins + 1) is edge[i] = i * ((hi - lo) / bins) + lo and
+ * edge[bins] = hi, each operation rounded once (numpy 1.x and 2.x); stats() makes them the
+ * same way, with numpy.histogram's +-0.5 around a constant, and leaves to Python (done = 0)
+ * every range where numpy takes another branch (a zero step, a non-finite width) or where
+ * host_stats would bin value by value (edges coarser than COARSE_EDGES).  Otherwise Python
+ * computes everything between the passes (means, numpy's range rules, the edges with
+ * numpy.linspace) and builds the results; this file only streams the data.
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
@@ -36,7 +51,7 @@
 #endif
 
 #if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__) && defined(__linux__)
-#define VECTOR_CLONES __attribute__((target_clones("avx2", "default")))
+#define VECTOR_CLONES __attribute__((target_clones("avx512f", "avx2", "default")))
 #else
 #define VECTOR_CLONES
 #endif
@@ -45,8 +60,10 @@
 #define BLOCK 2048                  /* values per histogram step (its scratch fits in L1) */
 #define LANES 16                    /* independent accumulators in the vector loops */
 #define MAX_FAST_BINS 1024
-#define NEAR_EDGE 1e-3              /* in bins; the candidate's error is < 1024 * 4e-7 */
+#define NEAR_EDGE_PER_BIN 4e-7      /* tolerance in bins, per bin: twice the error bound */
 #define MOMENT_FIELDS 9
+#define FUSE_MAX ((Py_ssize_t)1 << 22) /* values: 16 MB of float32, kept in L3 between passes */
+#define COARSE_EDGES 268435456.0    /* 2**28: host_stats.COARSE_EDGES */
 
 typedef struct {
     const void *data;
@@ -58,6 +75,7 @@ typedef struct {
 typedef struct {
     int source;
     Py_ssize_t start, stop;
+    int whole;  /* stats(): the whole array, both passes (else one chunk of moments) */
 } Chunk;
 
 typedef struct Job Job;
@@ -71,6 +89,10 @@ struct Job {
     int64_t *partial_counts;  /* histograms: bins per chunk */
     const double *edges;      /* histograms: bins + 1 per source */
     const unsigned char *clean;
+    double *moments_out;      /* stats: MOMENT_FIELDS per source */
+    double *edges_out;        /* stats: bins + 1 per source */
+    int64_t *counts_out;      /* stats: bins per source */
+    unsigned char *done;      /* stats: 1 where the source's histogram was made */
     int bins;
     int clipped;
     Py_ssize_t next;          /* the next chunk to take */
@@ -175,17 +197,19 @@ static int moments_fast_##NAME(const T *x, Py_ssize_t n, double shift, double *o
     return 1;                                                                                \
 }                                                                                            \
                                                                                              \
-/* Candidate bins, and which values lie near a boundary (to re-check). */                   \
+/* Candidate bins; a value within `tol` bins of a boundary gets the extra bin `bins` instead \
+ * (pending: histogram_fast re-bins it exactly). */                                         \
 VECTOR_CLONES                                                                                \
-static void candidate_bins_##NAME(const T *x, int n, T lo, T scale, int bins,               \
-                                  int32_t *bin, uint8_t *near) {                             \
+static void candidate_bins_##NAME(const T *x, int n, T lo, T scale, T tol, int bins,        \
+                                  int32_t *bin) {                                            \
+    const T upper = (T)1 - tol;                                                              \
     for (int i = 0; i < n; i++) {                                                            \
         T f = (x[i] - lo) * scale;                                                           \
         int32_t b = (int32_t)f;                                                              \
         T frac = f - (T)b;                                                                   \
-        near[i] = (frac < (T)NEAR_EDGE) | (frac > (T)(1 - NEAR_EDGE));                       \
         b = b < 0 ? 0 : b;                                                                   \
-        bin[i] = b > bins - 1 ? bins - 1 : b;                                                \
+        b = b > bins - 1 ? bins - 1 : b;                                                     \
+        bin[i] = (frac < tol) | (frac > upper) ? bins : b;                                   \
     }                                                                                        \
 }                                                                                            \
                                                                                              \
@@ -193,17 +217,19 @@ static int histogram_fast_##NAME(const T *x, Py_ssize_t n, const double *edges, 
                                  int64_t *counts) {                                          \
     const double span = edges[bins] - edges[0];                                              \
     const T lo = (T)edges[0], scale = (T)(bins / span);                                      \
-    if (bins > MAX_FAST_BINS || !isfinite((double)scale) || (double)lo != edges[0] ||       \
-        !isfinite((double)((T)edges[bins] - lo)) || !((double)scale * span <= 2.0 * bins))   \
+    if (bins > MAX_FAST_BINS || n > CHUNK || !isfinite((double)scale) ||                     \
+        (double)lo != edges[0] || !isfinite((double)((T)edges[bins] - lo)) ||                \
+        !((double)scale * span <= 2.0 * bins))                                               \
         return 0; /* a range the data's type cannot scale: the checked loop does it */      \
-    uint32_t sub[4][MAX_FAST_BINS];                                                          \
+    const T tol = (T)((bins + 1) * NEAR_EDGE_PER_BIN);                                      \
+    uint32_t sub[4][MAX_FAST_BINS + 1]; /* four interleaved counts; [bins]: pending */      \
     int32_t bin[BLOCK];                                                                      \
-    uint8_t near[BLOCK + 8];                                                                 \
-    memset(sub, 0, sizeof(uint32_t) * 4 * MAX_FAST_BINS);                                   \
+    uint32_t pending_done = 0;                                                               \
+    memset(sub, 0, sizeof(sub));                                                             \
     for (Py_ssize_t start = 0; start < n; start += BLOCK) {                                  \
         const T *v = x + start;                                                              \
         int m = (int)(n - start < BLOCK ? n - start : BLOCK), i = 0;                         \
-        candidate_bins_##NAME(v, m, lo, scale, bins, bin, near);                             \
+        candidate_bins_##NAME(v, m, lo, scale, tol, bins, bin);                              \
         for (; i + 4 <= m; i += 4) {                                                         \
             sub[0][bin[i]]++;                                                                \
             sub[1][bin[i + 1]]++;                                                            \
@@ -211,22 +237,17 @@ static int histogram_fast_##NAME(const T *x, Py_ssize_t n, const double *edges, 
             sub[3][bin[i + 3]]++;                                                            \
         }                                                                                    \
         for (; i < m; i++) sub[0][bin[i]]++;                                                 \
-        memset(near + m, 0, (size_t)((8 - m % 8) % 8));                                      \
-        for (i = 0; i < m; i += 8) { /* eight flags at a time: nearly all are 0 */          \
-            uint64_t any;                                                                    \
-            memcpy(&any, near + i, 8);                                                       \
-            for (int j = i; any && j < i + 8 && j < m; j++) {                                \
-                int b = near[j] ? exact_bin((double)v[j], edges, bins, bin[j]) : bin[j];     \
-                if (b != bin[j]) {                                                           \
-                    sub[0][bin[j]]--;                                                        \
-                    sub[0][b]++;                                                             \
-                }                                                                            \
+        uint32_t pending = sub[0][bins] + sub[1][bins] + sub[2][bins] + sub[3][bins];        \
+        for (i = 0; pending_done < pending && i < m; i++) { /* rare: most blocks have none */\
+            if (bin[i] == bins) {                                                            \
+                int b = exact_bin((double)v[i], edges, bins, (int32_t)((v[i] - lo) * scale)); \
+                sub[0][b]++;                                                                 \
+                pending_done++;                                                              \
             }                                                                                \
         }                                                                                    \
     }                                                                                        \
     for (int b = 0; b < bins; b++)                                                           \
-        /* modulo 2^32, as a re-binned value may leave sub[0][b] "negative" */              \
-        counts[b] = (int64_t)(uint32_t)(sub[0][b] + sub[1][b] + sub[2][b] + sub[3][b]);       \
+        counts[b] = (int64_t)sub[0][b] + sub[1][b] + sub[2][b] + sub[3][b];                  \
     return 1;                                                                                \
 }
 
@@ -258,6 +279,86 @@ static void histogram_chunk(const Job *job, Py_ssize_t index) {
         if (done) return;
     }
     histogram_checked(s, c->start, c->stop, job->clipped, edges, bins, counts);
+}
+
+/* Add one chunk's moments (as moments_chunk wrote them) into a source's running total. */
+static void merge_moments(double *r, const double *p) {
+    for (int f = 0; f < 4; f++) r[f] += p[f];
+    r[4] = p[4] < r[4] ? p[4] : r[4];
+    r[5] = p[5] > r[5] ? p[5] : r[5];
+    r[7] += p[7];
+    r[8] += p[8];
+}
+
+static void start_moments(double *r, double shift) {
+    r[0] = r[1] = r[2] = r[3] = r[7] = r[8] = 0.0;
+    r[4] = INFINITY;
+    r[5] = -INFINITY;
+    r[6] = shift;
+}
+
+/* numpy.histogram's edges for the data range [lo, hi] (see "Edges" above); 0 where this
+ * file does not make them. */
+static int numpy_edges(double lo, double hi, int bins, double *edges) {
+    if (lo == hi) {
+        lo -= 0.5;
+        hi += 0.5;
+    }
+    const double width = hi - lo;
+    if (!isfinite(width) || width / bins == 0.0) return 0;
+    const double step = width / bins;
+    for (int i = 0; i < bins; i++) edges[i] = (double)i * step + lo;
+    edges[bins] = hi;
+    for (int i = 0; i < bins; i++)
+        if (!isfinite(edges[i]) || !(edges[i] < edges[i + 1])) return 0;
+    return fmax(fabs(lo), fabs(hi)) / (hi - lo) * bins <= COARSE_EDGES;
+}
+
+/* stats(): one whole source, its moment pass then (when it can) its histogram pass. */
+static void stats_task(const Job *job, Py_ssize_t index) {
+    const Chunk *task = &job->chunks[index];
+    if (!task->whole) {  /* a chunk of a large source: moments only, merged afterwards */
+        moments_chunk(job, index);
+        return;
+    }
+    const Source *s = &job->sources[task->source];
+    const int bins = job->bins;
+    double *r = job->moments_out + (Py_ssize_t)task->source * MOMENT_FIELDS;
+    double *edges = job->edges_out + (Py_ssize_t)task->source * (bins + 1);
+    int64_t *counts = job->counts_out + (Py_ssize_t)task->source * bins;
+    double p[MOMENT_FIELDS];
+    Chunk piece = {.source = task->source};
+    Job one = *job;
+    one.chunks = &piece;
+    one.partial = p;
+    start_moments(r, s->shift);
+    for (piece.start = 0; piece.start < s->n; piece.start += CHUNK) {  /* chunk order, as
+                                                                        * py_moments merges */
+        piece.stop = piece.start + CHUNK < s->n ? piece.start + CHUNK : s->n;
+        moments_chunk(&one, 0);
+        merge_moments(r, p);
+    }
+    job->done[task->source] = 0;
+    if (s->n == 0 || r[0] != (double)s->n || !numpy_edges(r[4], r[5], bins, edges)) return;
+    int64_t part[MAX_FAST_BINS];
+    int64_t *piece_counts = bins <= MAX_FAST_BINS ? part : NULL;
+    memset(counts, 0, sizeof(int64_t) * bins);
+    for (Py_ssize_t start = 0; start < s->n; start += CHUNK) {
+        Py_ssize_t n = s->n - start < CHUNK ? s->n - start : CHUNK;
+        int fast = piece_counts != NULL && (s->is_double
+            ? histogram_fast_float64((const double *)s->data + start, n, edges, bins, part)
+            : histogram_fast_float32((const float *)s->data + start, n, edges, bins, part));
+        if (fast) {
+            for (int b = 0; b < bins; b++) counts[b] += part[b];
+        } else {  /* a range the data's type cannot scale: value by value, into counts */
+            int64_t *exact = PyMem_RawMalloc(sizeof(int64_t) * bins);
+            if (exact == NULL) return;  /* done stays 0: Python bins it */
+            histogram_checked(s, start, start + n, 0, edges, bins, exact);
+            for (int b = 0; b < bins; b++) counts[b] += exact[b];
+            PyMem_RawFree(exact);
+        }
+    }
+    job->done[task->source] = 1;
 }
 
 /* ---- threads ---- */
@@ -408,22 +509,11 @@ static PyObject *py_moments(PyObject *self, PyObject *args) {
     double *result = (double *)out.buf;
     Py_BEGIN_ALLOW_THREADS
     run_job(&job, threads);
-    for (Py_ssize_t i = 0; i < in.n; i++) {
-        double *r = result + i * MOMENT_FIELDS;
-        r[0] = r[1] = r[2] = r[3] = r[7] = r[8] = 0.0;
-        r[4] = INFINITY;
-        r[5] = -INFINITY;
-        r[6] = in.sources[i].shift;
-    }
-    for (Py_ssize_t k = 0; k < in.n_chunks; k++) {
-        const double *p = partial + k * MOMENT_FIELDS;
-        double *r = result + (Py_ssize_t)in.chunks[k].source * MOMENT_FIELDS;
-        for (int f = 0; f < 4; f++) r[f] += p[f];
-        r[4] = p[4] < r[4] ? p[4] : r[4];
-        r[5] = p[5] > r[5] ? p[5] : r[5];
-        r[7] += p[7];
-        r[8] += p[8];
-    }
+    for (Py_ssize_t i = 0; i < in.n; i++)
+        start_moments(result + i * MOMENT_FIELDS, in.sources[i].shift);
+    for (Py_ssize_t k = 0; k < in.n_chunks; k++)
+        merge_moments(result + (Py_ssize_t)in.chunks[k].source * MOMENT_FIELDS,
+                      partial + k * MOMENT_FIELDS);
     Py_END_ALLOW_THREADS
     PyMem_Free(partial);
     PyBuffer_Release(&out);
@@ -482,6 +572,101 @@ done:
     Py_RETURN_NONE;
 }
 
+static Py_ssize_t *sort_keys_n;  /* qsort's context: sizes of the sources */
+
+static int larger_first(const void *a, const void *b) {
+    Py_ssize_t na = sort_keys_n[*(const Py_ssize_t *)a], nb = sort_keys_n[*(const Py_ssize_t *)b];
+    return na < nb ? 1 : (na > nb ? -1 : 0);
+}
+
+static PyObject *py_stats(PyObject *self, PyObject *args) {
+    PyObject *arrays, *out_obj, *edges_obj, *counts_obj, *done_obj;
+    int bins, threads;
+    Inputs in;
+    Py_buffer out, edges, counts, done;
+    if (!PyArg_ParseTuple(args, "OiOOOOi", &arrays, &bins, &out_obj, &edges_obj, &counts_obj,
+                          &done_obj, &threads))
+        return NULL;
+    if (bins < 1) {
+        PyErr_SetString(PyExc_ValueError, "bins must be at least 1");
+        return NULL;
+    }
+    if (open_inputs(arrays, &in) < 0) return NULL;
+    int opened = 0;
+    Chunk *tasks = NULL;
+    double *partial = NULL;
+    Py_ssize_t *order = NULL, *sizes = NULL;
+    if (open_exact(out_obj, &out, in.n * MOMENT_FIELDS * sizeof(double), 1, "out") < 0)
+        goto done;
+    opened++;
+    if (open_exact(edges_obj, &edges, in.n * (bins + 1) * sizeof(double), 1, "edges") < 0)
+        goto done;
+    opened++;
+    if (open_exact(counts_obj, &counts, in.n * bins * sizeof(int64_t), 1, "counts") < 0)
+        goto done;
+    opened++;
+    if (open_exact(done_obj, &done, in.n, 1, "done") < 0) goto done;
+    opened++;
+    /* tasks: the arrays that fit, largest first (so the threads end together), then the
+     * chunks of larger ones (small, last: they even out the end) */
+    tasks = PyMem_Calloc(in.n_chunks + in.n + 1, sizeof(Chunk));
+    partial = PyMem_Malloc(sizeof(double) * MOMENT_FIELDS * (in.n_chunks + in.n + 1));
+    order = PyMem_Calloc(in.n + 1, sizeof(Py_ssize_t));
+    sizes = PyMem_Calloc(in.n + 1, sizeof(Py_ssize_t));
+    if (tasks == NULL || partial == NULL || order == NULL || sizes == NULL) {
+        PyErr_NoMemory();
+        goto done;
+    }
+    for (Py_ssize_t i = 0; i < in.n; i++) {
+        order[i] = i;
+        sizes[i] = in.sources[i].n;
+    }
+    sort_keys_n = sizes;  /* under the GIL: no other call uses it meanwhile */
+    qsort(order, (size_t)in.n, sizeof(Py_ssize_t), larger_first);
+    Py_ssize_t n_tasks = 0;
+    for (Py_ssize_t k = 0; k < in.n; k++) {
+        Py_ssize_t i = order[k];
+        if (in.sources[i].n <= FUSE_MAX)
+            tasks[n_tasks++] = (Chunk){.source = (int)i, .start = 0, .stop = in.sources[i].n,
+                                       .whole = 1};
+    }
+    for (Py_ssize_t i = 0; i < in.n; i++) {
+        for (Py_ssize_t start = 0; in.sources[i].n > FUSE_MAX && start < in.sources[i].n;
+             start += CHUNK) {
+            Py_ssize_t stop = start + CHUNK;
+            tasks[n_tasks++] = (Chunk){.source = (int)i, .start = start,
+                                       .stop = stop < in.sources[i].n ? stop : in.sources[i].n};
+        }
+    }
+    Job job = {.sources = in.sources, .chunks = tasks, .n_chunks = n_tasks, .run = stats_task,
+               .partial = partial, .moments_out = (double *)out.buf,
+               .edges_out = (double *)edges.buf, .counts_out = (int64_t *)counts.buf,
+               .done = (unsigned char *)done.buf, .bins = bins};
+    Py_BEGIN_ALLOW_THREADS
+    memset(done.buf, 0, (size_t)in.n);
+    run_job(&job, threads);
+    for (Py_ssize_t i = 0; i < in.n; i++)
+        if (in.sources[i].n > FUSE_MAX)
+            start_moments(job.moments_out + i * MOMENT_FIELDS, in.sources[i].shift);
+    for (Py_ssize_t k = 0; k < n_tasks; k++)  /* a large array's chunks, in order */
+        if (!tasks[k].whole)
+            merge_moments(job.moments_out + (Py_ssize_t)tasks[k].source * MOMENT_FIELDS,
+                          partial + k * MOMENT_FIELDS);
+    Py_END_ALLOW_THREADS
+done:
+    PyMem_Free(tasks);
+    PyMem_Free(partial);
+    PyMem_Free(order);
+    PyMem_Free(sizes);
+    if (opened > 3) PyBuffer_Release(&done);
+    if (opened > 2) PyBuffer_Release(&counts);
+    if (opened > 1) PyBuffer_Release(&edges);
+    if (opened > 0) PyBuffer_Release(&out);
+    close_inputs(&in);
+    if (PyErr_Occurred()) return NULL;
+    Py_RETURN_NONE;
+}
+
 static PyMethodDef methods[] = {
     {"moments", py_moments, METH_VARARGS,
      "moments(arrays, out, threads): per array [finite, nan, inf, zeros, min, max, shift, "
@@ -489,6 +674,10 @@ static PyMethodDef methods[] = {
     {"histograms", py_histograms, METH_VARARGS,
      "histograms(arrays, edges, clean, bins, clipped, counts, threads): numpy.histogram's "
      "counts of each array on its own edges into counts (int64, len(arrays) x bins)."},
+    {"stats", py_stats, METH_VARARGS,
+     "stats(arrays, bins, out, edges, counts, done, threads): moments() into out, and where "
+     "done[i] comes back 1, numpy.histogram's edges and counts of arrays[i] (its own range) "
+     "into edges[i] and counts[i], both passes while the array is in the cache."},
     {NULL, NULL, 0, NULL},
 };
 

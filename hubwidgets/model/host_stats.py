@@ -3,7 +3,9 @@
 A CPU variable is read through ``memoryview``, which shares the variable's buffer, so
 nothing is copied.  float32 and float64 variables then go, all at once, to the C kernel
 ``_host_reduce``: two fused passes (counts, min/max and shifted sums; then the histogram)
-over every variable, cut into chunks that run on all cores.  Other dtypes, and installs
+over every variable, on all cores.  An array of up to 4 M values is one task that bins it
+right after its moment pass, while it is still in the cache (numpy's edges made in C), so
+it is read from memory once; larger ones are cut into chunks.  Other dtypes, and installs
 where the kernel could not be compiled, use numpy in blocks of :data:`BLOCK` elements.
 
 Every path gives a :class:`Reduction`, the same numbers the TensorFlow kernels in
@@ -148,7 +150,13 @@ def _kernel_reductions(arrays: list[np.ndarray], bins: int,
     if not arrays:
         return []
     moments = np.empty((len(arrays), 9))
-    _host_reduce.moments(arrays, moments, THREADS)
+    made = np.zeros(len(arrays), np.uint8)  # 1: the kernel made the histogram with the moments
+    if value_range is None:  # both passes in one call, each array read from memory once
+        made_edges = np.empty((len(arrays), bins + 1))
+        made_counts = np.empty((len(arrays), bins), np.int64)
+        _host_reduce.stats(arrays, bins, moments, made_edges, made_counts, made, THREADS)
+    else:
+        _host_reduce.moments(arrays, moments, THREADS)
     finite, nan, inf, zeros, lo_data, hi_data, shift, s1, s2 = moments.T
     n = np.maximum(finite, 1)
     with np.errstate(all="ignore"):
@@ -159,12 +167,20 @@ def _kernel_reductions(arrays: list[np.ndarray], bins: int,
         lo, hi = np.full(len(arrays), value_range[0]), np.full(len(arrays), value_range[1])
     else:  # numpy's rules: (0, 1) when empty, +-0.5 around a constant
         lo, hi = np.where(finite > 0, lo_data, 0.0), np.where(finite > 0, hi_data, 1.0)
-    edges, reasons = _all_edges(lo, hi, bins)
+    rest = np.flatnonzero(made == 0)
+    edges: list[np.ndarray | None] = list(made_edges) if made.any() else [None] * len(arrays)
+    reasons = [""] * len(arrays)
+    counts: list[np.ndarray] = list(made_counts) if made.any() \
+        else [np.zeros(0, np.int64)] * len(arrays)
+    if rest.size:
+        rest_edges, rest_reasons = _all_edges(lo[rest], hi[rest], bins)
+        for i, e, why in zip(rest, rest_edges, rest_reasons, strict=True):
+            edges[i], reasons[i], counts[i] = e, why, np.zeros(0, np.int64)
     direct, exact = [], []
-    for i, e in enumerate(edges):
+    for i in rest:
+        e = edges[i]
         if e is not None:
             (exact if _is_coarse(e[0], e[-1], bins) else direct).append(i)
-    counts: list[np.ndarray] = [np.zeros(0, np.int64)] * len(arrays)
     if direct:
         table = np.empty((len(direct), bins), np.int64)
         clean = ((nan[direct] + inf[direct]) == 0).astype(np.uint8)
