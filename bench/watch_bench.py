@@ -4,14 +4,16 @@ on ``fit``, against the same ``fit`` with no callback and with
 all in one process so the ratios share the machine's state.
 
 Model: a ~1M-parameter CNN with BatchNorm; data: 2,048 random 32x32x3 images, 10 classes.
-Each repetition runs the three conditions back to back (interleaved, so drifting load hits
-them alike) on one compiled model after a warm-up fit.  Two figures per callback: the
-end-to-end fit time against the no-callback fit (the honest number, but on a shared machine
-its noise is larger than the effect), and the time spent inside the callback's own hooks as
-a share of its fit (robust to that noise; it misses costs a callback causes outside its
-hooks, such as the per-batch synchronisation that TensorBoard's batch hooks impose, so it
-under-states TensorBoard, never watch, which defines no batch hook by default).  Prints one
-JSON line.
+Each repetition runs the three conditions back to back on one compiled model after a
+warm-up fit, watch in the middle and the two baselines on either side in turn (so a drift
+of the machine's speed hits both alike).  Three figures per callback, each the median over
+repetitions of that repetition's own ratio to its no-callback fit: wall time end to end (the
+honest number, but on a shared machine its noise can exceed the effect), CPU time of the
+whole process (every thread; far steadier, and it counts work a callback causes outside its
+hooks), and the time spent inside the callback's own hooks as a share of its fit (it misses
+costs caused outside the hooks, such as the per-batch synchronisation that TensorBoard's
+batch hooks impose: it under-states TensorBoard, never watch, which defines no batch hook by
+default).  Prints one JSON line.
 ``python -m bench.watch_bench [repetitions] [epochs]``
 """
 
@@ -83,9 +85,12 @@ def main(repetitions: int = 3, epochs: int = 3) -> None:
                 setattr(cb, name, wrapper)
         return cb
 
-    def fit(callbacks):
-        start = time.perf_counter()
+    cpu: dict[str, list[float]] = {"none": [], "watch": [], "tensorboard": []}
+
+    def fit(callbacks, label):
+        start, start_cpu = time.perf_counter(), time.process_time()
         model.fit(x, y, epochs=epochs, batch_size=64, verbose=0, callbacks=callbacks)
+        cpu[label].append(time.process_time() - start_cpu)
         return time.perf_counter() - start
 
     times: dict[str, list[float]] = {"none": [], "watch": [], "tensorboard": []}
@@ -109,7 +114,7 @@ def main(repetitions: int = 3, epochs: int = 3) -> None:
             for label in order:
                 gc.collect()
                 cbs = callbacks(label)
-                times[label].append(fit(cbs))
+                times[label].append(fit(cbs, label))
                 if label == "watch":
                     recorded = len(cbs[0].history)
     med = {k: statistics.median(v) for k, v in times.items()}
@@ -117,11 +122,17 @@ def main(repetitions: int = 3, epochs: int = 3) -> None:
     # steadier than the ratio of medians when the machine's speed drifts between repetitions
     paired = {k: statistics.median(t / n for t, n in zip(times[k], times["none"]))
               for k in ("watch", "tensorboard")}
+    # CPU time (every thread of the process) is far less sensitive to other tenants of the
+    # machine than wall time: the work a callback adds, paired the same way
+    paired_cpu = {k: statistics.median(t / n for t, n in zip(cpu[k], cpu["none"]))
+                  for k in ("watch", "tensorboard")}
     emit({"params": model.count_params(), "epochs": epochs, "repetitions": repetitions,
           "fit_none_s": med["none"], "fit_watch_s": med["watch"],
           "fit_tensorboard_s": med["tensorboard"],
           "watch_overhead": paired["watch"] - 1,
           "tensorboard_overhead": paired["tensorboard"] - 1,
+          "watch_cpu_overhead": paired_cpu["watch"] - 1,
+          "tensorboard_cpu_overhead": paired_cpu["tensorboard"] - 1,
           "watch_overhead_of_medians": med["watch"] / med["none"] - 1,
           "tensorboard_overhead_of_medians": med["tensorboard"] / med["none"] - 1,
           "watch_vs_tensorboard": med["watch"] / med["tensorboard"],
@@ -131,7 +142,7 @@ def main(repetitions: int = 3, epochs: int = 3) -> None:
           "watch_hooks_s_per_fit": hook_s["watch"] / repetitions,
           "tensorboard_hooks_s_per_fit": hook_s["tensorboard"] / repetitions,
           "all_none_s": times["none"], "all_watch_s": times["watch"],
-          "all_tensorboard_s": times["tensorboard"]})
+          "all_tensorboard_s": times["tensorboard"], "all_cpu_s": cpu})
 
 
 if __name__ == "__main__":

@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import math
 import os
+import weakref
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -91,32 +92,67 @@ def histogram_edges(lo: float, hi: float, bins: int) -> tuple[np.ndarray | None,
     return edges, ""
 
 
+@dataclass(frozen=True)
+class VariableFacts:
+    """What never changes about a variable, read once while it lives: its dtype name, its
+    device, its declared shape, its resource handle (None where it has none) and whether it
+    lives in host memory in a dtype read in place.  (Hundreds of variables are read at every
+    statistics call: these lookups through TensorFlow cost as much as the reads.)"""
+
+    dtype: str
+    device: str
+    shape: tuple[int | None, ...]
+    handle: object
+    host: bool
+
+
+_FACTS: dict[int, tuple[weakref.ref, VariableFacts]] = {}
+
+
+def variable_facts(var: object) -> VariableFacts:
+    """The :class:`VariableFacts` of ``var``, kept until ``var`` is garbage collected."""
+    key = id(var)
+    entry = _FACTS.get(key)
+    if entry is not None and entry[0]() is var:
+        return entry[1]
+    from .formatting import shape_tuple
+
+    device = str(getattr(var, "device", "") or "")
+    dtype = getattr(getattr(var, "dtype", None), "name", "")
+    handle = getattr(var, "handle", None)
+    if handle is None or getattr(getattr(handle, "dtype", None), "name", "") != "resource":
+        handle = None
+    facts = VariableFacts(dtype, device, shape_tuple(getattr(var, "shape", None)), handle,
+                          (not device or "CPU" in device.upper()) and dtype in HOST_KINDS)
+    try:
+        ref = weakref.ref(var, lambda _, key=key: _FACTS.pop(key, None))
+    except TypeError:  # not weakly referenceable: looked up every time
+        return facts
+    _FACTS[key] = (ref, facts)
+    return facts
+
+
 def host_array(var: object) -> np.ndarray | None:
     """The variable's values as a flat numpy view, when it lives on the host; else None."""
-    device = str(getattr(var, "device", "") or "")
-    if device and "CPU" not in device.upper():
+    facts = variable_facts(var)
+    if not facts.host:
         return None
-    dtype = getattr(getattr(var, "dtype", None), "name", "")
-    if dtype not in HOST_KINDS:
-        return None
-    if dtype == "bfloat16":  # no buffer format for it: a float32 copy (exact), for the kernel
-        return np.asarray(_read(var).numpy()).astype(np.float32).reshape(-1)
+    if facts.dtype == "bfloat16":  # no buffer format: a float32 copy (exact), for the kernel
+        return np.asarray(_read(var, facts).numpy()).astype(np.float32).reshape(-1)
     try:  # memoryview of a CPU tensor is zero-copy; .numpy() would copy the whole variable
-        values = np.asarray(memoryview(_read(var)))
+        values = np.asarray(memoryview(_read(var, facts)))
     except (TypeError, ValueError, AttributeError):
         return None
     return values.reshape(-1)
 
 
-def _read(var: object) -> object:
+def _read(var: object, facts: VariableFacts) -> object:
     """The variable's current value as a tensor (ReadVariableOp directly: half the cost of
     ``value()``, which matters at hundreds of variables)."""
-    handle = getattr(var, "handle", None)
-    if handle is not None and getattr(handle, "dtype", None) is not None \
-            and handle.dtype.name == "resource":
-        import tensorflow as tf
+    if facts.handle is not None:
+        from tensorflow.python.ops.gen_resource_variable_ops import read_variable_op
 
-        return tf.raw_ops.ReadVariableOp(resource=handle, dtype=var.dtype)
+        return read_variable_op(facts.handle, var.dtype)
     return var.value() if hasattr(var, "value") else var
 
 
@@ -192,18 +228,18 @@ def _kernel_reductions(arrays: list[np.ndarray], bins: int,
     for i in exact:
         counts[i] = _histogram_by_blocks(arrays[i], edges[i], bins, value_range is not None)
     out = []
-    for i, a in enumerate(arrays):
-        missing = {"histogram": reasons[i]} if edges[i] is None else {}
-        m, s, norm = float(mean[i]), float(std[i]), float(l2[i])
-        if a.dtype == np.float64 and finite[i] > 0 and _needs_scaling(lo_data[i], hi_data[i]):
-            m, s, norm = _float_moments(a, int(finite[i]), float(lo_data[i]),
-                                        float(hi_data[i]))
+    rows = zip(arrays, (finite + nan + inf).astype(np.int64).tolist(),
+               nan.astype(np.int64).tolist(), inf.astype(np.int64).tolist(),
+               zeros.astype(np.int64).tolist(), mean.tolist(), std.tolist(), l2.tolist(),
+               lo_data.tolist(), hi_data.tolist(), counts, edges, reasons, strict=True)
+    for a, count, n_nan, n_inf, n_zero, m, s, norm, low, high, c, e, why in rows:
+        missing = {"histogram": why} if e is None else {}
+        if a.dtype == np.float64 and count > n_nan + n_inf and _needs_scaling(low, high):
+            m, s, norm = _float_moments(a, count - n_nan - n_inf, low, high)
         if norm is None or not math.isfinite(norm):
             norm, missing["l2_norm"] = None, L2_OVERFLOW
-        out.append(Reduction(int(finite[i] + nan[i] + inf[i]), int(nan[i]), int(inf[i]),
-                             int(zeros[i]), m, s, float(lo_data[i]), float(hi_data[i]), norm,
-                             counts[i], edges[i] if edges[i] is not None else np.zeros(0),
-                             missing))
+        out.append(Reduction(count, n_nan, n_inf, n_zero, m, s, low, high, norm, c,
+                             e if e is not None else np.zeros(0), missing))
     return out
 
 

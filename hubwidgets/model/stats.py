@@ -296,7 +296,7 @@ def _stats_of_all(targets: list[tuple[str, Any]], bins: int,
     (host_stats); the rest one by one on their devices.  A mirrored variable's statistics
     are computed on each replica's device, and the first replica's stand for the variable."""
     from .adapters.common import replica_components
-    from .host_stats import host_array, host_reductions
+    from .host_stats import host_array, host_reductions, variable_facts
 
     parts = [(path, replica_components(var)) for path, var in targets]
     components = [c for _, replicas in parts for c in replicas]
@@ -307,7 +307,8 @@ def _stats_of_all(targets: list[tuple[str, Any]], bins: int,
         for c in replicas:
             reduction = next(host)
             per_replica.append(_stats_on_device(path, c, bins, value_range) if reduction is None
-                               else _from_reduction(path, c, c.dtype.name, reduction))
+                               else _from_reduction(path, c, variable_facts(c).dtype,
+                                                    reduction))
         main = per_replica[0]
         if len(per_replica) > 1:
             main = dataclasses.replace(main, replicas=per_replica,
@@ -318,8 +319,9 @@ def _stats_of_all(targets: list[tuple[str, Any]], bins: int,
 
 def _from_reduction(path: str, var: Any, dtype: str, r: Any) -> WeightStats:
     """The one place statistics are built, from either path's numbers."""
-    from .adapters.common import shape_tuple
+    from .host_stats import variable_facts
 
+    facts = variable_facts(var)
     has_values = r.count - r.nan - r.inf > 0
     missing = dict(getattr(r, "missing", {}) or {})
     if not has_values:
@@ -328,12 +330,12 @@ def _from_reduction(path: str, var: Any, dtype: str, r: Any) -> WeightStats:
     if not r.count:
         missing["zero_fraction"] = "the variable is empty"
     return WeightStats(
-        path=path, dtype=dtype, shape=shape_tuple(var.shape), count=r.count,
+        path=path, dtype=dtype, shape=facts.shape, count=r.count,
         mean=r.mean if has_values else None, std=r.std if has_values else None,
         min=r.min if has_values else None, max=r.max if has_values else None,
         l2_norm=(r.l2 if r.count else 0.0), zero_fraction=r.zeros / r.count if r.count else None,
         nan_count=r.nan, inf_count=r.inf, counts=r.counts, edges=r.edges,
-        device=str(getattr(var, "device", "") or ""), missing=missing)
+        device=facts.device, missing=missing)
 
 
 def _stats_on_device(path: str, var: Any, bins: int,
