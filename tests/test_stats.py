@@ -180,6 +180,50 @@ def test_kernel_bins_values_beside_every_edge_as_numpy_does(tf, bins, lo, hi):
         assert_like_numpy(stat, column, bins)
 
 
+def test_kernel_reads_while_it_reduces_and_stops_cleanly_on_a_bad_read(tf):
+    """The kernel's threads reduce the arrays already read while the caller reads the next;
+    a read that fails, or gives an array of another dtype, is reported (never a hang or a
+    crash) and the arrays read before it are still released."""
+    from hubwidgets.model import host_stats
+
+    arrays = [np.random.default_rng(i).standard_normal(50_000).astype(np.float32)
+              for i in range(8)]
+    tables = host_stats._stats_tables(len(arrays), 16)
+
+    def failing(i):
+        if i == 5:
+            raise RuntimeError("read 5 failed")
+        return arrays[i]
+
+    with pytest.raises(RuntimeError, match="read 5 failed"):
+        host_stats._host_reduce.stats(failing, len(arrays), 16, *tables, 2)
+    with pytest.raises(TypeError, match="array 2: expected float32 or float64"):
+        host_stats._host_reduce.stats(
+            lambda i: arrays[i].astype(np.int32) if i == 2 else arrays[i], len(arrays), 16,
+            *tables, 2)
+    host_stats._host_reduce.stats(lambda i: None if i % 2 else arrays[i], len(arrays), 16,
+                                  *tables, 2)
+    moments, edges, counts, made = tables
+    for i, a in enumerate(arrays):
+        if i % 2:
+            assert made[i] == 0 and moments[i][0] == 0  # left out: nothing counted
+        else:
+            expected_counts, expected_edges = np.histogram(a.astype(np.float64), 16)
+            assert made[i] == 1
+            np.testing.assert_array_equal(counts[i], expected_counts)
+            np.testing.assert_array_equal(edges[i], expected_edges)
+
+
+def test_an_array_larger_than_one_task_is_cut_into_chunks(tf):
+    """Arrays over 4 M values get their moments in chunks on every core and their histogram
+    in a second pass: the same numbers as numpy."""
+    values = np.random.default_rng(11).standard_normal((1 << 22) + 3).astype(np.float32)
+    small = np.float32([1.0, 2.0, 2.5])
+    stats = hw.weight_stats([tf.Variable(values, name="big"), tf.Variable(small, name="small")])
+    assert_like_numpy(stats["big"], values, 64)
+    assert_like_numpy(stats["small"], small, 64)
+
+
 def test_numpy_path_gives_the_kernels_numbers(tf, monkeypatch):
     """Where no C compiler was found at install time, numpy computes the same statistics."""
     from hubwidgets.model import host_stats

@@ -75,7 +75,6 @@ typedef struct {
 typedef struct {
     int source;
     Py_ssize_t start, stop;
-    int whole;  /* stats(): the whole array, both passes (else one chunk of moments) */
 } Chunk;
 
 typedef struct Job Job;
@@ -317,10 +316,6 @@ static int numpy_edges(double lo, double hi, int bins, double *edges) {
 /* stats(): one whole source, its moment pass then (when it can) its histogram pass. */
 static void stats_task(const Job *job, Py_ssize_t index) {
     const Chunk *task = &job->chunks[index];
-    if (!task->whole) {  /* a chunk of a large source: moments only, merged afterwards */
-        moments_chunk(job, index);
-        return;
-    }
     const Source *s = &job->sources[task->source];
     const int bins = job->bins;
     double *r = job->moments_out + (Py_ssize_t)task->source * MOMENT_FIELDS;
@@ -572,97 +567,201 @@ done:
     Py_RETURN_NONE;
 }
 
-static Py_ssize_t *sort_keys_n;  /* qsort's context: sizes of the sources */
+/* ---- stats(): the arrays are reduced while the caller is still reading the next ones ---- */
+
+typedef struct {
+    Job job;            /* job.chunks: one task per array read, in the order published */
+    Chunk *tasks;
+    Py_ssize_t count;   /* tasks published so far */
+    int input_done;     /* no more tasks will come */
+#ifdef HAVE_THREADS
+    pthread_cond_t more;
+#endif
+} Stream;
+
+static void *stream_worker(void *arg) {
+    Stream *st = (Stream *)arg;
+    for (;;) {
+        Py_ssize_t index = -1;
+#ifdef HAVE_THREADS
+        pthread_mutex_lock(&st->job.lock);
+        while (st->job.next >= st->count && !st->input_done)
+            pthread_cond_wait(&st->more, &st->job.lock);
+#endif
+        if (st->job.next < st->count) index = st->job.next++;
+#ifdef HAVE_THREADS
+        pthread_mutex_unlock(&st->job.lock);
+#endif
+        if (index < 0) return NULL;
+        stats_task(&st->job, index);
+    }
+}
 
 static int larger_first(const void *a, const void *b) {
-    Py_ssize_t na = sort_keys_n[*(const Py_ssize_t *)a], nb = sort_keys_n[*(const Py_ssize_t *)b];
+    Py_ssize_t na = ((const Chunk *)a)->stop, nb = ((const Chunk *)b)->stop;
     return na < nb ? 1 : (na > nb ? -1 : 0);
 }
 
+static void publish(Stream *st, Chunk task, int last) {
+#ifdef HAVE_THREADS
+    pthread_mutex_lock(&st->job.lock);
+#endif
+    if (task.stop > 0) st->tasks[st->count++] = task;
+    if (last) {  /* the tasks no thread took yet: largest first, so the threads end together */
+        st->input_done = 1;
+        qsort(st->tasks + st->job.next, (size_t)(st->count - st->job.next), sizeof(Chunk),
+              larger_first);
+    }
+#ifdef HAVE_THREADS
+    if (last) pthread_cond_broadcast(&st->more);
+    else pthread_cond_signal(&st->more);
+    pthread_mutex_unlock(&st->job.lock);
+#endif
+}
+
+/* The buffer of `obj` as source i (C-contiguous float32/float64), or -1 with an error. */
+static int open_source(PyObject *obj, Py_ssize_t i, Py_buffer *view, Source *s) {
+    if (PyObject_GetBuffer(obj, view, PyBUF_C_CONTIGUOUS | PyBUF_FORMAT) < 0) return -1;
+    const char *format = view->format ? view->format : "B";
+    if (strchr("<=@", format[0]) && format[0] != '\0') format++;
+    if ((strcmp(format, "f") == 0 && view->itemsize == 4) ||
+        (strcmp(format, "d") == 0 && view->itemsize == 8)) {
+        s->is_double = view->itemsize == 8;
+        s->data = view->buf;
+        s->n = view->len / view->itemsize;
+        s->shift = s->n ? value_at(s, 0) : 0.0;
+        if (!isfinite(s->shift)) s->shift = 0.0;
+        return 0;
+    }
+    PyErr_Format(PyExc_TypeError, "array %zd: expected float32 or float64, got '%s'", i,
+                 view->format ? view->format : "B");
+    PyBuffer_Release(view);
+    return -1;
+}
+
 static PyObject *py_stats(PyObject *self, PyObject *args) {
-    PyObject *arrays, *out_obj, *edges_obj, *counts_obj, *done_obj;
+    PyObject *read, *out_obj, *edges_obj, *counts_obj, *done_obj;
+    Py_ssize_t n;
     int bins, threads;
-    Inputs in;
     Py_buffer out, edges, counts, done;
-    if (!PyArg_ParseTuple(args, "OiOOOOi", &arrays, &bins, &out_obj, &edges_obj, &counts_obj,
-                          &done_obj, &threads))
+    if (!PyArg_ParseTuple(args, "OniOOOOi", &read, &n, &bins, &out_obj, &edges_obj,
+                          &counts_obj, &done_obj, &threads))
         return NULL;
-    if (bins < 1) {
-        PyErr_SetString(PyExc_ValueError, "bins must be at least 1");
+    if (bins < 1 || n < 0) {
+        PyErr_SetString(PyExc_ValueError, "bins must be at least 1 and n at least 0");
         return NULL;
     }
-    if (open_inputs(arrays, &in) < 0) return NULL;
-    int opened = 0;
-    Chunk *tasks = NULL;
+    int opened = 0, started = 0, failed = 0, synchronised = 0;
+    Py_buffer *views = NULL;
+    Source *sources = NULL;
+    Chunk *big = NULL;
     double *partial = NULL;
-    Py_ssize_t *order = NULL, *sizes = NULL;
-    if (open_exact(out_obj, &out, in.n * MOMENT_FIELDS * sizeof(double), 1, "out") < 0)
+    unsigned char *is_open = NULL;
+    Py_ssize_t n_big = 0;
+    Stream st;
+    memset(&st, 0, sizeof(st));
+    if (open_exact(out_obj, &out, n * MOMENT_FIELDS * sizeof(double), 1, "out") < 0) goto done;
+    opened++;
+    if (open_exact(edges_obj, &edges, n * (bins + 1) * sizeof(double), 1, "edges") < 0)
         goto done;
     opened++;
-    if (open_exact(edges_obj, &edges, in.n * (bins + 1) * sizeof(double), 1, "edges") < 0)
+    if (open_exact(counts_obj, &counts, n * bins * sizeof(int64_t), 1, "counts") < 0)
         goto done;
     opened++;
-    if (open_exact(counts_obj, &counts, in.n * bins * sizeof(int64_t), 1, "counts") < 0)
-        goto done;
+    if (open_exact(done_obj, &done, n, 1, "done") < 0) goto done;
     opened++;
-    if (open_exact(done_obj, &done, in.n, 1, "done") < 0) goto done;
-    opened++;
-    /* tasks: the arrays that fit, largest first (so the threads end together), then the
-     * chunks of larger ones (small, last: they even out the end) */
-    tasks = PyMem_Calloc(in.n_chunks + in.n + 1, sizeof(Chunk));
-    partial = PyMem_Malloc(sizeof(double) * MOMENT_FIELDS * (in.n_chunks + in.n + 1));
-    order = PyMem_Calloc(in.n + 1, sizeof(Py_ssize_t));
-    sizes = PyMem_Calloc(in.n + 1, sizeof(Py_ssize_t));
-    if (tasks == NULL || partial == NULL || order == NULL || sizes == NULL) {
+    views = PyMem_Calloc(n + 1, sizeof(Py_buffer));
+    sources = PyMem_Calloc(n + 1, sizeof(Source));
+    st.tasks = PyMem_Calloc(n + 1, sizeof(Chunk));
+    is_open = PyMem_Calloc(n + 1, 1);
+    if (views == NULL || sources == NULL || st.tasks == NULL || is_open == NULL) {
         PyErr_NoMemory();
         goto done;
     }
-    for (Py_ssize_t i = 0; i < in.n; i++) {
-        order[i] = i;
-        sizes[i] = in.sources[i].n;
+    st.job = (Job){.sources = sources, .chunks = st.tasks, .run = stats_task,
+                   .moments_out = (double *)out.buf, .edges_out = (double *)edges.buf,
+                   .counts_out = (int64_t *)counts.buf, .done = (unsigned char *)done.buf,
+                   .bins = bins};
+    memset(done.buf, 0, (size_t)n);
+    for (Py_ssize_t i = 0; i < n; i++) start_moments(st.job.moments_out + i * MOMENT_FIELDS, 0.0);
+#ifdef HAVE_THREADS
+    pthread_t helpers[63];
+    if (threads > 64) threads = 64;
+    pthread_mutex_init(&st.job.lock, NULL);
+    pthread_cond_init(&st.more, NULL);
+    synchronised = 1;
+    for (int t = 1; t < threads; t++)
+        if (pthread_create(&helpers[started], NULL, stream_worker, &st) == 0) started++;
+#endif
+    /* read the arrays one by one (the caller's code, under the GIL) while the helpers
+     * reduce those already read; arrays over FUSE_MAX wait for the chunked pass below */
+    for (Py_ssize_t i = 0; i < n && !failed; i++) {
+        PyObject *obj = PyObject_CallFunction(read, "n", i);
+        if (obj == NULL) {
+            failed = 1;
+        } else if (obj != Py_None) {
+            if (open_source(obj, i, &views[i], &sources[i]) < 0) {
+                failed = 1;
+            } else {
+                is_open[i] = 1;
+                start_moments(st.job.moments_out + i * MOMENT_FIELDS, sources[i].shift);
+                if (sources[i].n <= FUSE_MAX)
+                    publish(&st, (Chunk){.source = (int)i, .start = 0, .stop = sources[i].n}, 0);
+                else
+                    n_big += (sources[i].n + CHUNK - 1) / CHUNK;
+            }
+        }
+        Py_XDECREF(obj);
     }
-    sort_keys_n = sizes;  /* under the GIL: no other call uses it meanwhile */
-    qsort(order, (size_t)in.n, sizeof(Py_ssize_t), larger_first);
-    Py_ssize_t n_tasks = 0;
-    for (Py_ssize_t k = 0; k < in.n; k++) {
-        Py_ssize_t i = order[k];
-        if (in.sources[i].n <= FUSE_MAX)
-            tasks[n_tasks++] = (Chunk){.source = (int)i, .start = 0, .stop = in.sources[i].n,
-                                       .whole = 1};
-    }
-    for (Py_ssize_t i = 0; i < in.n; i++) {
-        for (Py_ssize_t start = 0; in.sources[i].n > FUSE_MAX && start < in.sources[i].n;
-             start += CHUNK) {
-            Py_ssize_t stop = start + CHUNK;
-            tasks[n_tasks++] = (Chunk){.source = (int)i, .start = start,
-                                       .stop = stop < in.sources[i].n ? stop : in.sources[i].n};
+    publish(&st, (Chunk){0}, 1);
+    if (!failed && n_big) {
+        big = PyMem_Calloc(n_big + 1, sizeof(Chunk));
+        partial = PyMem_Malloc(sizeof(double) * MOMENT_FIELDS * (n_big + 1));
+        if (big == NULL || partial == NULL) {
+            PyErr_NoMemory();
+            failed = 1;
         }
     }
-    Job job = {.sources = in.sources, .chunks = tasks, .n_chunks = n_tasks, .run = stats_task,
-               .partial = partial, .moments_out = (double *)out.buf,
-               .edges_out = (double *)edges.buf, .counts_out = (int64_t *)counts.buf,
-               .done = (unsigned char *)done.buf, .bins = bins};
     Py_BEGIN_ALLOW_THREADS
-    memset(done.buf, 0, (size_t)in.n);
-    run_job(&job, threads);
-    for (Py_ssize_t i = 0; i < in.n; i++)
-        if (in.sources[i].n > FUSE_MAX)
-            start_moments(job.moments_out + i * MOMENT_FIELDS, in.sources[i].shift);
-    for (Py_ssize_t k = 0; k < n_tasks; k++)  /* a large array's chunks, in order */
-        if (!tasks[k].whole)
-            merge_moments(job.moments_out + (Py_ssize_t)tasks[k].source * MOMENT_FIELDS,
+    stream_worker(&st);  /* the caller's thread joins the helpers */
+#ifdef HAVE_THREADS
+    for (int t = 0; t < started; t++) pthread_join(helpers[t], NULL);
+#endif
+    if (!failed && n_big) {  /* the large arrays: moments in chunks on every core */
+        Py_ssize_t k = 0;
+        for (Py_ssize_t i = 0; i < n; i++)
+            for (Py_ssize_t start = 0; sources[i].n > FUSE_MAX && start < sources[i].n;
+                 start += CHUNK, k++)
+                big[k] = (Chunk){.source = (int)i, .start = start,
+                                 .stop = start + CHUNK < sources[i].n ? start + CHUNK
+                                                                      : sources[i].n};
+        Job chunked = {.sources = sources, .chunks = big, .n_chunks = n_big,
+                       .run = moments_chunk, .partial = partial};
+        run_job(&chunked, threads);
+        for (k = 0; k < n_big; k++)
+            merge_moments(st.job.moments_out + (Py_ssize_t)big[k].source * MOMENT_FIELDS,
                           partial + k * MOMENT_FIELDS);
+    }
     Py_END_ALLOW_THREADS
 done:
-    PyMem_Free(tasks);
+#ifdef HAVE_THREADS
+    if (synchronised) {
+        pthread_mutex_destroy(&st.job.lock);
+        pthread_cond_destroy(&st.more);
+    }
+#endif
+    for (Py_ssize_t i = 0; is_open != NULL && i < n; i++)
+        if (is_open[i]) PyBuffer_Release(&views[i]);
+    PyMem_Free(views);
+    PyMem_Free(sources);
+    PyMem_Free(st.tasks);
+    PyMem_Free(is_open);
+    PyMem_Free(big);
     PyMem_Free(partial);
-    PyMem_Free(order);
-    PyMem_Free(sizes);
     if (opened > 3) PyBuffer_Release(&done);
     if (opened > 2) PyBuffer_Release(&counts);
     if (opened > 1) PyBuffer_Release(&edges);
     if (opened > 0) PyBuffer_Release(&out);
-    close_inputs(&in);
     if (PyErr_Occurred()) return NULL;
     Py_RETURN_NONE;
 }
@@ -675,9 +774,10 @@ static PyMethodDef methods[] = {
      "histograms(arrays, edges, clean, bins, clipped, counts, threads): numpy.histogram's "
      "counts of each array on its own edges into counts (int64, len(arrays) x bins)."},
     {"stats", py_stats, METH_VARARGS,
-     "stats(arrays, bins, out, edges, counts, done, threads): moments() into out, and where "
-     "done[i] comes back 1, numpy.histogram's edges and counts of arrays[i] (its own range) "
-     "into edges[i] and counts[i], both passes while the array is in the cache."},
+     "stats(read, n, bins, out, edges, counts, done, threads): read(i) for i in range(n) "
+     "gives a float32/float64 array or None; moments() of each array into out, and where "
+     "done[i] comes back 1, numpy.histogram's edges and counts of it (its own range) into "
+     "edges[i] and counts[i].  Arrays are reduced while the next ones are read."},
     {NULL, NULL, 0, NULL},
 };
 

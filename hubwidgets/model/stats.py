@@ -296,11 +296,11 @@ def _stats_of_all(targets: list[tuple[str, Any]], bins: int,
     (host_stats); the rest one by one on their devices.  A mirrored variable's statistics
     are computed on each replica's device, and the first replica's stand for the variable."""
     from .adapters.common import replica_components
-    from .host_stats import host_array, host_reductions, variable_facts
+    from .host_stats import variable_facts, variable_reductions
 
     parts = [(path, replica_components(var)) for path, var in targets]
     components = [c for _, replicas in parts for c in replicas]
-    host = iter(host_reductions([host_array(c) for c in components], bins, value_range))
+    host = iter(variable_reductions(components, bins, value_range))
     results = {}
     for path, replicas in parts:
         per_replica = []
