@@ -10,14 +10,19 @@
  *       rule, [e_b, e_b+1) with the last bin closed; values outside [e_0, e_bins] are left
  *       out (that happens only when clipped).  clean[i] (a byte) says arrays[i] has no
  *       NaN/Inf, so the unchecked loop may run.
- *   stats(arrays, bins, out, edges, counts, done, threads)
+ *   stats(read, n, bins, out, edges, counts, done, threads)
+ *       read(i), for i in range(n), gives array i (float32/float64, C-contiguous) or None
+ *       (left out).  The threads start first and reduce each array as soon as it is read,
+ *       while the caller's thread reads the next (under the GIL, the only Python it runs).
  *       Both passes at once: moments into out as above, and for each array that allows it
  *       (every value finite, at most FUSE_MAX values, numpy's edges of its own [min, max]
  *       fit for the bin rule below) numpy.histogram's edges into edges[i], its counts into
  *       counts[i] and done[i] = 1.  One task per such array runs its moment pass and then
  *       its histogram pass while the array is still in the cache, so the data is read from
- *       memory once.  Larger arrays (moments in chunks, as above) and the rest get
- *       done[i] = 0: the caller bins them with histograms().
+ *       memory once.  Larger arrays (moments in chunks on every core once all are read) and
+ *       the rest get done[i] = 0: the caller bins them with histograms().  A read that
+ *       raises, or an array of another dtype, ends the call with that error once the
+ *       threads have finished what they took.
  *
  * Precision.  The shifted sums give the variance as s2/n - (s1/n)^2 with a relative error
  * of at most about (n + 1) * 2^-53, because the shift is one of the values, so
@@ -26,9 +31,9 @@
  * at most 3 * 2^-24 relative (float32), so by 1.8e-7 * bins bins, plus 3e-8 bins for the
  * rounding of numpy's edges (non-coarse ranges); every value within (bins + 1) *
  * NEAR_EDGE_PER_BIN bins of a bin boundary (twice that) is re-binned by comparing it with
- * the edges, as doubles, as numpy does.  Each chunk writes its own
- * partial result and partials are merged in chunk order, so results do not depend on how
- * the chunks were spread over threads.  Compiled without fast-math or FP contraction.
+ * the edges, as doubles, as numpy does.  Each chunk writes its own partial result and
+ * partials are merged in chunk order, so results do not depend on how the chunks were
+ * spread over threads (nor, in stats(), on the order the arrays were read).  Compiled without fast-math or FP contraction.
  *
  * Edges.  numpy.linspace(lo, hi, bins + 1) is edge[i] = i * ((hi - lo) / bins) + lo and
  * edge[bins] = hi, each operation rounded once (numpy 1.x and 2.x); stats() makes them the
