@@ -33,7 +33,8 @@
  * NEAR_EDGE_PER_BIN bins of a bin boundary (twice that) is re-binned by comparing it with
  * the edges, as doubles, as numpy does.  Each chunk writes its own partial result and
  * partials are merged in chunk order, so results do not depend on how the chunks were
- * spread over threads (nor, in stats(), on the order the arrays were read).  Compiled without fast-math or FP contraction.
+ * spread over threads (nor, in stats(), on the order the arrays were read).  Compiled
+ * without fast-math or FP contraction.
  *
  * Edges.  numpy.linspace(lo, hi, bins + 1) is edge[i] = i * ((hi - lo) / bins) + lo and
  * edge[bins] = hi, each operation rounded once (numpy 1.x and 2.x); stats() makes them the
