@@ -250,6 +250,25 @@ def test_panel_updates_live_during_fit_through_the_comm(keras, tf, xy):
     assert "BatchNormalization moving statistics" in panel.audit.value
 
 
+def test_panel_figures_live_in_widget_state_for_a_page_reloaded_after_fit(keras, tf, xy):
+    """plotly sends updates as one-off messages; a page reloaded after fit (or Voila, or a
+    saved notebook) reads the widget state, which must hold the figures as drawn."""
+    model = k3_model(keras)
+    model.compile(optimizer="sgd", loss="mse")
+    cb = hw.watch(model, min_refresh_s=0)
+    panel = cb.panel
+    model.fit(*xy, epochs=2, batch_size=8, verbose=0, callbacks=[cb])
+    [loss] = panel.curves._widget_data  # the trait the widget state is made of
+    np.testing.assert_array_equal(loss["y"], cb.history.logs_arrays()["loss"])
+    [heat] = panel.heatmap._widget_data
+    assert heat["type"] == "heatmap" and np.asarray(heat["z"]).shape == (48, 2)
+    ratios = panel.ratios._widget_data
+    assert [t["name"] for t in ratios] == [t.name for t in panel.ratios.data]
+    panel.layer_picker.value = panel.layer_picker.options[0]  # the user picks a layer
+    [heat] = panel.heatmap._widget_data
+    np.testing.assert_array_equal(heat["z"], panel.heatmap.data[0].z)
+
+
 def test_panel_redraws_at_most_every_min_refresh_but_always_at_the_end(keras, tf, xy):
     model = k3_model(keras)
     model.compile(optimizer="sgd", loss="mse")

@@ -1,7 +1,9 @@
 """``TrainingPanel``: the live view of a :func:`hubwidgets.watch` callback.
 
-Three plotly ``FigureWidget`` s, created once and updated in place while ``fit`` runs (each
-update is one message per figure):
+Three plotly figures (:class:`~hubwidgets.widgets.weights.StatefulFigure`), created once and
+updated in place while ``fit`` runs (each update is one message per figure, and the figure is
+also kept in its widget state, so a page reloaded after ``fit``, Voilà or a saved notebook
+draws it too):
 
 - the loss and metric curves;
 - the selected layer's weight distribution over time (a heatmap: intervals across, value
@@ -25,6 +27,7 @@ import plotly.graph_objects as go
 
 from ..model import watch as watch_module
 from ..model.watch import watcher_of
+from .weights import StatefulFigure
 
 FIGURE_WIDTH = 440
 HEATMAP_BINS = 48  # rows of the heatmap: each interval's histogram re-binned onto them
@@ -43,13 +46,13 @@ class TrainingPanel(widgets.VBox):
         self._auto_pick = True  # follow the default layer until the user picks one
         self._picking = False
         margin = dict(l=50, r=10, t=30, b=30)
-        self.curves = go.FigureWidget(layout=dict(
+        self.curves = StatefulFigure(layout=dict(
             title="Loss and metrics", height=260, width=FIGURE_WIDTH, margin=margin,
             xaxis_title="interval", legend=dict(orientation="h", y=-0.2)))
-        self.heatmap = go.FigureWidget(layout=dict(
+        self.heatmap = StatefulFigure(layout=dict(
             title="Weight distribution over time", height=260, width=FIGURE_WIDTH,
             margin=margin, xaxis_title="interval", yaxis_title="value"))
-        self.ratios = go.FigureWidget(layout=dict(
+        self.ratios = StatefulFigure(layout=dict(
             title="Update ratio ‖Δw‖/‖w‖ per layer", height=300, width=FIGURE_WIDTH,
             margin=margin, xaxis_title="interval", yaxis_type="log",
             legend=dict(font=dict(size=9))))
@@ -92,12 +95,15 @@ class TrainingPanel(widgets.VBox):
         self._draw_curves()
         self._draw_ratios()
         self._draw_heatmap()
+        for figure in (self.curves, self.ratios, self.heatmap):
+            figure.keep_state()
         self.audit.value = audit_html(self.callback.diff) if not self.callback.running else ""
 
     def _picked(self, _change: Any) -> None:
         if not self._picking:
             self._auto_pick = False
             self._draw_heatmap()
+            self.heatmap.keep_state()
 
     # -- figures -----------------------------------------------------------------------------
     def _draw_curves(self) -> None:
