@@ -110,6 +110,135 @@ def test_signature_layer_and_tf1_module_cannot_be_unfrozen(hub_backbone, tf1_hub
     assert (by_signature.trainable, tf1.trainable) == (False, False)
 
 
+# -- hub.KerasLayer trains its module's trainable_variables list, as HubLayer does ----------------
+@pytest.fixture(scope="module")
+def listed_module(tf, tmp_path_factory):
+    """A tiny tf.Module saved as TF Hub's reusable SavedModel: ``kernel`` is in its
+    trainable_variables list; ``stat`` was created with trainable=False (a moving statistic);
+    ``left_out`` is a trainable tf.Variable the module leaves out of its trainable list (what a
+    frozen sub-layer looks like: tf_keras restores its variables with trainable=True)."""
+
+    class Scaler(tf.Module):
+        def __init__(self):
+            super().__init__(name="scaler")
+            with self.name_scope:  # the explorer groups the module's variables by scope
+                self.kernel = tf.Variable(tf.fill((4, 2), 0.5), name="kernel")
+                self.stat = tf.Variable(tf.fill((2,), 2.0), trainable=False, name="stat")
+                self.left_out = tf.Variable(tf.fill((2,), 0.25), name="left_out")
+
+        @tf.function(input_signature=[tf.TensorSpec((None, 4), tf.float32)])
+        def __call__(self, x):
+            return tf.matmul(x, self.kernel) * self.stat + self.left_out
+
+    module = Scaler()
+    obj = tf.train.Checkpoint(scaler=module)  # hub.KerasLayer reads .variables and
+    obj.__call__ = module.__call__  # .trainable_variables; the explorer shows .scaler
+    obj.variables = [module.kernel, module.stat, module.left_out]
+    obj.trainable_variables = [module.kernel]
+    path = str(tmp_path_factory.mktemp("listed_module") / "scaler")
+    tf.saved_model.save(obj, path)
+    return path
+
+
+def hub_keras_model(hub, tf_keras, handle, trainable=True):
+    tf_keras.utils.set_random_seed(4)
+    layer = hub.KerasLayer(handle, trainable=trainable, name="hub")
+    return layer, tf_keras.Sequential([tf_keras.Input((4,)), layer,
+                                       tf_keras.layers.Dense(2, name="head")], name="model")
+
+
+def sgd_step(model, tf_keras, xy):
+    model.compile(optimizer=tf_keras.optimizers.SGD(0.1), loss="mse")
+    return one_step(model, *xy)
+
+
+def state_of(model):
+    """What a refused change must leave alone: each weight's list, flag and value."""
+    return ([w.name for w in model.trainable_weights], [w.name for w in model.weights],
+            [w.trainable for w in model.weights], [w.numpy().tobytes() for w in model.weights])
+
+
+@pytest.mark.parametrize("outside", ["left_out", "stat"])
+@pytest.mark.parametrize("trainable", [True, False])
+def test_hub_keras_layer_refuses_to_unfreeze_a_variable_outside_the_modules_trainable_list(
+        listed_module, hub, tf_keras, xy, outside, trainable):
+    from hubwidgets.model.adapters.common import variable_key
+    from hubwidgets.model.variable_flags import set_variables_trainable
+
+    layer, model = hub_keras_model(hub, tf_keras, listed_module, trainable)
+    before = state_of(model)
+    for change in (lambda: hw.unfreeze(model, f"hub/scaler/{outside}"),
+                   lambda: hw.unfreeze(model, f"model/hub/scaler/{outside}"),
+                   lambda: hw.unfreeze(model, f"scaler/{outside}$")):
+        with pytest.raises(hw.FreezeError, match="not in the trainable set|none of the variab"
+                           ) as refused:
+            change()
+        message = str(refused.value)
+        assert f"'model/hub/scaler/{outside}'" in message and "trainable_variables list" in message
+        assert "Unfreeze another part" in message
+        assert state_of(model) == before  # nothing changed on the way
+    weight = next(w for w in layer.weights if w.name.startswith(f"scaler/{outside}"))
+    with pytest.raises(hw.FreezeError, match="trainable set"):  # straight to the flags, too
+        set_variables_trainable(layer, {variable_key(weight)}, True)
+    assert state_of(model) == before
+
+    changed = sgd_step(model, tf_keras, xy)
+    head = {id(w) for w in model.get_layer("head").weights}
+    kernel = {id(w) for w in layer.weights if w.name.startswith("scaler/kernel")}
+    assert changed == (kernel | head if trainable else head) == trainable_ids(hw.inspect(model),
+                                                                                model)
+    assert id(weight) not in changed  # bit-identical
+
+
+def test_whole_hub_keras_layer_unfreeze_trains_exactly_the_modules_trainable_list(
+        listed_module, hub, tf_keras, xy):
+    layer, model = hub_keras_model(hub, tf_keras, listed_module, trainable=False)
+    kernel_and_head = {id(w) for w in layer.weights if w.name == "scaler/kernel:0"} | {
+        id(w) for w in model.get_layer("head").weights}
+    for unfreeze in (lambda: hw.unfreeze(model, "hub"), lambda: hw.unfreeze(model),
+                     lambda: hw.set_trainable(model, "model/hub", True)):
+        hw.freeze(model, "hub")
+        assert layer.trainable_weights == []
+        tree = unfreeze()
+        assert [w.name for w in layer.trainable_weights] == ["scaler/kernel:0"]
+        assert_tree_matches_training(tree, model)
+        assert sgd_step(model, tf_keras, xy) == kernel_and_head == trainable_ids(tree, model)
+    hw.freeze(model, "hub/scaler/kernel")  # a part freeze, then the whole layer again
+    hw.unfreeze(model, "hub")
+    assert [w.name for w in layer.trainable_weights] == ["scaler/kernel:0"]
+
+
+def test_explorer_shows_what_a_hub_keras_layer_cannot_train_and_why(listed_module, hub,
+                                                                    tf_keras):
+    layer, model = hub_keras_model(hub, tf_keras, listed_module)
+    tree = hw.inspect(model)
+    assert_tree_matches_training(tree, model)  # on every node
+    assert {v.name: v.can_train for v in tree.find("model/hub/scaler").variables} == {
+        "kernel": True, "stat": False, "left_out": False}
+    assert tree.find("model/hub").trainable_params == 4 * 2
+    assert tree.find("model/hub").trainable is True  # all it can train, trains
+
+    explorer = hw.LayerExplorer(model)
+    explorer.handle_action({"action": "set_trainable", "path": "model/hub", "value": False})
+    explorer.handle_action({"action": "expand", "path": "model/hub/scaler"})
+    explorer.handle_action({"action": "set_trainable", "path": "model/hub/scaler",
+                            "value": True})  # the module's part: only its list trains
+    assert [w.name for w in layer.trainable_weights] == ["scaler/kernel:0"]
+    assert explorer.totals["trainable"] == 4 * 2 + (2 * 2 + 2)
+    rows = {r["path"]: r for r in explorer._rows}
+    assert rows["model/hub/scaler"]["trainable"] == rows["model/hub"]["trainable"] == "trainable"
+    shown = {v["name"]: (v["can_train"], v["trainable"])
+             for v in rows["model/hub/scaler"]["variables"]}  # can_train False: "not trained"
+    assert shown == {"kernel": (True, True), "stat": (False, False), "left_out": (False, False)}
+    assert_tree_matches_training(explorer.tree, model)
+
+    with pytest.raises(hw.FreezeError) as refused:  # the reason, as the explorer's API says it
+        hw.unfreeze(explorer.tree, "model/hub/scaler/left_out")
+    assert "none of the variables of 'model/hub/scaler/left_out' (Variable) is in the " \
+        "trainable set of the Hub layer 'hub' (the module's trainable_variables list)" \
+        in str(refused.value)
+
+
 # -- Keras 3: hubwidgets.HubLayer -------------------------------------------------------------
 def test_hub_layer_fits_in_keras3_and_shows_the_module_inside(hub_backbone, keras):
     layer = hw.HubLayer(hub_backbone, name="hub")

@@ -13,6 +13,11 @@ Rules (the same for Keras 3 and tf_keras):
   Keras 3 keeps a ``trainable`` flag on each variable, tf_keras keeps a layer's trainable and
   non-trainable weight lists.  An ordinary tf_keras layer is frozen whole: moving one of its
   variables between those lists would change the order its weights are saved in (``.h5``).
+- ``hub.KerasLayer`` and ``HubLayer`` train only their module's trainable set (its
+  ``trainable_variables`` list; see :func:`variable_flags.module_trainable_keys`), whatever
+  each variable's own flag says.  Unfreezing a variable outside it (a sub-layer saved frozen,
+  restored with ``trainable=True``) raises :class:`FreezeError` and changes nothing;
+  unfreezing the whole layer trains exactly the set.
 - TF1 Hub format modules and signature-calling layers cannot be fine-tuned: asking to
   unfreeze one raises :class:`FreezeError`; unfreezing a parent leaves it frozen, with a
   warning.

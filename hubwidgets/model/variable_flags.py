@@ -39,11 +39,34 @@ def untrainable_reason(layer: Any) -> str | None:
     return None
 
 
+HUB_KERAS_LAYER_SOURCE = "the module's trainable_variables list"
+HUB_KERAS_LAYER_NO_LIST = ("the module has no trainable_variables list, so hub.KerasLayer "
+                           "trains none of its variables")
+
+
 def module_trainable_keys(layer: Any) -> frozenset[int] | None:
-    """Keys of the variables a ``HubLayer`` may ever train (its module's trainable set);
-    None for other layers (their variables' own flags decide)."""
-    keys = getattr(layer, "trainable_keys", None)
-    return keys if wrapped_module_attr(layer) == HUB_LAYER and keys is not None else None
+    """Keys of the variables a Hub layer may ever train (its module's trainable set): a
+    ``HubLayer``'s ``trainable_keys``; for ``hub.KerasLayer``, its module's
+    ``trainable_variables`` list, the only variables it adds as trainable weights (none when
+    the module has no such list), whatever each variable's own flag says.  None for other
+    layers (their variables' own flags decide)."""
+    attr = wrapped_module_attr(layer)
+    if attr == HUB_LAYER:
+        return getattr(layer, "trainable_keys", None)
+    if attr == HUB_KERAS_LAYER and hasattr(layer, HUB_KERAS_LAYER):
+        listed = getattr(getattr(layer, HUB_KERAS_LAYER), "trainable_variables", None)
+        return frozenset(variable_key(v) for v in listed or ())
+    return None
+
+
+def trainable_set_source(layer: Any) -> str:
+    """Where a Hub layer's trainable set comes from, for messages."""
+    source = getattr(layer, "trainable_source", None)
+    if isinstance(source, str):
+        return source
+    module = getattr(layer, HUB_KERAS_LAYER, None)
+    return HUB_KERAS_LAYER_SOURCE if hasattr(module, "trainable_variables") \
+        else HUB_KERAS_LAYER_NO_LIST
 
 
 def outside_trainable_set_reason(layer: Any, what: str) -> str:
@@ -51,7 +74,7 @@ def outside_trainable_set_reason(layer: Any, what: str) -> str:
     variables can train."""
     if module_trainable_keys(layer) is not None:
         return (f"none of the variables of {what} is in the trainable set of the Hub layer "
-                f"{layer.name!r} ({layer.trainable_source}): the module was saved with them "
+                f"{layer.name!r} ({trainable_set_source(layer)}): the module was saved with them "
                 "frozen (a frozen sub-layer, BatchNormalization statistics), so fine-tuning "
                 "cannot update them. Unfreeze another part, or save the module again with them "
                 "trainable.")
@@ -68,7 +91,7 @@ def set_variables_trainable(layer: Any, keys: set[int], flag: bool) -> None:
         outside = [v.name for v in layer.weights if variable_key(v) in keys - allowed]
         raise FreezeError(
             f"Cannot make {outside} of the Hub layer {layer.name!r} trainable: they are not in "
-            f"its module's trainable set ({layer.trainable_source}), so training would not "
+            f"its module's trainable set ({trainable_set_source(layer)}), so training would not "
             "follow the module. Unfreeze only variables of that set.")
     if keras_generation(layer) == KERAS3:
         for v in layer.weights:
@@ -100,8 +123,10 @@ def reset_module_variables(layer: Any) -> None:
     if not is_module_wrapper(layer):
         return
     generation = keras_generation(layer)
-    if generation == TF_KERAS:
-        set_variables_trainable(layer, {variable_key(v) for v in layer.weights}, True)
+    if generation == TF_KERAS:  # within the module's trainable set, as hub.KerasLayer built it
+        keys = {variable_key(v) for v in layer.weights}
+        allowed = module_trainable_keys(layer)
+        set_variables_trainable(layer, keys if allowed is None else keys & allowed, True)
     elif generation == KERAS3:
         for v in getattr(layer, "_trainable_variables", ()):
             v.trainable = bool(layer.trainable)

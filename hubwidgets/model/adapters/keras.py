@@ -155,6 +155,8 @@ class KerasBuilder:
         keras3 = self.generation == KERAS3
         variables, sizes, parent_count = self.variables, self.sizes, self.parent_count
         can_train, shape = self.can_train, []
+        hub_layers: list[Any] = []  # tf_keras: hub.KerasLayers (their module says what trains)
+        is_hub_layer: dict[type, bool] = {}
 
         def add(v: Any, trains: bool) -> None:
             key = variable_key(v)
@@ -181,9 +183,16 @@ class KerasBuilder:
                     add(v, id(v) in trains)
             for sub in subs:
                 parent_count[id(sub)] = parent_count.get(id(sub), 0) + 1
+            if not keras3:
+                kind = type(layer)
+                if kind not in is_hub_layer:
+                    is_hub_layer[kind] = wrapped_module_attr(layer) == "_func"
+                if is_hub_layer[kind]:
+                    hub_layers.append(layer)
         self.walked_fingerprint = tuple(shape)  # what fingerprint() gives for this structure
         if not keras3:
             self.can_train = {k for k, v in variables.items() if getattr(v, "trainable", False)}
+            self.can_train -= _outside_trainable_sets(hub_layers)
         else:  # variables tracked outside layers' lists (TFSMLayer's, for one)
             self.can_train.update(k for k, v in variables.items()
                                   if k not in self.can_train and getattr(v, "trainable", False)
@@ -268,6 +277,22 @@ class KerasBuilder:
         node.children = inner.children
         node.signatures = inner.signatures
         node.build_notes += inner.build_notes
+
+
+def _outside_trainable_sets(hub_layers: list[Any]) -> set[int]:
+    """Keys of the variables of these ``hub.KerasLayer`` s that their modules leave out of
+    the trainable set (a variable restored with ``trainable=True`` from a sub-layer saved
+    frozen): hub.KerasLayer never trains them, and neither may a freeze toggle."""
+    if not hub_layers:
+        return set()
+    from ..variable_flags import module_trainable_keys
+
+    outside: set[int] = set()
+    for layer in hub_layers:
+        allowed = module_trainable_keys(layer)
+        if allowed is not None:
+            outside |= {variable_key(v) for v in _weights(layer)} - allowed
+    return outside
 
 
 def _overrides_trainable_weights(layer: Any) -> bool:
