@@ -6,12 +6,11 @@ from __future__ import annotations
 from typing import Any
 
 from .adapters.common import variable_key
-from .adapters.keras import (KERAS3, TF_KERAS, is_module_wrapper, keras_generation,
+from .adapters.keras import (HUB_KERAS_LAYER, HUB_LAYER, KERAS3, TF_KERAS,
+                             is_module_wrapper, keras_generation, module_trainable_keys,
                              wrapped_module_attr)
 from .errors import FreezeError
 
-
-HUB_KERAS_LAYER, HUB_LAYER = "_func", "module"  # hub.KerasLayer's and HubLayer's module attribute
 
 
 def untrainable_reason(layer: Any) -> str | None:
@@ -42,21 +41,6 @@ def untrainable_reason(layer: Any) -> str | None:
 HUB_KERAS_LAYER_SOURCE = "the module's trainable_variables list"
 HUB_KERAS_LAYER_NO_LIST = ("the module has no trainable_variables list, so hub.KerasLayer "
                            "trains none of its variables")
-
-
-def module_trainable_keys(layer: Any) -> frozenset[int] | None:
-    """Keys of the variables a Hub layer may ever train (its module's trainable set): a
-    ``HubLayer``'s ``trainable_keys``; for ``hub.KerasLayer``, its module's
-    ``trainable_variables`` list, the only variables it adds as trainable weights (none when
-    the module has no such list), whatever each variable's own flag says.  None for other
-    layers (their variables' own flags decide)."""
-    attr = wrapped_module_attr(layer)
-    if attr == HUB_LAYER:
-        return getattr(layer, "trainable_keys", None)
-    if attr == HUB_KERAS_LAYER and hasattr(layer, HUB_KERAS_LAYER):
-        listed = getattr(getattr(layer, HUB_KERAS_LAYER), "trainable_variables", None)
-        return frozenset(variable_key(v) for v in listed or ())
-    return None
 
 
 def trainable_set_source(layer: Any) -> str:

@@ -22,6 +22,7 @@ KERAS3 = "Keras 3"
 TF_KERAS = "tf_keras"
 # Keras layers that hold a restored SavedModel, by class (matched along the MRO), and the
 # attribute holding the module
+HUB_KERAS_LAYER, HUB_LAYER = "_func", "module"  # hub.KerasLayer's and HubLayer's module attribute
 MODULE_WRAPPERS = {
     "tensorflow_hub.keras_layer.KerasLayer": "_func",
     "keras.src.export.tfsm_layer.TFSMLayer": "_reloaded_obj",
@@ -47,6 +48,21 @@ def wrapped_module_attr(layer: Any) -> str | None:
         attr = MODULE_WRAPPERS.get(f"{cls.__module__}.{cls.__qualname__}")
         if attr is not None:
             return attr
+    return None
+
+
+def module_trainable_keys(layer: Any) -> frozenset[int] | None:
+    """Keys of the variables a Hub layer may ever train (its module's trainable set): a
+    ``HubLayer``'s ``trainable_keys``; for ``hub.KerasLayer``, its module's
+    ``trainable_variables`` list, the only variables it adds as trainable weights (none when
+    the module has no such list), whatever each variable's own flag says.  None for other
+    layers (their variables' own flags decide)."""
+    attr = wrapped_module_attr(layer)
+    if attr == HUB_LAYER:
+        return getattr(layer, "trainable_keys", None)
+    if attr == HUB_KERAS_LAYER and hasattr(layer, HUB_KERAS_LAYER):
+        listed = getattr(getattr(layer, HUB_KERAS_LAYER), "trainable_variables", None)
+        return frozenset(variable_key(v) for v in listed or ())
     return None
 
 
@@ -285,8 +301,6 @@ def _outside_trainable_sets(hub_layers: list[Any]) -> set[int]:
     frozen): hub.KerasLayer never trains them, and neither may a freeze toggle."""
     if not hub_layers:
         return set()
-    from ..variable_flags import module_trainable_keys
-
     outside: set[int] = set()
     for layer in hub_layers:
         allowed = module_trainable_keys(layer)
