@@ -97,10 +97,8 @@ def main(repetitions: int = 3, epochs: int = 3) -> None:
     recorded = 0
     with tempfile.TemporaryDirectory() as logs:
         def callbacks(label):
-            nonlocal recorded
             if label == "watch":
-                cb = timed(hw.watch(model), "watch")
-                return [cb]
+                return [timed(hw.watch(model), "watch")]
             if label == "tensorboard":
                 return [timed(keras.callbacks.TensorBoard(log_dir=logs, histogram_freq=1),
                               "tensorboard")]

@@ -53,21 +53,27 @@ def moving_ids(model):
     return {id(w) for w in model.weights if "moving" in w.name}
 
 
-def repeated_names_model(K, tf):
-    """A subclassed model whose three sublayers share one explicit name."""
+def chain_model(K, tf, names, width):
+    """A built subclassed model "m" calling Dense(width) layers with these names in turn."""
 
-    class Repeated(K.Model):
+    class Chain(K.Model):
         def __init__(self):
             super().__init__(name="m")
-            self.h = [K.layers.Dense(4, name="hidden") for _ in range(3)]
+            self.h = [K.layers.Dense(width, name=name) for name in names]
 
         def call(self, x):
             for layer in self.h:
                 x = layer(x)
             return x
 
-    model = Repeated()
-    model(tf.zeros((1, 4)))
+    model = Chain()
+    model(tf.zeros((1, width)))
+    return model
+
+
+def repeated_names_model(K, tf):
+    """A subclassed model whose three sublayers share one explicit name."""
+    model = chain_model(K, tf, ["hidden"] * 3, 4)
     for i, layer in enumerate(model.h):  # values that tell the three layers apart
         layer.kernel.assign(tf.fill((4, 4), float(i + 1)) + tf.random.stateless_normal(
             (4, 4), seed=(i, 7)) * 0.1)
@@ -185,20 +191,7 @@ def test_freeze_matches_names_repeated_layers_apart(keras, tf):
 @pytest.mark.parametrize("generation", GENERATIONS)
 def test_a_layer_literally_named_like_a_suffix_keeps_paths_unique(generation, request, tf):
     K = request.getfixturevalue(generation)
-
-    class Tricky(K.Model):
-        def __init__(self):
-            super().__init__(name="m")
-            self.h = [K.layers.Dense(2, name="hidden"), K.layers.Dense(2, name="hidden[1]"),
-                      K.layers.Dense(2, name="hidden")]
-
-        def call(self, x):
-            for layer in self.h:
-                x = layer(x)
-            return x
-
-    model = Tricky()
-    model(tf.zeros((1, 2)))
+    model = chain_model(K, tf, ["hidden", "hidden[1]", "hidden"], 2)
     tree = hw.inspect(model)
     paths = [n.path for n in tree.root.children]
     assert len(set(paths)) == 3 and paths[:2] == ["m/hidden", "m/hidden[1]"]

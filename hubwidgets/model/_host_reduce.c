@@ -259,15 +259,19 @@ static int histogram_fast_##NAME(const T *x, Py_ssize_t n, const double *edges, 
 FAST_LOOPS(float, float32)
 FAST_LOOPS(double, float64)
 
+/* The moments of values [start, stop) of a source into out (MOMENT_FIELDS). */
+static void moments_of(const Source *s, Py_ssize_t start, Py_ssize_t stop, double *out) {
+    Py_ssize_t n = stop - start;
+    int done = s->is_double
+        ? moments_fast_float64((const double *)s->data + start, n, s->shift, out)
+        : moments_fast_float32((const float *)s->data + start, n, s->shift, out);
+    if (!done) moments_checked(s, start, stop, out);
+}
+
 static void moments_chunk(const Job *job, Py_ssize_t index) {
     const Chunk *c = &job->chunks[index];
-    const Source *s = &job->sources[c->source];
-    double *out = job->partial + index * MOMENT_FIELDS;
-    Py_ssize_t n = c->stop - c->start;
-    int done = s->is_double
-        ? moments_fast_float64((const double *)s->data + c->start, n, s->shift, out)
-        : moments_fast_float32((const float *)s->data + c->start, n, s->shift, out);
-    if (!done) moments_checked(s, c->start, c->stop, out);
+    moments_of(&job->sources[c->source], c->start, c->stop,
+               job->partial + index * MOMENT_FIELDS);
 }
 
 static void histogram_chunk(const Job *job, Py_ssize_t index) {
@@ -328,15 +332,10 @@ static void stats_task(const Job *job, Py_ssize_t index) {
     double *edges = job->edges_out + (Py_ssize_t)task->source * (bins + 1);
     int64_t *counts = job->counts_out + (Py_ssize_t)task->source * bins;
     double p[MOMENT_FIELDS];
-    Chunk piece = {.source = task->source};
-    Job one = *job;
-    one.chunks = &piece;
-    one.partial = p;
     start_moments(r, s->shift);
-    for (piece.start = 0; piece.start < s->n; piece.start += CHUNK) {  /* chunk order, as
-                                                                        * py_moments merges */
-        piece.stop = piece.start + CHUNK < s->n ? piece.start + CHUNK : s->n;
-        moments_chunk(&one, 0);
+    for (Py_ssize_t start = 0; start < s->n; start += CHUNK) {  /* chunk order, as py_moments
+                                                                 * merges */
+        moments_of(s, start, start + CHUNK < s->n ? start + CHUNK : s->n, p);
         merge_moments(r, p);
     }
     job->done[task->source] = 0;

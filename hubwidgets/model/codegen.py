@@ -7,7 +7,6 @@ among its siblings is reached by position (``model.layers[2]``), never by its am
 
 from __future__ import annotations
 
-from typing import Any
 
 from .compile_state import needs_compile
 from .tree import ModelTree, Node
@@ -86,6 +85,3 @@ def with_compile_reminder(tree: ModelTree, code: str, var: str = "model") -> str
     return code
 
 
-def call_code(function: str, var: str, *args: Any) -> str:
-    """``hubwidgets.function(var, args...)`` with the arguments written as Python literals."""
-    return f"hubwidgets.{function}({', '.join([var, *map(repr, args)])})"

@@ -193,7 +193,8 @@ def reset_weights(model: Any, target: str) -> Any:
     owners = _owners(inspect(model))
 
     def initial(old: np.ndarray, info: Any) -> np.ndarray:
-        init = _initializer(owners.get(info.key), info.variable)
+        owner = owners.get(info.key)
+        init = _initializer(owner.obj if owner is not None else None, info.variable)
         if init is None:
             raise EditError(
                 f"{info.path!r} has no known initializer (a restored Hub or SavedModel "
@@ -418,11 +419,11 @@ def _user_stacklevel() -> int:
 
 
 def _owners(tree: Any) -> dict[int, Any]:
-    """variable key -> the layer object whose own variables include it."""
+    """variable key -> the node (layer) whose own variables include it."""
     out: dict[int, Any] = {}
     for node in tree.root.walk():
         for var in node.variables:
-            out.setdefault(var.key, node.obj)
+            out.setdefault(var.key, node)
     return out
 
 
@@ -498,7 +499,7 @@ def edit_code(model: Any, action: str, target: str, *args: Any, var: str = "mode
         lines += [h.format(seed=seed, sigma=sigma) for h in _HELPERS[action]]
     elif action in _HELPERS:
         lines += _HELPERS[action]
-    owners = _owners(tree)
+    owners = _owners(tree) if action == "reset_weights" else {}
     for node in nodes:
         getter = _getter(tree, node, var)
         if getter is not None and action != "reset_weights":
@@ -521,10 +522,9 @@ def _reset_lines(tree: Any, node: Any, owners: dict[int, Any], var: str) -> list
 
     lines, current = [], None
     for info in node.all_variables():
-        layer = owners.get(info.key)
+        owner_node = owners.get(info.key)
+        layer = owner_node.obj if owner_node is not None else None
         name = short_name(info.variable)
-        owner_node = next((n for n in tree if n.obj is layer), None) if layer is not None \
-            else None
         owner = _getter(tree, owner_node, var)
         if _initializer(layer, info.variable) is None or owner is None:
             lines.append(f"# {info.path}: no initializer reachable from plain code; left as is")

@@ -28,7 +28,6 @@ class ModelSession:
     """
 
     def __init__(self, model: Any, var_name: str = "model") -> None:
-        self.model = model
         self.var_name = var_name
         self.tree: ModelTree = build_tree(model)
         self.model = self.tree.obj  # for a path, what was loaded from it
@@ -59,8 +58,10 @@ class ModelSession:
         ``what``: "values" after training or edits (statistics are computed again),
         "flags" after a trainable change; a structure change is found by itself.
         """
+        version = self.version
         tree = self.current_tree()
-        self._changed(what)
+        if self.version == version:  # else the structure change was told (and covers it)
+            self._changed(what)
         return tree
 
     def select(self, path: str) -> None:

@@ -69,7 +69,8 @@ class Snapshot:
 
     def subset(self, paths: Any) -> "Snapshot":
         """The same snapshot, holding only the variables at ``paths`` (no copy of values)."""
-        keep = [p for p in self.values if p in set(paths)]
+        wanted = set(paths)
+        keep = [p for p in self.values if p in wanted]
 
         def pick(table: dict[str, Any]) -> dict[str, Any]:
             return {p: table[p] for p in keep if p in table}

@@ -73,7 +73,7 @@ class Dashboard(widgets.VBox):
         self._stop_tab_check = self.session.observe(self._on_session_change)
 
     def _on_session_change(self, session: ModelSession, what: str) -> None:
-        if what == "values":  # e.g. the end of a watched fit
+        if what in ("values", "structure"):  # e.g. the end of a watched fit
             self._show_training_tab()
 
     def _show_training_tab(self) -> None:

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ..model.adapters.common import short_name
 from ..model.stats import WeightStats
 from ..model.tree import ModelTree, Node, VariableInfo
 
@@ -21,10 +22,6 @@ ROW_PX = 13  # the height of one layer's row: names stay legible at 10 px
 VISIBLE_ROWS = 40  # rows in view at once; the rest is reached by panning or clicking a layer
 OVERVIEW_BINS = 40  # value bins across: ~8 px each, and ~3 bytes a cell in the widget state
 OVERVIEW_TITLE = "Weights by layer"
-
-
-def _short_name(var: VariableInfo) -> str:
-    return var.name.rsplit("/", 1)[-1].split(":", 1)[0]
 
 
 def representative_variable(node: Node) -> VariableInfo | None:
@@ -38,9 +35,9 @@ def representative_variable(node: Node) -> VariableInfo | None:
         return None
     for name in KERNEL_NAMES:
         for var in variables:
-            if _short_name(var) == name:
+            if short_name(var) == name:
                 return var
-    trainable = [v for v in variables if v.can_train and _short_name(v) not in SCALE_NAMES]
+    trainable = [v for v in variables if v.can_train and short_name(v) not in SCALE_NAMES]
     pool = trainable or [v for v in variables if v.can_train] or variables
     return max(pool, key=lambda v: v.size)
 
@@ -96,7 +93,7 @@ def build_overview(tree: ModelTree, stats: dict[str, WeightStats],
     root = tree.root.path
     picked: list[tuple[Node, VariableInfo, WeightStats]] = []
     for node in tree:
-        var = representative_variable(node) if node.variables else None
+        var = representative_variable(node)
         if var is None or var.path not in stats or stats[var.path].counts.sum() == 0:
             continue
         picked.append((node, var, stats[var.path]))
@@ -116,7 +113,7 @@ def build_overview(tree: ModelTree, stats: dict[str, WeightStats],
             density[i] = np.round(100 * row / peak).astype(np.uint8)
     names = [n.path[len(root) + 1:] or n.name for n, _v, _s in picked]
     return Overview(paths=[n.path for n, _v, _s in picked], names=names,
-                    tensors=[_short_name(v) for _n, v, _s in picked],
+                    tensors=[short_name(v) for _n, v, _s in picked],
                     centers=np.round((edges[:-1] + edges[1:]) / 2, 6), density=density)
 
 

@@ -150,7 +150,6 @@ class WeightPlot(SessionView, widgets.VBox):
         self.add_class("hw-weights")
         self.session = session_for(model)
         self.bins = bins
-        self.nonfinite: set[str] = set()  # variable paths with NaN/Inf, from the overview
         self.theme: dict[str, Any] = dict(LIGHT)
         self.progress = widgets.IntProgress(min=0, max=1, description="Stats",
                                             layout={"width": "320px"})
@@ -317,7 +316,6 @@ class WeightPlot(SessionView, widgets.VBox):
                 warnings.simplefilter("ignore", NonFiniteWeightsWarning)
                 computed.update(weight_stats(batch, bins=self.bins))
             self.progress.value = min(start + OVERVIEW_BATCH, len(layers))
-        self.nonfinite = {p for p, s in computed.items() if s.has_nonfinite}
         self.session.cache.setdefault(("weight_stats", self.bins), computed)  # shared by views
         return ov.build_overview(self.tree, computed, bins=min(self.bins, ov.OVERVIEW_BINS))
 

@@ -24,9 +24,9 @@ TF_KERAS = "tf_keras"
 # attribute holding the module
 HUB_KERAS_LAYER, HUB_LAYER = "_func", "module"  # hub.KerasLayer's and HubLayer's module attribute
 MODULE_WRAPPERS = {
-    "tensorflow_hub.keras_layer.KerasLayer": "_func",
+    "tensorflow_hub.keras_layer.KerasLayer": HUB_KERAS_LAYER,
     "keras.src.export.tfsm_layer.TFSMLayer": "_reloaded_obj",
-    "hubwidgets.model.hub_layer.HubLayer": "module",
+    "hubwidgets.model.hub_layer.HubLayer": HUB_LAYER,
 }
 
 
@@ -202,7 +202,7 @@ class KerasBuilder:
             if not keras3:
                 kind = type(layer)
                 if kind not in is_hub_layer:
-                    is_hub_layer[kind] = wrapped_module_attr(layer) == "_func"
+                    is_hub_layer[kind] = wrapped_module_attr(layer) == HUB_KERAS_LAYER
                 if is_hub_layer[kind]:
                     hub_layers.append(layer)
         self.walked_fingerprint = tuple(shape)  # what fingerprint() gives for this structure
@@ -378,7 +378,7 @@ class KerasAdapter:
         """The tree of a Keras model or layer (a restored module wrapper shows its insides)."""
         check_built(obj)
         label = framework or self.generation
-        if wrapped_module_attr(obj) == "_func":
+        if wrapped_module_attr(obj) == HUB_KERAS_LAYER:
             label = "TF Hub KerasLayer (tf_keras)"
         tree = ModelTree(obj, framework=label, source=source)
         builder = KerasBuilder(tree, obj, self.generation)
