@@ -164,7 +164,8 @@ def test_host_kernel_matches_numpy_on_awkward_arrays(tf, value_range):
 def test_kernel_bins_values_beside_every_edge_as_numpy_does(tf, bins, lo, hi):
     """The kernel re-checks only values within (bins + 1) * 4e-7 bins of an edge: the
     float32 neighbours of every float64 edge (and the edges themselves), spread over many
-    blocks, must still land where numpy.histogram puts them."""
+    blocks, must still land where numpy.histogram puts them, whether counted one by one
+    (1,000 bins) or in pairs (up to 80 bins)."""
     lo, hi = float(np.float32(lo)), float(np.float32(hi))  # the data's own min and max
     edges = np.linspace(lo, hi, bins + 1)
     near = np.concatenate([np.nextafter(edges.astype(np.float32), np.float32(-np.inf)),
@@ -173,7 +174,8 @@ def test_kernel_bins_values_beside_every_edge_as_numpy_does(tf, bins, lo, hi):
     rng = np.random.default_rng(bins)
     filler = rng.uniform(lo, hi, 50_000).astype(np.float32)
     values = np.clip(np.concatenate([filler, np.tile(near, 40)]), np.float32(lo), np.float32(hi))
-    values = rng.permutation(np.concatenate([values, np.float32([lo, hi])]))
+    # an odd count: a block's last value has no pair
+    values = rng.permutation(np.concatenate([values, np.float32([lo, hi, near[bins]])]))
     for dtype in (np.float32, np.float64):
         column = values.astype(dtype)
         stat = only(hw.weight_stats([tf.Variable(column, name="w")], bins=bins))
@@ -222,6 +224,33 @@ def test_an_array_larger_than_one_task_is_cut_into_chunks(tf):
     stats = hw.weight_stats([tf.Variable(values, name="big"), tf.Variable(small, name="small")])
     assert_like_numpy(stats["big"], values, 64)
     assert_like_numpy(stats["small"], small, 64)
+
+
+def test_many_variables_are_read_by_one_op_with_the_values_of_one_by_one_reads(tf, monkeypatch):
+    """host_arrays reads every host variable of a device with one _ReadVariablesOp: the
+    same values as reading each (float32/64, integers, bool, bfloat16, a scalar), views of
+    the variables' buffers (nothing copied); where that op fails, each is read alone."""
+    from hubwidgets.model import host_stats
+
+    rng = np.random.default_rng(5)
+    variables = [tf.Variable(rng.standard_normal((3, 4)).astype(np.float32), name="f32"),
+                 tf.Variable(rng.standard_normal(7), name="f64"),
+                 tf.Variable(np.arange(5, dtype=np.int32), name="i32"),
+                 tf.Variable([True, False], name="flags"),
+                 tf.Variable(tf.constant([1.5, -2.0], tf.bfloat16), name="bf16"),
+                 tf.Variable(3.25, name="scalar")]
+    facts = [host_stats.variable_facts(v) for v in variables]
+    assert host_stats._read_many(facts) is not None, "this TensorFlow lost _ReadVariablesOp"
+    batched = host_stats.host_arrays(variables)
+    one_by_one = [host_stats.host_array(v) for v in variables]
+    for v, a, b in zip(variables, batched, one_by_one, strict=True):
+        expected_values = np.asarray(v.numpy()).astype(a.dtype).reshape(-1)
+        np.testing.assert_array_equal(a, expected_values)
+        np.testing.assert_array_equal(a, b)
+    assert not batched[0].flags.owndata  # a view of the tensor's buffer
+    monkeypatch.setattr(host_stats, "_read_many", lambda facts: None)  # e.g. an older TF
+    for a, b in zip(host_stats.host_arrays(variables), one_by_one, strict=True):
+        np.testing.assert_array_equal(a, b)
 
 
 def test_numpy_path_gives_the_kernels_numbers(tf, monkeypatch):

@@ -42,6 +42,7 @@ def stats_path(request, monkeypatch, tf):
         monkeypatch.setattr(host_stats, "_host_reduce", None)
     if request.param == "device":
         monkeypatch.setattr(host_stats, "host_array", lambda var: None)
+        monkeypatch.setattr(host_stats, "host_arrays", lambda variables: [None] * len(variables))
     return request.param
 
 

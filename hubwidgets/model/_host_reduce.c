@@ -66,6 +66,8 @@
 #define BLOCK 2048                  /* values per histogram step (its scratch fits in L1) */
 #define LANES 16                    /* independent accumulators in the vector loops */
 #define MAX_FAST_BINS 1024
+#define PAIR_MAX_BINS 80            /* (bins + 1)^2 pair counts fit in L1 (26 KB at 80) */
+#define PAIR_MIN_VALUES 16384       /* fewer: adding up the pair table costs more than it saves */
 #define NEAR_EDGE_PER_BIN 4e-7      /* tolerance in bins, per bin: twice the error bound */
 #define MOMENT_FIELDS 9
 #define FUSE_MAX ((Py_ssize_t)1 << 22) /* values: 16 MB of float32, kept in L3 between passes */
@@ -218,6 +220,74 @@ static void candidate_bins_##NAME(const T *x, int n, T lo, T scale, T tol, int b
     }                                                                                        \
 }                                                                                            \
                                                                                              \
+/* Candidate bins of x[i] and y[i] as one index into a (bins + 1)^2 table of pairs,       \
+ * pair[i] = bin(x[i]) * (bins + 1) + bin(y[i]) (pending: bins, as above); returns how many \
+ * of the 2n values are pending. */                                                         \
+VECTOR_CLONES                                                                                \
+static int candidate_pairs_##NAME(const T *x, const T *y, int n, T lo, T scale, T tol,      \
+                                  int bins, int32_t *pair) {                                 \
+    const T upper = (T)1 - tol;                                                              \
+    const int32_t stride = bins + 1;                                                         \
+    int pending = 0;                                                                         \
+    for (int i = 0; i < n; i++) {                                                            \
+        T f = (x[i] - lo) * scale, g = (y[i] - lo) * scale;                                  \
+        int32_t b = (int32_t)f, c = (int32_t)g;                                              \
+        T fb = f - (T)b, fc = g - (T)c;                                                      \
+        b = b < 0 ? 0 : b;                                                                   \
+        b = b > bins - 1 ? bins - 1 : b;                                                     \
+        c = c < 0 ? 0 : c;                                                                   \
+        c = c > bins - 1 ? bins - 1 : c;                                                     \
+        int32_t pb = (fb < tol) | (fb > upper), pc = (fc < tol) | (fc > upper);              \
+        pending += pb + pc;                                                                  \
+        pair[i] = (pb ? bins : b) * stride + (pc ? bins : c);                                \
+    }                                                                                        \
+    return pending;                                                                          \
+}                                                                                            \
+                                                                                             \
+/* histogram_fast for few bins: two values per count.  Scattered increments are what the   \
+ * histogram costs (a load and a store each, whatever the arithmetic); counting the pair    \
+ * (x[i], x[i + half]) of every block in one (bins + 1)^2 table halves them, and the table  \
+ * is added up into rows and columns once per call. */                                      \
+static void histogram_pairs_##NAME(const T *x, Py_ssize_t n, const double *edges, int bins, \
+                                   T lo, T scale, T tol, int64_t *counts) {                  \
+    const int32_t stride = bins + 1;                                                         \
+    uint32_t table[(PAIR_MAX_BINS + 1) * (PAIR_MAX_BINS + 1)];                               \
+    int32_t pair[BLOCK / 2];                                                                 \
+    memset(table, 0, sizeof(uint32_t) * stride * stride);                                   \
+    memset(counts, 0, sizeof(int64_t) * bins);                                               \
+    for (Py_ssize_t start = 0; start < n; start += BLOCK) {                                  \
+        const T *v = x + start;                                                              \
+        int m = (int)(n - start < BLOCK ? n - start : BLOCK), half = m / 2, i = 0;           \
+        int pending = candidate_pairs_##NAME(v, v + half, half, lo, scale, tol, bins, pair); \
+        for (; i + 2 <= half; i += 2) {                                                      \
+            table[pair[i]]++;                                                                \
+            table[pair[i + 1]]++;                                                            \
+        }                                                                                    \
+        for (; i < half; i++) table[pair[i]]++;                                              \
+        for (i = 0; pending > 0 && i < half; i++) { /* rare: most blocks have none */       \
+            if (pair[i] / stride == bins) {                                                  \
+                counts[exact_bin((double)v[i], edges, bins,                                  \
+                                 (int32_t)((v[i] - lo) * scale))]++;                         \
+                pending--;                                                                   \
+            }                                                                                \
+            if (pair[i] % stride == bins) {                                                  \
+                counts[exact_bin((double)v[i + half], edges, bins,                           \
+                                 (int32_t)((v[i + half] - lo) * scale))]++;                  \
+                pending--;                                                                   \
+            }                                                                                \
+        }                                                                                    \
+        for (i = 2 * half; i < m; i++) /* an odd block's last value */                       \
+            counts[exact_bin((double)v[i], edges, bins, (int32_t)((v[i] - lo) * scale))]++; \
+    }                                                                                        \
+    for (int32_t a = 0; a < stride; a++) /* row a, column c; the pending row and column    \
+                                          * were counted above, value by value */            \
+        for (int32_t c = 0; c < stride; c++) {                                               \
+            uint32_t k = table[a * stride + c];                                              \
+            if (a < bins) counts[a] += k;                                                    \
+            if (c < bins) counts[c] += k;                                                    \
+        }                                                                                    \
+}                                                                                            \
+                                                                                             \
 static int histogram_fast_##NAME(const T *x, Py_ssize_t n, const double *edges, int bins,   \
                                  int64_t *counts) {                                          \
     const double span = edges[bins] - edges[0];                                              \
@@ -227,6 +297,10 @@ static int histogram_fast_##NAME(const T *x, Py_ssize_t n, const double *edges, 
         !((double)scale * span <= 2.0 * bins))                                               \
         return 0; /* a range the data's type cannot scale: the checked loop does it */      \
     const T tol = (T)((bins + 1) * NEAR_EDGE_PER_BIN);                                      \
+    if (bins <= PAIR_MAX_BINS && n >= PAIR_MIN_VALUES) {                                     \
+        histogram_pairs_##NAME(x, n, edges, bins, lo, scale, tol, counts);                  \
+        return 1;                                                                            \
+    }                                                                                        \
     uint32_t sub[4][MAX_FAST_BINS + 1]; /* four interleaved counts; [bins]: pending */      \
     int32_t bin[BLOCK];                                                                      \
     uint32_t pending_done = 0;                                                               \

@@ -307,8 +307,7 @@ def _stats_of_all(targets: list[tuple[str, Any]], bins: int,
         for c in replicas:
             reduction = next(host)
             per_replica.append(_stats_on_device(path, c, bins, value_range) if reduction is None
-                               else _from_reduction(path, c, variable_facts(c).dtype,
-                                                    reduction))
+                               else _from_reduction(path, variable_facts(c), reduction))
         main = per_replica[0]
         if len(per_replica) > 1:
             main = dataclasses.replace(main, replicas=per_replica,
@@ -317,11 +316,10 @@ def _stats_of_all(targets: list[tuple[str, Any]], bins: int,
     return results
 
 
-def _from_reduction(path: str, var: Any, dtype: str, r: Any) -> WeightStats:
-    """The one place statistics are built, from either path's numbers."""
-    from .host_stats import variable_facts
-
-    facts = variable_facts(var)
+def _from_reduction(path: str, facts: Any, r: Any, dtype: str | None = None) -> WeightStats:
+    """The one place statistics are built, from either path's numbers (``facts``: the
+    variable's :class:`~hubwidgets.model.host_stats.VariableFacts`; ``dtype`` overrides its
+    dtype name)."""
     has_values = r.count - r.nan - r.inf > 0
     missing = dict(getattr(r, "missing", {}) or {})
     if not has_values:
@@ -330,7 +328,7 @@ def _from_reduction(path: str, var: Any, dtype: str, r: Any) -> WeightStats:
     if not r.count:
         missing["zero_fraction"] = "the variable is empty"
     return WeightStats(
-        path=path, dtype=dtype, shape=facts.shape, count=r.count,
+        path=path, dtype=dtype or facts.dtype, shape=facts.shape, count=r.count,
         mean=r.mean if has_values else None, std=r.std if has_values else None,
         min=r.min if has_values else None, max=r.max if has_values else None,
         l2_norm=(r.l2 if r.count else 0.0), zero_fraction=r.zeros / r.count if r.count else None,
@@ -344,7 +342,7 @@ def _stats_on_device(path: str, var: Any, bins: int,
     bfloat16), reduced by the TensorFlow kernels on its own device.  Integer and bool
     variables are copied to the host instead, where their sums are exact."""
     from .adapters.common import dtype_name, shape_tuple
-    from .host_stats import numpy_reduction
+    from .host_stats import numpy_reduction, variable_facts
 
     tf = _kernels().tf
     dtype = tf.as_dtype(var.dtype)
@@ -352,7 +350,8 @@ def _stats_on_device(path: str, var: Any, bins: int,
     device = str(getattr(var, "device", "") or "")
     if name in INT_KINDS or name == "bool":
         values = np.asarray(tf.convert_to_tensor(var).numpy()).reshape(-1)
-        return _from_reduction(path, var, name, numpy_reduction(values, bins, value_range))
+        return _from_reduction(path, variable_facts(var), numpy_reduction(values, bins,
+                                                                          value_range), name)
     if name not in FLOAT_KINDS:
         size = int(np.prod(shape_tuple(var.shape) or (1,)))
         why = f"statistics apply to numbers; this variable holds {name}"
@@ -369,9 +368,9 @@ def _stats_on_device(path: str, var: Any, bins: int,
         scalars, counts = _kernels().get(flat.dtype)(flat, rng, tf.constant(fixed),
                                                      tf.constant(bins, tf.int32))
     count, nan, inf, zeros, mean, std, lo_data, hi_data, l2, lo, hi = scalars.numpy().tolist()
-    return _from_reduction(path, var, name, _device_reduction(
+    return _from_reduction(path, variable_facts(var), _device_reduction(
         int(count), int(nan), int(inf), int(zeros), mean, std, lo_data, hi_data, l2, lo, hi,
-        counts.numpy().astype(np.int64), bins))
+        counts.numpy().astype(np.int64), bins), name)
 
 
 def _device_reduction(count: int, nan: int, inf: int, zeros: int, mean: float, std: float,
