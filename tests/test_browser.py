@@ -12,6 +12,7 @@ taken.
 from __future__ import annotations
 
 import os
+import re
 import socket
 import subprocess
 import sys
@@ -409,6 +410,8 @@ def test_every_text_is_readable_in_each_theme(jupyter_lab, theme, picture):
             page.keyboard.press("Enter")  # expands: moving statistics are not "frozen"
             expect(page.locator(".hw-var .hw-badge-fixed")).to_have_count(2, timeout=30_000)
             expect(page.locator(".hw-var", has_text="moving_mean")).to_contain_text("not trained")
+            expect(page.locator(".hw-var", has_text="moving_mean").locator(".hw-badge-fixed")
+                   ).to_have_attribute("title", re.compile("BatchNormalization moving statistic"))
             page.keyboard.press("ArrowLeft")
             expect(page.locator(".hw-var")).to_have_count(0, timeout=30_000)
             page.keyboard.press("Space")  # trainable again

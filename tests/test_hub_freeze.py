@@ -230,6 +230,10 @@ def test_explorer_shows_what_a_hub_keras_layer_cannot_train_and_why(listed_modul
     shown = {v["name"]: (v["can_train"], v["trainable"])
              for v in rows["model/hub/scaler"]["variables"]}  # can_train False: "not trained"
     assert shown == {"kernel": (True, True), "stat": (False, False), "left_out": (False, False)}
+    why = {v["name"]: v["not_trained_why"] for v in rows["model/hub/scaler"]["variables"]}
+    assert why["kernel"] == ""  # the explorer's "not trained" badge says which reason applies
+    assert why["stat"].startswith("created with trainable=False")
+    assert why["left_out"].startswith("left out of its Hub module's trainable_variables list")
     assert_tree_matches_training(explorer.tree, model)
 
     with pytest.raises(hw.FreezeError) as refused:  # the reason, as the explorer's API says it

@@ -31,6 +31,9 @@ def test_explorer_expands_lazily_and_toggles_the_live_model(k3_nested_shared, ex
     bn = {r["path"]: r for r in explorer._rows}["nested_shared/block/inner_bn"]
     assert [(v["name"], v["trainable"]) for v in bn["variables"]] == [
         ("gamma", True), ("beta", True), ("moving_mean", False), ("moving_variance", False)]
+    why = [v["not_trained_why"] for v in bn["variables"]]  # the "not trained" badge's tooltip
+    assert why[:2] == ["", ""]
+    assert all(w.startswith("a BatchNormalization moving statistic") for w in why[2:])
 
     explorer.handle_action({"action": "set_trainable", "path": "nested_shared/block", "value": False})
     block = k3_nested_shared.get_layer("block")

@@ -38,6 +38,27 @@ def untrainable_reason(layer: Any) -> str | None:
     return None
 
 
+BN_STATISTICS = ("moving_mean", "moving_variance")
+
+
+def why_not_trained(var: Any) -> str:
+    """Why a variable that no optimizer step changes (``VariableInfo.can_train`` False) never
+    trains: a BatchNormalization moving statistic, a variable left out of its Hub module's
+    trainable_variables list, or one created with ``trainable=False``.  '' for the others."""
+    if getattr(var, "can_train", True):
+        return ""
+    if getattr(var, "name", "") in BN_STATISTICS:
+        return ("a BatchNormalization moving statistic: the forward pass in training mode "
+                "updates it, gradients never do (Keras 3: a frozen BatchNormalization layer "
+                "runs in inference mode and keeps it; tf_keras: call the layer with "
+                "training=False)")
+    if getattr(getattr(var, "variable", None), "trainable", False):
+        return ("left out of its Hub module's trainable_variables list (the module was saved "
+                "with it frozen): fine-tuning the Hub layer never changes it")
+    return ("created with trainable=False (a counter, a seed, a statistic): no optimizer step "
+            "changes it")
+
+
 HUB_KERAS_LAYER_SOURCE = "the module's trainable_variables list"
 HUB_KERAS_LAYER_NO_LIST = ("the module has no trainable_variables list, so hub.KerasLayer "
                            "trains none of its variables")

@@ -25,6 +25,7 @@ from ..model.matching import is_regular_expression, search_nodes
 from ..model.session import ModelSession, session_for
 from ..model.session_stats import nonfinite_paths
 from ..model.tree import Node, VariableInfo
+from ..model.variable_flags import why_not_trained
 from .actions import action, bind_message
 from .session_view import SessionView
 
@@ -63,7 +64,8 @@ def variable_row(var: VariableInfo, nonfinite: set[str]) -> dict[str, Any]:
     return {"path": var.path, "name": var.name, "shape": format_shape(var.shape),
             "dtype": var.dtype, "trainable": var.trainable, "device": var.device,
             "size": format_bytes(var.nbytes), "nonfinite": var.path in nonfinite,
-            "can_train": var.can_train, "params": var.size}
+            "can_train": var.can_train, "not_trained_why": why_not_trained(var),
+            "params": var.size}
 
 
 class LayerExplorer(SessionView, anywidget.AnyWidget):

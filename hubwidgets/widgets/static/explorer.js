@@ -145,7 +145,7 @@ function render({ model, el: root }) {
     const train = el("span", "hw-cell-train");
     if (v.can_train === false) {
       const label = el("span", "hw-badge hw-badge-fixed", "not trained");
-      label.title = "Non-trainable by design (moving statistics, counters): gradients never change it";
+      label.title = `Never trained: ${v.not_trained_why || "gradients never change it"}`;
       train.append(label);
     } else {
       train.append(el("span", "hw-train-label", v.trainable ? "trainable" : "frozen ❄"));
