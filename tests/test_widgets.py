@@ -165,3 +165,32 @@ def test_dashboard_badges_nan_weights_from_its_overview(keras):
     dashboard = hw.explore(model)
     rows = {r["name"]: r for r in dashboard.explorer._rows}
     assert "NaN/Inf" in rows["broken"]["badges"] and "NaN/Inf" not in rows["ok"]["badges"]
+
+
+@pytest.mark.parametrize("bins", [64, 32])
+def test_a_dashboard_computes_each_statistic_once_per_change(keras, monkeypatch, bins):
+    """The weight plot's overview and the explorer's NaN scan share the session's statistics,
+    whatever the bins: each variable is reduced once when the dashboard opens and once after
+    its values change, and the NaN badge still appears."""
+    from hubwidgets.model import stats
+
+    model = keras.Sequential([keras.Input((3,)), keras.layers.Dense(4, name="a"),
+                              keras.layers.Dense(2, name="b")], name=f"once_{bins}")
+    reduced: list[str] = []
+    real = stats._stats_of_all
+
+    def counting(targets, *args):
+        reduced.extend(path for path, _ in targets)
+        return real(targets, *args)
+
+    monkeypatch.setattr(stats, "_stats_of_all", counting)
+    dashboard = hw.explore(model, bins=bins)
+    paths = [v.path for v in hw.inspect(model).variables()]
+    assert sorted(reduced) == sorted(paths)
+    reduced.clear()
+    kernel = model.get_layer("b").kernel
+    kernel.assign(np.where(np.eye(4, 2, dtype=bool), np.nan, kernel.numpy()))
+    dashboard.session.refresh("values")
+    assert sorted(reduced) == sorted(paths)
+    rows = {r["name"]: r for r in dashboard.explorer._rows}
+    assert "NaN/Inf" in rows["b"]["badges"] and "NaN/Inf" not in rows["a"]["badges"]

@@ -18,6 +18,10 @@ def session_stats(session: ModelSession, bins: int = 64) -> dict[str, WeightStat
     return session.cache[key]
 
 
-def nonfinite_paths(session: ModelSession, bins: int = 64) -> set[str]:
-    """Paths of the variables holding NaN or Inf values."""
-    return {path for path, s in session_stats(session, bins).items() if s.has_nonfinite}
+def nonfinite_paths(session: ModelSession) -> set[str]:
+    """Paths of the variables holding NaN or Inf values, from whichever statistics the
+    session holds (NaN/Inf counts do not depend on the bins; computed with 64 when none)."""
+    cached = [stats for key, stats in session.cache.items()
+              if isinstance(key, tuple) and key[0] == "weight_stats"]
+    stats = cached[0] if cached else session_stats(session)
+    return {path for path, s in stats.items() if s.has_nonfinite}

@@ -9,10 +9,11 @@ A message that fails is refused with a :class:`MessageError` that says why.
 
 from __future__ import annotations
 
+import functools
 import inspect
 import math
 import typing
-from typing import Any, Callable
+from typing import Any, Callable, NamedTuple
 
 from ..model.errors import HubWidgetsError
 
@@ -32,8 +33,27 @@ def action(method: Callable[..., Any]) -> Callable[..., Any]:
 
 def actions_of(cls: type) -> dict[str, Callable[..., Any]]:
     """The actions a widget class offers, by name."""
-    return {name: member for name in dir(cls)
-            if getattr(member := getattr(cls, name), ACTION_MARK, False)}
+    return {name: spec.method for name, spec in _action_specs(cls).items()}
+
+
+class _ActionSpec(NamedTuple):
+    method: Callable[..., Any]
+    params: dict[str, inspect.Parameter]
+    hints: dict[str, Any]
+
+
+@functools.cache
+def _action_specs(cls: type) -> dict[str, _ActionSpec]:
+    """Each action's method, parameters and type hints, derived once per class (not per
+    message: a slider drag sends dozens)."""
+    specs = {}
+    for name in dir(cls):
+        member = getattr(cls, name)
+        if getattr(member, ACTION_MARK, False):
+            params = {p.name: p for p in inspect.signature(member).parameters.values()
+                      if p.name != "self"}
+            specs[name] = _ActionSpec(member, params, typing.get_type_hints(member))
+    return specs
 
 
 def bind_message(cls: type, content: Any) -> tuple[str, dict[str, Any]]:
@@ -41,13 +61,10 @@ def bind_message(cls: type, content: Any) -> tuple[str, dict[str, Any]]:
     if not isinstance(content, dict):
         raise MessageError(f"Ignored a message that is not an object: {type(content).__name__}.")
     name = content.get("action")
-    table = actions_of(cls)
+    table = _action_specs(cls)
     if not isinstance(name, str) or name not in table:
         raise MessageError(f"Unknown action {name!r}; known: {', '.join(sorted(table))}.")
-    method = table[name]
-    hints = typing.get_type_hints(method)
-    params = {p.name: p for p in inspect.signature(method).parameters.values()
-              if p.name != "self"}
+    _, params, hints = table[name]
     fields = {k: v for k, v in content.items() if k != "action"}
     unknown = sorted(set(fields) - set(params))
     if unknown:

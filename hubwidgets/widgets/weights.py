@@ -306,6 +306,9 @@ class WeightPlot(SessionView, widgets.VBox):
     def _compute_overview(self) -> ov.Overview:
         """Statistics of every layer (in batches of :data:`OVERVIEW_BATCH` layers: few calls,
         each reduces many), then the heatmap's rows."""
+        cached = self.session.cache.get(("weight_stats", self.bins))
+        if cached is not None:  # another view of the session computed them for these values
+            return ov.build_overview(self.tree, cached, bins=min(self.bins, ov.OVERVIEW_BINS))
         layers = [n for n in self.tree if n.variables]
         self.progress.max = max(len(layers), 1)
         self.progress.value = 0
@@ -316,7 +319,7 @@ class WeightPlot(SessionView, widgets.VBox):
                 warnings.simplefilter("ignore", NonFiniteWeightsWarning)
                 computed.update(weight_stats(batch, bins=self.bins))
             self.progress.value = min(start + OVERVIEW_BATCH, len(layers))
-        self.session.cache.setdefault(("weight_stats", self.bins), computed)  # shared by views
+        self.session.cache[("weight_stats", self.bins)] = computed  # shared by views
         return ov.build_overview(self.tree, computed, bins=min(self.bins, ov.OVERVIEW_BINS))
 
     def _overview_traces(self) -> list[dict[str, Any]]:
