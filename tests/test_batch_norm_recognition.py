@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 import hubwidgets as hw
-from hubwidgets.model.notes import FROZEN_BN_NOTE, is_batch_norm_class
+from hubwidgets.model.notes import FROZEN_BN_NOTE, MODULE_BN_NOTE, is_batch_norm_class
 
 BN_FIX = {"Keras 3": "inference mode", "tf_keras": "training=False"}
 
@@ -107,3 +107,30 @@ def test_a_subclass_of_sync_batch_norm_is_noted(tf_keras):
                                  MySyncBN(name="mine")])
     model.get_layer("mine").trainable = False
     assert FROZEN_BN_NOTE in hw.inspect(model).find("mine").notes
+
+
+def test_sync_batch_norm_frozen_inside_a_training_hub_module_is_noted_and_still_trains(
+        tf_keras, hub, tmp_path, xy):
+    inner = sync_bn_model("tf_keras", None, tf_keras)
+    inner.save(tmp_path / "saved", save_format="tf")
+    outer = tf_keras.Sequential([hub.KerasLayer(str(tmp_path / "saved"), trainable=True,
+                                                input_shape=(4,), name="hub")], name="outer")
+    tree = hw.inspect(outer)
+    sbn = next(n for n in tree if n.name == "sync_bn")
+    assert sbn.class_name == "SyncBatchNormalization" and not sbn.keras_layer
+    assert sbn.notes == []
+
+    tree = hw.freeze(outer, sbn.path)  # gamma and beta frozen, the module still trains
+    sbn = tree.find(sbn.path)
+    assert sbn.notes == [MODULE_BN_NOTE]
+    assert [n.path for n in tree if MODULE_BN_NOTE in n.notes] == [sbn.path]
+
+    # what the note claims: a real fit step moves the statistics, not gamma and beta
+    outer.compile(optimizer=tf_keras.optimizers.SGD(0.1), loss="mse")
+    variables = {v.name: v.variable for v in sbn.all_variables()}
+    assert sorted(variables) == ["beta", "gamma", "moving_mean", "moving_variance"]
+    before = {name: np.array(v.numpy()) for name, v in variables.items()}
+    outer.fit(*xy, epochs=1, batch_size=8, verbose=0)
+    moved = sorted(name for name, v in variables.items()
+                   if not np.array_equal(before[name], v.numpy()))
+    assert moved == ["moving_mean", "moving_variance"]
