@@ -31,11 +31,8 @@ Every change tells the model's open views (:func:`hubwidgets.model.session.notif
 from __future__ import annotations
 
 import os
-import time
 import warnings
-from typing import Any, Iterable
-
-import regex
+from typing import Any
 
 from .adapters.common import variable_key
 from .adapters.keras import KERAS3, direct_sublayers, is_module_wrapper
@@ -43,12 +40,13 @@ from .adapters.registry import keras_generation
 from .compile_state import mark_variable_change, needs_compile
 from .errors import FreezeError
 from .inspect import inspect
-from .matching import MAX_PATTERN_LENGTH, SEARCH_BUDGET_S, SearchTooSlowError, regex_search
+from .matching import check_entries, matching_nodes, node_of_variable, outermost
 from .session import notify_changed
-from .tree import ModelTree, Node, VariableInfo
+from .tree import ModelTree, Node
 from .variable_flags import (outside_trainable_set_reason, reset_module_variables,
                              set_variables_trainable, untrainable_reason)
 
+# matching_nodes and outermost live in matching.py (the one matcher) and are exported here too
 __all__ = ["set_trainable", "freeze", "unfreeze", "freeze_up_to", "matching_nodes",
            "needs_compile", "top_level_index", "outermost"]
 
@@ -58,7 +56,7 @@ def set_trainable(model: Any, path: str, flag: bool) -> ModelTree:
     if not isinstance(flag, bool):
         raise TypeError(f"flag must be True or False, got {flag!r}.")
     tree = _live_tree(model, "set_trainable")
-    _check_entries([path])
+    check_entries([path])
     _apply(tree, [tree.find(path)], flag)
     return _done(tree)
 
@@ -81,7 +79,7 @@ def freeze_up_to(model: Any, path: str, include: bool = True) -> ModelTree:
     if not isinstance(include, bool):
         raise TypeError(f"include must be True or False, got {include!r}.")
     tree = _live_tree(model, "freeze_up_to")
-    _check_entries([path])
+    check_entries([path])
     cut = top_level_index(tree, path) + (1 if include else 0)
     siblings = list(tree.root.children)
     _apply(tree, siblings[:cut], False)
@@ -95,64 +93,14 @@ def top_level_index(tree: ModelTree, path: str) -> int:
     try:
         node = tree.find(path)
     except KeyError:
-        node = _node_of_variable(tree, path)
+        node = node_of_variable(tree, path)
     chain = [*node.ancestors(), node]
     if len(chain) < 2 or chain[0] is not tree.root:
         raise FreezeError(f"{node.path!r} is the model itself; pick one of its layers.")
     return list(tree.root.children).index(chain[1])
 
 
-def matching_nodes(tree: ModelTree, paths_or_patterns: Iterable[str]) -> list[Node]:
-    """Nodes named by each entry: an exact path or name, else a regular expression searched
-    in paths and class names, else variables (by path, or a regular expression searched in
-    their paths and TF names, so ``"embedding/"`` picks a name scope).  A variable comes back
-    as a one-variable node.  Raises ``KeyError`` for an entry that matches nothing."""
-    entries = list(paths_or_patterns)
-    _check_entries(entries)
-    found: list[Node] = []
-    for entry in entries:
-        named = tree.named(entry) if "/" not in entry.strip("/") else []
-        if len(named) > 1:  # a name several layers share names them all
-            found += named
-            continue
-        try:
-            found.append(tree.find(entry))
-            continue
-        except KeyError as exc:
-            miss = exc
-        if len(entry) > MAX_PATTERN_LENGTH:
-            raise KeyError(f"No layer or variable is named by the {len(entry):,}-character "
-                           f"text given, and it is too long to be used as a regular expression "
-                           f"(at most {MAX_PATTERN_LENGTH:,} characters).")
-        try:
-            pattern = regex.compile(entry, regex.VERSION0)
-        except regex.error as exc:
-            raise KeyError(f"{entry!r} is neither a layer path or name nor a valid regular "
-                           f"expression ({exc}). {miss.args[0]}") from None
-        deadline = time.monotonic() + SEARCH_BUDGET_S
-        hits = [n for n in tree if n is not tree.root
-                and (regex_search(pattern, n.path, deadline, entry)
-                     or _fullmatch(pattern, n.class_name, deadline, entry))]
-        if not hits:
-            hits = [_variable_node(tree, v) for v in tree.variables()
-                    if v.path == entry or regex_search(pattern, v.path, deadline, entry)
-                    or regex_search(pattern, str(getattr(v.variable, "name", "")), deadline,
-                                    entry)]
-        if not hits:
-            raise miss
-        found += outermost(hits)
-    return found
-
-
 # -- internals ----------------------------------------------------------------------------
-def _fullmatch(pattern: "regex.Pattern[str]", text: str, deadline: float, entry: str) -> bool:
-    try:
-        return pattern.fullmatch(text, timeout=max(deadline - time.monotonic(), 0.0)) is not None
-    except TimeoutError:
-        raise SearchTooSlowError(f"The pattern {entry!r} is too slow to match (over "
-                                 f"{SEARCH_BUDGET_S:g} s); simplify it.") from None
-
-
 def _live_tree(model: Any, action: str) -> ModelTree:
     if isinstance(model, (str, os.PathLike)):
         raise FreezeError(
@@ -161,18 +109,6 @@ def _live_tree(model: Any, action: str) -> ModelTree:
             "model = keras.saving.load_model(path), then call "
             f"hubwidgets.{action}(model, ...) and save it again.")
     return inspect(model)
-
-
-def _check_entries(entries: list[Any]) -> None:
-    for entry in entries:
-        if not isinstance(entry, str):
-            raise TypeError(
-                f"Layers are named by strings (a path, a name or a regular expression), got "
-                f"{type(entry).__name__} {entry!r}. Pass them as separate arguments: "
-                "hubwidgets.freeze(model, 'dense_1', 'dense_2').")
-        if not entry.strip():
-            raise ValueError("An empty pattern matches nothing. To change the whole model, "
-                             "call hubwidgets.freeze(model) or unfreeze(model) with no pattern.")
 
 
 def _change(model: Any, entries: tuple[Any, ...], flag: bool, action: str) -> ModelTree:
@@ -188,23 +124,9 @@ def _done(tree: ModelTree) -> ModelTree:
     return tree
 
 
-def _variable_node(tree: ModelTree, var: VariableInfo) -> Node:
-    """A node standing for one variable, so a variable can be frozen like a layer."""
-    owner = _node_of_variable(tree, var.path)
-    node = Node(name=var.name, path=var.path, class_name="Variable", variables=[var],
-                _tree=tree)
-    node.parent = owner
-    return node
-
-
-def _node_of_variable(tree: ModelTree, path: str) -> Node:
-    var = tree.find_variable(path)
-    return next(n for n in tree if any(v is var for v in n.variables))
-
-
 def _apply(tree: ModelTree, nodes: list[Node], flag: bool) -> None:
     owners = [_owner_for_change(node, flag) for node in nodes]  # check all, then act
-    for node, owner in zip(nodes, owners):
+    for node, owner in zip(nodes, owners, strict=True):
         if owner is node:
             if flag:
                 _unfreeze_ancestors(node)
@@ -299,16 +221,10 @@ def _unfreeze_ancestors(node: Node) -> None:
     for parent in chain:  # tf_keras leaves children's flags alone: freezing is inherited
         effective = effective or parent.layer_trainable is False
         frozen.append(effective)
-    for parent, on_path, was_frozen in zip(chain, [*chain[1:], node], frozen):
+    for parent, on_path, was_frozen in zip(chain, [*chain[1:], node], frozen, strict=False):
         if not was_frozen or not parent.keras_layer:
             continue
         parent.obj.trainable = True  # Keras 3 passes this down to every child ...
         for child in parent.children:  # ... so the children off the path are frozen again
             if child is not on_path and child.keras_layer:
                 _set_subtree(child.obj, False)
-
-
-def outermost(nodes: list[Node]) -> list[Node]:
-    """Drop nodes that lie inside another node of the list."""
-    paths = [n.path for n in nodes]
-    return [n for n in nodes if not any(n.path.startswith(p + "/") for p in paths if p != n.path)]

@@ -16,14 +16,25 @@ FROZEN_BN_NOTE = ("frozen BatchNormalization runs in inference mode (uses its mo
                   "variance)")
 MODULE_BN_NOTE = ("frozen, but inside a training module: it still runs in training mode and "
                   "updates its moving mean and variance")
+# Class names of BatchNormalization layers in Keras 3 (``synchronized=True`` keeps the class)
+# and tf_keras (whose ``SyncBatchNormalization`` and v1 layer share ``BatchNormalizationBase``)
+BN_CLASS_NAMES = frozenset({"BatchNormalization", "BatchNormalizationBase",
+                            "SyncBatchNormalization", "BatchNormalizationV1",
+                            "BatchNormalizationV2"})
+
+
+def is_batch_norm_class(class_name: str) -> bool:
+    """Whether ``class_name`` names a BatchNormalization class (plain, synchronized, v1/v2):
+    the one test behind the tree's notes and ``diff``'s audit."""
+    return class_name in BN_CLASS_NAMES
 
 
 def is_batch_norm(node: "Node") -> bool:
-    """A BatchNormalization layer: a Keras class (or subclass) of that name, or a restored
-    layer whose Keras metadata says so."""
+    """A BatchNormalization layer: a Keras class (or subclass) of a BatchNormalization
+    class, or a restored layer whose Keras metadata says so."""
     if node.keras_layer:
-        return any(cls.__name__ == "BatchNormalization" for cls in type(node.obj).__mro__)
-    return node.class_name == "BatchNormalization"
+        return any(is_batch_norm_class(cls.__name__) for cls in type(node.obj).__mro__)
+    return is_batch_norm_class(node.class_name)
 
 
 def live_notes(node: "Node") -> list[str]:

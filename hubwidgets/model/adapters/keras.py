@@ -31,7 +31,9 @@ MODULE_WRAPPERS = {
 
 
 def keras_generation(obj: Any) -> str | None:
-    """"Keras 3", "tf_keras" or None, without importing either package."""
+    """"Keras 3" for a Keras 3 layer or model, "tf_keras" for a tf_keras one (hub.KerasLayer
+    included), else None; imports neither package.  Defined here, beside the Keras adapter
+    that uses it; ``adapters.registry``, the adapters' entry point, exports it."""
     keras = keras3_module()
     if keras is not None and isinstance(obj, keras.layers.Layer):
         return KERAS3

@@ -11,8 +11,12 @@ from __future__ import annotations
 from typing import Any, Protocol
 
 from ..tree import ModelTree, Node
-from .keras import KERAS3, TF_KERAS, KerasAdapter
+from .keras import KERAS3, TF_KERAS, KerasAdapter, keras_generation
 from .trackable import TrackableAdapter
+
+# keras_generation is defined next to the Keras adapter (which needs it and which this module
+# imports) and is reached from here, the adapters' entry point
+__all__ = ["Adapter", "register", "adapter_for", "keras_generation"]
 
 
 class Adapter(Protocol):
@@ -52,13 +56,3 @@ def adapter_for(obj: Any) -> Adapter | None:
             return adapter
     return None
 
-
-def keras_generation(obj: Any) -> str | None:
-    """"Keras 3" or "tf_keras" for a Keras layer or model, else None."""
-    adapter = adapter_for(obj)
-    return adapter.generation if isinstance(adapter, KerasAdapter) else None
-
-
-def is_keras_layer(obj: Any) -> bool:
-    """Whether ``obj`` is a Keras 3 or tf_keras layer (a model is a layer)."""
-    return keras_generation(obj) is not None
