@@ -49,6 +49,7 @@ class _Change:
     path: str
     components: list[Any] = field(repr=False)  # the tf.Variables written (one per replica)
     before: list[np.ndarray] = field(repr=False)  # one array, or one per replica
+    first: bool = False  # the variable's first edit kept in the history's ``originals``
 
     @property
     def nbytes(self) -> int:
@@ -80,8 +81,9 @@ class EditHistory:
     With ``keep_originals`` (the explorer sets it at its first edit), the history also keeps,
     for each variable edited since, its values before its first edit (``originals``, what the
     explorer's "restore" puts back).  They are the arrays of that edit's own undo step, not a
-    second copy, and count in ``nbytes`` and the budget once; values that could not be kept
-    within the budget are named in ``lost_originals``."""
+    second copy, and count in ``nbytes`` and the budget once; once that edit is undone the
+    variable holds them again and no copy is kept (a redo takes them back).  Values that
+    could not be kept within the budget are named in ``lost_originals``."""
 
     undo_steps: list[EditStep] = field(default_factory=list)
     redo_steps: list[EditStep] = field(default_factory=list)
@@ -438,6 +440,7 @@ def _record(session: Any, step: EditStep) -> None:
     for change in step.changes:  # the step's own arrays: no second copy
         if change.path in new_paths:
             history.originals[change.path] = change.before
+            change.first = True
     history._trim(budget)
 
 
@@ -463,6 +466,11 @@ def _move(model: Any, undo: bool) -> Any:
            [c.before for c in step.changes])
     for change, values in zip(step.changes, current, strict=True):
         change.before = values  # what the next redo (or undo) puts back
+        if change.first and change.path not in history.lost_originals:
+            if undo:  # the variable holds its original values again: no copy kept
+                history.originals.pop(change.path, None)
+            else:  # the values the redo replaced are the originals
+                history.originals[change.path] = values
     source.pop()
     (history.redo_steps if undo else history.undo_steps).append(step)
     history._trim(_budget(history, session.tree))  # the budget may have been lowered since

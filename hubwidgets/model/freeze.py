@@ -44,7 +44,7 @@ from .compile_state import mark_variable_change, needs_compile
 from .errors import FreezeError
 from .inspect import inspect
 from .matching import MAX_PATTERN_LENGTH, SEARCH_BUDGET_S, SearchTooSlowError, regex_search
-from .session import notify_changed
+from .session import existing_session, notify_changed
 from .tree import ModelTree, Node, VariableInfo
 from .variable_flags import (outside_trainable_set_reason, reset_module_variables,
                              set_variables_trainable, untrainable_reason)
@@ -183,6 +183,9 @@ def _change(model: Any, entries: tuple[Any, ...], flag: bool, action: str) -> Mo
 
 
 def _done(tree: ModelTree) -> ModelTree:
+    session = existing_session(tree.obj)
+    if session is not None and session.tree is tree:  # checked by _live_tree: not again
+        return session.changed("flags")
     tree.refresh()
     notify_changed(tree.obj, "flags")
     return tree
@@ -204,7 +207,7 @@ def _node_of_variable(tree: ModelTree, path: str) -> Node:
 
 def _apply(tree: ModelTree, nodes: list[Node], flag: bool) -> None:
     owners = [_owner_for_change(node, flag) for node in nodes]  # check all, then act
-    for node, owner in zip(nodes, owners):
+    for node, owner in zip(nodes, owners, strict=True):
         if owner is node:
             if flag:
                 _unfreeze_ancestors(node)
@@ -299,7 +302,7 @@ def _unfreeze_ancestors(node: Node) -> None:
     for parent in chain:  # tf_keras leaves children's flags alone: freezing is inherited
         effective = effective or parent.layer_trainable is False
         frozen.append(effective)
-    for parent, on_path, was_frozen in zip(chain, [*chain[1:], node], frozen):
+    for parent, on_path, was_frozen in zip(chain, [*chain[1:], node], frozen, strict=True):
         if not was_frozen or not parent.keras_layer:
             continue
         parent.obj.trainable = True  # Keras 3 passes this down to every child ...
