@@ -302,7 +302,7 @@ def _unfreeze_ancestors(node: Node) -> None:
     for parent in chain:  # tf_keras leaves children's flags alone: freezing is inherited
         effective = effective or parent.layer_trainable is False
         frozen.append(effective)
-    for parent, on_path, was_frozen in zip(chain, [*chain[1:], node], frozen, strict=True):
+    for parent, on_path, was_frozen in zip(chain, [*chain[1:], node], frozen, strict=False):
         if not was_frozen or not parent.keras_layer:
             continue
         parent.obj.trainable = True  # Keras 3 passes this down to every child ...
