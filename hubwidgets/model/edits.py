@@ -18,6 +18,11 @@ Rules:
   The history of a model keeps its steps within a memory budget (default: the model's
   weight bytes; ``undo_history(model).budget_bytes`` changes it).  The oldest steps are
   dropped first, each with an :class:`UndoHistoryWarning`; a new edit clears the redo steps.
+- The history lives on the model's :class:`~hubwidgets.model.session.ModelSession` (one per
+  live model, dropped with it).  Its step descriptions name the model as the session's
+  ``var_name`` does.  The explorer's "restore" reads the values each variable had before its
+  first edit from the undo steps' own copies (``EditHistory.originals``), inside the same
+  budget (default there: twice the weight bytes, room for the originals and the steps).
 """
 
 from __future__ import annotations
@@ -49,7 +54,8 @@ class _Change:
     path: str
     components: list[Any] = field(repr=False)  # the tf.Variables written (one per replica)
     before: list[np.ndarray] = field(repr=False)  # one array, or one per replica
-    first: bool = False  # the variable's first edit kept in the history's ``originals``
+    first: bool = False  # its undo puts back the history's ``originals`` of the variable
+    restores: bool = False  # it wrote those originals back (the explorer's restore)
 
     @property
     def nbytes(self) -> int:
@@ -102,19 +108,26 @@ class EditHistory:
         return sum(a.nbytes for a in arrays.values())
 
     def _trim(self, budget: int) -> None:
-        while self.nbytes > budget and (self.undo_steps or self.redo_steps):
-            stack = self.undo_steps if self.undo_steps else self.redo_steps
-            step = stack.pop(0)
-            kind = "undo" if stack is self.undo_steps else "redo"
-            self.dropped.append(step.description)
-            warnings.warn(
-                f"Undo history: dropped the oldest {kind} step ({step.description}, "
-                f"{step.nbytes:,} bytes) to stay within the budget of {budget:,} bytes; it "
-                f"can no longer be {'undone' if kind == 'undo' else 'redone'}. Raise "
-                "hubwidgets.undo_history(model).budget_bytes to keep more.",
-                UndoHistoryWarning, stacklevel=_user_stacklevel())
+        """Drop the oldest steps until the history fits ``budget``; the originals go before
+        the newest step does (its undo is the one most wanted)."""
+        while self.nbytes > budget and len(self.undo_steps) + len(self.redo_steps) > 1:
+            self._drop_oldest(budget)
         if self.originals and self.nbytes > budget:
             self._lose_originals(list(self.originals), budget)
+        while self.nbytes > budget and (self.undo_steps or self.redo_steps):
+            self._drop_oldest(budget)
+
+    def _drop_oldest(self, budget: int) -> None:
+        stack = self.undo_steps if self.undo_steps else self.redo_steps
+        step = stack.pop(0)
+        kind = "undo" if stack is self.undo_steps else "redo"
+        self.dropped.append(step.description)
+        warnings.warn(
+            f"Undo history: dropped the oldest {kind} step ({step.description}, "
+            f"{step.nbytes:,} bytes) to stay within the budget of {budget:,} bytes; it "
+            f"can no longer be {'undone' if kind == 'undo' else 'redone'}. Raise "
+            "hubwidgets.undo_history(model).budget_bytes to keep more.",
+            UndoHistoryWarning, stacklevel=_user_stacklevel())
 
     def _lose_originals(self, paths: list[str], budget: int) -> None:
         for path in paths:
@@ -394,7 +407,7 @@ def _apply(session: Any, variables: list[Any], compute: Compute, description: st
         changes.append(_Change(v.path, components, before))
         news.append(new)
     _write(changes, [[n] for n in news])
-    _record(session, EditStep(description, changes))
+    _record(session, EditStep(description, changes), news)
     return session.changed("values")  # the model's open views (and statistics) follow
 
 
@@ -421,9 +434,14 @@ def _write(changes: list[_Change], values: list[list[np.ndarray]]) -> None:
             from exc
 
 
-def _record(session: Any, step: EditStep) -> None:
+def _record(session: Any, step: EditStep, news: list[np.ndarray]) -> None:
     history: EditHistory = session.edit_history
     history.redo_steps.clear()
+    for change, new in zip(step.changes, news, strict=True):
+        kept = history.originals.get(change.path)
+        if kept is not None and len(kept) == 1 and new is kept[0]:  # before_first_edit's
+            del history.originals[change.path]  # the variable holds them again
+            change.restores = True
     budget = _budget(history, session.tree)
     new_paths = [c.path for c in step.changes if c.path not in history.originals
                  and c.path not in history.lost_originals] if history.keep_originals else []
@@ -445,9 +463,12 @@ def _record(session: Any, step: EditStep) -> None:
 
 
 def _budget(history: EditHistory, tree: Any) -> int:
+    """``budget_bytes``, else the model's weight bytes (twice that with ``keep_originals``:
+    room for the originals too)."""
     if history.budget_bytes is not None:
         return int(history.budget_bytes)
-    return sum(int(v.nbytes) for v in tree.variables())
+    weights = sum(int(v.nbytes) for v in tree.variables())
+    return 2 * weights if history.keep_originals else weights
 
 
 def _move(model: Any, undo: bool) -> Any:
@@ -466,10 +487,10 @@ def _move(model: Any, undo: bool) -> Any:
            [c.before for c in step.changes])
     for change, values in zip(step.changes, current, strict=True):
         change.before = values  # what the next redo (or undo) puts back
-        if change.first and change.path not in history.lost_originals:
-            if undo:  # the variable holds its original values again: no copy kept
+        if (change.first or change.restores) and change.path not in history.lost_originals:
+            if undo == change.first:  # the variable holds its original values again
                 history.originals.pop(change.path, None)
-            else:  # the values the redo replaced are the originals
+            else:  # the values this move replaced are the originals
                 history.originals[change.path] = values
     source.pop()
     (history.redo_steps if undo else history.undo_steps).append(step)
