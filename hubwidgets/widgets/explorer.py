@@ -338,7 +338,7 @@ class LayerExplorer(SessionView, anywidget.AnyWidget):
         if not part.values:
             raise ValueError(f"Nothing to restore: no weight of {node.name!r} was edited from "
                              "this explorer.")
-        edits.restore(self.session.model, part)
+        edits.restore(self.session, part)  # handle_action brought the tree up to date
         return (f"hubwidgets.restore({self.var_name}, before)  # before = "
                 f"hubwidgets.snapshot({self.var_name}), taken before the first edit",
                 f"Restored {len(part.values)} variable(s) of {node.name!r}. "
@@ -347,21 +347,21 @@ class LayerExplorer(SessionView, anywidget.AnyWidget):
     @action
     def undo(self) -> tuple[str, str]:
         """Undo the last edit, bit for bit."""
-        edits.undo(self.session.model)
+        edits.undo(self.session)
         return f"hubwidgets.undo({self.var_name})", "Undone."
 
     @action
     def redo(self) -> tuple[str, str]:
         """Redo the last undone edit, bit for bit."""
-        edits.redo(self.session.model)
+        edits.redo(self.session)
         return f"hubwidgets.redo({self.var_name})", "Redone."
 
     def _edit(self, name: str, path: str, *args: Any) -> tuple[str, str]:
         node_path = self.tree.find(path).path if not self._is_variable(path) else path
         # "restore" puts back the values before the first edit: the edits' own undo copies
         edits.undo_history(self.session).keep_originals = True
-        call, plain = edits.edit_with_code(self.session.model, name, node_path, *args,
-                                           var=self.var_name)
+        call, plain = edits.edit_with_code(self.session, name, node_path, *args,
+                                           var=self.var_name)  # no second look
         code = f"{call}\n# the same in plain Keras / TensorFlow:\n{plain}"
         return code, f"Done: {call}. Undo: hubwidgets.undo({self.var_name})."
 
