@@ -82,7 +82,8 @@ class EditStep:
 @dataclass
 class EditHistory:
     """The undo and redo steps of one model.  ``budget_bytes``: the most memory the steps may
-    hold (None: the model's weight bytes, measured at each edit).
+    hold (None: the model's weight bytes, measured at each edit; twice that with
+    ``keep_originals``).
 
     With ``keep_originals`` (the explorer sets it at its first edit), the history also keeps,
     for each variable edited since, its values before its first edit (``originals``, what the
