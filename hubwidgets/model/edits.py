@@ -146,7 +146,10 @@ def undo_history(model: Any) -> EditHistory:
     """The undo history of ``model``, kept on its :class:`ModelSession` (created empty on
     first use; dropped with the model).  A :class:`ModelTree` or a session stands for the
     model it describes."""
-    return _session(model).edit_history
+    session = _session(model)
+    if session.edit_history is None:
+        session.edit_history = EditHistory()
+    return session.edit_history
 
 
 def before_first_edit(model: Any, paths: Any) -> Any:
@@ -436,7 +439,7 @@ def _write(changes: list[_Change], values: list[list[np.ndarray]]) -> None:
 
 
 def _record(session: Any, step: EditStep, news: list[np.ndarray]) -> None:
-    history: EditHistory = session.edit_history
+    history = undo_history(session)
     history.redo_steps.clear()
     for change, new in zip(step.changes, news, strict=True):
         kept = history.originals.get(change.path)
@@ -474,7 +477,7 @@ def _budget(history: EditHistory, tree: Any) -> int:
 
 def _move(model: Any, undo: bool) -> Any:
     session = _session(model)
-    history: EditHistory = session.edit_history
+    history = undo_history(session)
     source = history.undo_steps if undo else history.redo_steps
     if not source:
         dropped = f" ({len(history.dropped)} older step(s) were dropped)" if history.dropped \

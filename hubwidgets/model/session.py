@@ -37,17 +37,9 @@ class ModelSession:
         self._observers: list[Callable[[], Observer | None]] = []
         self.cache: dict[Any, Any] = {}
         """Results derived from the weights (statistics...), emptied when values change."""
-        self._edit_history: Any = None
-
-    @property
-    def edit_history(self) -> Any:
-        """The model's undo/redo steps (:class:`hubwidgets.model.edits.EditHistory`,
-        ``hubwidgets.undo_history(model)``): made on first use, dropped with the session."""
-        if self._edit_history is None:
-            from .edits import EditHistory
-
-            self._edit_history = EditHistory()
-        return self._edit_history
+        self.edit_history: Any = None
+        """The model's undo/redo steps (:class:`hubwidgets.model.edits.EditHistory`), set by
+        ``hubwidgets.undo_history(model)`` on first use; dropped with the session."""
 
     # -- reading ---------------------------------------------------------------------------
     def current_tree(self) -> ModelTree:
