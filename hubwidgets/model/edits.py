@@ -452,10 +452,10 @@ def _record(session: Any, step: EditStep, news: list[np.ndarray]) -> None:
     if step.nbytes > budget:
         history.dropped.append(step.description)
         history.lost_originals.update(new_paths)
-        kept = " or restored" if new_paths else ""
+        restorable = " or restored" if new_paths else ""
         warnings.warn(f"Undo history: {step.description} replaced {step.nbytes:,} bytes, more "
-                      f"than the budget of {budget:,} bytes; it cannot be undone{kept}. Raise "
-                      "hubwidgets.undo_history(model).budget_bytes to keep it.",
+                      f"than the budget of {budget:,} bytes; it cannot be undone{restorable}. "
+                      "Raise hubwidgets.undo_history(model).budget_bytes to keep it.",
                       UndoHistoryWarning, stacklevel=_user_stacklevel())
         return
     history.undo_steps.append(step)
