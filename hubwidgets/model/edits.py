@@ -18,6 +18,11 @@ Rules:
   The history of a model keeps its steps within a memory budget (default: the model's
   weight bytes; ``undo_history(model).budget_bytes`` changes it).  The oldest steps are
   dropped first, each with an :class:`UndoHistoryWarning`; a new edit clears the redo steps.
+- The history lives on the model's :class:`~hubwidgets.model.session.ModelSession` (one per
+  live model, dropped with it).  Its step descriptions name the model as the session's
+  ``var_name`` does.  The explorer's "restore" reads the values each variable had before its
+  first edit from the undo steps' own copies (``EditHistory.originals``), inside the same
+  budget (default there: twice the weight bytes, room for the originals and the steps).
 """
 
 from __future__ import annotations
@@ -25,7 +30,6 @@ from __future__ import annotations
 import math
 import numbers
 import warnings
-import weakref
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
@@ -50,6 +54,8 @@ class _Change:
     path: str
     components: list[Any] = field(repr=False)  # the tf.Variables written (one per replica)
     before: list[np.ndarray] = field(repr=False)  # one array, or one per replica
+    first: bool = False  # its undo puts back the history's ``originals`` of the variable
+    restores: bool = False  # it wrote those originals back (the explorer's restore)
 
     @property
     def nbytes(self) -> int:
@@ -76,84 +82,113 @@ class EditStep:
 @dataclass
 class EditHistory:
     """The undo and redo steps of one model.  ``budget_bytes``: the most memory the steps may
-    hold (None: the model's weight bytes, measured at each edit)."""
+    hold (None: the model's weight bytes, measured at each edit; twice that with
+    ``keep_originals``).
+
+    With ``keep_originals`` (the explorer sets it at its first edit), the history also keeps,
+    for each variable edited since, its values before its first edit (``originals``, what the
+    explorer's "restore" puts back).  They are the arrays of that edit's own undo step, not a
+    second copy, and count in ``nbytes`` and the budget once; once that edit is undone the
+    variable holds them again and no copy is kept (a redo takes them back).  Values that
+    could not be kept within the budget are named in ``lost_originals``."""
 
     undo_steps: list[EditStep] = field(default_factory=list)
     redo_steps: list[EditStep] = field(default_factory=list)
     dropped: list[str] = field(default_factory=list)
     budget_bytes: int | None = None
+    keep_originals: bool = False
+    originals: dict[str, list[np.ndarray]] = field(default_factory=dict, repr=False)
+    lost_originals: set[str] = field(default_factory=set)
 
     @property
     def nbytes(self) -> int:
-        return sum(s.nbytes for s in self.undo_steps + self.redo_steps)
+        """Host memory the steps and originals hold (an array shared by both counted once)."""
+        arrays = {id(a): a for s in self.undo_steps + self.redo_steps for c in s.changes
+                  for a in c.before}
+        arrays.update((id(a), a) for values in self.originals.values() for a in values)
+        return sum(a.nbytes for a in arrays.values())
 
     def _trim(self, budget: int) -> None:
+        """Drop the oldest steps until the history fits ``budget``; the originals go before
+        the newest step does (its undo is the one most wanted)."""
+        while self.nbytes > budget and len(self.undo_steps) + len(self.redo_steps) > 1:
+            self._drop_oldest(budget)
+        if self.originals and self.nbytes > budget:
+            self._lose_originals(list(self.originals), budget)
         while self.nbytes > budget and (self.undo_steps or self.redo_steps):
-            stack = self.undo_steps if self.undo_steps else self.redo_steps
-            step = stack.pop(0)
-            kind = "undo" if stack is self.undo_steps else "redo"
-            self.dropped.append(step.description)
-            warnings.warn(
-                f"Undo history: dropped the oldest {kind} step ({step.description}, "
-                f"{step.nbytes:,} bytes) to stay within the budget of {budget:,} bytes; it "
-                f"can no longer be {'undone' if kind == 'undo' else 'redone'}. Raise "
-                "hubwidgets.undo_history(model).budget_bytes to keep more.",
-                UndoHistoryWarning, stacklevel=_user_stacklevel())
+            self._drop_oldest(budget)
 
+    def _drop_oldest(self, budget: int) -> None:
+        stack = self.undo_steps if self.undo_steps else self.redo_steps
+        step = stack.pop(0)
+        kind = "undo" if stack is self.undo_steps else "redo"
+        self.dropped.append(step.description)
+        warnings.warn(
+            f"Undo history: dropped the oldest {kind} step ({step.description}, "
+            f"{step.nbytes:,} bytes) to stay within the budget of {budget:,} bytes; it "
+            f"can no longer be {'undone' if kind == 'undo' else 'redone'}. Raise "
+            "hubwidgets.undo_history(model).budget_bytes to keep more.",
+            UndoHistoryWarning, stacklevel=_user_stacklevel())
 
-_HISTORIES: dict[int, EditHistory] = {}
+    def _lose_originals(self, paths: list[str], budget: int) -> None:
+        for path in paths:
+            self.originals.pop(path, None)
+        self.lost_originals.update(paths)
+        warnings.warn(
+            f"Undo history: the values before the first edit of {len(paths)} variable(s) "
+            f"({', '.join(paths[:3])}{', ...' if len(paths) > 3 else ''}) do not fit the "
+            f"budget of {budget:,} bytes and were not kept; they can no longer be restored. "
+            "Raise hubwidgets.undo_history(model).budget_bytes to keep them.",
+            UndoHistoryWarning, stacklevel=_user_stacklevel())
 
 
 def undo_history(model: Any) -> EditHistory:
-    """The undo history of ``model`` (created empty on first use; forgotten with the model).
-    A :class:`ModelTree` stands for the model it describes."""
-    from .tree import ModelTree
+    """The undo history of ``model``, kept on its :class:`ModelSession` (created empty on
+    first use; dropped with the model).  A :class:`ModelTree` or a session stands for the
+    model it describes."""
+    session = _session(model)
+    if session.edit_history is None:
+        session.edit_history = EditHistory()
+    return session.edit_history
 
-    if isinstance(model, ModelTree):
-        model = model.obj
-    key = id(model)
-    if key not in _HISTORIES:
-        _HISTORIES[key] = EditHistory()
-        try:
-            weakref.finalize(model, _HISTORIES.pop, key, None)
-        except TypeError:  # not weakly referable: kept for the session
-            pass
-    return _HISTORIES[key]
+
+def before_first_edit(model: Any, paths: Any) -> Any:
+    """A :class:`hubwidgets.Snapshot` of the variables at ``paths`` as they were before their
+    first edit recorded with ``keep_originals`` (variables never edited are left out).
+    Raises :class:`EditError` when some of those values were not kept (the budget)."""
+    from .snapshot import Snapshot
+
+    history = undo_history(model)
+    wanted = list(paths)
+    lost = [p for p in wanted if p in history.lost_originals]
+    if lost:
+        raise EditError(f"The values of {', '.join(lost[:3])} before the first edit were not "
+                        "kept (over the undo budget); nothing was restored. Raise "
+                        "hubwidgets.undo_history(model).budget_bytes before editing to keep "
+                        "them, or take hubwidgets.snapshot(model) first.")
+    return Snapshot({p: history.originals[p][0] for p in wanted if p in history.originals})
+
+
+def _session(model: Any) -> Any:
+    """The model's session (one structure check: walked again only if the model changed)."""
+    from .session import session_for
+
+    _refuse_paths(model)
+    return session_for(model)
 
 
 # -- the edits ------------------------------------------------------------------------------
 def scale_weights(model: Any, target: str, factor: float) -> Any:
     """Multiply every variable of ``target`` by ``factor``, in the variable's own dtype
     (``w * factor`` with ``factor`` cast to that dtype: bit for bit what numpy gives)."""
-    value = _finite_number(factor, "factor")
-
-    def scaled(old: np.ndarray, _var: Any) -> np.ndarray:
-        with np.errstate(over="ignore"):
-            cast = np.asarray(value, dtype=old.dtype)
-        if not np.isfinite(cast):
-            raise EditError(f"factor {factor!r} is not finite in {old.dtype}; nothing changed.")
-        return old * cast
-
-    return _edit(model, target, scaled, f"scale_weights(model, {target!r}, {factor!r})")
+    return _edit(model, "scale_weights", target, factor)
 
 
 def prune_weights(model: Any, target: str, fraction: float) -> Any:
     """Set the ``floor(fraction * size)`` smallest-magnitude values of each variable of
     ``target`` to zero.  Ties are broken by position (the earlier value, in C order, goes
     first), so the result is deterministic; NaN counts as the largest magnitude."""
-    value = _finite_number(fraction, "fraction")
-    if not 0.0 <= value <= 1.0:
-        raise EditError(f"fraction must be between 0 and 1, got {fraction!r}; nothing changed.")
-
-    def pruned(old: np.ndarray, _var: Any) -> np.ndarray:
-        flat = old.reshape(-1)
-        count = math.floor(value * flat.size)
-        order = np.argsort(np.abs(flat.astype(np.float64)), kind="stable")
-        new = flat.copy()
-        new[order[:count]] = 0
-        return new.reshape(old.shape)
-
-    return _edit(model, target, pruned, f"prune_weights(model, {target!r}, {fraction!r})")
+    return _edit(model, "prune_weights", target, fraction)
 
 
 def add_noise(model: Any, target: str, std: float, seed: int | None = None,
@@ -163,19 +198,8 @@ def add_noise(model: Any, target: str, std: float, seed: int | None = None,
     variable's own standard deviation (a constant variable then gets none).  The noise is
     drawn in float64 from ``numpy.random.default_rng(seed)`` (variables in model order), added
     in float64, and rounded once to the variable's dtype."""
-    scale = _finite_number(std, "std")
-    if scale < 0:
-        raise EditError(f"std must be >= 0, got {std!r}; nothing changed.")
-    rng = np.random.default_rng(seed)
-
-    def noisy(old: np.ndarray, _var: Any) -> np.ndarray:
-        wide = old.astype(np.float64)
-        sigma = scale * float(wide.std()) if relative and wide.size else scale
-        return (wide + rng.normal(0.0, sigma, size=old.shape)).astype(old.dtype)
-
-    kind = ", relative=True" if relative else ""
-    return _edit(model, target, noisy,
-                 f"add_noise(model, {target!r}, {std!r}, seed={seed!r}{kind})")
+    kind = {"relative": True} if relative else {}
+    return _edit(model, "add_noise", target, std, seed=seed, **kind)
 
 
 def reset_weights(model: Any, target: str) -> Any:
@@ -188,9 +212,95 @@ def reset_weights(model: Any, target: str) -> Any:
     Seeded or unseeded, an initializer is called as Keras calls it: tf_keras' unseeded
     initializers give the same values at every call, so there a reset brings back the
     layer's first initial values; Keras 3's unseeded ones draw new values."""
-    from .inspect import inspect
+    return _edit(model, "reset_weights", target)
 
-    owners = _owners(inspect(model))
+
+def restore(model: Any, snapshot: Any) -> Any:
+    """Put every variable of a :class:`hubwidgets.Snapshot` back, bit for bit (one undo step).
+    Every path, shape and dtype is checked before anything is written."""
+    session = _session(model)
+    values = getattr(snapshot, "values", None)
+    if not isinstance(values, dict):
+        raise EditError(f"restore takes a hubwidgets.Snapshot (hw.snapshot(model)), got "
+                        f"{type(snapshot).__name__}; nothing changed.")
+    live = {v.path: v for v in session.tree.variables()}
+    problems = [f"{p!r} has shape {tuple(live[p].shape)} / {live[p].dtype} in the model but "
+                 f"{values[p].shape} / {values[p].dtype} in the snapshot" for p in values
+                 if p in live and not _same_kind(live[p], values[p])]
+    problems += [f"{p!r} is not a variable of the model" for p in values if p not in live]
+    if problems:
+        raise EditError("Nothing was restored: " + "; ".join(problems[:5]) +
+                        ". Restore into the model the snapshot was taken from.")
+    return _apply(session, [live[p] for p in values], lambda old, info: values[info.path],
+                  f"restore({session.var_name}, snapshot)", allow_any_dtype=True)
+
+
+def undo(model: Any) -> Any:
+    """Put back the values the last edit replaced, bit for bit."""
+    return _move(model, undo=True)
+
+
+def redo(model: Any) -> Any:
+    """Apply again the last edit that was undone, bit for bit."""
+    return _move(model, undo=False)
+
+
+def edit_with_code(model: Any, action: str, target: str, *args: Any, var: str | None = None,
+                   **kwargs: Any) -> tuple[str, str]:
+    """Run an edit and return its code, as :func:`edit_code` gives it, from one look at the
+    model's structure (what the explorer's edit buttons call)."""
+    session = _session(model)
+    code = _code(session.tree, action, target, args, kwargs, var or session.var_name)
+    _edit_session(session, action, target, args, kwargs)
+    return code
+
+
+# -- what each edit computes (arguments checked before the model is touched) ----------------
+Compute = Callable[[np.ndarray, Any], np.ndarray]
+
+
+def _scaler(_tree: Any, factor: float) -> Compute:
+    value = _finite_number(factor, "factor")
+
+    def scaled(old: np.ndarray, _var: Any) -> np.ndarray:
+        with np.errstate(over="ignore"):
+            cast = np.asarray(value, dtype=old.dtype)
+        if not np.isfinite(cast):
+            raise EditError(f"factor {factor!r} is not finite in {old.dtype}; nothing changed.")
+        return old * cast
+    return scaled
+
+
+def _pruner(_tree: Any, fraction: float) -> Compute:
+    value = _finite_number(fraction, "fraction")
+    if not 0.0 <= value <= 1.0:
+        raise EditError(f"fraction must be between 0 and 1, got {fraction!r}; nothing changed.")
+
+    def pruned(old: np.ndarray, _var: Any) -> np.ndarray:
+        flat = old.reshape(-1)
+        count = math.floor(value * flat.size)
+        order = np.argsort(np.abs(flat.astype(np.float64)), kind="stable")
+        new = flat.copy()
+        new[order[:count]] = 0
+        return new.reshape(old.shape)
+    return pruned
+
+
+def _noiser(_tree: Any, std: float, seed: int | None = None, relative: bool = False) -> Compute:
+    scale = _finite_number(std, "std")
+    if scale < 0:
+        raise EditError(f"std must be >= 0, got {std!r}; nothing changed.")
+    rng = np.random.default_rng(seed)
+
+    def noisy(old: np.ndarray, _var: Any) -> np.ndarray:
+        wide = old.astype(np.float64)
+        sigma = scale * float(wide.std()) if relative and wide.size else scale
+        return (wide + rng.normal(0.0, sigma, size=old.shape)).astype(old.dtype)
+    return noisy
+
+
+def _resetter(tree: Any) -> Compute:
+    owners = _owners(tree)
 
     def initial(old: np.ndarray, info: Any) -> np.ndarray:
         owner = owners.get(info.key)
@@ -204,41 +314,12 @@ def reset_weights(model: Any, target: str) -> Any:
             warnings.filterwarnings("ignore", message=".*unseeded.*", category=UserWarning)
             value = init(tuple(old.shape), dtype=str(old.dtype))
         return np.asarray(_to_numpy(value), dtype=old.dtype).reshape(old.shape)
-
-    return _edit(model, target, initial, f"reset_weights(model, {target!r})")
-
-
-def restore(model: Any, snapshot: Any) -> Any:
-    """Put every variable of a :class:`hubwidgets.Snapshot` back, bit for bit (one undo step).
-    Every path, shape and dtype is checked before anything is written."""
-    values = getattr(snapshot, "values", None)
-    if not isinstance(values, dict):
-        raise EditError(f"restore takes a hubwidgets.Snapshot (hw.snapshot(model)), got "
-                        f"{type(snapshot).__name__}; nothing changed.")
-    from .inspect import inspect
-
-    _refuse_paths(model)
-    tree = inspect(model)
-    live = {v.path: v for v in tree.variables()}
-    problems = [f"{p!r} has shape {tuple(live[p].shape)} / {live[p].dtype} in the model but "
-                 f"{values[p].shape} / {values[p].dtype} in the snapshot" for p in values
-                 if p in live and not _same_kind(live[p], values[p])]
-    problems += [f"{p!r} is not a variable of the model" for p in values if p not in live]
-    if problems:
-        raise EditError("Nothing was restored: " + "; ".join(problems[:5]) +
-                        ". Restore into the model the snapshot was taken from.")
-    return _apply(model, tree, [live[p] for p in values], lambda old, info: values[info.path],
-                  "restore(model, snapshot)", allow_any_dtype=True)
+    return initial
 
 
-def undo(model: Any) -> Any:
-    """Put back the values the last edit replaced, bit for bit."""
-    return _move(model, undo=True)
-
-
-def redo(model: Any) -> Any:
-    """Apply again the last edit that was undone, bit for bit."""
-    return _move(model, undo=False)
+_COMPUTES: dict[str, Callable[..., Compute]] = {
+    "scale_weights": _scaler, "prune_weights": _pruner, "add_noise": _noiser,
+    "reset_weights": _resetter}
 
 
 # -- internals ------------------------------------------------------------------------------
@@ -266,16 +347,28 @@ def _finite_number(value: Any, what: str) -> float:
     return out
 
 
-def _edit(model: Any, target: str, compute: Callable[[np.ndarray, Any], np.ndarray],
-          description: str) -> Any:
-    from .freeze import matching_nodes
-    from .inspect import inspect
+def _edit(model: Any, action: str, target: str, *args: Any, **kwargs: Any) -> Any:
+    session = _session(model)
+    return _edit_session(session, action, target, args, kwargs)
 
-    _refuse_paths(model)
+
+def _describe(action: str, var: str, target: str, args: tuple[Any, ...],
+              kwargs: dict[str, Any]) -> str:
+    """The call, as Python, with the user's variable name for the model."""
+    shown = ", ".join([repr(target)] + [repr(a) for a in args]
+                      + [f"{k}={v!r}" for k, v in kwargs.items()])
+    return f"{action}({var}, {shown})"
+
+
+def _edit_session(session: Any, action: str, target: str, args: tuple[Any, ...],
+                  kwargs: dict[str, Any]) -> Any:
+    from .freeze import matching_nodes
+
+    tree = session.tree  # brought up to date by _session: no second look at the structure
+    compute = _COMPUTES[action](tree, *args, **kwargs)
     if not isinstance(target, str) or not target:
         raise EditError(f"target must be a non-empty layer or variable path, name or regular "
                         f"expression, got {target!r}; nothing changed.")
-    tree = inspect(model)
     try:
         nodes = matching_nodes(tree, [target])
     except KeyError:
@@ -290,11 +383,11 @@ def _edit(model: Any, target: str, compute: Callable[[np.ndarray, Any], np.ndarr
                 variables.append(var)
     if not variables:
         raise EditError(f"{target!r} holds no variables; nothing changed.")
-    return _apply(model, tree, variables, compute, description)
+    return _apply(session, variables, compute,
+                  _describe(action, session.var_name, target, args, kwargs))
 
 
-def _apply(model: Any, tree: Any, variables: list[Any],
-           compute: Callable[[np.ndarray, Any], np.ndarray], description: str,
+def _apply(session: Any, variables: list[Any], compute: Compute, description: str,
            allow_any_dtype: bool = False) -> Any:
     import tensorflow as tf
 
@@ -318,17 +411,8 @@ def _apply(model: Any, tree: Any, variables: list[Any],
         changes.append(_Change(v.path, components, before))
         news.append(new)
     _write(changes, [[n] for n in news])
-    _record(model, tree, EditStep(description, changes))
-    return _refreshed(tree)
-
-
-def _refreshed(tree: Any) -> Any:
-    """The tree after an edit; the model's open views (and their statistics) follow."""
-    from .session import notify_changed
-
-    tree.refresh()
-    notify_changed(tree.obj, "values")
-    return tree
+    _record(session, EditStep(description, changes), news)
+    return session.changed("values")  # the model's open views (and statistics) follow
 
 
 def _write(changes: list[_Change], values: list[list[np.ndarray]]) -> None:
@@ -354,31 +438,46 @@ def _write(changes: list[_Change], values: list[list[np.ndarray]]) -> None:
             from exc
 
 
-def _record(model: Any, tree: Any, step: EditStep) -> None:
-    history = undo_history(model)
+def _record(session: Any, step: EditStep, news: list[np.ndarray]) -> None:
+    history = undo_history(session)
     history.redo_steps.clear()
-    budget = _budget(history, tree)
+    for change, new in zip(step.changes, news, strict=True):
+        kept = history.originals.get(change.path)
+        if kept is not None and len(kept) == 1 and new is kept[0]:  # before_first_edit's
+            del history.originals[change.path]  # the variable holds them again
+            change.restores = True
+    budget = _budget(history, session.tree)
+    new_paths = [c.path for c in step.changes if c.path not in history.originals
+                 and c.path not in history.lost_originals] if history.keep_originals else []
     if step.nbytes > budget:
         history.dropped.append(step.description)
+        history.lost_originals.update(new_paths)
+        restorable = " or restored" if new_paths else ""
         warnings.warn(f"Undo history: {step.description} replaced {step.nbytes:,} bytes, more "
-                      f"than the budget of {budget:,} bytes; it cannot be undone. Raise "
-                      "hubwidgets.undo_history(model).budget_bytes to keep it.",
+                      f"than the budget of {budget:,} bytes; it cannot be undone{restorable}. "
+                      "Raise hubwidgets.undo_history(model).budget_bytes to keep it.",
                       UndoHistoryWarning, stacklevel=_user_stacklevel())
         return
     history.undo_steps.append(step)
+    for change in step.changes:  # the step's own arrays: no second copy
+        if change.path in new_paths:
+            history.originals[change.path] = change.before
+            change.first = True
     history._trim(budget)
 
 
 def _budget(history: EditHistory, tree: Any) -> int:
+    """``budget_bytes``, else the model's weight bytes (twice that with ``keep_originals``:
+    room for the originals too)."""
     if history.budget_bytes is not None:
         return int(history.budget_bytes)
-    return sum(int(v.nbytes) for v in tree.variables())
+    weights = sum(int(v.nbytes) for v in tree.variables())
+    return 2 * weights if history.keep_originals else weights
 
 
 def _move(model: Any, undo: bool) -> Any:
-    from .inspect import inspect
-
-    history = undo_history(model)
+    session = _session(model)
+    history = undo_history(session)
     source = history.undo_steps if undo else history.redo_steps
     if not source:
         dropped = f" ({len(history.dropped)} older step(s) were dropped)" if history.dropped \
@@ -392,11 +491,15 @@ def _move(model: Any, undo: bool) -> Any:
            [c.before for c in step.changes])
     for change, values in zip(step.changes, current, strict=True):
         change.before = values  # what the next redo (or undo) puts back
+        if (change.first or change.restores) and change.path not in history.lost_originals:
+            if undo == change.first:  # the variable holds its original values again
+                history.originals.pop(change.path, None)
+            else:  # the values this move replaced are the originals
+                history.originals[change.path] = values
     source.pop()
     (history.redo_steps if undo else history.undo_steps).append(step)
-    tree = inspect(model)
-    history._trim(_budget(history, tree))  # the budget may have been lowered since
-    return _refreshed(tree)
+    history._trim(_budget(history, session.tree))  # the budget may have been lowered since
+    return session.changed("values")
 
 
 def _host_values(components: list[Any]) -> list[np.ndarray]:
@@ -468,24 +571,28 @@ _HELPERS = {
 }
 
 
-def edit_code(model: Any, action: str, target: str, *args: Any, var: str = "model",
+def edit_code(model: Any, action: str, target: str, *args: Any, var: str | None = None,
               **kwargs: Any) -> tuple[str, str]:
     """The hubwidgets call for an edit, and plain Keras / TensorFlow code with the same
     effect (for teaching), e.g. ``edit_code(model, "scale_weights", "d1", 2.0)`` ->
     ``('hubwidgets.scale_weights(model, 'd1', 2.0)', "layer = model.get_layer('d1')\\n
     layer.set_weights([w * 2.0 for w in layer.get_weights()])")``.  Keras layers are reached
-    with ``get_layer``; anything else (a Hub module's part, one variable) through its
-    variables (``hubwidgets.inspect(model).find(path).all_variables()``)."""
-    from .freeze import matching_nodes
-    from .inspect import inspect
+    as :func:`hubwidgets.model.codegen.layer_accessor` reaches them (``get_layer``, or
+    ``.layers[i]`` where a name repeats); anything else (a Hub module's part, one variable)
+    through its variables (``hubwidgets.inspect(model).find(path).all_variables()``).
+    ``var``: the model's name in the code (default: the session's ``var_name``)."""
+    session = _session(model)
+    return _code(session.tree, action, target, args, kwargs, var or session.var_name)
 
-    if action not in ("scale_weights", "prune_weights", "add_noise", "reset_weights"):
+
+def _code(tree: Any, action: str, target: str, args: tuple[Any, ...], kwargs: dict[str, Any],
+          var: str) -> tuple[str, str]:
+    from .freeze import matching_nodes
+
+    if action not in _COMPUTES:
         raise EditError(f"edit_code knows scale_weights, prune_weights, add_noise and "
                         f"reset_weights, not {action!r}.")
-    shown = ", ".join([repr(target)] + [repr(a) for a in args]
-                      + [f"{k}={v!r}" for k, v in kwargs.items()])
-    call = f"hubwidgets.{action}({var}, {shown})"
-    tree = inspect(model)
+    call = f"hubwidgets.{_describe(action, var, target, args, kwargs)}"
     try:
         nodes = matching_nodes(tree, [target])
     except KeyError:
@@ -501,16 +608,16 @@ def edit_code(model: Any, action: str, target: str, *args: Any, var: str = "mode
         lines += _HELPERS[action]
     owners = _owners(tree) if action == "reset_weights" else {}
     for node in nodes:
-        getter = _getter(tree, node, var)
-        if getter is not None and action != "reset_weights":
-            lines += [f"layer = {getter}", _PLAIN[action].format(*args[:1])]
-            continue
-        relative = node.path.split("/", 1)[1] if "/" in node.path else node.path
         if action == "reset_weights":
             lines += _reset_lines(tree, node, owners, var)
             continue
+        getter = _getter(tree, node, var)
+        if getter is not None:
+            lines += [f"layer = {getter}", _PLAIN[action].format(*args[:1])]
+            continue
         helper = {"scale_weights": f"w * {args[0]!r}", "prune_weights": f"prune(w, {args[0]!r})",
                   "add_noise": f"noisy(w, {args[0]!r})"}[action]
+        relative = node.path.split("/", 1)[1] if "/" in node.path else node.path
         lines += [f"for info in hubwidgets.inspect({var}).find({relative!r}).all_variables():",
                   "    w = info.variable.numpy()",
                   f"    info.variable.assign({helper})"]
@@ -538,23 +645,15 @@ def _reset_lines(tree: Any, node: Any, owners: dict[int, Any], var: str) -> list
 
 
 def _getter(tree: Any, node: Any, var: str) -> str | None:
-    """``model.get_layer('a').get_layer('b')`` for a Keras layer node, else None."""
+    """Plain Keras that reaches a Keras layer node (codegen's accessor: ``get_layer`` where
+    the name is unique among its siblings, ``.layers[i]`` where it repeats), else None."""
+    from .codegen import layer_accessor
+
     if node is None or node.class_name == "Variable":
         return None
     if node is tree.root:
         return var
-    if not callable(getattr(node.obj, "get_weights", None)):
+    if not node.keras_layer or not callable(getattr(node.obj, "get_weights", None)):
         return None
-    chain, parent = [], tree.root
-    for name in node.path.split("/")[1:]:
-        try:
-            child = parent.obj.get_layer(name)
-        except (AttributeError, ValueError, TypeError):
-            return None
-        chain.append(name)
-        parent = next((c for c in parent.children if c.obj is child), None)
-        if parent is None:
-            return None
-    if parent is not node:
-        return None
-    return var + "".join(f".get_layer({name!r})" for name in chain)
+    expr = layer_accessor(node, var)
+    return None if expr.startswith("hubwidgets.") else expr

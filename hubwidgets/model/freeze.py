@@ -41,7 +41,7 @@ from .compile_state import mark_variable_change, needs_compile
 from .errors import FreezeError
 from .inspect import inspect
 from .matching import check_entries, matching_nodes, node_of_variable, outermost
-from .session import notify_changed
+from .session import existing_session, notify_changed
 from .tree import ModelTree, Node
 from .variable_flags import (outside_trainable_set_reason, reset_module_variables,
                              set_variables_trainable, untrainable_reason)
@@ -119,6 +119,9 @@ def _change(model: Any, entries: tuple[Any, ...], flag: bool, action: str) -> Mo
 
 
 def _done(tree: ModelTree) -> ModelTree:
+    session = existing_session(tree.obj)
+    if session is not None and session.tree is tree:  # checked by _live_tree: not again
+        return session.changed("flags")
     tree.refresh()
     notify_changed(tree.obj, "flags")
     return tree

@@ -37,6 +37,9 @@ class ModelSession:
         self._observers: list[Callable[[], Observer | None]] = []
         self.cache: dict[Any, Any] = {}
         """Results derived from the weights (statistics...), emptied when values change."""
+        self.edit_history: Any = None
+        """The model's undo/redo steps (:class:`hubwidgets.model.edits.EditHistory`), set by
+        ``hubwidgets.undo_history(model)`` on first use; dropped with the session."""
 
     # -- reading ---------------------------------------------------------------------------
     def current_tree(self) -> ModelTree:
@@ -63,6 +66,15 @@ class ModelSession:
         if self.version == version:  # else the structure change was told (and covers it)
             self._changed(what)
         return tree
+
+    def changed(self, what: Change) -> ModelTree:
+        """Tell every view that an action changed the model's ``what`` ("values" or "flags"),
+        when the action itself just brought the tree up to date (:meth:`current_tree`): no
+        second look at the structure; "flags" re-reads only the trainable flags."""
+        if what == "flags":
+            self.tree.refresh()
+        self._changed(what)
+        return self.tree
 
     def select(self, path: str) -> None:
         """Make ``path`` (a node or variable path, or "") the selection every view shows."""

@@ -105,7 +105,6 @@ class LayerExplorer(SessionView, anywidget.AnyWidget):
         self.scan_weights = scan_weights
         self._shown: dict[str, int] = {}  # node path -> how many children are listed
         self._search_error = ""
-        self._before_edits: Any = None  # a Snapshot, taken before the first edit made here
         self._expanded = [self.tree.root.path]
         self.selected = selected or self.session.selection
         self.on_msg(self._on_custom_msg)
@@ -127,7 +126,7 @@ class LayerExplorer(SessionView, anywidget.AnyWidget):
         """Recompute the visible rows and totals from the session's tree."""
         root = self.tree.root
         with self.hold_sync():
-            history = edits.undo_history(self.session.model)
+            history = edits.undo_history(self.session)  # no look at the model
             self.totals = {"params": root.params, "trainable": root.trainable_params,
                            "frozen": root.non_trainable_params,
                            "bytes": format_bytes(root.nbytes),
@@ -336,12 +335,12 @@ class LayerExplorer(SessionView, anywidget.AnyWidget):
     @action
     def restore_snapshot(self, path: str) -> tuple[str, str]:
         """Put the weights at ``path`` back as they were before the first edit made here."""
-        if self._before_edits is None:
-            raise ValueError("Nothing to restore: no weights were edited from this explorer.")
         node = self.tree.find(path)
-        wanted = {v.path for v in node.all_variables()}
-        part = self._before_edits.subset(wanted)
-        edits.restore(self.session.model, part)
+        part = edits.before_first_edit(self.session, [v.path for v in node.all_variables()])
+        if not part.values:
+            raise ValueError(f"Nothing to restore: no weight of {node.name!r} was edited from "
+                             "this explorer.")
+        edits.restore(self.session, part)  # handle_action brought the tree up to date
         return (f"hubwidgets.restore({self.var_name}, before)  # before = "
                 f"hubwidgets.snapshot({self.var_name}), taken before the first edit",
                 f"Restored {len(part.values)} variable(s) of {node.name!r}. "
@@ -350,24 +349,21 @@ class LayerExplorer(SessionView, anywidget.AnyWidget):
     @action
     def undo(self) -> tuple[str, str]:
         """Undo the last edit, bit for bit."""
-        edits.undo(self.session.model)
+        edits.undo(self.session)
         return f"hubwidgets.undo({self.var_name})", "Undone."
 
     @action
     def redo(self) -> tuple[str, str]:
         """Redo the last undone edit, bit for bit."""
-        edits.redo(self.session.model)
+        edits.redo(self.session)
         return f"hubwidgets.redo({self.var_name})", "Redone."
 
     def _edit(self, name: str, path: str, *args: Any) -> tuple[str, str]:
         node_path = self.tree.find(path).path if not self._is_variable(path) else path
-        if self._before_edits is None:
-            from ..model.snapshot import snapshot
-
-            self._before_edits = snapshot(self.session.model)
-        call, plain = edits.edit_code(self.session.model, name, node_path, *args,
-                                      var=self.var_name)
-        getattr(edits, name)(self.session.model, node_path, *args)
+        # "restore" puts back the values before the first edit: the edits' own undo copies
+        edits.undo_history(self.session).keep_originals = True
+        call, plain = edits.edit_with_code(self.session, name, node_path, *args,
+                                           var=self.var_name)  # no second look
         code = f"{call}\n# the same in plain Keras / TensorFlow:\n{plain}"
         return code, f"Done: {call}. Undo: hubwidgets.undo({self.var_name})."
 
