@@ -348,7 +348,7 @@ class KerasBuilder:
         names = unique_names([short_name(v) for v in variables])
         node.variables = [make_variable_info(v, node.path, n, self.tree,
                                              variable_key(v) in self.can_train)
-                          for v, n in zip(variables, names)]
+                          for v, n in zip(variables, names, strict=True)]
 
     def _fill_wrapper(self, node: Node, layer: Any, restored: Any) -> None:
         """``hub.KerasLayer`` / ``TFSMLayer``: show the restored module's structure inside."""
