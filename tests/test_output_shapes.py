@@ -272,3 +272,25 @@ def test_sequential_and_functional_keep_their_symbolic_shapes(K, kind):
         assert node.output_shape == tuple(output.shape), node.path
         assert None in node.output_shape  # the symbolic batch, not a built one
     assert model_state(model) == before
+
+
+@pytest.mark.parametrize("stage", ["StagePNet", "StageRNet", "StageONet"])
+def test_mtcnn_subclassed_networks_show_every_layer_shape(keras, tf, stage):
+    """mtcnn's networks: Keras 3 subclassed models someone else wrote, built by their code."""
+    stages = pytest.importorskip("mtcnn.stages")
+    model = getattr(stages, stage)().model
+    before = model_state(model)
+    tree = hw.inspect(model)
+    layers = [node for node in tree if node is not tree.root]
+    assert [node.name for node in layers] == [layer.name for layer in model.layers]
+    assert model_state(model) == before
+    for node in layers:  # the oracle: the layer called on zeros of the shape it was built for
+        assert node.output_shape is not None, node.path
+        batch, *rest = node.input_shape  # PNet is fully convolutional: unknown height, width
+        real = tuple(node.obj(tf.zeros((2, *(12 if d is None else d for d in rest)))).shape)
+        assert len(node.output_shape) == len(real), node.path
+        assert node.output_shape[0] == batch, node.path
+        unknown = rest.count(None)
+        assert [d for d in node.output_shape[1:] if d is None] == [None] * unknown, node.path
+        assert all(d == r for d, r in zip(node.output_shape[1:], real[1:], strict=True)
+                   if d is not None), node.path
