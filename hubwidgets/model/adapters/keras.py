@@ -305,7 +305,8 @@ class KerasBuilder:
         wrapped_attr = wrapped_module_attr(layer)
         input_shape, output_shape = _shape_of(layer, "input"), _shape_of(layer, "output")
         if output_shape is None and wrapped_attr is None:  # called eagerly (subclassed model)
-            input_shape, output_shape = built_shapes(layer, self.generation == KERAS3)
+            built_input, output_shape = built_shapes(layer, self.generation == KERAS3)
+            input_shape = built_input if input_shape is None else input_shape
         node = Node(
             name=name or layer.name,
             path=path,
