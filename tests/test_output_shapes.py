@@ -294,3 +294,40 @@ def test_mtcnn_subclassed_networks_show_every_layer_shape(keras, tf, stage):
         assert [d for d in node.output_shape[1:] if d is None] == [None] * unknown, node.path
         assert all(d == r for d, r in zip(node.output_shape[1:], real[1:], strict=True)
                    if d is not None), node.path
+
+
+def _holder_of(K, hub_layer):
+    class WithHub(K.Model):
+        def __init__(self):
+            super().__init__(name="with_hub")
+            self.hub = hub_layer
+            self.head = K.layers.Dense(2, name="head")
+
+        def call(self, x):
+            return self.head(self.hub(x))
+
+    model = WithHub()
+    model(np.zeros((3, 4), "float32"))
+    return model
+
+
+@pytest.mark.parametrize("declared", [True, False])
+def test_hub_keras_layer_in_a_subclassed_tf_keras_model(hub, hub_backbone, tf_keras, declared):
+    kwargs = {"output_shape": [6]} if declared else {}
+    model = _holder_of(tf_keras, hub.KerasLayer(hub_backbone, name="hub", **kwargs))
+    before = model_state(model)
+    tree = hw.inspect(model)
+    assert tree.find("hub").output_shape == ((3, 6) if declared else None)
+    assert tree.find("head").output_shape == (3, 2)
+    assert model_state(model) == before  # the module was not traced into a node
+
+
+@pytest.mark.parametrize("declared", [True, False])
+def test_hub_layer_in_a_subclassed_keras3_model(hub_backbone, keras, declared):
+    kwargs = {"output_shape": (6,)} if declared else {}
+    model = _holder_of(keras, hw.HubLayer(hub_backbone, name="hub", **kwargs))
+    before = model_state(model)
+    tree = hw.inspect(model)
+    assert tree.find("hub").output_shape == ((None, 6) if declared else None)  # never traced
+    assert tree.find("head").output_shape == (3, 2)
+    assert model_state(model) == before

@@ -151,6 +151,23 @@ def built_shapes(layer: Any, keras3: bool) -> tuple[Shape, Shape]:
         return None, None
 
 
+def _declared_output_shape(layer: Any) -> Shape:
+    """A ``HubLayer``'s ``output_shape`` (given without the batch dimension, checked on every
+    call) with an unknown batch; None when none was given.  (It records no build shape, and
+    its ``compute_output_shape`` without one would trace the module.)"""
+    try:
+        declared = layer.output_shape
+        if declared is None:
+            return None
+        if isinstance(declared, dict):
+            declared = list(declared.values())
+        if _is_one_shape(declared):
+            return (None, *declared)
+        return _as_shape([(None, *shape) for shape in declared])
+    except Exception:  # noqa: BLE001 - None, or a nest this does not read
+        return None
+
+
 def _keras3_built_shapes(layer: Any) -> tuple[Shape, Shape]:
     built = getattr(layer, "_build_shapes_dict", None)
     if not isinstance(built, dict) or not built:
@@ -179,8 +196,8 @@ def _tf_keras_built_shapes(layer: Any) -> tuple[Shape, Shape]:
 
     # in graph mode, tf_keras' default (reached through ``super()``) raises instead of
     # calling the layer, which would add nodes to it; built-in layers only do arithmetic
-    with tf.Graph().as_default():
-        output = layer.compute_output_shape(built)
+    with tf.Graph().as_default():  # as tuples: hub.KerasLayer's cannot read a TensorShape
+        output = layer.compute_output_shape(built if input_shape is None else input_shape)
     return input_shape, _as_shape(output)
 
 
@@ -304,9 +321,11 @@ class KerasBuilder:
         """The node for ``layer`` at ``path``; its children are built when first read."""
         wrapped_attr = wrapped_module_attr(layer)
         input_shape, output_shape = _shape_of(layer, "input"), _shape_of(layer, "output")
-        if output_shape is None and wrapped_attr is None:  # called eagerly (subclassed model)
+        if output_shape is None and wrapped_attr in (None, HUB_KERAS_LAYER):  # called eagerly
             built_input, output_shape = built_shapes(layer, self.generation == KERAS3)
             input_shape = built_input if input_shape is None else input_shape
+        elif output_shape is None and wrapped_attr == HUB_LAYER:
+            output_shape = _declared_output_shape(layer)
         node = Node(
             name=name or layer.name,
             path=path,
