@@ -176,9 +176,7 @@ def _keras3_built_shapes(layer: Any) -> tuple[Shape, Shape]:
     input_shape = _as_shape(single) if single is not None else None
     if getattr(type(layer).compute_output_shape, "_is_default", False):
         return input_shape, None  # Keras 3's default only raises NotImplementedError
-    import keras
-
-    with keras.StatelessScope():  # a variable assigned in there stays as it is
+    with keras3_module().StatelessScope():  # a variable assigned in there stays as it is
         output = layer.compute_output_shape(single) if single is not None \
             else layer.compute_output_shape(**built)
     return input_shape, _as_shape(output)
