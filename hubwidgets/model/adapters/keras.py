@@ -12,7 +12,7 @@ from typing import Any, Iterator
 
 from ..errors import UnbuiltModelError
 from ..formatting import unique_segment
-from ..tree import LazyNodes, ModelTree, Node, shape_size
+from ..tree import LazyNodes, ModelTree, Node, Shape, shape_size
 from .common import (dtype_name, is_keras3_variable, itemsize, keras3_module,
                      make_variable_info, short_name, shape_tuple, tf_keras_module,
                      unique_names, variable_key)
@@ -139,6 +139,92 @@ def _shape_of(layer: Any, attr: str) -> Any:
     return None if shape is None else shape_tuple(shape)
 
 
+def built_shapes(layer: Any, keras3: bool) -> tuple[Shape, Shape]:
+    """(input, output) shapes of a layer that was called eagerly (a layer of a subclassed
+    model, which records no output): the shape it was built for, and what its own
+    ``compute_output_shape`` says for it (as ``model.summary()`` of Keras 3 does).  Never runs
+    the layer: a layer that only Keras' generic fallback could answer for (a trace of
+    ``call``) gets no output shape; nor does one never called or built.  Never raises."""
+    try:
+        if keras3:
+            return _keras3_built_shapes(layer)
+        return _tf_keras_built_shapes(layer)
+    except Exception:  # noqa: BLE001 - a layer's own shape code may raise anything
+        return None, None
+
+
+def _declared_output_shape(layer: Any) -> Shape:
+    """A ``HubLayer``'s ``output_shape`` (given without the batch dimension, checked on every
+    call) with an unknown batch; None when none was given.  (It records no build shape, and
+    its ``compute_output_shape`` without one would trace the module.)"""
+    try:
+        declared = layer.output_shape
+        if declared is None:
+            return None
+        if isinstance(declared, dict):
+            declared = list(declared.values())
+        if _is_one_shape(declared):
+            return (None, *declared)
+        return _as_shape([(None, *shape) for shape in declared])
+    except Exception:  # noqa: BLE001 - None, or a nest this does not read
+        return None
+
+
+def _keras3_built_shapes(layer: Any) -> tuple[Shape, Shape]:
+    built = getattr(layer, "_build_shapes_dict", None)
+    if not isinstance(built, dict) or not built:
+        return None, None
+    single = next(iter(built.values())) if len(built) == 1 else None
+    input_shape = _as_shape(single) if single is not None else None
+    if getattr(type(layer).compute_output_shape, "_is_default", False):
+        return input_shape, None  # Keras 3's default only raises NotImplementedError
+    with keras3_module().StatelessScope():  # a variable assigned in there stays as it is
+        output = layer.compute_output_shape(single) if single is not None \
+            else layer.compute_output_shape(**built)
+    return input_shape, _as_shape(output)
+
+
+def _tf_keras_built_shapes(layer: Any) -> tuple[Shape, Shape]:
+    built = getattr(layer, "_build_input_shape", None)
+    if built is None:
+        return None, None
+    input_shape = _as_shape(built)
+    tfk = tf_keras_module()
+    if tfk is None or type(layer).compute_output_shape is tfk.layers.Layer.compute_output_shape:
+        return input_shape, None  # its default calls the layer on placeholders
+    import tensorflow as tf
+
+    # in graph mode, tf_keras' default (reached through ``super()``) raises instead of
+    # calling the layer, which would add nodes to it; built-in layers only do arithmetic
+    with tf.Graph().as_default():  # as tuples: hub.KerasLayer's cannot read a TensorShape
+        output = layer.compute_output_shape(built if input_shape is None else input_shape)
+    return input_shape, _as_shape(output)
+
+
+def _as_shape(value: Any) -> Shape:
+    """A shape (TensorShape, tuple of ints / None) as a tuple, several (a list, tuple or dict
+    of shapes) as a list of tuples; None when ``value`` is neither or a rank is unknown."""
+    if _is_one_shape(value):
+        if getattr(value, "rank", 0) is None:
+            return None
+        return shape_tuple(value)
+    if isinstance(value, dict):
+        value = list(value.values())
+    if isinstance(value, (list, tuple)) and value and all(_is_one_shape(v) for v in value):
+        shapes = [_as_shape(v) for v in value]
+        if any(s is None for s in shapes):
+            return None
+        return shapes if len(shapes) != 1 else shapes[0]
+    return None
+
+
+def _is_one_shape(value: Any) -> bool:
+    if hasattr(value, "as_list"):  # a TensorShape
+        return True
+    return isinstance(value, (tuple, list)) and all(
+        d is None or (isinstance(d, int) and not isinstance(d, bool)) for d in value)
+
+
 def check_built(layer: Any) -> None:
     """Raise :class:`UnbuiltModelError` with the fix when ``layer`` has no weights yet."""
     if getattr(layer, "built", True) or _weights(layer):
@@ -234,12 +320,18 @@ class KerasBuilder:
     def node(self, layer: Any, path: str, name: str | None = None) -> Node:
         """The node for ``layer`` at ``path``; its children are built when first read."""
         wrapped_attr = wrapped_module_attr(layer)
+        input_shape, output_shape = _shape_of(layer, "input"), _shape_of(layer, "output")
+        if output_shape is None and wrapped_attr in (None, HUB_KERAS_LAYER):  # called eagerly
+            built_input, output_shape = built_shapes(layer, self.generation == KERAS3)
+            input_shape = built_input if input_shape is None else input_shape
+        elif output_shape is None and wrapped_attr == HUB_LAYER:
+            output_shape = _declared_output_shape(layer)
         node = Node(
             name=name or layer.name,
             path=path,
             class_name=type(layer).__name__,
-            input_shape=_shape_of(layer, "input"),
-            output_shape=_shape_of(layer, "output"),
+            input_shape=input_shape,
+            output_shape=output_shape,
             obj=layer,
             keras_layer=True,
             module_wrapper=wrapped_attr is not None,
@@ -276,7 +368,7 @@ class KerasBuilder:
         names = unique_names([short_name(v) for v in variables])
         node.variables = [make_variable_info(v, node.path, n, self.tree,
                                              variable_key(v) in self.can_train)
-                          for v, n in zip(variables, names)]
+                          for v, n in zip(variables, names, strict=True)]
 
     def _fill_wrapper(self, node: Node, layer: Any, restored: Any) -> None:
         """``hub.KerasLayer`` / ``TFSMLayer``: show the restored module's structure inside."""
