@@ -221,10 +221,29 @@ def test_explorer_edit_keeps_only_the_edited_values_within_the_budget(keras):
         explorer.handle_action({"action": "scale_weights", "path": "budgeted/big",
                                 "factor": 2.0})
     np.testing.assert_array_equal(big.numpy(), big_before * np.float32(2.0))
+    # the view says so too, and offers no undo it cannot give
+    assert "cannot be undone or restored" in explorer.message, explorer.message
+    assert "Undo: hubwidgets.undo" not in explorer.message
     assert history.nbytes <= budget
     explorer.handle_action({"action": "restore_snapshot", "path": "budgeted/big"})
     assert "were not kept" in explorer.message and "budget_bytes" in explorer.message
     np.testing.assert_array_equal(big.numpy(), big_before * np.float32(2.0))
+
+
+@pytest.mark.parametrize("budget", [-5, "10", True, 2.5])
+def test_a_budget_that_is_not_a_byte_count_is_refused_when_set(keras, budget):
+    model = keras.Sequential([keras.Input((3,)), keras.layers.Dense(2, name="d")],
+                             name="budget_check")
+    history = hw.undo_history(model)
+    with pytest.raises(hw.EditError, match="whole number of bytes"):
+        history.budget_bytes = budget
+    assert history.budget_bytes is None  # unchanged
+    history.budget_bytes = np.int64(64)
+    assert history.budget_bytes == 64 and type(history.budget_bytes) is int
+    explorer = hw.LayerExplorer(model)
+    explorer.handle_action({"action": "scale_weights", "path": "budget_check/d",
+                            "factor": 2.0})
+    assert explorer.message.endswith("Undo: hubwidgets.undo(model)."), explorer.message
 
 
 def test_restore_survives_undo_and_redo_inside_the_default_budget(keras):

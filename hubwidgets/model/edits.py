@@ -100,6 +100,14 @@ class EditHistory:
     originals: dict[str, list[np.ndarray]] = field(default_factory=dict, repr=False)
     lost_originals: set[str] = field(default_factory=set)
 
+    def __setattr__(self, name: str, value: Any) -> None:
+        if name == "budget_bytes" and value is not None:  # checked when set, not mid-edit
+            if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 0:
+                raise EditError(f"budget_bytes is a whole number of bytes, 0 or more (None: the "
+                                f"model's weight bytes); got {value!r}.")
+            value = int(value)
+        super().__setattr__(name, value)
+
     @property
     def nbytes(self) -> int:
         """Host memory the steps and originals hold (an array shared by both counted once)."""

@@ -49,8 +49,8 @@ def why_not_trained(var: Any) -> str:
         return ""
     if getattr(var, "name", "") in BN_STATISTICS:
         return ("a BatchNormalization moving statistic: the forward pass in training mode "
-                "updates it, gradients never do (Keras 3: a frozen BatchNormalization layer "
-                "runs in inference mode and keeps it; tf_keras: call the layer with "
+                "updates it, gradients never do (freezing the layer keeps it: a frozen "
+                "BatchNormalization runs in inference mode; so does calling the layer with "
                 "training=False)")
     if getattr(getattr(var, "variable", None), "trainable", False):
         return ("left out of its Hub module's trainable_variables list (the module was saved "

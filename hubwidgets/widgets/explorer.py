@@ -10,6 +10,7 @@ change made anywhere (another view, ``hw.freeze``, training) shows here.
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -361,11 +362,22 @@ class LayerExplorer(SessionView, anywidget.AnyWidget):
     def _edit(self, name: str, path: str, *args: Any) -> tuple[str, str]:
         node_path = self.tree.find(path).path if not self._is_variable(path) else path
         # "restore" puts back the values before the first edit: the edits' own undo copies
-        edits.undo_history(self.session).keep_originals = True
-        call, plain = edits.edit_with_code(self.session, name, node_path, *args,
-                                           var=self.var_name)  # no second look
+        history = edits.undo_history(self.session)
+        history.keep_originals = True
+        last = history.undo_steps[-1] if history.undo_steps else None
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always", edits.UndoHistoryWarning)
+            call, plain = edits.edit_with_code(self.session, name, node_path, *args,
+                                               var=self.var_name)  # no second look
+        told = []
+        for w in caught:  # still warned in Python; the budget's word also goes to the view
+            warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
+            if issubclass(w.category, edits.UndoHistoryWarning):
+                told.append(str(w.message))
         code = f"{call}\n# the same in plain Keras / TensorFlow:\n{plain}"
-        return code, f"Done: {call}. Undo: hubwidgets.undo({self.var_name})."
+        kept = bool(history.undo_steps) and history.undo_steps[-1] is not last
+        undo = f" Undo: hubwidgets.undo({self.var_name})." if kept else ""
+        return code, " ".join([f"Done: {call}.{undo}", *told])
 
     def _is_variable(self, path: str) -> bool:
         try:
