@@ -13,15 +13,23 @@ from .tree import ModelTree, Node
 
 
 def layer_accessor(node: Node, var: str = "model") -> str:
-    """An expression that evaluates to ``node``'s layer, starting from the model ``var``."""
+    """An expression that evaluates to ``node``'s layer, starting from the model ``var``
+    (plain Keras where it can say it, else a ``hubwidgets`` look-up)."""
+    plain = plain_layer_accessor(node, var)
+    return plain if plain is not None else f"hubwidgets.inspect({var}).find({node.path!r}).obj"
+
+
+def plain_layer_accessor(node: Node, var: str = "model") -> str | None:
+    """Plain Keras that reaches ``node``'s layer from the model ``var`` (``get_layer`` where
+    the name is unique among its siblings, ``.layers[i]`` where it repeats), else None."""
     chain = [*node.ancestors(), node]
     if not all(n.keras_layer for n in chain):
-        return f"hubwidgets.inspect({var}).find({node.path!r}).obj"
+        return None
     expr = var
     for parent, child in zip(chain, chain[1:]):
         step = _step(parent, child)
         if step is None:
-            return f"hubwidgets.inspect({var}).find({node.path!r}).obj"
+            return None
         expr += step
     return expr
 

@@ -24,10 +24,9 @@ from typing import Any, Iterator
 import numpy as np
 
 from .errors import HubWidgetsError, ModelLoadError
-from .notes import is_batch_norm_class
+from .notes import BN_STATISTIC_NAMES, is_batch_norm_class
 from .snapshot import Snapshot, snapshot
 
-BN_STAT_NAMES = ("moving_mean", "moving_variance", "moving_stddev")
 RANDOM_HINTS = ("Dropout", "Random", "Noise", "SeedGenerator")
 ADAPT_CLASSES = ("Normalization", "Discretization", "StringLookup", "IntegerLookup",
                  "TextVectorization")
@@ -505,7 +504,7 @@ def _num(x: float) -> str:
 def _frozen_reason(d: VariableDiff, framework: str, hub_layer: str, live: Any) -> AuditItem:
     name = d.path.rsplit("/", 1)[-1]
     layer = d.path.rsplit("/", 1)[0]
-    if name in BN_STAT_NAMES or (is_batch_norm_class(d.owner) and not d.can_train):
+    if name in BN_STATISTIC_NAMES or (is_batch_norm_class(d.owner) and not d.can_train):
         why = ("BatchNormalization moving statistics: they are not trained by the optimizer "
                "but updated on every training step while the layer runs in training mode.")
         if hub_layer:

@@ -36,6 +36,7 @@ from typing import Any, Callable
 import numpy as np
 
 from .errors import HubWidgetsError
+from .matching import matching_nodes
 
 
 class EditError(HubWidgetsError, ValueError):
@@ -370,8 +371,6 @@ def _describe(action: str, var: str, target: str, args: tuple[Any, ...],
 
 def _edit_session(session: Any, action: str, target: str, args: tuple[Any, ...],
                   kwargs: dict[str, Any]) -> Any:
-    from .freeze import matching_nodes
-
     tree = session.tree  # brought up to date by _session: no second look at the structure
     compute = _COMPUTES[action](tree, *args, **kwargs)
     if not isinstance(target, str) or not target:
@@ -595,8 +594,6 @@ def edit_code(model: Any, action: str, target: str, *args: Any, var: str | None 
 
 def _code(tree: Any, action: str, target: str, args: tuple[Any, ...], kwargs: dict[str, Any],
           var: str) -> tuple[str, str]:
-    from .freeze import matching_nodes
-
     if action not in _COMPUTES:
         raise EditError(f"edit_code knows scale_weights, prune_weights, add_noise and "
                         f"reset_weights, not {action!r}.")
@@ -653,9 +650,9 @@ def _reset_lines(tree: Any, node: Any, owners: dict[int, Any], var: str) -> list
 
 
 def _getter(tree: Any, node: Any, var: str) -> str | None:
-    """Plain Keras that reaches a Keras layer node (codegen's accessor: ``get_layer`` where
-    the name is unique among its siblings, ``.layers[i]`` where it repeats), else None."""
-    from .codegen import layer_accessor
+    """Plain Keras that reaches a Keras layer node with weights
+    (:func:`~hubwidgets.model.codegen.plain_layer_accessor`), else None."""
+    from .codegen import plain_layer_accessor
 
     if node is None or node.class_name == "Variable":
         return None
@@ -663,5 +660,4 @@ def _getter(tree: Any, node: Any, var: str) -> str | None:
         return var
     if not node.keras_layer or not callable(getattr(node.obj, "get_weights", None)):
         return None
-    expr = layer_accessor(node, var)
-    return None if expr.startswith("hubwidgets.") else expr
+    return plain_layer_accessor(node, var)

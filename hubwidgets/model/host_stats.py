@@ -6,8 +6,9 @@ float32 and float64 variables then go, all at once, to the C kernel ``_host_redu
 fused passes (counts, min/max and shifted sums; then the histogram, two values per count
 up to 80 bins) over every variable, on all cores.  An array of up to 4 M values is one task
 that bins it right after its moment pass, while it is still in the cache (numpy's edges
-made in C), so it is read from memory once; larger ones are cut into chunks.  Other dtypes, and installs
-where the kernel could not be compiled, use numpy in blocks of :data:`BLOCK` elements.
+made in C), so it is read from memory once; larger ones are cut into chunks.  Other
+dtypes, and installs where the kernel could not be compiled, use numpy in blocks of
+:data:`BLOCK` elements.
 
 Every path gives a :class:`Reduction`, the same numbers the TensorFlow kernels in
 ``stats.py`` give; histograms follow ``numpy.histogram`` on float64 values exactly, bin edge

@@ -16,6 +16,9 @@ FROZEN_BN_NOTE = ("frozen BatchNormalization runs in inference mode (uses its mo
                   "variance)")
 MODULE_BN_NOTE = ("frozen, but inside a training module: it still runs in training mode and "
                   "updates its moving mean and variance")
+# what BatchNormalization layers (Keras 3, tf_keras; ``moving_stddev``: renormalisation)
+# name the statistics their forward pass updates in training mode
+BN_STATISTIC_NAMES = ("moving_mean", "moving_variance", "moving_stddev")
 # Class names of BatchNormalization layers in Keras 3 (``synchronized=True`` keeps the class)
 # and tf_keras (whose ``SyncBatchNormalization`` and v1 layer share ``BatchNormalizationBase``)
 BN_CLASS_NAMES = frozenset({"BatchNormalization", "BatchNormalizationBase",

@@ -10,6 +10,7 @@ from .adapters.keras import (HUB_KERAS_LAYER, HUB_LAYER, KERAS3, TF_KERAS,
                              is_module_wrapper, keras_generation, module_trainable_keys,
                              wrapped_module_attr)
 from .errors import FreezeError
+from .notes import BN_STATISTIC_NAMES
 
 
 
@@ -38,16 +39,13 @@ def untrainable_reason(layer: Any) -> str | None:
     return None
 
 
-BN_STATISTICS = ("moving_mean", "moving_variance")
-
-
 def why_not_trained(var: Any) -> str:
     """Why a variable that no optimizer step changes (``VariableInfo.can_train`` False) never
     trains: a BatchNormalization moving statistic, a variable left out of its Hub module's
     trainable_variables list, or one created with ``trainable=False``.  '' for the others."""
     if getattr(var, "can_train", True):
         return ""
-    if getattr(var, "name", "") in BN_STATISTICS:
+    if getattr(var, "name", "") in BN_STATISTIC_NAMES:
         return ("a BatchNormalization moving statistic: the forward pass in training mode "
                 "updates it, gradients never do (freezing the layer keeps it: a frozen "
                 "BatchNormalization runs in inference mode; so does calling the layer with "

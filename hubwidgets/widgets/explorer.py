@@ -20,9 +20,9 @@ import traitlets
 from ..model import codegen, edits
 from ..model.errors import HubWidgetsError
 from ..model.formatting import format_bytes, format_shape, trainable_label
-from ..model.freeze import (freeze_up_to, needs_compile, outermost, set_trainable,
+from ..model.freeze import (freeze_up_to, needs_compile, set_trainable,
                             top_level_index)
-from ..model.matching import is_regular_expression, search_nodes
+from ..model.matching import is_regular_expression, outermost, search_nodes
 from ..model.session import ModelSession, session_for
 from ..model.session_stats import nonfinite_paths
 from ..model.tree import Node, VariableInfo
