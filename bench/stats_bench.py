@@ -6,6 +6,7 @@ Run in a fresh process: ``python -m bench.stats_bench``.
 
 from __future__ import annotations
 
+import statistics
 import time
 
 import numpy as np
@@ -26,13 +27,13 @@ def main() -> None:
 
     keras.utils.set_random_seed(0)
     model = keras.applications.ResNet50(weights=None)
-    everything = np.concatenate([w.numpy().ravel() for w in model.weights])
-    floor = median_time(lambda: np.sum(everything))
 
     start = time.perf_counter()
     first = hw.weight_stats(model, bins=64)  # cold: first call in this process
     cold = time.perf_counter() - start
     assert len(first) == len(model.weights)
+    everything = np.concatenate([w.numpy().ravel() for w in model.weights])
+    floor = median_time(lambda: np.sum(everything))
 
     seeds = median_time(lambda: seeds_way(model), repeat=3)
 
@@ -43,9 +44,15 @@ def main() -> None:
         hw.weight_stats(model, bins=64)
         return time.perf_counter() - start
 
+    def floor_now() -> float:
+        return min(median_time(lambda: np.sum(everything), repeat=1) for _ in range(2))
+
     changed_then_stats()
-    warm = sorted(changed_then_stats() for _ in range(5))[2]
-    emit({"floor_s": floor, "cold_s": cold, "warm_s": warm, "seeds_s": seeds,
+    pairs = [(changed_then_stats(), floor_now()) for _ in range(9)]
+    emit({"floor_s": floor, "cold_s": cold, "cold_ratio": cold / floor,
+          "warm_s": statistics.median(w for w, _ in pairs),
+          "warm_floor_s": statistics.median(f for _, f in pairs),
+          "warm_ratio": statistics.median(w / f for w, f in pairs), "seeds_s": seeds,
           "params": int(everything.size)})
 
 

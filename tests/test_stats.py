@@ -239,8 +239,9 @@ def test_many_variables_are_read_by_one_op_with_the_values_of_one_by_one_reads(t
                  tf.Variable([True, False], name="flags"),
                  tf.Variable(tf.constant([1.5, -2.0], tf.bfloat16), name="bf16"),
                  tf.Variable(3.25, name="scalar")]
-    facts = [host_stats.variable_facts(v) for v in variables]
-    assert host_stats._read_many(facts) is not None, "this TensorFlow lost _ReadVariablesOp"
+    [(_, handles, attrs)] = host_stats.read_plan(variables).groups
+    assert host_stats._read_many(handles, attrs) is not None, \
+        "this TensorFlow lost _ReadVariablesOp"
     batched = host_stats.host_arrays(variables)
     one_by_one = [host_stats.host_array(v) for v in variables]
     for v, a, b in zip(variables, batched, one_by_one, strict=True):
@@ -248,9 +249,34 @@ def test_many_variables_are_read_by_one_op_with_the_values_of_one_by_one_reads(t
         np.testing.assert_array_equal(a, expected_values)
         np.testing.assert_array_equal(a, b)
     assert not batched[0].flags.owndata  # a view of the tensor's buffer
-    monkeypatch.setattr(host_stats, "_read_many", lambda facts: None)  # e.g. an older TF
+    monkeypatch.setattr(host_stats, "_read_many", lambda handles, attrs: None)  # older TF
     for a, b in zip(host_stats.host_arrays(variables), one_by_one, strict=True):
         np.testing.assert_array_equal(a, b)
+
+
+def test_a_list_is_read_one_by_one_the_first_time_then_by_one_op(tf, monkeypatch):
+    """TensorFlow builds a kernel per new list of input shapes (about 55 us per input for
+    the batched read), so the first read of a list is one read per variable, streamed into
+    the kernel; from the second on, one op.  Both give numpy's numbers."""
+    from hubwidgets.model import host_stats
+
+    rng = np.random.default_rng(11)
+    arrays = {f"w{i}": rng.standard_normal((i + 101, 7)).astype(np.float32) for i in range(6)}
+    arrays["wide"] = rng.standard_normal(40_000).astype(np.float32)  # the pair-count path
+    variables = [tf.Variable(a, name=name) for name, a in arrays.items()]
+    batched_reads = []
+    real = host_stats._read_many
+    monkeypatch.setattr(host_stats, "_read_many",
+                        lambda handles, attrs: batched_reads.append(len(handles))
+                        or real(handles, attrs))
+    first = hw.weight_stats(variables, bins=48)
+    assert batched_reads == []
+    second = hw.weight_stats(variables, bins=48)
+    assert batched_reads == [len(variables)]
+    for name, values in arrays.items():
+        assert_like_numpy(first[name], values, 48)
+        assert (first[name].mean, first[name].std) == (second[name].mean, second[name].std)
+        np.testing.assert_array_equal(first[name].counts, second[name].counts)
 
 
 def test_numpy_path_gives_the_kernels_numbers(tf, monkeypatch):

@@ -159,6 +159,19 @@ static void histogram_checked(const Source *s, Py_ssize_t start, Py_ssize_t stop
 
 /* ---- the fast loops: every value finite, every value inside the edges ---- */
 
+/* Add a (bins + 1)^2 table of pair counts into counts: row a counts a value in bin a,
+ * column c one in bin c; the pending row and column (index bins) were counted value by
+ * value, so they are skipped. */
+static void add_pair_table(const uint32_t *table, int bins, int64_t *counts) {
+    const int32_t stride = bins + 1;
+    for (int32_t a = 0; a < stride; a++)
+        for (int32_t c = 0; c < stride; c++) {
+            uint32_t k = table[a * stride + c];
+            if (a < bins) counts[a] += k;
+            if (c < bins) counts[c] += k;
+        }
+}
+
 #define FAST_LOOPS(T, NAME)                                                                  \
 VECTOR_CLONES                                                                                \
 static int moments_fast_##NAME(const T *x, Py_ssize_t n, double shift, double *out) {       \
@@ -246,15 +259,13 @@ static int candidate_pairs_##NAME(const T *x, const T *y, int n, T lo, T scale, 
                                                                                              \
 /* histogram_fast for few bins: two values per count.  Scattered increments are what the   \
  * histogram costs (a load and a store each, whatever the arithmetic); counting the pair    \
- * (x[i], x[i + half]) of every block in one (bins + 1)^2 table halves them, and the table  \
- * is added up into rows and columns once per call. */                                      \
+ * (x[i], x[i + half]) of every block in one (bins + 1)^2 table halves them.  The pairs go  \
+ * into `table` (added to, not reset: add_pair_table adds it up once per table), the       \
+ * pending values into counts. */                                                           \
 static void histogram_pairs_##NAME(const T *x, Py_ssize_t n, const double *edges, int bins, \
-                                   T lo, T scale, T tol, int64_t *counts) {                  \
+                                   T lo, T scale, T tol, uint32_t *table, int64_t *counts) { \
     const int32_t stride = bins + 1;                                                         \
-    uint32_t table[(PAIR_MAX_BINS + 1) * (PAIR_MAX_BINS + 1)];                               \
     int32_t pair[BLOCK / 2];                                                                 \
-    memset(table, 0, sizeof(uint32_t) * stride * stride);                                   \
-    memset(counts, 0, sizeof(int64_t) * bins);                                               \
     for (Py_ssize_t start = 0; start < n; start += BLOCK) {                                  \
         const T *v = x + start;                                                              \
         int m = (int)(n - start < BLOCK ? n - start : BLOCK), half = m / 2, i = 0;           \
@@ -279,17 +290,15 @@ static void histogram_pairs_##NAME(const T *x, Py_ssize_t n, const double *edges
         for (i = 2 * half; i < m; i++) /* an odd block's last value */                       \
             counts[exact_bin((double)v[i], edges, bins, (int32_t)((v[i] - lo) * scale))]++; \
     }                                                                                        \
-    for (int32_t a = 0; a < stride; a++) /* row a, column c; the pending row and column    \
-                                          * were counted above, value by value */            \
-        for (int32_t c = 0; c < stride; c++) {                                               \
-            uint32_t k = table[a * stride + c];                                              \
-            if (a < bins) counts[a] += k;                                                    \
-            if (c < bins) counts[c] += k;                                                    \
-        }                                                                                    \
 }                                                                                            \
                                                                                              \
+/* The counts of values x[0:n] in the bins of edges into counts; 0 where the data's type    \
+ * cannot scale the range (the checked loop must do it).  With a pair table (bins + 1)^2,   \
+ * zeroed by the caller, a call that counts pairs returns 2: counts holds the values counted \
+ * one by one and the pairs are in the table, for the caller's add_pair_table once it has  \
+ * counted every piece of the array. */                                                     \
 static int histogram_fast_##NAME(const T *x, Py_ssize_t n, const double *edges, int bins,   \
-                                 int64_t *counts) {                                          \
+                                 int64_t *counts, uint32_t *pair_table) {                    \
     const double span = edges[bins] - edges[0];                                              \
     const T lo = (T)edges[0], scale = (T)(bins / span);                                      \
     if (bins > MAX_FAST_BINS || n > CHUNK || !isfinite((double)scale) ||                     \
@@ -298,7 +307,15 @@ static int histogram_fast_##NAME(const T *x, Py_ssize_t n, const double *edges, 
         return 0; /* a range the data's type cannot scale: the checked loop does it */      \
     const T tol = (T)((bins + 1) * NEAR_EDGE_PER_BIN);                                      \
     if (bins <= PAIR_MAX_BINS && n >= PAIR_MIN_VALUES) {                                     \
-        histogram_pairs_##NAME(x, n, edges, bins, lo, scale, tol, counts);                  \
+        uint32_t table[(PAIR_MAX_BINS + 1) * (PAIR_MAX_BINS + 1)];                           \
+        memset(counts, 0, sizeof(int64_t) * bins);                                           \
+        if (pair_table != NULL) {                                                            \
+            histogram_pairs_##NAME(x, n, edges, bins, lo, scale, tol, pair_table, counts);  \
+            return 2;                                                                        \
+        }                                                                                    \
+        memset(table, 0, sizeof(uint32_t) * (bins + 1) * (bins + 1));                       \
+        histogram_pairs_##NAME(x, n, edges, bins, lo, scale, tol, table, counts);           \
+        add_pair_table(table, bins, counts);                                                 \
         return 1;                                                                            \
     }                                                                                        \
     uint32_t sub[4][MAX_FAST_BINS + 1]; /* four interleaved counts; [bins]: pending */      \
@@ -357,8 +374,10 @@ static void histogram_chunk(const Job *job, Py_ssize_t index) {
     Py_ssize_t n = c->stop - c->start;
     if (!job->clipped && job->clean[c->source]) {
         int done = s->is_double
-            ? histogram_fast_float64((const double *)s->data + c->start, n, edges, bins, counts)
-            : histogram_fast_float32((const float *)s->data + c->start, n, edges, bins, counts);
+            ? histogram_fast_float64((const double *)s->data + c->start, n, edges, bins, counts,
+                                     NULL)
+            : histogram_fast_float32((const float *)s->data + c->start, n, edges, bins, counts,
+                                     NULL);
         if (done) return;
     }
     histogram_checked(s, c->start, c->stop, job->clipped, edges, bins, counts);
@@ -416,12 +435,21 @@ static void stats_task(const Job *job, Py_ssize_t index) {
     if (s->n == 0 || r[0] != (double)s->n || !numpy_edges(r[4], r[5], bins, edges)) return;
     int64_t part[MAX_FAST_BINS];
     int64_t *piece_counts = bins <= MAX_FAST_BINS ? part : NULL;
+    /* one pair table for every piece of the array (at most FUSE_MAX / 2 pairs: no uint32
+     * cell overflows), added up once at the end */
+    uint32_t table[(PAIR_MAX_BINS + 1) * (PAIR_MAX_BINS + 1)];
+    uint32_t *pair_table = bins <= PAIR_MAX_BINS ? table : NULL;
+    int pairs_counted = 0;
+    if (pair_table != NULL) memset(table, 0, sizeof(uint32_t) * (bins + 1) * (bins + 1));
     memset(counts, 0, sizeof(int64_t) * bins);
     for (Py_ssize_t start = 0; start < s->n; start += CHUNK) {
         Py_ssize_t n = s->n - start < CHUNK ? s->n - start : CHUNK;
-        int fast = piece_counts != NULL && (s->is_double
-            ? histogram_fast_float64((const double *)s->data + start, n, edges, bins, part)
-            : histogram_fast_float32((const float *)s->data + start, n, edges, bins, part));
+        int fast = piece_counts == NULL ? 0 : s->is_double
+            ? histogram_fast_float64((const double *)s->data + start, n, edges, bins, part,
+                                     pair_table)
+            : histogram_fast_float32((const float *)s->data + start, n, edges, bins, part,
+                                     pair_table);
+        pairs_counted |= fast == 2;
         if (fast) {
             for (int b = 0; b < bins; b++) counts[b] += part[b];
         } else {  /* a range the data's type cannot scale: value by value, into counts */
@@ -432,6 +460,7 @@ static void stats_task(const Job *job, Py_ssize_t index) {
             PyMem_RawFree(exact);
         }
     }
+    if (pairs_counted) add_pair_table(table, bins, counts);
     job->done[task->source] = 1;
 }
 

@@ -296,18 +296,19 @@ def _stats_of_all(targets: list[tuple[str, Any]], bins: int,
     (host_stats); the rest one by one on their devices.  A mirrored variable's statistics
     are computed on each replica's device, and the first replica's stand for the variable."""
     from .adapters.common import replica_components
-    from .host_stats import variable_facts, variable_reductions
+    from .host_stats import read_plan, variable_reductions
 
     parts = [(path, replica_components(var)) for path, var in targets]
-    components = [c for _, replicas in parts for c in replicas]
-    host = iter(variable_reductions(components, bins, value_range))
+    plan = read_plan([c for _, replicas in parts for c in replicas])
+    host = iter(variable_reductions(plan, bins, value_range))
+    facts = iter(plan.facts)
     results = {}
     for path, replicas in parts:
         per_replica = []
         for c in replicas:
-            reduction = next(host)
+            reduction, f = next(host), next(facts)
             per_replica.append(_stats_on_device(path, c, bins, value_range) if reduction is None
-                               else _from_reduction(path, variable_facts(c), reduction))
+                               else _from_reduction(path, f, reduction))
         main = per_replica[0]
         if len(per_replica) > 1:
             main = dataclasses.replace(main, replicas=per_replica,
