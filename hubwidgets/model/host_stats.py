@@ -1,7 +1,9 @@
 """Statistics of variables that live in host memory, computed in place.
 
-The CPU variables of a model are read by one TensorFlow op (:func:`host_arrays`) and seen
-through the buffer protocol, which shares each variable's buffer, so nothing is copied.
+The CPU variables of a model are read by one TensorFlow op (:func:`host_arrays`; the first
+time a list of variables is read, one op per variable, overlapped with the arithmetic, since
+TensorFlow's first batched read of new shapes costs more than the reads) and seen through
+the buffer protocol, which shares each variable's buffer, so nothing is copied.
 float32 and float64 variables then go, all at once, to the C kernel ``_host_reduce``: two
 fused passes (counts, min/max and shifted sums; then the histogram, two values per count
 up to 80 bins) over every variable, on all cores.  An array of up to 4 M values is one task
