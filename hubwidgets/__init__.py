@@ -56,7 +56,7 @@ _EXPORTS = {
     "undo": "hubwidgets.model.edits",
     "redo": "hubwidgets.model.edits",
     "undo_history": "hubwidgets.model.edits",
-    "edit_code": "hubwidgets.model.edits",
+    "edit_code": "hubwidgets.model.codegen",
     "EditError": "hubwidgets.model.edits",
     "UndoHistoryWarning": "hubwidgets.model.edits",
     "explore": "hubwidgets.widgets.dashboard",
@@ -74,7 +74,8 @@ if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
                                UnbuiltModelError)
     from .model.freeze import freeze, freeze_up_to, needs_compile, set_trainable, unfreeze
     from .model.diff import VariableDiff, WeightDiff, diff
-    from .model.edits import (EditError, UndoHistoryWarning, add_noise, edit_code,
+    from .model.codegen import edit_code
+    from .model.edits import (EditError, UndoHistoryWarning, add_noise,
                               prune_weights, redo, reset_weights, restore, scale_weights, undo,
                               undo_history)
     from .model.hub_layer import HubLayer

@@ -1,5 +1,10 @@
 """The Python each action stands for: one place that writes it, for clicks and calls alike.
 
+It holds the layer accessors (``layer_accessor``, ``plain_layer_accessor``), the code for
+trainable changes (``set_trainable_code``, ``freeze_pattern_code``, ``freeze_up_to_code``)
+and the code shown for a weight edit (``edit_code``, and ``edit_action_code`` for a tree
+already up to date; ``describe_call`` writes the ``hubwidgets`` call an edit records).
+
 The code is plain Keras where Keras can say it (``model.get_layer('d').trainable = False``)
 and a ``hubwidgets`` call where it cannot (part of a Hub module).  A layer whose name repeats
 among its siblings is reached by position (``model.layers[2]``), never by its ambiguous name.
@@ -7,8 +12,12 @@ among its siblings is reached by position (``model.layers[2]``), never by its am
 
 from __future__ import annotations
 
+from typing import Any
 
 from .compile_state import needs_compile
+from .edit_lookups import edit_session, layer_initializer, variable_owners
+from .errors import EditError
+from .matching import matching_nodes
 from .tree import ModelTree, Node
 
 
@@ -26,7 +35,7 @@ def plain_layer_accessor(node: Node, var: str = "model") -> str | None:
     if not all(n.keras_layer for n in chain):
         return None
     expr = var
-    for parent, child in zip(chain, chain[1:]):
+    for parent, child in zip(chain, chain[1:], strict=False):
         step = _step(parent, child)
         if step is None:
             return None
@@ -93,3 +102,121 @@ def with_compile_reminder(tree: ModelTree, code: str, var: str = "model") -> str
     return code
 
 
+# -- the code shown for a weight edit: the hubwidgets call, and plain TensorFlow / Keras with
+# -- the same effect, for teaching -----------------------------------------------------------
+EDIT_ACTIONS = frozenset({"scale_weights", "prune_weights", "add_noise", "reset_weights"})
+"""The weight edits :func:`edit_code` writes code for (those :mod:`.edits` applies)."""
+
+_PLAIN = {
+    "scale_weights": "layer.set_weights([w * {0!r} for w in layer.get_weights()])",
+    "prune_weights": "layer.set_weights([prune(w, {0!r}) for w in layer.get_weights()])",
+    "add_noise": "layer.set_weights([noisy(w, {0!r}) for w in layer.get_weights()])",
+}
+_HELPERS = {
+    "prune_weights": [
+        "def prune(w, fraction):  # the smallest |w| to zero; ties in C order",
+        "    w = w.copy()",
+        "    order = np.argsort(np.abs(w.astype('float64')), axis=None, kind='stable')",
+        "    w.flat[order[:math.floor(fraction * w.size)]] = 0",
+        "    return w"],
+    "add_noise": [
+        "rng = np.random.default_rng({seed!r})",
+        "def noisy(w, std):",
+        "    wide = w.astype('float64')",
+        "    sigma = {sigma}",
+        "    return (wide + rng.normal(0.0, sigma, w.shape)).astype(w.dtype)"],
+}
+
+
+def edit_code(model: Any, action: str, target: str, *args: Any, var: str | None = None,
+              **kwargs: Any) -> tuple[str, str]:
+    """The hubwidgets call for an edit, and plain Keras / TensorFlow code with the same
+    effect (for teaching), e.g. ``edit_code(model, "scale_weights", "d1", 2.0)`` ->
+    ``('hubwidgets.scale_weights(model, 'd1', 2.0)', "layer = model.get_layer('d1')\\n
+    layer.set_weights([w * 2.0 for w in layer.get_weights()])")``.  Keras layers are reached
+    as :func:`layer_accessor` reaches them (``get_layer``, or ``.layers[i]`` where a name
+    repeats); anything else (a Hub module's part, one variable) through its variables
+    (``hubwidgets.inspect(model).find(path).all_variables()``).
+    ``var``: the model's name in the code (default: the session's ``var_name``)."""
+    session = edit_session(model)
+    return edit_action_code(session.tree, action, target, args, kwargs,
+                            var or session.var_name)
+
+
+def edit_action_code(tree: ModelTree, action: str, target: str, args: tuple[Any, ...],
+                     kwargs: dict[str, Any], var: str) -> tuple[str, str]:
+    """:func:`edit_code`'s two strings from a tree already up to date with its model (what
+    :func:`hubwidgets.model.edits.edit_with_code` shows: no second look at the structure)."""
+    if action not in EDIT_ACTIONS:
+        raise EditError(f"edit_code knows scale_weights, prune_weights, add_noise and "
+                        f"reset_weights, not {action!r}.")
+    call = f"hubwidgets.{describe_call(action, var, target, args, kwargs)}"
+    try:
+        nodes = matching_nodes(tree, [target])
+    except KeyError:
+        raise EditError(f"{target!r} matches no layer or variable of the model.") from None
+    lines = {"prune_weights": ["import math", "import numpy as np"],
+             "add_noise": ["import numpy as np"]}.get(action, [])
+    if action == "add_noise":
+        seed, relative = kwargs.get("seed", args[1] if len(args) > 1 else None), \
+            kwargs.get("relative", args[2] if len(args) > 2 else False)
+        sigma = "std * float(wide.std()) if wide.size else std" if relative else "std"
+        lines += [h.format(seed=seed, sigma=sigma) for h in _HELPERS[action]]
+    elif action in _HELPERS:
+        lines += _HELPERS[action]
+    owners = variable_owners(tree) if action == "reset_weights" else {}
+    for node in nodes:
+        if action == "reset_weights":
+            lines += _reset_lines(tree, node, owners, var)
+            continue
+        getter = _getter(tree, node, var)
+        if getter is not None:
+            lines += [f"layer = {getter}", _PLAIN[action].format(*args[:1])]
+            continue
+        helper = {"scale_weights": f"w * {args[0]!r}", "prune_weights": f"prune(w, {args[0]!r})",
+                  "add_noise": f"noisy(w, {args[0]!r})"}[action]
+        relative = node.path.split("/", 1)[1] if "/" in node.path else node.path
+        lines += [f"for info in hubwidgets.inspect({var}).find({relative!r}).all_variables():",
+                  "    w = info.variable.numpy()",
+                  f"    info.variable.assign({helper})"]
+    return call, "\n".join(lines)
+
+
+def describe_call(action: str, var: str, target: str, args: tuple[Any, ...],
+                  kwargs: dict[str, Any]) -> str:
+    """The call, as Python, with the user's variable name for the model."""
+    shown = ", ".join([repr(target)] + [repr(a) for a in args]
+                      + [f"{k}={v!r}" for k, v in kwargs.items()])
+    return f"{action}({var}, {shown})"
+
+
+def _reset_lines(tree: ModelTree, node: Node, owners: dict[int, Any], var: str) -> list[str]:
+    from .adapters.common import short_name
+
+    lines, current = [], None
+    for info in node.all_variables():
+        owner_node = owners.get(info.key)
+        layer = owner_node.obj if owner_node is not None else None
+        name = short_name(info.variable)
+        owner = _getter(tree, owner_node, var)
+        if layer_initializer(layer, info.variable) is None or owner is None:
+            lines.append(f"# {info.path}: no initializer reachable from plain code; left as is")
+            continue
+        if owner != current:
+            lines.append(f"layer = {owner}")
+            current = owner
+        lines.append(f"layer.{name}.assign(layer.{name}_initializer(layer.{name}.shape, "
+                     f"dtype=layer.{name}.dtype))")
+    return lines
+
+
+def _getter(tree: ModelTree, node: Node | None, var: str) -> str | None:
+    """Plain Keras that reaches a Keras layer node with weights
+    (:func:`plain_layer_accessor`), else None."""
+    if node is None or node.class_name == "Variable":
+        return None
+    if node is tree.root:
+        return var
+    if not node.keras_layer or not callable(getattr(node.obj, "get_weights", None)):
+        return None
+    return plain_layer_accessor(node, var)

@@ -23,6 +23,11 @@ Rules:
   ``var_name`` does.  The explorer's "restore" reads the values each variable had before its
   first edit from the undo steps' own copies (``EditHistory.originals``), inside the same
   budget (default there: twice the weight bytes, room for the originals and the steps).
+
+The code shown for an edit (``edit_code``, re-exported here) is written by
+:mod:`hubwidgets.model.codegen`; the look-ups both need (the session, each variable's layer
+and its initializer) are in :mod:`hubwidgets.model.edit_lookups`; :class:`EditError` is in
+:mod:`hubwidgets.model.errors`.
 """
 
 from __future__ import annotations
@@ -35,12 +40,11 @@ from typing import Any, Callable
 
 import numpy as np
 
-from .errors import HubWidgetsError
+from .codegen import describe_call, edit_action_code
+from .codegen import edit_code as edit_code  # the public name's old home, for its callers
+from .edit_lookups import edit_session, layer_initializer, variable_owners
+from .errors import EditError
 from .matching import matching_nodes
-
-
-class EditError(HubWidgetsError, ValueError):
-    """An edit that was refused; nothing was changed."""
 
 
 class UndoHistoryWarning(UserWarning):
@@ -155,7 +159,7 @@ def undo_history(model: Any) -> EditHistory:
     """The undo history of ``model``, kept on its :class:`ModelSession` (created empty on
     first use; dropped with the model).  A :class:`ModelTree` or a session stands for the
     model it describes."""
-    session = _session(model)
+    session = edit_session(model)
     if session.edit_history is None:
         session.edit_history = EditHistory()
     return session.edit_history
@@ -176,14 +180,6 @@ def before_first_edit(model: Any, paths: Any) -> Any:
                         "hubwidgets.undo_history(model).budget_bytes before editing to keep "
                         "them, or take hubwidgets.snapshot(model) first.")
     return Snapshot({p: history.originals[p][0] for p in wanted if p in history.originals})
-
-
-def _session(model: Any) -> Any:
-    """The model's session (one structure check: walked again only if the model changed)."""
-    from .session import session_for
-
-    _refuse_paths(model)
-    return session_for(model)
 
 
 # -- the edits ------------------------------------------------------------------------------
@@ -227,7 +223,7 @@ def reset_weights(model: Any, target: str) -> Any:
 def restore(model: Any, snapshot: Any) -> Any:
     """Put every variable of a :class:`hubwidgets.Snapshot` back, bit for bit (one undo step).
     Every path, shape and dtype is checked before anything is written."""
-    session = _session(model)
+    session = edit_session(model)
     values = getattr(snapshot, "values", None)
     if not isinstance(values, dict):
         raise EditError(f"restore takes a hubwidgets.Snapshot (hw.snapshot(model)), got "
@@ -258,8 +254,8 @@ def edit_with_code(model: Any, action: str, target: str, *args: Any, var: str | 
                    **kwargs: Any) -> tuple[str, str]:
     """Run an edit and return its code, as :func:`edit_code` gives it, from one look at the
     model's structure (what the explorer's edit buttons call)."""
-    session = _session(model)
-    code = _code(session.tree, action, target, args, kwargs, var or session.var_name)
+    session = edit_session(model)
+    code = edit_action_code(session.tree, action, target, args, kwargs, var or session.var_name)
     _edit_session(session, action, target, args, kwargs)
     return code
 
@@ -309,11 +305,11 @@ def _noiser(_tree: Any, std: float, seed: int | None = None, relative: bool = Fa
 
 
 def _resetter(tree: Any) -> Compute:
-    owners = _owners(tree)
+    owners = variable_owners(tree)
 
     def initial(old: np.ndarray, info: Any) -> np.ndarray:
         owner = owners.get(info.key)
-        init = _initializer(owner.obj if owner is not None else None, info.variable)
+        init = layer_initializer(owner.obj if owner is not None else None, info.variable)
         if init is None:
             raise EditError(
                 f"{info.path!r} has no known initializer (a restored Hub or SavedModel "
@@ -326,19 +322,13 @@ def _resetter(tree: Any) -> Compute:
     return initial
 
 
+# one per name in codegen.EDIT_ACTIONS (the edits edit_code writes code for)
 _COMPUTES: dict[str, Callable[..., Compute]] = {
     "scale_weights": _scaler, "prune_weights": _pruner, "add_noise": _noiser,
     "reset_weights": _resetter}
 
 
 # -- internals ------------------------------------------------------------------------------
-def _refuse_paths(model: Any) -> None:
-    if isinstance(model, str) or hasattr(model, "__fspath__"):
-        raise EditError("Edits change a live model, not a file: load it first (model = "
-                        "keras.models.load_model(path), or hub.load(path)) and pass the "
-                        "model; nothing changed.")
-
-
 def _same_kind(info: Any, value: np.ndarray) -> bool:
     """Whether a snapshot's array fits the variable: same shape and dtype (a tf.string
     variable is kept as bytes in a snapshot)."""
@@ -357,21 +347,13 @@ def _finite_number(value: Any, what: str) -> float:
 
 
 def _edit(model: Any, action: str, target: str, *args: Any, **kwargs: Any) -> Any:
-    session = _session(model)
+    session = edit_session(model)
     return _edit_session(session, action, target, args, kwargs)
-
-
-def _describe(action: str, var: str, target: str, args: tuple[Any, ...],
-              kwargs: dict[str, Any]) -> str:
-    """The call, as Python, with the user's variable name for the model."""
-    shown = ", ".join([repr(target)] + [repr(a) for a in args]
-                      + [f"{k}={v!r}" for k, v in kwargs.items()])
-    return f"{action}({var}, {shown})"
 
 
 def _edit_session(session: Any, action: str, target: str, args: tuple[Any, ...],
                   kwargs: dict[str, Any]) -> Any:
-    tree = session.tree  # brought up to date by _session: no second look at the structure
+    tree = session.tree  # brought up to date by edit_session: no second look at the structure
     compute = _COMPUTES[action](tree, *args, **kwargs)
     if not isinstance(target, str) or not target:
         raise EditError(f"target must be a non-empty layer or variable path, name or regular "
@@ -391,7 +373,7 @@ def _edit_session(session: Any, action: str, target: str, args: tuple[Any, ...],
     if not variables:
         raise EditError(f"{target!r} holds no variables; nothing changed.")
     return _apply(session, variables, compute,
-                  _describe(action, session.var_name, target, args, kwargs))
+                  describe_call(action, session.var_name, target, args, kwargs))
 
 
 def _apply(session: Any, variables: list[Any], compute: Compute, description: str,
@@ -483,7 +465,7 @@ def _budget(history: EditHistory, tree: Any) -> int:
 
 
 def _move(model: Any, undo: bool) -> Any:
-    session = _session(model)
+    session = edit_session(model)
     history = undo_history(session)
     source = history.undo_steps if undo else history.redo_steps
     if not source:
@@ -528,136 +510,5 @@ def _user_stacklevel() -> int:
     return level
 
 
-def _owners(tree: Any) -> dict[int, Any]:
-    """variable key -> the node (layer) whose own variables include it."""
-    out: dict[int, Any] = {}
-    for node in tree.root.walk():
-        for var in node.variables:
-            out.setdefault(var.key, node)
-    return out
-
-
-def _initializer(layer: Any, var: Any) -> Callable[..., Any] | None:
-    """The layer's initializer for ``var`` (``<short name>_initializer`` on the layer or its
-    cell), or None."""
-    from .adapters.common import short_name
-
-    if layer is None:
-        return None
-    name = short_name(var)
-    for owner in (layer, getattr(layer, "cell", None)):
-        init = getattr(owner, f"{name}_initializer", None) if owner is not None else None
-        if callable(init):
-            return init
-    return None
-
-
 def _to_numpy(value: Any) -> np.ndarray:
     return np.asarray(value.numpy() if hasattr(value, "numpy") else value)
-
-
-# -- the same edits in plain TensorFlow / Keras, for teaching ------------------------------
-_PLAIN = {
-    "scale_weights": "layer.set_weights([w * {0!r} for w in layer.get_weights()])",
-    "prune_weights": "layer.set_weights([prune(w, {0!r}) for w in layer.get_weights()])",
-    "add_noise": "layer.set_weights([noisy(w, {0!r}) for w in layer.get_weights()])",
-}
-_HELPERS = {
-    "prune_weights": [
-        "def prune(w, fraction):  # the smallest |w| to zero; ties in C order",
-        "    w = w.copy()",
-        "    order = np.argsort(np.abs(w.astype('float64')), axis=None, kind='stable')",
-        "    w.flat[order[:math.floor(fraction * w.size)]] = 0",
-        "    return w"],
-    "add_noise": [
-        "rng = np.random.default_rng({seed!r})",
-        "def noisy(w, std):",
-        "    wide = w.astype('float64')",
-        "    sigma = {sigma}",
-        "    return (wide + rng.normal(0.0, sigma, w.shape)).astype(w.dtype)"],
-}
-
-
-def edit_code(model: Any, action: str, target: str, *args: Any, var: str | None = None,
-              **kwargs: Any) -> tuple[str, str]:
-    """The hubwidgets call for an edit, and plain Keras / TensorFlow code with the same
-    effect (for teaching), e.g. ``edit_code(model, "scale_weights", "d1", 2.0)`` ->
-    ``('hubwidgets.scale_weights(model, 'd1', 2.0)', "layer = model.get_layer('d1')\\n
-    layer.set_weights([w * 2.0 for w in layer.get_weights()])")``.  Keras layers are reached
-    as :func:`hubwidgets.model.codegen.layer_accessor` reaches them (``get_layer``, or
-    ``.layers[i]`` where a name repeats); anything else (a Hub module's part, one variable)
-    through its variables (``hubwidgets.inspect(model).find(path).all_variables()``).
-    ``var``: the model's name in the code (default: the session's ``var_name``)."""
-    session = _session(model)
-    return _code(session.tree, action, target, args, kwargs, var or session.var_name)
-
-
-def _code(tree: Any, action: str, target: str, args: tuple[Any, ...], kwargs: dict[str, Any],
-          var: str) -> tuple[str, str]:
-    if action not in _COMPUTES:
-        raise EditError(f"edit_code knows scale_weights, prune_weights, add_noise and "
-                        f"reset_weights, not {action!r}.")
-    call = f"hubwidgets.{_describe(action, var, target, args, kwargs)}"
-    try:
-        nodes = matching_nodes(tree, [target])
-    except KeyError:
-        raise EditError(f"{target!r} matches no layer or variable of the model.") from None
-    lines = {"prune_weights": ["import math", "import numpy as np"],
-             "add_noise": ["import numpy as np"]}.get(action, [])
-    if action == "add_noise":
-        seed, relative = kwargs.get("seed", args[1] if len(args) > 1 else None), \
-            kwargs.get("relative", args[2] if len(args) > 2 else False)
-        sigma = "std * float(wide.std()) if wide.size else std" if relative else "std"
-        lines += [h.format(seed=seed, sigma=sigma) for h in _HELPERS[action]]
-    elif action in _HELPERS:
-        lines += _HELPERS[action]
-    owners = _owners(tree) if action == "reset_weights" else {}
-    for node in nodes:
-        if action == "reset_weights":
-            lines += _reset_lines(tree, node, owners, var)
-            continue
-        getter = _getter(tree, node, var)
-        if getter is not None:
-            lines += [f"layer = {getter}", _PLAIN[action].format(*args[:1])]
-            continue
-        helper = {"scale_weights": f"w * {args[0]!r}", "prune_weights": f"prune(w, {args[0]!r})",
-                  "add_noise": f"noisy(w, {args[0]!r})"}[action]
-        relative = node.path.split("/", 1)[1] if "/" in node.path else node.path
-        lines += [f"for info in hubwidgets.inspect({var}).find({relative!r}).all_variables():",
-                  "    w = info.variable.numpy()",
-                  f"    info.variable.assign({helper})"]
-    return call, "\n".join(lines)
-
-
-def _reset_lines(tree: Any, node: Any, owners: dict[int, Any], var: str) -> list[str]:
-    from .adapters.common import short_name
-
-    lines, current = [], None
-    for info in node.all_variables():
-        owner_node = owners.get(info.key)
-        layer = owner_node.obj if owner_node is not None else None
-        name = short_name(info.variable)
-        owner = _getter(tree, owner_node, var)
-        if _initializer(layer, info.variable) is None or owner is None:
-            lines.append(f"# {info.path}: no initializer reachable from plain code; left as is")
-            continue
-        if owner != current:
-            lines.append(f"layer = {owner}")
-            current = owner
-        lines.append(f"layer.{name}.assign(layer.{name}_initializer(layer.{name}.shape, "
-                     f"dtype=layer.{name}.dtype))")
-    return lines
-
-
-def _getter(tree: Any, node: Any, var: str) -> str | None:
-    """Plain Keras that reaches a Keras layer node with weights
-    (:func:`~hubwidgets.model.codegen.plain_layer_accessor`), else None."""
-    from .codegen import plain_layer_accessor
-
-    if node is None or node.class_name == "Variable":
-        return None
-    if node is tree.root:
-        return var
-    if not node.keras_layer or not callable(getattr(node.obj, "get_weights", None)):
-        return None
-    return plain_layer_accessor(node, var)

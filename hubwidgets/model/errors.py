@@ -21,3 +21,7 @@ class ModelLoadError(HubWidgetsError, ValueError):
 
 class FreezeError(HubWidgetsError, ValueError):
     """A trainable change that cannot take effect as asked."""
+
+
+class EditError(HubWidgetsError, ValueError):
+    """An edit that was refused; nothing was changed."""
