@@ -277,18 +277,21 @@ def variable_reductions(variables: list[object] | ReadPlan, bins: int,
     return _streamed_reductions(list(plan.variables), bins)
 
 
-_READ_BEFORE: set[tuple] = set()  # the signatures of the variable lists read so far
+_READ_BEFORE: set[int] = set()  # hashes of the signatures of the variable lists read so far
 
 
 def _read_before(signature: tuple) -> bool:
     """Whether a list of variables of these dtypes, shapes and devices (a
     :attr:`ReadPlan.signature`) was read before; it is remembered, so the next read is
-    batched."""
-    if signature in _READ_BEFORE:
+    batched.  Only the signature's hash is kept (a model of 10,000 variables has a 10,000-
+    entry signature); two lists with one hash only mean a list's first read is batched,
+    which gives the same values."""
+    key = hash(signature)
+    if key in _READ_BEFORE:
         return True
-    if len(_READ_BEFORE) >= 256:  # many models in one process: forget the oldest lists
+    if len(_READ_BEFORE) >= 4096:  # a long session of many models: start again
         _READ_BEFORE.clear()
-    _READ_BEFORE.add(signature)
+    _READ_BEFORE.add(key)
     return False
 
 
