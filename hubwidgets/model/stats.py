@@ -46,7 +46,7 @@ class WeightStats:
     NaN/Inf are left out, and so are values outside ``value_range`` when one is given.
     ``missing`` says why a figure is ``None`` (or the histogram empty), keyed by field name
     (``"mean"``, ``"std"``, ``"min"``, ``"max"``, ``"l2_norm"``, ``"zero_fraction"``,
-    ``"histogram"``).
+    ``"histogram"``; ``"count"`` when an uninitialised variable's size is unknown).
     """
 
     path: str
@@ -278,9 +278,18 @@ def _variable_path(v: Any) -> str:
 
 
 def _dedupe_paths(items: list[tuple[str, Any]]) -> list[tuple[str, Any]]:
+    """Each variable once (a list may reach one variable twice: the same variable, or
+    overlapping Nodes); distinct variables of the same name get ``#1``, ``#2``..."""
+    from .adapters.common import variable_key
+
     seen: dict[str, int] = {}
+    reached: set[int] = set()
     out = []
     for path, v in items:
+        key = variable_key(v)
+        if key in reached:
+            continue
+        reached.add(key)
         if path in seen:
             seen[path] += 1
             path = f"{path}#{seen[path]}"
@@ -295,7 +304,7 @@ def _stats_of_all(targets: list[tuple[str, Any]], bins: int,
     """Statistics of every variable.  Host (CPU) variables are reduced all at once
     (host_stats); the rest one by one on their devices.  A mirrored variable's statistics
     are computed on each replica's device, and the first replica's stand for the variable."""
-    from .adapters.common import replica_components
+    from .adapters.common import is_initialised, replica_components, variable_shape
     from .host_stats import read_plan, variable_reductions
 
     parts = [(path, replica_components(var)) for path, var in targets]
@@ -307,14 +316,35 @@ def _stats_of_all(targets: list[tuple[str, Any]], bins: int,
         per_replica = []
         for c in replicas:
             reduction, f = next(host), next(facts)
-            per_replica.append(_stats_on_device(path, c, bins, value_range) if reduction is None
-                               else _from_reduction(path, f, reduction))
+            if reduction is not None:
+                one = _from_reduction(path, f, reduction)
+            elif f.size == 0 or is_initialised(c):
+                one = _stats_on_device(path, c, bins, value_range)
+            else:
+                one = _not_initialised(path, f)
+            if one.count != f.size and f.size != 0:  # not the declared shape: find out why
+                one = _not_initialised(path, f) if not is_initialised(c) \
+                    else dataclasses.replace(one, shape=variable_shape(c))
+            per_replica.append(one)
         main = per_replica[0]
         if len(per_replica) > 1:
             main = dataclasses.replace(main, replicas=per_replica,
                                        device=", ".join(r.device for r in per_replica))
         results[path] = main
     return results
+
+
+def _not_initialised(path: str, facts: Any) -> WeightStats:
+    """A variable that holds no value yet: its declared size (0, with ``missing["count"]``,
+    when its shape is not fully declared) and every figure missing with the reason, never
+    the statistics of an empty variable."""
+    from .adapters.common import NOT_INITIALISED
+
+    figures = ("mean", "std", "min", "max", "l2_norm", "zero_fraction", "histogram")
+    figures += ("count",) if facts.size < 0 else ()
+    return WeightStats(path=path, dtype=facts.dtype, shape=facts.shape,
+                       count=max(facts.size, 0), device=facts.device,
+                       missing=dict.fromkeys(figures, NOT_INITIALISED))
 
 
 def _from_reduction(path: str, facts: Any, r: Any, dtype: str | None = None) -> WeightStats:
@@ -354,7 +384,7 @@ def _stats_on_device(path: str, var: Any, bins: int,
         return _from_reduction(path, variable_facts(var), numpy_reduction(values, bins,
                                                                           value_range), name)
     if name not in FLOAT_KINDS:
-        size = int(np.prod(shape_tuple(var.shape) or (1,)))
+        size = int(tf.size(var))  # the value's: the declared shape may have unknown sizes
         why = f"statistics apply to numbers; this variable holds {name}"
         return WeightStats(path=path, dtype=name, shape=shape_tuple(var.shape), count=size,
                            device=device, l2_norm=None,
