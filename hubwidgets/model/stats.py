@@ -230,7 +230,10 @@ def weight_stats(target: Any, bins: int = 64,
 
     Means, standard deviations and L2 norms are computed in float64 without overflow for
     every dtype (integer means exactly); a figure that cannot be given is ``None`` and
-    :attr:`WeightStats.missing` says why.
+    :attr:`WeightStats.missing` says why (an uninitialised variable: its declared size,
+    every figure missing).  NaN/Inf values warn (:class:`NonFiniteWeightsWarning`), and so do
+    the replicas of a mirrored variable that hold different values
+    (:class:`~hubwidgets.model.watch.ReplicaDriftWarning`).
     """
     bins = check_bins(bins)
     value_range = check_value_range(value_range, bins)
@@ -242,6 +245,17 @@ def weight_stats(target: Any, bins: int = 64,
             f"NaN or Inf values in {len(bad)} variable(s): {shown}. Training probably diverged "
             "(lower the learning rate, check the inputs) or the weights file is damaged; "
             "reload the weights from a good checkpoint.", NonFiniteWeightsWarning, stacklevel=2)
+    drifted = [s.path for s in results.values() if not s.replicas_agree]
+    if drifted:
+        from .watch import ReplicaDriftWarning
+
+        shown = ", ".join(drifted[:5]) + (" ..." if len(drifted) > 5 else "")
+        warnings.warn(
+            f"The replicas of {len(drifted)} mirrored variable(s) hold different values: "
+            f"{shown}. The figures given are the first replica's; each replica's are in "
+            "WeightStats.replicas. Assign the value you want to the mirrored variable (inside "
+            "strategy.scope()) to make the copies agree again.", ReplicaDriftWarning,
+            stacklevel=2)
     return results
 
 
