@@ -227,3 +227,17 @@ def test_mirrored_replicas_are_each_read_and_drift_is_reported(mirrored, keras):
     assert not stats.replicas_agree
     _assert_matches_numpy(stats, components[0].numpy())
     _assert_matches_numpy(stats.replicas[1], components[1].numpy())
+
+
+def test_keras_variable_created_in_a_stateless_scope_is_not_initialised(keras):
+    """A Keras 3 variable created under ``keras.StatelessScope()`` holds no value until the
+    scope ends (reading it draws fresh values from its initializer): weight_stats inside the
+    scope says "not initialised" instead of giving statistics of a random draw."""
+    with keras.StatelessScope():
+        deferred = keras.Variable(initializer=keras.initializers.RandomNormal(), shape=(2, 3),
+                                  name="deferred")
+        stats = hw.weight_stats([deferred])["deferred"]
+        assert stats.count == 6 and stats.mean is None
+        assert set(stats.missing) == set(NUMBER_FIGURES)
+        assert "not initialised" in stats.missing["mean"]
+    _assert_matches_numpy(hw.weight_stats([deferred])["deferred"], deferred.numpy())

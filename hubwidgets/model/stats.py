@@ -318,7 +318,8 @@ def _stats_of_all(targets: list[tuple[str, Any]], bins: int,
     """Statistics of every variable.  Host (CPU) variables are reduced all at once
     (host_stats); the rest one by one on their devices.  A mirrored variable's statistics
     are computed on each replica's device, and the first replica's stand for the variable."""
-    from .adapters.common import is_initialised, replica_components, variable_shape
+    from .adapters.common import (is_initialised, is_keras3_variable, replica_components,
+                                  variable_shape)
     from .host_stats import read_plan, variable_reductions
 
     parts = [(path, replica_components(var)) for path, var in targets]
@@ -332,10 +333,15 @@ def _stats_of_all(targets: list[tuple[str, Any]], bins: int,
             reduction, f = next(host), next(facts)
             if reduction is not None:
                 one = _from_reduction(path, f, reduction)
-            elif f.size == 0 or is_initialised(c):
-                one = _stats_on_device(path, c, bins, value_range)
-            else:
+            elif is_keras3_variable(c):  # no tf.Variable behind it yet (a StatelessScope)
                 one = _not_initialised(path, f)
+            else:
+                try:
+                    one = _stats_on_device(path, c, bins, value_range)
+                except Exception:
+                    if is_initialised(c):
+                        raise
+                    one = _not_initialised(path, f)
             if one.count != f.size and f.size != 0:  # not the declared shape: find out why
                 one = _not_initialised(path, f) if not is_initialised(c) \
                     else dataclasses.replace(one, shape=variable_shape(c))
