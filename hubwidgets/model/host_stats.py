@@ -102,7 +102,11 @@ class VariableFacts:
     device, its declared shape, its resource handle (None where it has none), whether it
     lives in host memory in a dtype read in place, and its dtype as TensorFlow's DataType
     number (for the batched read).  (Every statistics call reads hundreds of variables;
-    these lookups through TensorFlow's properties add a few microseconds each.)"""
+    these lookups through TensorFlow's properties add a few microseconds each.)
+
+    ``size`` is the declared number of elements, -1 when the declared shape is not fully
+    known (``shape=None`` or ``[None, 3]``): a read of another size is not the variable's
+    values (an uninitialised variable reads as an empty tensor)."""
 
     dtype: str
     device: str
@@ -110,6 +114,7 @@ class VariableFacts:
     handle: object
     host: bool
     dtype_enum: int = 0
+    size: int = -1
 
 
 _FACTS: dict[int, tuple[weakref.ref, VariableFacts]] = {}
@@ -128,9 +133,14 @@ def variable_facts(var: object) -> VariableFacts:
     handle = getattr(var, "handle", None)
     if handle is None or getattr(getattr(handle, "dtype", None), "name", "") != "resource":
         handle = None
-    facts = VariableFacts(dtype, device, shape_tuple(getattr(var, "shape", None)), handle,
+    declared = getattr(var, "shape", None)
+    shape = shape_tuple(declared)
+    known = declared is not None and getattr(declared, "rank", 0) is not None \
+        and None not in shape
+    facts = VariableFacts(dtype, device, shape, handle,
                           (not device or "CPU" in device.upper()) and dtype in HOST_KINDS,
-                          int(getattr(getattr(var, "dtype", None), "as_datatype_enum", 0)))
+                          int(getattr(getattr(var, "dtype", None), "as_datatype_enum", 0)),
+                          math.prod(shape) if known else -1)
     try:
         ref = weakref.ref(var, lambda _, key=key: _FACTS.pop(key, None))
     except TypeError:  # not weakly referenceable: looked up every time
@@ -223,13 +233,17 @@ def _read_many(handles: list[object], attrs: tuple[object, ...]) -> list[object]
 
 def _flat_view(value: object, facts: VariableFacts) -> np.ndarray | None:
     """A read tensor as a flat numpy array: a view of its buffer (zero-copy on the host;
-    ``.numpy()`` would copy the whole variable), or a float32 copy of bfloat16 (exact)."""
-    if facts.dtype == "bfloat16":  # no buffer format: a float32 copy, for the kernel
-        return np.asarray(value.numpy()).astype(np.float32).reshape(-1)
+    ``.numpy()`` would copy the whole variable), or a float32 copy of bfloat16 (exact).
+    None when it cannot be seen so, or when its size is not the declared one (an
+    uninitialised variable reads as an empty tensor: those are not its values)."""
     try:
-        return np.frombuffer(value, facts.dtype)  # type: ignore[call-overload]
+        if facts.dtype == "bfloat16":  # no buffer format: a float32 copy, for the kernel
+            flat = np.asarray(value.numpy()).astype(np.float32).reshape(-1)
+        else:
+            flat = np.frombuffer(value, facts.dtype)  # type: ignore[call-overload]
     except (TypeError, ValueError, AttributeError):
         return None
+    return flat if facts.size < 0 or flat.size == facts.size else None
 
 
 def _read(var: object, facts: VariableFacts) -> object:

@@ -192,7 +192,12 @@ def snapshot(model: Any) -> Snapshot:
         for var in node.variables:
             if var.path in snap.values:
                 continue
-            snap.values[var.path] = host_copy(var.variable)
+            value = snap.values[var.path] = host_copy(var.variable)
+            if value.size != var.size and var.size:
+                from .adapters.common import NOT_INITIALISED, is_initialised
+
+                if not is_initialised(var.variable):  # reads as empty: no copy to keep
+                    raise HubWidgetsError(f"Cannot snapshot {var.path!r}: {NOT_INITIALISED}.")
             snap.trainable[var.path] = bool(var.trainable)
             snap.can_train[var.path] = bool(var.can_train)
             snap.owners[var.path] = node.class_name

@@ -46,7 +46,7 @@ class WeightStats:
     NaN/Inf are left out, and so are values outside ``value_range`` when one is given.
     ``missing`` says why a figure is ``None`` (or the histogram empty), keyed by field name
     (``"mean"``, ``"std"``, ``"min"``, ``"max"``, ``"l2_norm"``, ``"zero_fraction"``,
-    ``"histogram"``).
+    ``"histogram"``; ``"count"`` when an uninitialised variable's size is unknown).
     """
 
     path: str
@@ -230,7 +230,10 @@ def weight_stats(target: Any, bins: int = 64,
 
     Means, standard deviations and L2 norms are computed in float64 without overflow for
     every dtype (integer means exactly); a figure that cannot be given is ``None`` and
-    :attr:`WeightStats.missing` says why.
+    :attr:`WeightStats.missing` says why (an uninitialised variable: its declared size,
+    every figure missing).  NaN/Inf values warn (:class:`NonFiniteWeightsWarning`), and so do
+    the replicas of a mirrored variable that hold different values
+    (:class:`~hubwidgets.model.watch.ReplicaDriftWarning`).
     """
     bins = check_bins(bins)
     value_range = check_value_range(value_range, bins)
@@ -242,6 +245,17 @@ def weight_stats(target: Any, bins: int = 64,
             f"NaN or Inf values in {len(bad)} variable(s): {shown}. Training probably diverged "
             "(lower the learning rate, check the inputs) or the weights file is damaged; "
             "reload the weights from a good checkpoint.", NonFiniteWeightsWarning, stacklevel=2)
+    drifted = [s.path for s in results.values() if not s.replicas_agree]
+    if drifted:
+        from .watch import ReplicaDriftWarning
+
+        shown = ", ".join(drifted[:5]) + (" ..." if len(drifted) > 5 else "")
+        warnings.warn(
+            f"The replicas of {len(drifted)} mirrored variable(s) hold different values: "
+            f"{shown}. The figures given are the first replica's; each replica's are in "
+            "WeightStats.replicas. Assign the value you want to the mirrored variable (inside "
+            "strategy.scope()) to make the copies agree again.", ReplicaDriftWarning,
+            stacklevel=2)
     return results
 
 
@@ -278,9 +292,18 @@ def _variable_path(v: Any) -> str:
 
 
 def _dedupe_paths(items: list[tuple[str, Any]]) -> list[tuple[str, Any]]:
+    """Each variable once (a list may reach one variable twice: the same variable, or
+    overlapping Nodes); distinct variables of the same name get ``#1``, ``#2``..."""
+    from .adapters.common import variable_key
+
     seen: dict[str, int] = {}
+    reached: set[int] = set()
     out = []
     for path, v in items:
+        key = variable_key(v)
+        if key in reached:
+            continue
+        reached.add(key)
         if path in seen:
             seen[path] += 1
             path = f"{path}#{seen[path]}"
@@ -295,7 +318,8 @@ def _stats_of_all(targets: list[tuple[str, Any]], bins: int,
     """Statistics of every variable.  Host (CPU) variables are reduced all at once
     (host_stats); the rest one by one on their devices.  A mirrored variable's statistics
     are computed on each replica's device, and the first replica's stand for the variable."""
-    from .adapters.common import replica_components
+    from .adapters.common import (is_initialised, is_keras3_variable, replica_components,
+                                  variable_shape)
     from .host_stats import read_plan, variable_reductions
 
     parts = [(path, replica_components(var)) for path, var in targets]
@@ -307,14 +331,40 @@ def _stats_of_all(targets: list[tuple[str, Any]], bins: int,
         per_replica = []
         for c in replicas:
             reduction, f = next(host), next(facts)
-            per_replica.append(_stats_on_device(path, c, bins, value_range) if reduction is None
-                               else _from_reduction(path, f, reduction))
+            if reduction is not None:
+                one = _from_reduction(path, f, reduction)
+            elif is_keras3_variable(c):  # no tf.Variable behind it yet (a StatelessScope)
+                one = _not_initialised(path, f)
+            else:
+                try:
+                    one = _stats_on_device(path, c, bins, value_range)
+                except Exception:
+                    if is_initialised(c):
+                        raise
+                    one = _not_initialised(path, f)
+            if one.count != f.size and f.size != 0:  # not the declared shape: find out why
+                one = _not_initialised(path, f) if not is_initialised(c) \
+                    else dataclasses.replace(one, shape=variable_shape(c))
+            per_replica.append(one)
         main = per_replica[0]
         if len(per_replica) > 1:
             main = dataclasses.replace(main, replicas=per_replica,
                                        device=", ".join(r.device for r in per_replica))
         results[path] = main
     return results
+
+
+def _not_initialised(path: str, facts: Any) -> WeightStats:
+    """A variable that holds no value yet: its declared size (0, with ``missing["count"]``,
+    when its shape is not fully declared) and every figure missing with the reason, never
+    the statistics of an empty variable."""
+    from .adapters.common import NOT_INITIALISED
+
+    figures = ("mean", "std", "min", "max", "l2_norm", "zero_fraction", "histogram")
+    figures += ("count",) if facts.size < 0 else ()
+    return WeightStats(path=path, dtype=facts.dtype, shape=facts.shape,
+                       count=max(facts.size, 0), device=facts.device,
+                       missing=dict.fromkeys(figures, NOT_INITIALISED))
 
 
 def _from_reduction(path: str, facts: Any, r: Any, dtype: str | None = None) -> WeightStats:
@@ -354,7 +404,7 @@ def _stats_on_device(path: str, var: Any, bins: int,
         return _from_reduction(path, variable_facts(var), numpy_reduction(values, bins,
                                                                           value_range), name)
     if name not in FLOAT_KINDS:
-        size = int(np.prod(shape_tuple(var.shape) or (1,)))
+        size = int(tf.size(var))  # the value's: the declared shape may have unknown sizes
         why = f"statistics apply to numbers; this variable holds {name}"
         return WeightStats(path=path, dtype=name, shape=shape_tuple(var.shape), count=size,
                            device=device, l2_norm=None,

@@ -94,10 +94,48 @@ def variable_device(v: Any) -> str:
         return ""
 
 
+NOT_INITIALISED = ("the variable is not initialised (created but never given a value); build "
+                   "or call the model once, or restore its checkpoint, then ask again")
+
+
+def is_initialised(v: Any) -> bool:
+    """Whether the variable holds a value.  An uninitialised resource variable (what
+    ``tf.saved_model.load`` or a checkpoint restore creates before assigning) reads as an
+    empty tensor in eager mode, so it must be asked; a Keras 3 variable created under a
+    ``StatelessScope`` has no backing variable yet."""
+    inner = backing_variable(v)
+    if is_keras3_variable(inner):  # no tf.Variable behind it yet
+        return getattr(inner, "_value", None) is not None
+    check = getattr(inner, "is_initialized", None)
+    if check is None:
+        return True
+    try:
+        return bool(check())
+    except Exception:  # noqa: BLE001 - a variable that cannot say: its read will tell
+        return True
+
+
+def variable_shape(v: Any) -> tuple[int | None, ...]:
+    """The declared shape when fully known; else the shape of the value the variable holds
+    now (a variable created with ``shape=None`` or ``[None, 3]`` still holds a value of one
+    definite shape); the declared shape, ``None`` for unknown sizes (``()`` for an unknown
+    rank), when it holds no value."""
+    declared = getattr(v, "shape", None)
+    shape = shape_tuple(declared)
+    if None not in shape and getattr(declared, "rank", 0) is not None:
+        return shape
+    if not is_initialised(v):
+        return shape
+    try:
+        return tuple(int(d) for d in backing_variable(v).value().shape)
+    except Exception:  # noqa: BLE001 - unreadable: the declared shape is all there is
+        return shape
+
+
 def make_variable_info(v: Any, node_path: str, name: str, tree: ModelTree,
                        can_train: bool) -> VariableInfo:
     """Describe one live variable placed under ``node_path``."""
-    shape = shape_tuple(getattr(v, "shape", None))
+    shape = variable_shape(v)
     dtype = dtype_name(getattr(v, "dtype", "unknown"))
     size = shape_size(shape)
     return VariableInfo(
