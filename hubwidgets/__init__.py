@@ -25,6 +25,7 @@ _EXPORTS = {
     "weight_stats": "hubwidgets.model.stats",
     "WeightStats": "hubwidgets.model.stats",
     "NonFiniteWeightsWarning": "hubwidgets.model.stats",
+    "ReplicaDriftWarning": "hubwidgets.model.watch",
     "freeze": "hubwidgets.model.freeze",
     "unfreeze": "hubwidgets.model.freeze",
     "set_trainable": "hubwidgets.model.freeze",
@@ -85,6 +86,7 @@ if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
     from .model.snapshot import Snapshot, snapshot
     from .model.stats import NonFiniteWeightsWarning, WeightStats, weight_stats
     from .model.tree import ModelTree, Node, SignatureInfo, VariableInfo
+    from .model.watch import ReplicaDriftWarning
     from .widgets.training import TrainingPanel, training_panel_for, watch
 
 
