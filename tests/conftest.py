@@ -6,10 +6,25 @@ Everything is built here; nothing is downloaded.
 from __future__ import annotations
 
 import os
+import sys
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 import pytest
+
+
+@pytest.fixture(autouse=True)
+def _keras_name_scopes_left_as_found():
+    """Keras 3 leaves a model's name scope on its stack when a layer whose name holds '['
+    is called inside the model (the hostile-name tests do that on purpose); every variable
+    made later in the process would then get that scope in its path.  Each test starts
+    from the stack the previous one found."""
+    state = sys.modules.get("keras.src.backend.common.global_state")
+    before = list(state.get_global_attribute("name_scope_stack") or []) if state else []
+    yield
+    state = sys.modules.get("keras.src.backend.common.global_state")
+    if state is not None:
+        state.set_global_attribute("name_scope_stack", before)
 
 
 @pytest.fixture(scope="session")

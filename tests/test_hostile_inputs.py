@@ -202,6 +202,27 @@ def test_a_layer_literally_named_like_a_suffix_keeps_paths_unique(generation, re
     assert [layer.trainable for layer in model.h] == [True, True, False]
 
 
+def test_hubwidgets_leaves_keras_name_scopes_as_it_found_them(keras, tf):
+    """Looking at a model, its statistics, a freeze, an edit and a snapshot push no Keras
+    name scope that stays (variables the user makes afterwards keep their own paths)."""
+    from keras.src.backend.common import global_state
+
+    def scopes():
+        return [getattr(s, "name", s) for s in
+                global_state.get_global_attribute("name_scope_stack") or []]
+
+    model = chain_model(keras, tf, ["a", "b"], 2)
+    before = scopes()
+    hw.inspect(model)
+    hw.weight_stats(model)
+    explorer = hw.LayerExplorer(model)
+    explorer.handle_action({"action": "set_trainable", "path": "m/b", "value": False})
+    hw.scale_weights(model, "m/a", 1.0)
+    hw.snapshot(model)
+    assert scopes() == before
+    assert keras.Variable(1.0, name="later").path == "/".join([*before, "later"])
+
+
 def test_a_tf_keras_name_with_a_slash_is_one_layer(tf_keras):
     model = tf_keras.Sequential([tf_keras.Input((2,)), tf_keras.layers.Dense(2, name="a"),
                                  tf_keras.layers.Dense(2, name="a/b")], name="q")
