@@ -3,6 +3,8 @@ statistics on each replica's device, frozen, and trained."""
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import pytest
 
@@ -55,3 +57,32 @@ def test_replicas_that_disagree_are_reported(mirrored, keras):
         stats = hw.weight_stats(model)["diverged/base/kernel"]
     assert not stats.replicas_agree
     assert stats.replicas[1].mean == pytest.approx(stats.replicas[0].mean + 1.0)
+
+
+def test_sync_on_read_statistics_are_the_aggregate_without_a_drift_warning(mirrored, tf_keras):
+    """tf_keras keeps BatchNormalization's moving statistics sync-on-read under
+    MirroredStrategy: each replica updates its own from its own batches, and the variable
+    reads as their mean (what the model uses and saves).  Their statistics are the mean's,
+    not the first replica's, and neither weight_stats nor the watcher calls it drift."""
+    K = tf_keras
+    with mirrored.scope():
+        model = K.Sequential([K.Input((4,)), K.layers.Dense(3, name="d"),
+                              K.layers.BatchNormalization(name="bn"), K.layers.Dense(1)],
+                             name="sync_on_read")
+        model.compile(optimizer=K.optimizers.SGD(0.1), loss="mse")
+    x = np.random.default_rng(0).standard_normal((64, 4)).astype("float32") * 3.0 + 1.0
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", hw.ReplicaDriftWarning)
+        model.fit(x, x[:, :1], batch_size=16, epochs=1, verbose=0, callbacks=[hw.watch(model)])
+        stats = hw.weight_stats(model)
+    bn = model.get_layer("bn")
+    for v in (bn.moving_mean, bn.moving_variance):
+        first, second = (np.asarray(c.numpy()) for c in v.values)
+        assert not np.array_equal(first, second)  # each replica saw its own batches
+        aggregate = np.asarray(v.numpy())
+        np.testing.assert_allclose(aggregate, (first + second) / 2, rtol=1e-6)
+        name = v.name.split("/")[-1].split(":")[0]
+        s = stats[f"sync_on_read/bn/{name}"]
+        assert (s.min, s.max) == (float(aggregate.min()), float(aggregate.max()))
+        assert s.mean == pytest.approx(float(aggregate.astype(np.float64).mean()), rel=1e-12)
+        assert s.replicas_agree

@@ -131,8 +131,10 @@ def variable_facts(var: object) -> VariableFacts:
     device = str(getattr(var, "device", "") or "")
     dtype = getattr(getattr(var, "dtype", None), "name", "")
     handle = getattr(var, "handle", None)
-    if handle is None or getattr(getattr(handle, "dtype", None), "name", "") != "resource":
-        handle = None
+    if handle is None or getattr(getattr(handle, "dtype", None), "name", "") != "resource" \
+            or getattr(getattr(var, "synchronization", None), "name", "") == "ON_READ":
+        handle = None  # (a sync-on-read variable's handle is its first replica's: read it
+        #                whole, as the aggregate it stands for)
     declared = getattr(var, "shape", None)
     shape = shape_tuple(declared)
     known = declared is not None and getattr(declared, "rank", 0) is not None \

@@ -249,13 +249,18 @@ def weight_stats(target: Any, bins: int = 64,
     if drifted:
         from .watch import ReplicaDriftWarning
 
+        from .notes import BN_STATISTIC_NAMES
+
         shown = ", ".join(drifted[:5]) + (" ..." if len(drifted) > 5 else "")
+        statistics = [p for p in drifted if p.rsplit("/", 1)[-1] in BN_STATISTIC_NAMES]
+        why = (" BatchNormalization moving statistics drift when each replica updates them "
+               "from its own batches." if statistics else "")
         warnings.warn(
             f"The replicas of {len(drifted)} mirrored variable(s) hold different values: "
-            f"{shown}. The figures given are the first replica's; each replica's are in "
-            "WeightStats.replicas. Assign the value you want to the mirrored variable (inside "
-            "strategy.scope()) to make the copies agree again.", ReplicaDriftWarning,
-            stacklevel=2)
+            f"{shown}.{why} The figures given are the first replica's (what the model reads "
+            "and saves); each replica's are in WeightStats.replicas. Assign the value you want "
+            "to the mirrored variable (inside strategy.scope()) to make the copies agree "
+            "again.", ReplicaDriftWarning, stacklevel=2)
     return results
 
 
@@ -317,12 +322,15 @@ def _stats_of_all(targets: list[tuple[str, Any]], bins: int,
                   value_range: tuple[float, float] | None) -> dict[str, WeightStats]:
     """Statistics of every variable.  Host (CPU) variables are reduced all at once
     (host_stats); the rest one by one on their devices.  A mirrored variable's statistics
-    are computed on each replica's device, and the first replica's stand for the variable."""
-    from .adapters.common import (is_initialised, is_keras3_variable, replica_components,
-                                  variable_shape)
+    are computed on each replica's device, and the first replica's stand for the variable
+    (a sync-on-read variable, whose replicas differ by design, is read as its aggregate)."""
+    from .adapters.common import (backing_variable, is_initialised, is_keras3_variable,
+                                  is_sync_on_read, replica_components, variable_shape)
     from .host_stats import read_plan, variable_reductions
 
-    parts = [(path, replica_components(var)) for path, var in targets]
+    # a sync-on-read variable's value is its replicas' aggregate: read it whole
+    parts = [(path, [backing_variable(var)] if is_sync_on_read(var) else replica_components(var))
+             for path, var in targets]
     plan = read_plan([c for _, replicas in parts for c in replicas])
     host = iter(variable_reductions(plan, bins, value_range))
     facts = iter(plan.facts)

@@ -77,6 +77,15 @@ def itemsize(dtype: str) -> int:
         return 0
 
 
+def is_sync_on_read(v: Any) -> bool:
+    """A distributed variable whose replicas each keep their own value and which reads as
+    their aggregate (``synchronization=ON_READ``: tf_keras BatchNormalization's moving
+    statistics and metrics under ``MirroredStrategy``).  Its replicas differing is expected,
+    and its value is the aggregate, not any one replica's."""
+    sync = getattr(backing_variable(v), "synchronization", None)
+    return getattr(sync, "name", "") == "ON_READ"
+
+
 def replica_components(v: Any) -> list[Any]:
     """The per-device copies of a distributed (e.g. mirrored) variable, else ``[v]``."""
     inner = backing_variable(v)
