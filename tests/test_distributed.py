@@ -86,3 +86,24 @@ def test_sync_on_read_statistics_are_the_aggregate_without_a_drift_warning(mirro
         assert (s.min, s.max) == (float(aggregate.min()), float(aggregate.max()))
         assert s.mean == pytest.approx(float(aggregate.astype(np.float64).mean()), rel=1e-12)
         assert s.replicas_agree
+
+
+def test_an_edit_of_a_sync_on_read_variable_starts_from_its_aggregate(mirrored, tf_keras):
+    """Scaling tf_keras BatchNormalization's moving mean under MirroredStrategy scales the
+    value the variable reads as (the replicas' mean), not the first replica's; undo gives
+    that value back."""
+    K = tf_keras
+    with mirrored.scope():
+        model = K.Sequential([K.Input((4,)), K.layers.BatchNormalization(name="bn")],
+                             name="sync_edit")
+        model.compile(optimizer=K.optimizers.SGD(0.1), loss="mse")
+    x = np.random.default_rng(1).standard_normal((64, 4)).astype("float32") * 2.0 + 3.0
+    model.fit(x, x, batch_size=16, epochs=1, verbose=0)
+    mean = model.get_layer("bn").moving_mean
+    first, second = (np.asarray(c.numpy()) for c in mean.values)
+    assert not np.array_equal(first, second)
+    before = np.asarray(mean.numpy())
+    hw.scale_weights(model, "sync_edit/bn", 2.0)
+    np.testing.assert_allclose(mean.numpy(), before * 2.0, rtol=1e-6)
+    hw.undo(model)
+    np.testing.assert_allclose(mean.numpy(), before, rtol=1e-6)

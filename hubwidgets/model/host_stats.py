@@ -130,11 +130,12 @@ def variable_facts(var: object) -> VariableFacts:
 
     device = str(getattr(var, "device", "") or "")
     dtype = getattr(getattr(var, "dtype", None), "name", "")
+    from .adapters.common import is_sync_on_read
+
     handle = getattr(var, "handle", None)
     if handle is None or getattr(getattr(handle, "dtype", None), "name", "") != "resource" \
-            or getattr(getattr(var, "synchronization", None), "name", "") == "ON_READ":
-        handle = None  # (a sync-on-read variable's handle is its first replica's: read it
-        #                whole, as the aggregate it stands for)
+            or is_sync_on_read(var):  # its handle is the first replica's, not its aggregate
+        handle = None
     declared = getattr(var, "shape", None)
     shape = shape_tuple(declared)
     known = declared is not None and getattr(declared, "rank", 0) is not None \
@@ -318,7 +319,7 @@ def _streamed_reductions(variables: list[object], bins: int) -> list[Reduction |
     batch: list[int] = []
     # the largest first: the threads have work from the first reads on (models keep their
     # large weights near the output, so in model order they would wait for the last reads)
-    order = sorted(range(n), key=lambda i: -_declared_size(variables[i]))
+    order = sorted(range(n), key=lambda i: -variable_facts(variables[i]).size)
 
     def read(k: int) -> np.ndarray | None:
         i = order[k]
@@ -339,13 +340,6 @@ def _streamed_reductions(variables: list[object], bins: int) -> list[Reduction |
     for i, reduction in zip(batch, reductions, strict=True):
         out[i] = reduction
     return _numpy_for_the_rest(arrays, out, bins, None)
-
-
-def _declared_size(var: object) -> int:
-    size = 1
-    for d in variable_facts(var).shape:
-        size *= d or 0
-    return size
 
 
 def _numpy_for_the_rest(arrays: list[np.ndarray | None], out: list[Reduction | None],

@@ -247,9 +247,8 @@ def weight_stats(target: Any, bins: int = 64,
             "reload the weights from a good checkpoint.", NonFiniteWeightsWarning, stacklevel=2)
     drifted = [s.path for s in results.values() if not s.replicas_agree]
     if drifted:
-        from .watch import ReplicaDriftWarning
-
         from .notes import BN_STATISTIC_NAMES
+        from .watch import ReplicaDriftWarning
 
         shown = ", ".join(drifted[:5]) + (" ..." if len(drifted) > 5 else "")
         statistics = [p for p in drifted if p.rsplit("/", 1)[-1] in BN_STATISTIC_NAMES]
@@ -324,13 +323,11 @@ def _stats_of_all(targets: list[tuple[str, Any]], bins: int,
     (host_stats); the rest one by one on their devices.  A mirrored variable's statistics
     are computed on each replica's device, and the first replica's stand for the variable
     (a sync-on-read variable, whose replicas differ by design, is read as its aggregate)."""
-    from .adapters.common import (backing_variable, is_initialised, is_keras3_variable,
-                                  is_sync_on_read, replica_components, variable_shape)
+    from .adapters.common import (is_initialised, is_keras3_variable, replica_components,
+                                  variable_shape)
     from .host_stats import read_plan, variable_reductions
 
-    # a sync-on-read variable's value is its replicas' aggregate: read it whole
-    parts = [(path, [backing_variable(var)] if is_sync_on_read(var) else replica_components(var))
-             for path, var in targets]
+    parts = [(path, replica_components(var)) for path, var in targets]
     plan = read_plan([c for _, replicas in parts for c in replicas])
     host = iter(variable_reductions(plan, bins, value_range))
     facts = iter(plan.facts)

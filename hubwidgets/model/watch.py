@@ -252,16 +252,13 @@ class _Watcher:
 
     def _check_drift(self) -> None:
         """Mirrored variables: every replica must hold the primary's bits."""
-        from .adapters.common import backing_variable, is_sync_on_read
+        from .adapters.common import replica_components
 
         interval = max(self.history.intervals - 1, 0)
         for layer in self._layers:
             for var in layer.variables:
-                inner = backing_variable(var)
-                if is_sync_on_read(inner):  # each replica keeps its own value by design
-                    continue
-                replicas = getattr(inner, "values", None)
-                if not isinstance(replicas, (list, tuple)) or len(replicas) < 2:
+                replicas = replica_components(var)  # one for sync-on-read (differs by design)
+                if len(replicas) < 2:
                     continue
                 first = np.asarray(replicas[0].numpy()).tobytes()
                 if any(np.asarray(r.numpy()).tobytes() != first for r in replicas[1:]):

@@ -86,19 +86,26 @@ def is_sync_on_read(v: Any) -> bool:
     return getattr(sync, "name", "") == "ON_READ"
 
 
-def replica_components(v: Any) -> list[Any]:
-    """The per-device copies of a distributed (e.g. mirrored) variable, else ``[v]``."""
-    inner = backing_variable(v)
+def _device_copies(inner: Any) -> list[Any]:
+    """The per-device copies of a distributed variable (its ``values``), else ``[inner]``."""
     values = getattr(inner, "values", None)
     if isinstance(values, tuple) and len(values) > 1 and all(hasattr(c, "device") for c in values):
         return list(values)
     return [inner]
 
 
+def replica_components(v: Any) -> list[Any]:
+    """What to read or write one by one: the per-device copies of a mirrored variable, else
+    ``[v]``.  A sync-on-read variable is one component: its value is its replicas'
+    aggregate, read and assigned whole (TensorFlow spreads an assignment over the replicas)."""
+    inner = backing_variable(v)
+    return [inner] if is_sync_on_read(inner) else _device_copies(inner)
+
+
 def variable_device(v: Any) -> str:
-    """Where the variable lives; every replica's device, comma-separated, when mirrored."""
+    """Where the variable lives; every replica's device, comma-separated, when distributed."""
     try:
-        return ", ".join(str(c.device or "") for c in replica_components(v))
+        return ", ".join(str(c.device or "") for c in _device_copies(backing_variable(v)))
     except (AttributeError, ValueError, RuntimeError):
         return ""
 
