@@ -178,7 +178,10 @@ class ReadPlan:
 
 def read_plan(variables: list[object]) -> ReadPlan:
     """The :class:`ReadPlan` of ``variables``."""
-    facts = tuple(variable_facts(v) for v in variables)
+    return _plan_of(variables, [variable_facts(v) for v in variables])
+
+
+def _plan_of(variables: list[object], facts: list[VariableFacts]) -> ReadPlan:
     members: dict[str, list[int]] = {}
     for i, f in enumerate(facts):
         if f.host and f.handle is not None and f.dtype_enum:
@@ -186,7 +189,7 @@ def read_plan(variables: list[object]) -> ReadPlan:
     groups = tuple((tuple(m), [facts[i].handle for i in m],
                     ("N", len(m), "dtypes", [facts[i].dtype_enum for i in m]))
                    for m in members.values() if len(m) > 1)
-    return ReadPlan(tuple(variables), facts, groups,
+    return ReadPlan(tuple(variables), tuple(facts), groups,
                     tuple((f.device, f.dtype_enum, f.shape) for f in facts))
 
 
@@ -282,16 +285,17 @@ def variable_reductions(variables: list[object] | ReadPlan, bins: int,
     """A :class:`Reduction` per variable (or per variable of a :class:`ReadPlan`) that lives
     in host memory, None for the others.
 
-    A list of variables read before in this process is read by one TensorFlow op per
-    device (:func:`host_arrays`), then reduced (:func:`host_reductions`).  The first time,
-    each variable is read on its own while the kernel's threads reduce the ones read before
-    it: TensorFlow builds a kernel for every new list of input shapes it is given, about
-    55 us per input for the batched op (17 ms for ResNet50's 320) against 10-30 us per
-    shape for the single read, and the single reads overlap the arithmetic."""
+    The variables are read inside the kernel's call, largest first, while its threads
+    reduce the ones read before.  A list read before in this process is read by one
+    TensorFlow op per device for its few largest variables, then one for the rest
+    (:func:`host_arrays`), so the threads start on the largest while the rest are read.
+    The first time, each variable is read on its own: TensorFlow builds a kernel for every
+    new list of input shapes it is given, about 55 us per input for the batched op (17 ms
+    for ResNet50's 320) against 10-30 us per shape for the single read."""
     plan = variables if isinstance(variables, ReadPlan) else read_plan(variables)
-    if _host_reduce is None or value_range is not None or _read_before(plan.signature):
+    if _host_reduce is None or value_range is not None:
         return host_reductions(host_arrays(plan), bins, value_range)
-    return _streamed_reductions(list(plan.variables), bins)
+    return _streamed_reductions(plan, bins, batched=_read_before(plan.signature))
 
 
 _READ_BEFORE: set[int] = set()  # hashes of the signatures of the variable lists read so far
@@ -312,18 +316,29 @@ def _read_before(signature: tuple) -> bool:
     return False
 
 
-def _streamed_reductions(variables: list[object], bins: int) -> list[Reduction | None]:
-    """:func:`host_reductions` of the variables read one by one, inside the kernel's call."""
-    n = len(variables)
+FIRST_READ = 8  # variables in a list's first batched read (the largest): the threads' start
+
+
+def _streamed_reductions(plan: ReadPlan, bins: int, batched: bool) -> list[Reduction | None]:
+    """:func:`host_reductions` of the plan's variables read inside the kernel's call, the
+    largest first: one by one, or (``batched``) by :func:`host_arrays` in two reads, the
+    :data:`FIRST_READ` largest and then the rest."""
+    n = len(plan)
     arrays: list[np.ndarray | None] = [None] * n
     batch: list[int] = []
     # the largest first: the threads have work from the first reads on (models keep their
     # large weights near the output, so in model order they would wait for the last reads)
-    order = sorted(range(n), key=lambda i: -variable_facts(variables[i]).size)
+    order = sorted(range(n), key=lambda i: -plan.facts[i].size)
+    reads = {0: order[:FIRST_READ], FIRST_READ: order[FIRST_READ:]} if batched else {}
 
     def read(k: int) -> np.ndarray | None:
         i = order[k]
-        a = arrays[i] = host_array(variables[i])
+        if not batched:
+            arrays[i] = host_array(plan.variables[i])
+        elif k in reads:
+            for j, a in zip(reads[k], host_arrays(_part(plan, reads[k])), strict=True):
+                arrays[j] = a
+        a = arrays[i]
         if _kernel_ready(a):
             batch.append(i)
             return a
@@ -340,6 +355,12 @@ def _streamed_reductions(variables: list[object], bins: int) -> list[Reduction |
     for i, reduction in zip(batch, reductions, strict=True):
         out[i] = reduction
     return _numpy_for_the_rest(arrays, out, bins, None)
+
+
+def _part(plan: ReadPlan, indices: list[int]) -> ReadPlan:
+    """The :class:`ReadPlan` of some of a plan's variables (their facts are known)."""
+    facts = [plan.facts[i] for i in indices]
+    return _plan_of([plan.variables[i] for i in indices], facts)
 
 
 def _numpy_for_the_rest(arrays: list[np.ndarray | None], out: list[Reduction | None],
