@@ -179,9 +179,9 @@ def test_a_dashboard_computes_each_statistic_once_per_change(keras, monkeypatch,
     reduced: list[str] = []
     real = stats._stats_of_all
 
-    def counting(targets, *args):
-        reduced.extend(path for path, _ in targets)
-        return real(targets, *args)
+    def counting(plan, *args):
+        reduced.extend(plan.paths)
+        return real(plan, *args)
 
     monkeypatch.setattr(stats, "_stats_of_all", counting)
     dashboard = hw.explore(model, bins=bins)

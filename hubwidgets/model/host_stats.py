@@ -29,6 +29,7 @@ reason in ``missing["histogram"]``.
 
 from __future__ import annotations
 
+import functools
 import math
 import os
 import weakref
@@ -174,6 +175,22 @@ class ReadPlan:
 
     def __len__(self) -> int:
         return len(self.variables)
+
+    @functools.cached_property
+    def largest_first(self) -> list[int]:
+        """The indices of the variables, the largest first."""
+        return sorted(range(len(self.variables)), key=lambda i: -self.facts[i].size)
+
+    @functools.cached_property
+    def batched_reads(self) -> dict[int, tuple[list[int], "ReadPlan"]]:
+        """The two batched reads of :func:`variable_reductions`, keyed by the position in
+        :attr:`largest_first` where each starts: the :data:`FIRST_READ` largest variables,
+        then the rest (their indices and their own plan)."""
+        order = self.largest_first
+        parts = {0: order[:FIRST_READ], FIRST_READ: order[FIRST_READ:]}
+        return {k: (indices, _plan_of([self.variables[i] for i in indices],
+                                      [self.facts[i] for i in indices]))
+                for k, indices in parts.items() if indices}
 
 
 def read_plan(variables: list[object]) -> ReadPlan:
@@ -328,15 +345,16 @@ def _streamed_reductions(plan: ReadPlan, bins: int, batched: bool) -> list[Reduc
     batch: list[int] = []
     # the largest first: the threads have work from the first reads on (models keep their
     # large weights near the output, so in model order they would wait for the last reads)
-    order = sorted(range(n), key=lambda i: -plan.facts[i].size)
-    reads = {0: order[:FIRST_READ], FIRST_READ: order[FIRST_READ:]} if batched else {}
+    order = plan.largest_first
+    reads = plan.batched_reads if batched else {}
 
     def read(k: int) -> np.ndarray | None:
         i = order[k]
         if not batched:
             arrays[i] = host_array(plan.variables[i])
         elif k in reads:
-            for j, a in zip(reads[k], host_arrays(_part(plan, reads[k])), strict=True):
+            indices, part = reads[k]
+            for j, a in zip(indices, host_arrays(part), strict=True):
                 arrays[j] = a
         a = arrays[i]
         if _kernel_ready(a):
@@ -355,12 +373,6 @@ def _streamed_reductions(plan: ReadPlan, bins: int, batched: bool) -> list[Reduc
     for i, reduction in zip(batch, reductions, strict=True):
         out[i] = reduction
     return _numpy_for_the_rest(arrays, out, bins, None)
-
-
-def _part(plan: ReadPlan, indices: list[int]) -> ReadPlan:
-    """The :class:`ReadPlan` of some of a plan's variables (their facts are known)."""
-    facts = [plan.facts[i] for i in indices]
-    return _plan_of([plan.variables[i] for i in indices], facts)
 
 
 def _numpy_for_the_rest(arrays: list[np.ndarray | None], out: list[Reduction | None],
@@ -447,14 +459,16 @@ def _reductions(arrays: list[np.ndarray], bins: int, value_range: tuple[float, f
                nan.astype(np.int64).tolist(), inf.astype(np.int64).tolist(),
                zeros.astype(np.int64).tolist(), mean.tolist(), std.tolist(), l2.tolist(),
                lo_data.tolist(), hi_data.tolist(), counts, edges, reasons, strict=True)
+    isfinite = math.isfinite
     for a, count, n_nan, n_inf, n_zero, m, s, norm, low, high, c, e, why in rows:
-        missing = {"histogram": why} if e is None else {}
-        if a.dtype == np.float64 and count > n_nan + n_inf and _needs_scaling(low, high):
+        missing = {}
+        if e is None:
+            e, missing["histogram"] = np.zeros(0), why
+        if a.itemsize == 8 and count > n_nan + n_inf and _needs_scaling(low, high):  # float64
             m, s, norm = _float_moments(a, count - n_nan - n_inf, low, high)
-        if norm is None or not math.isfinite(norm):
+        if norm is None or not isfinite(norm):
             norm, missing["l2_norm"] = None, L2_OVERFLOW
-        out.append(Reduction(count, n_nan, n_inf, n_zero, m, s, low, high, norm, c,
-                             e if e is not None else np.zeros(0), missing))
+        out.append(Reduction(count, n_nan, n_inf, n_zero, m, s, low, high, norm, c, e, missing))
     return out
 
 

@@ -237,15 +237,15 @@ def weight_stats(target: Any, bins: int = 64,
     """
     bins = check_bins(bins)
     value_range = check_value_range(value_range, bins)
-    results = _stats_of_all(_targets(target), bins, value_range)
-    bad = [s.path for s in results.values() if s.has_nonfinite]
+    results = _stats_of_all(_plan_of(target), bins, value_range)
+    bad = [s.path for s in results.values() if s.nan_count or s.inf_count]
     if bad:
         shown = ", ".join(bad[:5]) + (" ..." if len(bad) > 5 else "")
         warnings.warn(
             f"NaN or Inf values in {len(bad)} variable(s): {shown}. Training probably diverged "
             "(lower the learning rate, check the inputs) or the weights file is damaged; "
             "reload the weights from a good checkpoint.", NonFiniteWeightsWarning, stacklevel=2)
-    drifted = [s.path for s in results.values() if not s.replicas_agree]
+    drifted = [s.path for s in results.values() if s.replicas and not s.replicas_agree]
     if drifted:
         from .notes import BN_STATISTIC_NAMES
         from .watch import ReplicaDriftWarning
@@ -264,7 +264,6 @@ def weight_stats(target: Any, bins: int = 64,
 
 
 def _targets(target: Any) -> list[tuple[str, Any]]:
-    from .inspect import inspect
     from .tree import ModelTree, Node, VariableInfo
 
     if isinstance(target, VariableInfo):
@@ -284,9 +283,7 @@ def _targets(target: Any) -> list[tuple[str, Any]]:
                 raise TypeError(f"weight_stats got a {type(item).__name__} in its list; pass "
                                 "variables, Nodes or VariableInfos.")
         return _dedupe_paths(out)
-    if hasattr(target, "assign") and hasattr(target, "dtype"):
-        return [(_variable_path(target), target)]
-    return [(v.path, v.variable) for v in inspect(target).variables()]
+    return [(_variable_path(target), target)]  # one variable (models: _plan_of)
 
 
 def _variable_path(v: Any) -> str:
@@ -317,20 +314,57 @@ def _dedupe_paths(items: list[tuple[str, Any]]) -> list[tuple[str, Any]]:
     return out
 
 
-def _stats_of_all(targets: list[tuple[str, Any]], bins: int,
+@dataclass(frozen=True)
+class StatsPlan:
+    """A fixed list of variables ready to be reduced: each one's path with the components
+    read one by one (a mirrored variable's replicas, see ``replica_components``), and the
+    :class:`~hubwidgets.model.host_stats.ReadPlan` of every component in that order.  A
+    model's plan is kept with its tree, whose variables never change, so a warm call goes
+    straight to reading."""
+
+    parts: tuple[tuple[str, tuple[Any, ...]], ...]
+    reads: Any
+
+    @property
+    def paths(self) -> list[str]:
+        return [path for path, _ in self.parts]
+
+
+def stats_plan(targets: list[tuple[str, Any]]) -> StatsPlan:
+    """The :class:`StatsPlan` of ``(path, variable)`` pairs."""
+    from .adapters.common import replica_components
+    from .host_stats import read_plan
+
+    parts = tuple((path, tuple(replica_components(var))) for path, var in targets)
+    return StatsPlan(parts, read_plan([c for _, replicas in parts for c in replicas]))
+
+
+def _plan_of(target: Any) -> StatsPlan:
+    """The plan of what :func:`weight_stats` was given: a model's (or tree's) from its
+    tree, made once per tree."""
+    from .inspect import inspect
+    from .tree import ModelTree, Node, VariableInfo
+
+    if isinstance(target, (VariableInfo, Node, list, tuple)) or (
+            hasattr(target, "assign") and hasattr(target, "dtype")):
+        return stats_plan(_targets(target))
+    tree = target if isinstance(target, ModelTree) else inspect(target)
+    return tree.derived("stats_plan", lambda: stats_plan(
+        [(v.path, v.variable) for v in tree.variables()]))
+
+
+def _stats_of_all(plan: StatsPlan, bins: int,
                   value_range: tuple[float, float] | None) -> dict[str, WeightStats]:
     """Statistics of every variable.  Host (CPU) variables are reduced all at once
     (host_stats); the rest one by one on their devices.  A mirrored variable's statistics
     are computed on each replica's device, and the first replica's stand for the variable
     (a sync-on-read variable, whose replicas differ by design, is read as its aggregate)."""
-    from .adapters.common import (is_initialised, is_keras3_variable, replica_components,
-                                  variable_shape)
-    from .host_stats import read_plan, variable_reductions
+    from .adapters.common import is_initialised, is_keras3_variable, variable_shape
+    from .host_stats import variable_reductions
 
-    parts = [(path, replica_components(var)) for path, var in targets]
-    plan = read_plan([c for _, replicas in parts for c in replicas])
-    host = iter(variable_reductions(plan, bins, value_range))
-    facts = iter(plan.facts)
+    host = iter(variable_reductions(plan.reads, bins, value_range))
+    facts = iter(plan.reads.facts)
+    parts = plan.parts
     results = {}
     for path, replicas in parts:
         per_replica = []
@@ -375,21 +409,21 @@ def _not_initialised(path: str, facts: Any) -> WeightStats:
 def _from_reduction(path: str, facts: Any, r: Any, dtype: str | None = None) -> WeightStats:
     """The one place statistics are built, from either path's numbers (``facts``: the
     variable's :class:`~hubwidgets.model.host_stats.VariableFacts`; ``dtype`` overrides its
-    dtype name)."""
-    has_values = r.count - r.nan - r.inf > 0
-    missing = dict(getattr(r, "missing", {}) or {})
-    if not has_values:
-        why = "the variable is empty" if not r.count else "every value is NaN or Inf"
+    dtype name).  (Runs for every variable of every call: arguments by position.)"""
+    count, missing = r.count, dict(r.missing) if r.missing else {}
+    mean, std, low, high = r.mean, r.std, r.min, r.max
+    if count - r.nan - r.inf <= 0:
+        why = "the variable is empty" if not count else "every value is NaN or Inf"
         missing.update({k: why for k in ("mean", "std", "min", "max")})
-    if not r.count:
-        missing["zero_fraction"] = "the variable is empty"
-    return WeightStats(
-        path=path, dtype=dtype or facts.dtype, shape=facts.shape, count=r.count,
-        mean=r.mean if has_values else None, std=r.std if has_values else None,
-        min=r.min if has_values else None, max=r.max if has_values else None,
-        l2_norm=(r.l2 if r.count else 0.0), zero_fraction=r.zeros / r.count if r.count else None,
-        nan_count=r.nan, inf_count=r.inf, counts=r.counts, edges=r.edges,
-        device=facts.device, missing=missing)
+        mean = std = low = high = None
+    l2, zero_fraction = r.l2, None
+    if count:
+        zero_fraction = r.zeros / count
+    else:
+        l2, missing["zero_fraction"] = 0.0, "the variable is empty"
+    return WeightStats(path, dtype or facts.dtype, facts.shape, count, mean, std, low, high, l2,
+                       zero_fraction, r.nan, r.inf, r.counts, r.edges, facts.device, [],
+                       missing)
 
 
 def _stats_on_device(path: str, var: Any, bins: int,

@@ -347,6 +347,7 @@ class ModelTree:
         self._variables_by_path: dict[str, VariableInfo] | None = None
         self._all_variables: list[VariableInfo] | None = None
         self._census: dict[str, dict[str, int]] = {}
+        self._derived: dict[str, Any] = {}
 
     @property
     def root(self) -> Node:
@@ -364,6 +365,7 @@ class ModelTree:
         self._index[node.path] = node
         self._variables_by_path = None
         self._all_variables = None
+        self._derived.clear()
 
     def forget_path(self, path: str, node: Node) -> None:
         """Drop ``path`` from the index when it points to ``node`` (the node moved)."""
@@ -395,6 +397,13 @@ class ModelTree:
         if self._all_variables is None:
             self._all_variables = self.root.all_variables()
         return list(self._all_variables)
+
+    def derived(self, key: str, make: Callable[[], Any]) -> Any:
+        """``make()``, computed once from the tree's variables and kept with the tree (what
+        :meth:`variables` gives never changes once the tree is built)."""
+        if key not in self._derived:
+            self._derived[key] = make()
+        return self._derived[key]
 
     def ancestors(self, path_or_node: "str | Node") -> list[Node]:
         """The nodes above a node, from the root down."""
