@@ -241,3 +241,21 @@ def test_keras_variable_created_in_a_stateless_scope_is_not_initialised(keras):
         assert set(stats.missing) == set(NUMBER_FIGURES)
         assert "not initialised" in stats.missing["mean"]
     _assert_matches_numpy(hw.weight_stats([deferred])["deferred"], deferred.numpy())
+
+
+def test_a_model_built_in_a_stateless_scope_gets_numbers_once_the_scope_ends(keras):
+    """A model's statistics plan is kept with its tree, but not past the moment its Keras 3
+    variables get their values: inside the scope every figure is "not initialised", after
+    it numpy's, on the same model and tree."""
+    with keras.StatelessScope():
+        model = keras.Sequential([keras.Input((3,)), keras.layers.Dense(2, name="d")],
+                                 name="stateless_model")
+        inside = hw.weight_stats(model)
+        assert all(s.mean is None and "not initialised" in s.missing["mean"]
+                   for s in inside.values())
+    tree = hw.inspect(model)
+    after = hw.weight_stats(model)
+    assert hw.inspect(model) is tree
+    layer = model.get_layer("d")
+    _assert_matches_numpy(after["stateless_model/d/kernel"], layer.kernel.numpy())
+    _assert_matches_numpy(after["stateless_model/d/bias"], layer.bias.numpy())

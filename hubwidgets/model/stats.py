@@ -324,19 +324,29 @@ class StatsPlan:
 
     parts: tuple[tuple[str, tuple[Any, ...]], ...]
     reads: Any
+    unbacked: tuple[Any, ...] = ()
+    """Keras 3 variables with no ``tf.Variable`` behind them yet (made in a StatelessScope):
+    the plan is out of date once one has it."""
 
     @property
     def paths(self) -> list[str]:
         return [path for path, _ in self.parts]
 
+    def is_current(self) -> bool:
+        """Whether every component is still what would be read (no unbacked Keras 3
+        variable has been given its ``tf.Variable`` since)."""
+        return not any(getattr(v, "_value", None) is not None for v in self.unbacked)
+
 
 def stats_plan(targets: list[tuple[str, Any]]) -> StatsPlan:
     """The :class:`StatsPlan` of ``(path, variable)`` pairs."""
-    from .adapters.common import replica_components
+    from .adapters.common import is_keras3_variable, replica_components
     from .host_stats import read_plan
 
     parts = tuple((path, tuple(replica_components(var))) for path, var in targets)
-    return StatsPlan(parts, read_plan([c for _, replicas in parts for c in replicas]))
+    components = [c for _, replicas in parts for c in replicas]
+    return StatsPlan(parts, read_plan(components),
+                     tuple(c for c in components if is_keras3_variable(c)))
 
 
 def _plan_of(target: Any) -> StatsPlan:
@@ -350,7 +360,7 @@ def _plan_of(target: Any) -> StatsPlan:
         return stats_plan(_targets(target))
     tree = target if isinstance(target, ModelTree) else inspect(target)
     return tree.derived("stats_plan", lambda: stats_plan(
-        [(v.path, v.variable) for v in tree.variables()]))
+        [(v.path, v.variable) for v in tree.variables()]), StatsPlan.is_current)
 
 
 def _stats_of_all(plan: StatsPlan, bins: int,

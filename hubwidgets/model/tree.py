@@ -398,12 +398,15 @@ class ModelTree:
             self._all_variables = self.root.all_variables()
         return list(self._all_variables)
 
-    def derived(self, key: str, make: Callable[[], Any]) -> Any:
+    def derived(self, key: str, make: Callable[[], Any],
+                current: Callable[[Any], bool] | None = None) -> Any:
         """``make()``, computed once from the tree's variables and kept with the tree (what
-        :meth:`variables` gives never changes once the tree is built)."""
-        if key not in self._derived:
-            self._derived[key] = make()
-        return self._derived[key]
+        :meth:`variables` gives never changes once the tree is built); made again when
+        ``current`` says the kept one is out of date."""
+        value = self._derived.get(key)
+        if value is None or (current is not None and not current(value)):
+            value = self._derived[key] = make()
+        return value
 
     def ancestors(self, path_or_node: "str | Node") -> list[Node]:
         """The nodes above a node, from the root down."""
