@@ -118,6 +118,12 @@ def awkward_arrays():
         "on_edges": np.tile(edges, 101).astype(np.float64),
         "on_edges_f32": np.tile(edges.astype(np.float32), 33),
         "constant": np.full(1000, 0.25, np.float32),
+        "constant_pairs": np.full(40_000, -7.0, np.float32),  # the pair-count size
+        "constant_f64": np.full(3333, 1e-30),
+        "signed_zeros": np.float32([0.0, -0.0] * 20_000),  # min == max: one bin, as numpy
+        # pruned weights: 90% zeros, and 0 is an edge (the range is [-1, 1])
+        "sparse_zero_on_edge": np.concatenate([np.float32([-1, 1]), np.where(
+            rng.random(50_000) < 0.9, 0, rng.uniform(-1, 1, 50_000)).astype(np.float32)]),
         "zeros_and_ones": np.float32([0, 1] * 500 + [0]),
         "huge_range": np.float32([-3e38, 3e38, 0, 1, -1] * 20),
         "tiny_range_f64": 1000.0 + rng.standard_normal(5000) * 1e-9,

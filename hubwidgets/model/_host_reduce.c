@@ -155,6 +155,15 @@ static int exact_bin(double x, const double *edges, int bins, int b) {
     return b;
 }
 
+/* exact_bin of a pending value, remembering the last one's bin: a value repeated on an
+ * edge (zeros when 0 is an edge: pruned weights; integer-valued weights) is placed once. */
+static inline int pending_bin(double x, const double *edges, int bins, int guess,
+                              double *memo_x, int *memo_b) {
+    if (x == *memo_x) return *memo_b;
+    *memo_x = x;
+    return *memo_b = exact_bin(x, edges, bins, guess);
+}
+
 static void histogram_checked(const Source *s, Py_ssize_t start, Py_ssize_t stop, int clipped,
                               const double *edges, int bins, int64_t *counts) {
     const double lo = edges[0], hi = edges[bins], scale = bins / (hi - lo);
@@ -339,6 +348,8 @@ static void histogram_pairs_##NAME(const T *x, Py_ssize_t n, const double *edges
      * <= PAIR_MAX_BINS): no division in the loop that finds the pending values */         \
     const uint32_t row_of = (1u << 20) / (uint32_t)stride + 1;                               \
     int32_t pair[BLOCK / 2];                                                                 \
+    double memo_x = NAN; /* the last pending value and its bin */                            \
+    int memo_b = 0;                                                                          \
     for (Py_ssize_t start = 0; start < n; start += BLOCK) {                                  \
         const T *v = x + start;                                                              \
         int m = (int)(n - start < BLOCK ? n - start : BLOCK), half = m / 2, i = 0;           \
@@ -351,18 +362,19 @@ static void histogram_pairs_##NAME(const T *x, Py_ssize_t n, const double *edges
         for (i = 0; pending > 0 && i < half; i++) { /* rare: most blocks have none */       \
             const uint32_t p = (uint32_t)pair[i], row = (p * row_of) >> 20;                  \
             if (row == (uint32_t)bins) {                                                     \
-                counts[exact_bin((double)v[i], edges, bins,                                  \
-                                 (int32_t)((v[i] - lo) * scale))]++;                         \
+                counts[pending_bin((double)v[i], edges, bins, (int32_t)((v[i] - lo) * scale),     \
+                                   &memo_x, &memo_b)]++;                                  \
                 pending--;                                                                   \
             }                                                                                \
             if (p - row * (uint32_t)stride == (uint32_t)bins) {                              \
-                counts[exact_bin((double)v[i + half], edges, bins,                           \
-                                 (int32_t)((v[i + half] - lo) * scale))]++;                  \
+                counts[pending_bin((double)v[i + half], edges, bins,                            \
+                                   (int32_t)((v[i + half] - lo) * scale), &memo_x, &memo_b)]++; \
                 pending--;                                                                   \
             }                                                                                \
         }                                                                                    \
         for (i = 2 * half; i < m; i++) /* an odd block's last value */                       \
-            counts[exact_bin((double)v[i], edges, bins, (int32_t)((v[i] - lo) * scale))]++; \
+            counts[pending_bin((double)v[i], edges, bins, (int32_t)((v[i] - lo) * scale),     \
+                              &memo_x, &memo_b)]++;                                       \
     }                                                                                        \
 }                                                                                            \
                                                                                              \
@@ -395,6 +407,8 @@ static int histogram_fast_##NAME(const T *x, Py_ssize_t n, const double *edges, 
     uint32_t sub[4][MAX_FAST_BINS + 1]; /* four interleaved counts; [bins]: pending */      \
     int32_t bin[BLOCK];                                                                      \
     uint32_t pending_done = 0;                                                               \
+    double memo_x = NAN; /* the last pending value and its bin */                            \
+    int memo_b = 0;                                                                          \
     memset(sub, 0, sizeof(sub));                                                             \
     for (Py_ssize_t start = 0; start < n; start += BLOCK) {                                  \
         const T *v = x + start;                                                              \
@@ -410,7 +424,8 @@ static int histogram_fast_##NAME(const T *x, Py_ssize_t n, const double *edges, 
         uint32_t pending = sub[0][bins] + sub[1][bins] + sub[2][bins] + sub[3][bins];        \
         for (i = 0; pending_done < pending && i < m; i++) { /* rare: most blocks have none */\
             if (bin[i] == bins) {                                                            \
-                int b = exact_bin((double)v[i], edges, bins, (int32_t)((v[i] - lo) * scale)); \
+                int b = pending_bin((double)v[i], edges, bins, (int32_t)((v[i] - lo) * scale),  \
+                                    &memo_x, &memo_b);                                        \
                 sub[0][b]++;                                                                 \
                 pending_done++;                                                              \
             }                                                                                \
@@ -507,6 +522,12 @@ static void stats_task(const Job *job, Py_ssize_t index) {
     }
     job->done[task->source] = 0;
     if (s->n == 0 || r[0] != (double)s->n || !numpy_edges(r[4], r[5], bins, edges)) return;
+    memset(counts, 0, sizeof(int64_t) * bins);
+    if (r[4] == r[5]) {  /* every value the same (a fresh bias, a BN scale): one bin holds all */
+        counts[exact_bin(r[4], edges, bins, bins / 2)] = s->n;
+        job->done[task->source] = 1;
+        return;
+    }
     int64_t part[MAX_FAST_BINS];
     int64_t *piece_counts = bins <= MAX_FAST_BINS ? part : NULL;
     /* one pair table for every piece of the array (at most FUSE_MAX / 2 pairs: no uint32
@@ -515,7 +536,6 @@ static void stats_task(const Job *job, Py_ssize_t index) {
     uint32_t *pair_table = bins <= PAIR_MAX_BINS ? table : NULL;
     int pairs_counted = 0;
     if (pair_table != NULL) memset(table, 0, sizeof(uint32_t) * (bins + 1) * (bins + 1));
-    memset(counts, 0, sizeof(int64_t) * bins);
     for (Py_ssize_t start = 0; start < s->n; start += CHUNK) {
         Py_ssize_t n = s->n - start < CHUNK ? s->n - start : CHUNK;
         int fast = piece_counts == NULL ? 0 : s->is_double
