@@ -259,3 +259,33 @@ def test_a_model_built_in_a_stateless_scope_gets_numbers_once_the_scope_ends(ker
     layer = model.get_layer("d")
     _assert_matches_numpy(after["stateless_model/d/kernel"], layer.kernel.numpy())
     _assert_matches_numpy(after["stateless_model/d/bias"], layer.bias.numpy())
+
+
+def test_a_module_whose_variables_are_added_replaced_or_reshaped_gets_their_numbers(tf):
+    """A tf.Module's statistics plan is kept with its tree only while it holds the same
+    variables: one added later, one replaced by a new variable of the same name and shape,
+    and an unknown-shape variable given values of other shapes each get numpy's figures
+    (with the shape of the value) on the next call, the warm one included."""
+    a = tf.Variable(np.arange(6, dtype=np.float32).reshape(2, 3) - 2.0, name="a")
+    free = tf.Variable(np.linspace(-1, 1, 4, dtype=np.float32), shape=tf.TensorShape(None),
+                       name="free")
+    module = _module(tf, a=a, free=free)
+
+    def assert_every_figure_is_numpys(expected):
+        for _ in range(2):
+            stats = hw.weight_stats(module)
+            assert sorted(stats) == sorted(f"odd/{name}" for name in expected)
+            for name, v in expected.items():
+                assert stats[f"odd/{name}"].shape == v.numpy().shape
+                _assert_matches_numpy(stats[f"odd/{name}"], v.numpy())
+
+    assert_every_figure_is_numpys({"a": a, "free": free})
+    module.b = tf.Variable(np.array([3.0, -4.0, 0.0], np.float32), name="b")
+    assert_every_figure_is_numpys({"a": a, "free": free, "b": module.b})
+    module.a = tf.Variable(np.arange(6, dtype=np.float32).reshape(2, 3) * 10.0 + 1.0, name="a")
+    assert_every_figure_is_numpys({"a": module.a, "free": free, "b": module.b})
+    for value in (np.arange(12, dtype=np.float32).reshape(3, 4) - 5.0,
+                  np.array([[7.5]], np.float32), np.linspace(0, 2, 50, dtype=np.float32)):
+        free.assign(value)
+        assert free.numpy().shape == value.shape
+        assert_every_figure_is_numpys({"a": module.a, "free": free, "b": module.b})

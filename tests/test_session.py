@@ -187,10 +187,12 @@ def test_explorer_edits_in_tf_keras_and_the_histogram_follows(tf_keras):
     kernel = model.get_layer("a").kernel
     original = kernel.numpy().copy()
     explorer.handle_action({"action": "select", "path": "tk_edits/a/kernel"})
-    width = max(dashboard.weights.selection_traces[0].x) - min(dashboard.weights.selection_traces[0].x)
+    xs = dashboard.weights.selection_traces[0].x
+    width = max(xs) - min(xs)
     explorer.handle_action({"action": "scale_weights", "path": "tk_edits/a", "factor": 2.0})
     assert np.array_equal(kernel.numpy(), original * np.float32(2))
-    wider = max(dashboard.weights.selection_traces[0].x) - min(dashboard.weights.selection_traces[0].x)
+    xs = dashboard.weights.selection_traces[0].x
+    wider = max(xs) - min(xs)
     assert wider == pytest.approx(2 * width, rel=1e-5)  # the histogram widened, in place
     explorer.handle_action({"action": "undo"})
     assert kernel.numpy().tobytes() == original.tobytes()
@@ -209,3 +211,64 @@ def test_the_walk_records_the_fingerprint_a_later_check_computes(fixture, reques
     model = request.getfixturevalue(fixture)
     tree = hw.inspect(model)
     assert hw.inspect(model) is tree  # the structure check found no change: no second walk
+
+
+def test_stats_of_the_dashboard_follow_training_and_a_new_layer(keras):
+    """The session's statistics (and the drawn histogram) after an optimizer step and
+    ``refresh("values")``, then after a layer is popped and another added: every variable
+    of the model as it is now, each with numpy's figures, also through the new tree's Node
+    and VariableInfo."""
+    from hubwidgets.model.session_stats import session_stats
+
+    model = small_model(keras, "follows")
+    model.compile(optimizer=keras.optimizers.SGD(0.5), loss="mse")
+    dashboard = hw.explore(model)
+    session = dashboard.session
+
+    def weights_of(*layers):
+        return {f"follows/{layer.name}/{w.name}": w for layer in layers for w in layer.weights}
+
+    def assert_numpys(stats, expected):
+        assert sorted(stats) == sorted(expected)
+        for path, variable in expected.items():
+            a = variable.numpy().astype(np.float64).ravel()
+            counts, edges = np.histogram(a, bins=64)
+            s = stats[path]
+            assert (s.count, s.min, s.max) == (a.size, a.min(), a.max())
+            assert s.mean == pytest.approx(a.mean(), rel=1e-12, abs=1e-12)
+            assert s.std == pytest.approx(a.std(), rel=1e-9, abs=1e-12)
+            np.testing.assert_array_equal(s.counts, counts)
+            np.testing.assert_array_equal(s.edges, edges)
+
+    def assert_drawn(path, variable):
+        dashboard.explorer.handle_action({"action": "select", "path": path})
+        [bar] = dashboard.weights.selection_traces
+        counts, edges = np.histogram(variable.numpy().astype(np.float64),
+                                     bins=dashboard.weights.bins)
+        np.testing.assert_array_equal(np.asarray(bar.y), counts)
+        np.testing.assert_allclose(np.asarray(bar.x), (edges[:-1] + edges[1:]) / 2)
+
+    def assert_every_view_is_numpys():
+        assert_numpys(session_stats(session), weights_of(*model.layers))
+        assert_numpys(hw.weight_stats(model), weights_of(*model.layers))
+        assert_numpys(hw.weight_stats(session.tree), weights_of(*model.layers))
+
+    assert_every_view_is_numpys()
+    before = model.get_layer("a").kernel.numpy().copy()
+    model.fit(np.ones((4, 3), "float32"), np.full((4, 2), 5.0, "float32"), epochs=1, verbose=0)
+    assert not np.array_equal(before, model.get_layer("a").kernel.numpy())
+    session.refresh("values")
+    assert_every_view_is_numpys()
+    assert_drawn("follows/a/kernel", model.get_layer("a").kernel)
+
+    model.pop()
+    model.add(keras.layers.Dense(5, name="c"))
+    model.get_layer("c").kernel.assign(np.arange(20, dtype="float32").reshape(4, 5) - 4.0)
+    session.refresh("values")
+    assert_every_view_is_numpys()
+    tree = hw.inspect(model)
+    c = model.get_layer("c")
+    assert_numpys(hw.weight_stats(tree.find("follows/c")), weights_of(c))
+    assert_numpys(hw.weight_stats(tree.find_variable("follows/c/kernel")),
+                  {"follows/c/kernel": c.kernel})
+    assert_drawn("follows/c/kernel", c.kernel)

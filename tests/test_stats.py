@@ -435,3 +435,68 @@ def test_bfloat16_checksum_collision_is_not_served_stale(tf):
     s = only(hw.weight_stats([v]))
     assert s.max == float(bits.view(bf16).astype(np.float64).max()) > 1.0
     assert s.min < 1.0
+
+
+def _figures_match_numpy(stats, values, bins=64):
+    """Every figure of one variable's statistics against numpy on its own values."""
+    a = np.asarray(values, dtype=np.float64).reshape(-1)
+    counts, edges = np.histogram(a, bins=bins)
+    assert (stats.count, stats.shape) == (a.size, tuple(np.shape(values)))
+    assert stats.mean == pytest.approx(a.mean(), rel=1e-12, abs=1e-12)
+    assert stats.std == pytest.approx(a.std(), rel=1e-9, abs=1e-12)
+    assert (stats.min, stats.max) == (a.min(), a.max())
+    assert stats.l2_norm == pytest.approx(np.sqrt(np.dot(a, a)), rel=1e-12)
+    assert stats.zero_fraction == np.count_nonzero(a == 0) / a.size
+    np.testing.assert_array_equal(stats.counts, counts)
+    np.testing.assert_array_equal(stats.edges, edges)
+
+
+@pytest.mark.parametrize("generation", ["keras", "tf_keras"])
+def test_a_models_kept_plan_reads_the_values_of_every_update(generation, request, tmp_path):
+    """A model's statistics plan is made once and kept with its tree (the speed of warm
+    calls), but never its values: after an assign, set_weights, load_weights, and one
+    optimizer step each with SGD and with a new Adam (BatchNormalization's moving
+    statistics move too), every variable's figures are numpy's on its own values, on the
+    first call and on the warm (batched: more than 8 variables) calls after it."""
+    from hubwidgets.model.stats import _plan_of
+
+    K = request.getfixturevalue(generation)
+    model = K.Sequential([K.Input((4,)), K.layers.Dense(5, name="a"),
+                          K.layers.BatchNormalization(name="bn"), K.layers.Dense(3, name="b"),
+                          K.layers.Dense(2, name="c")], name=f"kept_plan_{generation}")
+    weights = {f"{model.name}/{layer.name}/{w.name.split('/')[-1].split(':')[0]}": w
+               for layer in model.layers for w in layer.weights}
+    assert len(weights) == 10
+    plan = _plan_of(model)
+    x = np.random.default_rng(0).normal(size=(8, 4)).astype("float32") * 3.0
+    y = np.random.default_rng(1).normal(size=(8, 2)).astype("float32")
+    suffix = ".weights.h5" if generation == "keras" else ".h5"
+    saved = str(tmp_path / f"kept{suffix}")
+
+    def train(optimizer):
+        model.compile(optimizer=optimizer, loss="mse")
+        model.fit(x, y, epochs=1, batch_size=8, verbose=0)
+
+    a, b = model.get_layer("a"), model.get_layer("b")
+    updates = [  # (the update, whether it changes values)
+        (lambda: None, False),
+        (lambda: a.kernel.assign(np.arange(20, dtype="float32").reshape(4, 5) - 7.5), True),
+        (lambda: b.set_weights([np.full((5, 3), 0.25, "float32"), np.arange(3, dtype="float32")]),
+         True),
+        (lambda: model.save_weights(saved), False),
+        (lambda: a.kernel.assign(np.zeros((4, 5), "float32")), True),
+        (lambda: model.load_weights(saved), True),
+        (lambda: train(K.optimizers.SGD(0.1)), True),
+        (lambda: train(K.optimizers.Adam(0.5)), True),
+    ]
+    for update, changes in updates:
+        before = {path: w.numpy().copy() for path, w in weights.items()}
+        update()
+        assert changes == any(not np.array_equal(before[p], w.numpy())
+                              for p, w in weights.items())
+        for _ in range(2):
+            stats = hw.weight_stats(model)
+            assert sorted(stats) == sorted(weights)
+            for path, w in weights.items():
+                _figures_match_numpy(stats[path], w.numpy())
+    assert _plan_of(model) is plan  # the values moved, the plan stayed
