@@ -365,11 +365,12 @@ def _streamed_reductions(plan: ReadPlan, bins: int, batched: bool) -> list[Reduc
     tables = _stats_tables(n, bins)
     _host_reduce.stats(read, n, bins, *tables, THREADS)
     out: list[Reduction | None] = [None] * n
-    row_of = np.empty(n, np.intp)
-    row_of[order] = np.arange(n)
-    rows = row_of[np.asarray(batch, np.intp)]
-    reductions = _reductions([arrays[i] for i in batch], bins, None,
-                             *(table[rows] for table in tables))
+    if len(batch) < n:  # some were not for the kernel: the rows of those that were
+        row_of = np.empty(n, np.intp)
+        row_of[order] = np.arange(n)
+        rows = row_of[np.asarray(batch, np.intp)]
+        tables = tuple(table[rows] for table in tables)
+    reductions = _reductions([arrays[i] for i in batch], bins, None, *tables)
     for i, reduction in zip(batch, reductions, strict=True):
         out[i] = reduction
     return _numpy_for_the_rest(arrays, out, bins, None)
