@@ -19,7 +19,7 @@
  *       fit for the bin rule below) numpy.histogram's edges into edges[i], its counts into
  *       counts[i] and done[i] = 1.  One task per such array runs its moment pass and then
  *       its histogram pass while the array is still in the cache, so the data is read from
- *       memory once.  Larger arrays (moments in chunks on every core once all are read) and
+ *       memory once (an array whose values are all equal: its one bin, filled at once).  Larger arrays (moments in chunks on every core once all are read) and
  *       the rest get done[i] = 0: the caller bins them with histograms().  A read that
  *       raises, or an array of another dtype, ends the call with that error once the
  *       threads have finished what they took.
