@@ -289,3 +289,19 @@ def test_a_module_whose_variables_are_added_replaced_or_reshaped_gets_their_numb
         free.assign(value)
         assert free.numpy().shape == value.shape
         assert_every_figure_is_numpys({"a": module.a, "free": free, "b": module.b})
+
+
+def test_string_variables_count_the_bytes_of_their_strings(tf):
+    """TensorFlow gives strings no fixed size, so size x itemsize said 0 bytes for a
+    vocabulary: a string variable counts the bytes of its strings, in the totals too; an
+    uninitialised one counts 0 (there is nothing to read)."""
+    from tensorflow.python.ops.resource_variable_ops import UninitializedVariable
+
+    module = _module(tf, vocab=tf.Variable(["hello", "wörld", ""]), token=tf.Variable("abc"),
+                     w=tf.Variable(tf.zeros([2, 3])))
+    tree = hw.inspect(module)
+    sizes = {v.name: v.nbytes for v in tree.variables()}
+    assert sizes == {"vocab": len(b"hello") + len("wörld".encode()), "token": 3, "w": 24}
+    assert tree.root.nbytes == sum(sizes.values())
+    empty = _module(tf, later=UninitializedVariable(shape=[4], dtype=tf.string, name="later"))
+    assert [v.nbytes for v in hw.inspect(empty).variables()] == [0]

@@ -148,6 +148,20 @@ def variable_shape(v: Any) -> tuple[int | None, ...]:
         return shape
 
 
+def string_bytes(v: Any) -> int:
+    """The bytes of a string variable's strings (TensorFlow gives strings no fixed size, so
+    ``size * itemsize`` would say 0); 0 when it cannot be read (uninitialised)."""
+    try:
+        value = backing_variable(v).numpy() if is_initialised(v) else None
+    except Exception:  # noqa: BLE001 - unreadable: nothing to count
+        return 0
+    if value is None:
+        return 0
+    import numpy as np
+
+    return int(sum(len(s) for s in np.asarray(value, dtype=object).reshape(-1)))
+
+
 def make_variable_info(v: Any, node_path: str, name: str, tree: ModelTree,
                        can_train: bool) -> VariableInfo:
     """Describe one live variable placed under ``node_path``."""
@@ -160,7 +174,7 @@ def make_variable_info(v: Any, node_path: str, name: str, tree: ModelTree,
         shape=shape,
         dtype=dtype,
         device=variable_device(v),
-        nbytes=size * itemsize(dtype),
+        nbytes=string_bytes(v) if dtype == "string" else size * itemsize(dtype),
         can_train=can_train,
         variable=v,
         key=variable_key(v),
