@@ -1,10 +1,11 @@
 """Statistics of variables that live in host memory, computed in place.
 
-The CPU variables of a model are read by one TensorFlow op (:func:`host_arrays`; the first
-time a list of variables is read, one op per variable, overlapped with the arithmetic, since
-TensorFlow's first batched read of new shapes costs more than the reads) and seen through
-the buffer protocol, which shares each variable's buffer, so nothing is copied.
-float32 and float64 variables then go, all at once, to the C kernel ``_host_reduce``: two
+The CPU variables of a model are read inside the kernel's call, the largest first, while
+its threads reduce those read before: by two TensorFlow ops per device (:func:`host_arrays`:
+the few largest, then the rest), or, the first time a list of variables is read, by one op
+per variable (TensorFlow's first batched read of new shapes costs more than the reads).
+They are seen through the buffer protocol, which shares each variable's buffer, so nothing
+is copied.  float32 and float64 variables go, all at once, to the C kernel ``_host_reduce``: two
 fused passes (counts, min/max and shifted sums; then the histogram, two values per count
 up to 80 bins) over every variable, on all cores.  An array of up to 4 M values is one task
 that bins it right after its moment pass, while it is still in the cache (numpy's edges
@@ -188,17 +189,17 @@ class ReadPlan:
         then the rest (their indices and their own plan)."""
         order = self.largest_first
         parts = {0: order[:FIRST_READ], FIRST_READ: order[FIRST_READ:]}
-        return {k: (indices, _plan_of([self.variables[i] for i in indices],
+        return {k: (indices, _read_plan_of([self.variables[i] for i in indices],
                                       [self.facts[i] for i in indices]))
                 for k, indices in parts.items() if indices}
 
 
 def read_plan(variables: list[object]) -> ReadPlan:
     """The :class:`ReadPlan` of ``variables``."""
-    return _plan_of(variables, [variable_facts(v) for v in variables])
+    return _read_plan_of(variables, [variable_facts(v) for v in variables])
 
 
-def _plan_of(variables: list[object], facts: list[VariableFacts]) -> ReadPlan:
+def _read_plan_of(variables: list[object], facts: list[VariableFacts]) -> ReadPlan:
     members: dict[str, list[int]] = {}
     for i, f in enumerate(facts):
         if f.host and f.handle is not None and f.dtype_enum:

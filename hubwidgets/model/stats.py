@@ -5,9 +5,10 @@ Variables in host memory (the CPU) are read in place and reduced all at once by
 not be compiled).  Variables elsewhere (a GPU) are reduced where they live
 (``tf.device(variable.device)``) by one ``tf.function`` per dtype, traced once for any shape
 (a flat ``[None]`` signature), so hundreds of variables cost one trace; only the scalars and
-the bin counts come back to the host.  Nothing is cached: a pass on the device costs about
+the bin counts come back to the host.  No value is cached: a pass on the device costs about
 what a checksum of the bits would, and a checksum can collide (two different bfloat16 values
-with the same sum served stale statistics), so every call reads the current values.
+with the same sum served stale statistics), so every call reads the current values; only
+what to read (:class:`StatsPlan`) is kept, with the model's tree.
 
 Every figure is computed so that it cannot overflow for the input's range (see
 ``host_stats``); a figure that does not fit in float64, or a histogram numpy could not make,
