@@ -23,7 +23,6 @@ from typing import Any, Callable
 from ..signatures import signatures_of
 from ..tree import ModelTree, Node
 from .common import full_name, make_variable_info, unique_names, variable_key
-from .keras_metadata import read_keras_metadata
 
 # children that only repeat what the walk finds elsewhere, or are not structure
 AGGREGATES = frozenset({
@@ -114,6 +113,9 @@ class TrackableWalker:
                  rename_root: bool = True) -> None:
         self.tree = tree
         self.rename_root = rename_root
+        from .keras_metadata import read_keras_metadata  # on first use: a Keras model's
+        # walk never needs it (its import is a millisecond of a cold call)
+
         self.metadata = read_keras_metadata(saved_model_dir)
         self.keras_child = keras_child
         self.placed: set[int] = set()
