@@ -500,3 +500,46 @@ def test_a_models_kept_plan_reads_the_values_of_every_update(generation, request
             for path, w in weights.items():
                 _figures_match_numpy(stats[path], w.numpy())
     assert _plan_of(model) is plan  # the values moved, the plan stayed
+
+
+def test_a_warm_call_checks_the_structure_once_while_it_reads(keras, monkeypatch):
+    """A warm weight_stats(model) starts reading with the plan kept from the last call and
+    checks the model's layers once, while the kernel reduces the largest variables; when
+    they changed (a layer added), the work is dropped, the views are told of the new
+    structure, and the figures are the new model's, by numpy."""
+    from hubwidgets.model import host_stats
+    from hubwidgets.model.session import existing_session
+    from hubwidgets.model.tree import ModelTree
+
+    model = keras.Sequential([keras.Input((5,))] + [keras.layers.Dense(4 + i, name=f"d{i}")
+                                                    for i in range(6)], name="grows")
+    hw.weight_stats(model)
+    hw.weight_stats(model)  # the batched reads from here on
+    told: list[str] = []
+    existing_session(model).observe(lambda _, what: told.append(what))
+    kernel, reading, checks = host_stats._host_reduce, [False], []
+
+    class Kernel:  # says when its stats call is running
+        def __getattr__(self, name):
+            return getattr(kernel, name)
+
+        def stats(self, *args):
+            reading[0] = True
+            try:
+                return kernel.stats(*args)
+            finally:
+                reading[0] = False
+
+    monkeypatch.setattr(host_stats, "_host_reduce", Kernel())
+    real = ModelTree.fingerprint
+    monkeypatch.setattr(ModelTree, "fingerprint",
+                        lambda tree: checks.append(reading[0]) or real(tree))
+    before = hw.weight_stats(model)
+    assert checks == [True] and told == []  # once, inside the kernel's call
+    model.add(keras.layers.Dense(3, name="added"))
+    after = hw.weight_stats(model)
+    assert told == ["structure"]
+    assert set(after) == set(before) | {"grows/added/kernel", "grows/added/bias"}
+    layer = model.get_layer("added")
+    assert_like_numpy(after["grows/added/kernel"], layer.kernel.numpy(), 64)
+    assert_like_numpy(after["grows/d5/kernel"], model.get_layer("d5").kernel.numpy(), 64)

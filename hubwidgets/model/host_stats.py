@@ -35,6 +35,7 @@ import math
 import os
 import weakref
 from dataclasses import dataclass, field
+from typing import Callable
 
 import numpy as np
 
@@ -298,8 +299,19 @@ def host_reductions(arrays: list[np.ndarray | None], bins: int,
     return _numpy_for_the_rest(arrays, out, bins, value_range)
 
 
+class OutOfDate(Exception):
+    """A check given to :func:`variable_reductions` said its plan no longer describes the
+    model: the reductions were dropped."""
+
+
+def _confirm(check: Callable[[], bool] | None) -> None:
+    if check is not None and not check():
+        raise OutOfDate
+
+
 def variable_reductions(variables: list[object] | ReadPlan, bins: int,
-                        value_range: tuple[float, float] | None) -> list[Reduction | None]:
+                        value_range: tuple[float, float] | None,
+                        check: Callable[[], bool] | None = None) -> list[Reduction | None]:
     """A :class:`Reduction` per variable (or per variable of a :class:`ReadPlan`) that lives
     in host memory, None for the others.
 
@@ -309,11 +321,15 @@ def variable_reductions(variables: list[object] | ReadPlan, bins: int,
     (:func:`host_arrays`), so the threads start on the largest while the rest are read.
     The first time, each variable is read on its own: TensorFlow builds a kernel for every
     new list of input shapes it is given, about 55 us per input for the batched op (17 ms
-    for ResNet50's 320) against 10-30 us per shape for the single read."""
+    for ResNet50's 320) against 10-30 us per shape for the single read.
+
+    ``check()``, when given, is called once, after the largest variables are read (while
+    the threads reduce them): when it says False, :class:`OutOfDate` is raised."""
     plan = variables if isinstance(variables, ReadPlan) else read_plan(variables)
-    if _host_reduce is None or value_range is not None:
+    if _host_reduce is None or value_range is not None or not plan.variables:
+        _confirm(check)
         return host_reductions(host_arrays(plan), bins, value_range)
-    return _streamed_reductions(plan, bins, batched=_read_before(plan.signature))
+    return _streamed_reductions(plan, bins, _read_before(plan.signature), check)
 
 
 _READ_BEFORE: set[int] = set()  # hashes of the signatures of the variable lists read so far
@@ -337,11 +353,13 @@ def _read_before(signature: tuple) -> bool:
 FIRST_READ = 8  # variables in a list's first batched read (the largest): the threads' start
 
 
-def _streamed_reductions(plan: ReadPlan, bins: int, batched: bool) -> list[Reduction | None]:
+def _streamed_reductions(plan: ReadPlan, bins: int, batched: bool,
+                         check: Callable[[], bool] | None) -> list[Reduction | None]:
     """:func:`host_reductions` of the plan's variables read inside the kernel's call, the
     largest first: one by one, or (``batched``) by :func:`host_arrays` in two reads, the
-    :data:`FIRST_READ` largest and then the rest."""
+    :data:`FIRST_READ` largest and then the rest; ``check`` is confirmed between the two."""
     n = len(plan)
+    check_at = min(FIRST_READ, n - 1)
     arrays: list[np.ndarray | None] = [None] * n
     batch: list[int] = []
     # the largest first: the threads have work from the first reads on (models keep their
@@ -351,6 +369,8 @@ def _streamed_reductions(plan: ReadPlan, bins: int, batched: bool) -> list[Reduc
 
     def read(k: int) -> np.ndarray | None:
         i = order[k]
+        if k == check_at:
+            _confirm(check)
         if not batched:
             arrays[i] = host_array(plan.variables[i])
         elif k in reads:

@@ -54,6 +54,15 @@ class ModelSession:
             self.tree.refresh()
         return self.tree
 
+    def still_current(self) -> bool:
+        """Whether the live model's structure is still the kept tree's (then its trainable
+        flags are re-read, as :meth:`current_tree` does); tells no view.  For work begun on
+        the kept tree before checking, which calls :meth:`current_tree` when this says no."""
+        if self.tree.fingerprint() != self._fingerprint:
+            return False
+        self.tree.refresh()
+        return True
+
     # -- changing --------------------------------------------------------------------------
     def refresh(self, what: Change = "values") -> ModelTree:
         """Re-read the live model after it changed, and tell every view.

@@ -238,7 +238,15 @@ def weight_stats(target: Any, bins: int = 64,
     """
     bins = check_bins(bins)
     value_range = check_value_range(value_range, bins)
-    results = _stats_of_all(_plan_of(target), bins, value_range)
+    from .host_stats import OutOfDate
+
+    kept = _kept_plan(target)
+    try:
+        results = _stats_of_all(*kept, bins, value_range) if kept else None
+    except OutOfDate:  # the model's layers changed since: its new tree, and its plan
+        results = None
+    if results is None:
+        results = _stats_of_all(_plan_of(target), None, bins, value_range)
     bad = [s.path for s in results.values() if s.nan_count or s.inf_count]
     if bad:
         shown = ", ".join(bad[:5]) + (" ..." if len(bad) > 5 else "")
@@ -364,16 +372,34 @@ def _plan_of(target: Any) -> StatsPlan:
         [(v.path, v.variable) for v in tree.variables()]), StatsPlan.is_current)
 
 
-def _stats_of_all(plan: StatsPlan, bins: int,
+def _kept_plan(target: Any) -> tuple[StatsPlan, Any] | None:
+    """A live model's plan kept from an earlier call, with the check that its layers are
+    unchanged (:meth:`~hubwidgets.model.session.ModelSession.still_current`), which the
+    reads make while the kernel's threads reduce the first variables; None when there is
+    none to reuse."""
+    from .session import existing_session
+    from .tree import ModelTree
+
+    if isinstance(target, ModelTree):
+        return None
+    session = existing_session(target)
+    plan = session.tree.kept("stats_plan") if session is not None else None
+    if plan is None or not plan.is_current():
+        return None
+    return plan, session.still_current
+
+
+def _stats_of_all(plan: StatsPlan, check: Any, bins: int,
                   value_range: tuple[float, float] | None) -> dict[str, WeightStats]:
     """Statistics of every variable.  Host (CPU) variables are reduced all at once
     (host_stats); the rest one by one on their devices.  A mirrored variable's statistics
     are computed on each replica's device, and the first replica's stand for the variable
-    (a sync-on-read variable, whose replicas differ by design, is read as its aggregate)."""
+    (a sync-on-read variable, whose replicas differ by design, is read as its aggregate).
+    ``check`` (or None): see :func:`~hubwidgets.model.host_stats.variable_reductions`."""
     from .adapters.common import is_initialised, is_keras3_variable, variable_shape
     from .host_stats import variable_reductions
 
-    host = iter(variable_reductions(plan.reads, bins, value_range))
+    host = iter(variable_reductions(plan.reads, bins, value_range, check))
     facts = iter(plan.reads.facts)
     parts = plan.parts
     results = {}

@@ -408,6 +408,10 @@ class ModelTree:
             value = self._derived[key] = make()
         return value
 
+    def kept(self, key: str) -> Any:
+        """What :meth:`derived` keeps under ``key``, or None."""
+        return self._derived.get(key)
+
     def ancestors(self, path_or_node: "str | Node") -> list[Node]:
         """The nodes above a node, from the root down."""
         node = path_or_node if isinstance(path_or_node, Node) else self.find(path_or_node)
