@@ -166,7 +166,7 @@ def run_case(values, bins, value_range, keras_variable, tf, keras, stats_path):
         [first] = hw.weight_stats([variable], bins=bins, value_range=value_range).values()
         [again] = hw.weight_stats([variable], bins=bins, value_range=value_range).values()
     check_against_exact(first, values, bins, value_range)
-    check_against_exact(again, values, bins, value_range)  # read before: the batched path
+    check_against_exact(again, values, bins, value_range)  # read before: read by host_arrays
 
 
 @SETTINGS

@@ -191,8 +191,13 @@ class ReadPlan:
         order = self.largest_first
         parts = {0: order[:FIRST_READ], FIRST_READ: order[FIRST_READ:]}
         return {k: (indices, _read_plan_of([self.variables[i] for i in indices],
-                                      [self.facts[i] for i in indices]))
+                                           [self.facts[i] for i in indices]))
                 for k, indices in parts.items() if indices}
+
+    @functools.cached_property
+    def signature_key(self) -> int:
+        """The hash of :attr:`signature` (hundreds of tuples: hashed once per plan)."""
+        return hash(self.signature)
 
 
 def read_plan(variables: list[object]) -> ReadPlan:
@@ -329,19 +334,18 @@ def variable_reductions(variables: list[object] | ReadPlan, bins: int,
     if _host_reduce is None or value_range is not None or not plan.variables:
         _confirm(check)
         return host_reductions(host_arrays(plan), bins, value_range)
-    return _streamed_reductions(plan, bins, _read_before(plan.signature), check)
+    return _streamed_reductions(plan, bins, _read_before(plan.signature_key), check)
 
 
 _READ_BEFORE: set[int] = set()  # hashes of the signatures of the variable lists read so far
 
 
-def _read_before(signature: tuple) -> bool:
+def _read_before(key: int) -> bool:
     """Whether a list of variables of these dtypes, shapes and devices (a
-    :attr:`ReadPlan.signature`) was read before; it is remembered, so the next read is
+    :attr:`ReadPlan.signature_key`) was read before; it is remembered, so the next read is
     batched.  Only the signature's hash is kept (a model of 10,000 variables has a 10,000-
     entry signature); two lists with one hash only mean a list's first read is batched,
     which gives the same values."""
-    key = hash(signature)
     if key in _READ_BEFORE:
         return True
     if len(_READ_BEFORE) >= 4096:  # a long session of many models: start again

@@ -45,13 +45,10 @@ class ModelSession:
     def current_tree(self) -> ModelTree:
         """The tree of the model as it is now: walked again when its structure changed
         (layers added, removed or built), else its trainable flags re-read."""
-        fingerprint = self.tree.fingerprint()
-        if fingerprint != self._fingerprint:
+        if not self.still_current():
             self.tree = build_tree(self.model)
             self._fingerprint = _fingerprint_of_new(self.tree)
             self._changed("structure")
-        else:
-            self.tree.refresh()
         return self.tree
 
     def still_current(self) -> bool:

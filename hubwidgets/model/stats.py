@@ -22,7 +22,7 @@ import math
 import numbers
 import warnings
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 
@@ -347,6 +347,9 @@ class StatsPlan:
         return not any(getattr(v, "_value", None) is not None for v in self.unbacked)
 
 
+PLAN_KEY = "stats_plan"  # where a tree keeps its StatsPlan (ModelTree.derived)
+
+
 def stats_plan(targets: list[tuple[str, Any]]) -> StatsPlan:
     """The :class:`StatsPlan` of ``(path, variable)`` pairs."""
     from .adapters.common import is_keras3_variable, replica_components
@@ -368,11 +371,11 @@ def _plan_of(target: Any) -> StatsPlan:
             hasattr(target, "assign") and hasattr(target, "dtype")):
         return stats_plan(_targets(target))
     tree = target if isinstance(target, ModelTree) else inspect(target)
-    return tree.derived("stats_plan", lambda: stats_plan(
+    return tree.derived(PLAN_KEY, lambda: stats_plan(
         [(v.path, v.variable) for v in tree.variables()]), StatsPlan.is_current)
 
 
-def _kept_plan(target: Any) -> tuple[StatsPlan, Any] | None:
+def _kept_plan(target: Any) -> tuple[StatsPlan, Callable[[], bool]] | None:
     """A live model's plan kept from an earlier call, with the check that its layers are
     unchanged (:meth:`~hubwidgets.model.session.ModelSession.still_current`), which the
     reads make while the kernel's threads reduce the first variables; None when there is
@@ -383,13 +386,13 @@ def _kept_plan(target: Any) -> tuple[StatsPlan, Any] | None:
     if isinstance(target, ModelTree):
         return None
     session = existing_session(target)
-    plan = session.tree.kept("stats_plan") if session is not None else None
+    plan = session.tree.kept(PLAN_KEY) if session is not None else None
     if plan is None or not plan.is_current():
         return None
     return plan, session.still_current
 
 
-def _stats_of_all(plan: StatsPlan, check: Any, bins: int,
+def _stats_of_all(plan: StatsPlan, check: Callable[[], bool] | None, bins: int,
                   value_range: tuple[float, float] | None) -> dict[str, WeightStats]:
     """Statistics of every variable.  Host (CPU) variables are reduced all at once
     (host_stats); the rest one by one on their devices.  A mirrored variable's statistics
