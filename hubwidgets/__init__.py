@@ -59,6 +59,7 @@ _EXPORTS = {
     "undo_history": "hubwidgets.model.edits",
     "edit_code": "hubwidgets.model.codegen",
     "EditError": "hubwidgets.model.edits",
+    "InsufficientMemoryError": "hubwidgets.model.memory_guard",
     "UndoHistoryWarning": "hubwidgets.model.edits",
     "explore": "hubwidgets.widgets.dashboard",
     "Dashboard": "hubwidgets.widgets.dashboard",
@@ -82,6 +83,7 @@ if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
     from .model.hub_layer import HubLayer
     from .model.inspect import inspect
     from .model.matching import SearchTooSlowError, search
+    from .model.memory_guard import InsufficientMemoryError
     from .model.session import ModelSession, session_for
     from .model.snapshot import Snapshot, snapshot
     from .model.stats import NonFiniteWeightsWarning, WeightStats, weight_stats
