@@ -401,7 +401,8 @@ def _apply(session: Any, variables: list[Any], compute: Compute, description: st
         news.append(new)
     _write(changes, [[n] for n in news])
     _record(session, EditStep(description, changes), news)
-    return session.changed("values")  # the model's open views (and statistics) follow
+    # the model's open views follow; only the written variables' statistics are recomputed
+    return session.changed("values", [v.path for v in variables])
 
 
 def _write(changes: list[_Change], values: list[list[np.ndarray]]) -> None:
@@ -455,12 +456,18 @@ def _record(session: Any, step: EditStep, news: list[np.ndarray]) -> None:
     history._trim(budget)
 
 
+DEFAULT_BUDGET_CAP = 300 * 2**20
+"""The default budget is the model's weight bytes, at most 10% of them plus this: the
+memory bound every operation keeps on a large model."""
+
+
 def _budget(history: EditHistory, tree: Any) -> int:
-    """``budget_bytes``, else the model's weight bytes (twice that with ``keep_originals``:
-    room for the originals too)."""
+    """``budget_bytes``, else the model's weight bytes, at most 10% of them + 300 MB (twice
+    that with ``keep_originals``: room for the originals too)."""
     if history.budget_bytes is not None:
         return int(history.budget_bytes)
     weights = sum(int(v.nbytes) for v in tree.variables())
+    weights = min(weights, weights // 10 + DEFAULT_BUDGET_CAP)
     return 2 * weights if history.keep_originals else weights
 
 
@@ -488,7 +495,7 @@ def _move(model: Any, undo: bool) -> Any:
     source.pop()
     (history.redo_steps if undo else history.undo_steps).append(step)
     history._trim(_budget(history, session.tree))  # the budget may have been lowered since
-    return session.changed("values")
+    return session.changed("values", [c.path for c in step.changes])
 
 
 def _host_values(components: list[Any]) -> list[np.ndarray]:

@@ -199,9 +199,11 @@ class _Watcher:
             self._start = None
         self._check_drift()
         self._notify("end")
-        from .session import notify_changed
+        from .session import existing_session, trainable_layer_paths
 
-        notify_changed(self.watched_model, "values")  # every open view of the model follows
+        session = existing_session(self.watched_model)
+        if session is not None:  # every open view follows; what training can change is read
+            session.refresh("values", trainable_layer_paths(session.tree))
 
     def _record(self, logs: dict[str, Any] | None) -> None:
         interval = self.history.intervals

@@ -50,8 +50,11 @@ class Dashboard(widgets.VBox):
 
     def __init__(self, model: Any, *, var_name: str | None = None, bins: int = 64) -> None:
         self.session = session_for(model, var_name)
-        self.weights = WeightPlot(self.session, bins=bins)  # computes the statistics ...
-        self.explorer = LayerExplorer(self.session, scan_weights=True)  # ... it badges NaN from
+        # the tree at once; the statistics fill in on a thread (the explorer badges NaN from
+        # them as they come), so the kernel is free for the next cell
+        self.explorer = LayerExplorer(self.session, scan_weights=True)
+        self.weights = WeightPlot(self.session, bins=bins,
+                                  on_statistics=self.explorer.statistics_changed)
         self.header = ModelHeader(self.session)
         refresh = widgets.Button(description="Refresh", icon="refresh",
                                  tooltip="Re-read the model (after training, set_weights, "
@@ -92,6 +95,15 @@ class Dashboard(widgets.VBox):
         """The model's tree, as the session holds it now."""
         return self.session.tree
 
+    def wait(self, timeout: float | None = None) -> bool:
+        """Block until the statistics computed in the background are all done and drawn
+        (for scripts, tests and ``nbconvert``); False when ``timeout`` seconds passed first.
+        """
+        done = self.weights.wait(timeout)
+        if done:
+            self.explorer.statistics_changed()
+        return done
+
     def _repr_mimebundle_(self, **kwargs: Any) -> dict[str, Any]:
         """The widget, plus a text and HTML summary for where widgets cannot render."""
         bundle = super()._repr_mimebundle_(**kwargs) or {}
@@ -110,6 +122,9 @@ class Dashboard(widgets.VBox):
             view = getattr(self, name, None)  # None when construction failed part way
             if view is not None:
                 view.close()
+        work = getattr(getattr(self, "weights", None), "statistics_work", None)
+        if work is not None:
+            work.stop()
         stop = getattr(self, "_stop_tab_check", None)
         if stop is not None:
             stop()

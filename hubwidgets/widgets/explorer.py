@@ -123,6 +123,15 @@ class LayerExplorer(SessionView, anywidget.AnyWidget):
         """Variables holding NaN or Inf, when statistics are wanted (``scan_weights``)."""
         return nonfinite_paths(self.session) if self.scan_weights else set()
 
+    def statistics_changed(self) -> None:
+        """More statistics are known (the background work): the rows are drawn again when
+        the variables holding NaN or Inf changed."""
+        if not self.scan_weights:
+            return
+        found = self.nonfinite()
+        if found != getattr(self, "_badged", set()):
+            self.render_rows()
+
     def render_rows(self) -> None:
         """Recompute the visible rows and totals from the session's tree."""
         root = self.tree.root
@@ -147,7 +156,7 @@ class LayerExplorer(SessionView, anywidget.AnyWidget):
             if self._search_error and self.message == self._search_error:
                 self.message = ""  # the search that failed was replaced by one that works
             self._search_error = ""
-        nonfinite = self.nonfinite()
+        nonfinite = self._badged = self.nonfinite()
         rows: list[dict[str, Any]] = []
 
         def visit(node: Node, depth: int) -> None:
