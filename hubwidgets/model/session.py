@@ -121,10 +121,11 @@ class ModelSession:
         else:
             ref = lambda: callback  # noqa: E731 - a strong reference for plain functions
         self._observers.append(ref)
+        observers = self._observers  # not the session: a view's stop() never holds the model
 
         def stop() -> None:
-            if ref in self._observers:
-                self._observers.remove(ref)
+            if ref in observers:
+                observers.remove(ref)
         return stop
 
     def _changed(self, what: str) -> None:

@@ -162,10 +162,13 @@ class BackgroundStatistics:
         """Whether the thread is computing now."""
         return not self._idle.is_set()
 
-    def stop(self) -> None:
-        """End the thread (what it computes now is still kept)."""
+    def stop(self, timeout: float = 5.0) -> None:
+        """End the thread (what it computes now is still kept), waiting up to ``timeout``
+        seconds for it: once stopped it holds nothing of the model."""
         self._stopped.set()
         self.store.changed.set()
+        if threading.current_thread() is not self._thread:
+            self._thread.join(timeout)
 
     def _run(self) -> None:
         try:
@@ -182,10 +185,12 @@ class BackgroundStatistics:
                     self._idle.clear()
                     continue
                 batch, done, total = work
-                del session
+                del session, work
                 self.store.compute(batch)
+                done += len(batch)
+                del batch  # an idle thread holds nothing of the model (its tree, its layers)
                 if self._on_progress is not None:
-                    self._on_progress(done + len(batch), total)
+                    self._on_progress(done, total)
         except BaseException as error:  # noqa: BLE001 - kept for the view; never lost silently
             self.error = error
         finally:

@@ -16,7 +16,7 @@ from ..model.formatting import format_bytes
 from ..model.session import ModelSession, session_for
 from ..model.tree import ModelTree
 from .explorer import LayerExplorer
-from .session_view import SessionView
+from .session_view import GONE, SessionHandle, SessionView
 from .training import training_panel_for
 from .weights import WeightPlot
 
@@ -44,15 +44,21 @@ class ModelHeader(SessionView, widgets.HTML):
             self.value = header_html(session.tree)
 
 
-class Dashboard(widgets.VBox):
+class Dashboard(SessionHandle, widgets.VBox):
     """The views of one model together; ``refresh()`` re-reads the model after its weights
-    or layers changed."""
+    or layers changed.
+
+    It holds its model while the browser shows it (or before it was ever shown); once
+    closed, or once every view of it was cleared (a re-run cell), it holds it weakly, so
+    deleting the model frees its memory, and a view shown again says the model is gone.
+    """
 
     def __init__(self, model: Any, *, var_name: str | None = None, bins: int = 64) -> None:
         self.session = session_for(model, var_name)
         # the tree at once; the statistics fill in on a thread (the explorer badges NaN from
         # them as they come), so the kernel is free for the next cell
         self.explorer = LayerExplorer(self.session, scan_weights=True)
+        self.explorer.on_views_changed = self._on_views_changed
         self.weights = WeightPlot(self.session, bins=bins,
                                   on_statistics=self.explorer.statistics_changed)
         self.header = ModelHeader(self.session)
@@ -95,6 +101,14 @@ class Dashboard(widgets.VBox):
         """The model's tree, as the session holds it now."""
         return self.session.tree
 
+    def _on_views_changed(self, shown: int) -> None:
+        views = [self, self.explorer, self.weights, self.header]
+        if shown == 0:
+            for view in views:
+                view.release()
+        elif not all([view.hold() for view in views]):
+            self.explorer.message = GONE
+
     def wait(self, timeout: float | None = None) -> bool:
         """Block until the statistics computed in the background are all done and drawn
         (for scripts, tests and ``nbconvert``); False when ``timeout`` seconds passed first.
@@ -128,6 +142,7 @@ class Dashboard(widgets.VBox):
         stop = getattr(self, "_stop_tab_check", None)
         if stop is not None:
             stop()
+        self.release()
         super().close()
 
 

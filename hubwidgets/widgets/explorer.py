@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import warnings
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import anywidget
 import traitlets
@@ -28,7 +28,7 @@ from ..model.session_stats import nonfinite_paths
 from ..model.tree import Node, VariableInfo
 from ..model.variable_flags import why_not_trained
 from .actions import action, bind_message
-from .session_view import SessionView
+from .session_view import GONE, SessionView, count_views
 
 STATIC = Path(__file__).parent / "static"
 PAGE_SIZE = 100  # children listed per expanded node before a "show more" row
@@ -227,8 +227,24 @@ class LayerExplorer(SessionView, anywidget.AnyWidget):
             return False
 
     # -- actions ---------------------------------------------------------------------------
+    views_shown = 0
+    """How many views of this explorer the browser shows now (each reports itself)."""
+    on_views_changed: Callable[[int], None] | None = None
+    """Called with :attr:`views_shown` when it changes (the dashboard holds its model only
+    while it is shown)."""
+
     def _on_custom_msg(self, _widget: Any, content: Any, _buffers: Any) -> None:
-        self.handle_action(content)
+        shown = count_views(self.views_shown, content)
+        if shown is None:
+            self.handle_action(content)
+            return
+        self.views_shown = shown
+        if self.on_views_changed is not None:
+            self.on_views_changed(shown)
+        elif shown == 0:
+            self.release()
+        elif not self.hold():
+            self.message = GONE
 
     def handle_action(self, content: Any) -> None:
         """Run one message as the browser sends it.  A malformed message, or an action that

@@ -327,9 +327,13 @@ function render({ model, el: root }) {
   model.on("change:selected", onSelected);
   model.on("change:message", renderMessage);
   model.on("change:code", renderMessage);
+  // the kernel holds the model only while some view shows it (a cleared output, a re-run
+  // cell or a closed tab lets a large model go)
+  send({ view: "shown" });
   return () => {
     clearTimeout(timer);
     table.removeEventListener("keydown", onKey);
+    send({ view: "removed" });
   };
 }
 
