@@ -283,23 +283,91 @@ def _layer_path(tree: Any, path: str, known: dict[str, Any]) -> str:
 
 
 def _run_hooked(model: Any, x: Any, layers: dict[str, Any],
-                seen: Callable[[str, Any], None], training: bool) -> Any:
+                seen: Callable[[str, Any], None], training: bool, free: bool = True) -> Any:
     """``model(x, training=training)`` with ``seen(path, output)`` called as each layer of
-    ``layers`` returns (eagerly only); every ``call`` is put back afterwards, exactly."""
-    saved: list[tuple[Any, bool, Any]] = []
+    ``layers`` returns (eagerly only); every ``call`` is put back afterwards, exactly.
+
+    ``free``: Keras 3 functional graphs drop each tensor once its last consumer ran (Keras
+    keeps every tensor of the graph to the end of the call; a run without gradients needs
+    none of them), so the run holds a few activations at a time instead of all of them."""
+    saved: list[tuple[Any, str, bool, Any]] = []
+
+    def patch(obj: Any, attr: str, value: Any) -> None:
+        saved.append((obj, attr, attr in vars(obj), vars(obj).get(attr)))
+        object.__setattr__(obj, attr, value)
+
     try:
         for path, layer in layers.items():
-            own = "call" in vars(layer)
-            original = layer.call
-            saved.append((layer, own, vars(layer).get("call")))
-            object.__setattr__(layer, "call", _wrapped(original, path, seen))
+            patch(layer, "call", _wrapped(layer.call, path, seen))
+            if free:
+                for graph in _keras3_graphs(layer):
+                    patch(graph, "_run_through_graph", _freeing_run(graph))
         return _call_model(model, x, training)
     finally:
-        for layer, own, before in reversed(saved):
+        for obj, attr, own, before in reversed(saved):
             if own:
-                object.__setattr__(layer, "call", before)
+                object.__setattr__(obj, attr, before)
             else:
-                object.__delattr__(layer, "call")
+                object.__delattr__(obj, attr)
+
+
+def _keras3_graphs(layer: Any) -> list[Any]:
+    """The Keras 3 functional graphs a layer runs (itself, a Sequential's inner Functional)."""
+    from .adapters.keras import keras_generation
+
+    if keras_generation(layer) != "Keras 3":
+        return []
+    found = []
+    for obj in (layer, vars(layer).get("_functional")):
+        if obj is not None and hasattr(obj, "_nodes_by_depth") \
+                and hasattr(obj, "_run_through_graph") and obj not in found:
+            found.append(obj)
+    return found
+
+
+def _freeing_run(graph: Any) -> Callable[..., Any]:
+    """Keras 3's ``Function._run_through_graph`` (same arguments, same result), except that
+    each computed tensor is dropped as soon as the last node that reads it has run."""
+    import keras
+
+    original = graph._run_through_graph
+    nodes_by_depth = graph._nodes_by_depth
+    operation_of = getattr(graph, "_get_operation_for_node", lambda node: node.operation)
+
+    def run(inputs: Any, operation_fn: Callable[[Any], Any] = lambda op: op,
+            call_fn: Any = None) -> Any:
+        if call_fn is not None:
+            return original(inputs, operation_fn=operation_fn, call_fn=call_fn)
+        order = [node for depth in sorted(nodes_by_depth, reverse=True)
+                 for node in nodes_by_depth[depth] if node.operation and not node.is_input]
+        uses: dict[int, int] = {}
+        for node in order:
+            for t in node.input_tensors:
+                uses[id(t)] = uses.get(id(t), 0) + 1
+        for t in graph.outputs:
+            uses[id(t)] = uses.get(id(t), 0) + 1
+        tensors = {id(ref): value for ref, value in zip(graph.inputs, keras.tree.flatten(inputs))}
+        for node in order:
+            if any(id(t) not in tensors for t in node.input_tensors):
+                continue  # not computable from these inputs (as Keras skips it)
+            args, kwargs = node.arguments.fill_in(tensors)
+            outputs = operation_fn(operation_of(node))(*args, **kwargs)
+            del args, kwargs
+            for ref, value in zip(node.outputs, keras.tree.flatten(outputs)):
+                if uses.get(id(ref), 0):
+                    tensors[id(ref)] = value
+            del outputs
+            for t in node.input_tensors:
+                uses[id(t)] -= 1
+                if uses[id(t)] == 0:
+                    tensors.pop(id(t), None)
+        missing = [i for i, ref in enumerate(graph.outputs) if id(ref) not in tensors]
+        if missing:
+            return original(inputs, operation_fn=operation_fn)  # Keras says what is wrong
+        return keras.tree.pack_sequence_as(graph._outputs_struct,
+                                           [tensors[id(ref)] for ref in graph.outputs])
+
+    return run
 
 
 def _wrapped(original: Callable[..., Any], path: str,
@@ -592,7 +660,7 @@ def _run_with_gradients(model: Any, tree: Any, x: Any, y: Any,
     metrics = {id(m): [v.numpy() for v in m.variables] for m in _loss_metrics(model)}
     try:
         with tf.GradientTape() as tape:
-            y_pred = _run_hooked(model, x, layers, reduce, training)
+            y_pred = _run_hooked(model, x, layers, reduce, training, free=False)
             try:
                 targets = tf.nest.map_structure(tf.convert_to_tensor, y)
                 value = loss_fn(x, targets, y_pred)
