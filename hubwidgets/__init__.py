@@ -69,6 +69,7 @@ _EXPORTS = {
     "Dashboard": "hubwidgets.widgets.dashboard",
     "LayerExplorer": "hubwidgets.widgets.explorer",
     "WeightPlot": "hubwidgets.widgets.weights",
+    "ActivationsPanel": "hubwidgets.widgets.activations",
     "load_ipython_extension": "hubwidgets.ipython",
     "unload_ipython_extension": "hubwidgets.ipython",
 }
@@ -94,6 +95,7 @@ if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
     from .model.stats import NonFiniteWeightsWarning, WeightStats, weight_stats
     from .model.tree import ModelTree, Node, SignatureInfo, VariableInfo
     from .model.watch import ReplicaDriftWarning
+    from .widgets.activations import ActivationsPanel
     from .widgets.training import TrainingPanel, training_panel_for, watch
 
 
