@@ -248,7 +248,9 @@ class ActivationsPanel(SessionView, widgets.VBox):
         name = html.escape(self.feature_layer[len(self.root) + 1:] or self.feature_layer)
         with fig.batch_update():
             fig.data = ()
-            fig.add_heatmap(z=image, colorscale="Gray", showscale=False, name="maps",
+            # the gaps between tiles are None (JSON has no NaN): plotly leaves them blank
+            z = [[None if np.isnan(v) else float(v) for v in row] for row in image]
+            fig.add_heatmap(z=z, colorscale="Gray", showscale=False, name="maps",
                             hovertemplate="%{z:.3g}<extra></extra>")
             fig.layout.title.text = (f"{name}: {channels} of {value.shape[-1]} channels, "
                                      f"sample {sample}")
