@@ -60,11 +60,16 @@ _EXPORTS = {
     "edit_code": "hubwidgets.model.codegen",
     "EditError": "hubwidgets.model.edits",
     "InsufficientMemoryError": "hubwidgets.model.memory_guard",
+    "probe": "hubwidgets.model.probe",
+    "Probe": "hubwidgets.model.probe",
+    "ActivationStats": "hubwidgets.model.probe",
+    "ProbeError": "hubwidgets.model.probe",
     "UndoHistoryWarning": "hubwidgets.model.edits",
     "explore": "hubwidgets.widgets.dashboard",
     "Dashboard": "hubwidgets.widgets.dashboard",
     "LayerExplorer": "hubwidgets.widgets.explorer",
     "WeightPlot": "hubwidgets.widgets.weights",
+    "ActivationsPanel": "hubwidgets.widgets.activations",
     "load_ipython_extension": "hubwidgets.ipython",
     "unload_ipython_extension": "hubwidgets.ipython",
 }
@@ -84,11 +89,13 @@ if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
     from .model.inspect import inspect
     from .model.matching import SearchTooSlowError, search
     from .model.memory_guard import InsufficientMemoryError
+    from .model.probe import ActivationStats, Probe, ProbeError, probe
     from .model.session import ModelSession, session_for
     from .model.snapshot import Snapshot, snapshot
     from .model.stats import NonFiniteWeightsWarning, WeightStats, weight_stats
     from .model.tree import ModelTree, Node, SignatureInfo, VariableInfo
     from .model.watch import ReplicaDriftWarning
+    from .widgets.activations import ActivationsPanel
     from .widgets.training import TrainingPanel, training_panel_for, watch
 
 

@@ -53,8 +53,14 @@ class Dashboard(SessionHandle, widgets.VBox):
     deleting the model frees its memory, and a view shown again says the model is gone.
     """
 
-    def __init__(self, model: Any, *, var_name: str | None = None, bins: int = 64) -> None:
+    def __init__(self, model: Any, *, var_name: str | None = None, bins: int = 64,
+                 probe: Any = None) -> None:
         self.session = session_for(model, var_name)
+        self.activations: widgets.Widget | None = None
+        if probe is not None:  # a Probe, a batch x, or (x, y): probed before any view exists
+            from .activations import ActivationsPanel
+
+            self.activations = ActivationsPanel(self.session.model, probe)
         # the tree at once; the statistics fill in on a thread (the explorer badges NaN from
         # them as they come), so the kernel is free for the next cell
         self.explorer = LayerExplorer(self.session, scan_weights=True)
@@ -78,6 +84,7 @@ class Dashboard(SessionHandle, widgets.VBox):
                                  "grid_gap": "8px 16px"})])
         self.training: widgets.Widget | None = None
         super().__init__([self.model_view])
+        self._show_tabs()
         self._show_training_tab()
         self._stop_tab_check = self.session.observe(self._on_session_change)
 
@@ -91,9 +98,19 @@ class Dashboard(SessionHandle, widgets.VBox):
         if panel is None or panel is self.training:
             return
         self.training = panel
-        tabs = widgets.Tab(children=[self.model_view, panel])
-        tabs.set_title(0, "Model")
-        tabs.set_title(1, "Training")
+        self._show_tabs()
+
+    def _show_tabs(self) -> None:
+        """"Model", then "Activations" (``probe=``) and "Training" (a watched model) when
+        there are any."""
+        pages = [("Model", self.model_view), ("Activations", self.activations),
+                 ("Training", self.training)]
+        pages = [(title, view) for title, view in pages if view is not None]
+        if len(pages) == 1:
+            return
+        tabs = widgets.Tab(children=[view for _title, view in pages])
+        for i, (title, _view) in enumerate(pages):
+            tabs.set_title(i, title)
         self.children = [tabs]
 
     @property
@@ -132,7 +149,7 @@ class Dashboard(SessionHandle, widgets.VBox):
 
     def close(self) -> None:
         """Close every view of the dashboard (they stop following the session)."""
-        for name in ("explorer", "weights", "header"):
+        for name in ("explorer", "weights", "header", "activations"):
             view = getattr(self, name, None)  # None when construction failed part way
             if view is not None:
                 view.close()
@@ -146,9 +163,12 @@ class Dashboard(SessionHandle, widgets.VBox):
         super().close()
 
 
-def explore(model: Any, *, var_name: str | None = None, bins: int = 64) -> Dashboard:
+def explore(model: Any, *, var_name: str | None = None, bins: int = 64,
+            probe: Any = None) -> Dashboard:
     """Show ``model`` (anything :func:`hubwidgets.inspect` accepts) as an interactive dashboard.
 
     ``var_name`` is the variable name used in the generated Python code (default "model").
+    ``probe``: a batch ``x``, ``(x, y)`` or a :class:`~hubwidgets.model.probe.Probe` adds an
+    "Activations" tab (:class:`~hubwidgets.widgets.activations.ActivationsPanel`).
     """
-    return Dashboard(model, var_name=var_name, bins=bins)
+    return Dashboard(model, var_name=var_name, bins=bins, probe=probe)
