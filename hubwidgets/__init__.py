@@ -61,6 +61,8 @@ _EXPORTS = {
     "EditError": "hubwidgets.model.edits",
     "InsufficientMemoryError": "hubwidgets.model.memory_guard",
     "UndoHistoryWarning": "hubwidgets.model.edits",
+    "to_html": "hubwidgets.render.static_html",
+    "save_html": "hubwidgets.render.static_html",
     "explore": "hubwidgets.widgets.dashboard",
     "Dashboard": "hubwidgets.widgets.dashboard",
     "LayerExplorer": "hubwidgets.widgets.explorer",
@@ -89,6 +91,7 @@ if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
     from .model.stats import NonFiniteWeightsWarning, WeightStats, weight_stats
     from .model.tree import ModelTree, Node, SignatureInfo, VariableInfo
     from .model.watch import ReplicaDriftWarning
+    from .render.static_html import save_html, to_html
     from .widgets.training import TrainingPanel, training_panel_for, watch
 
 
