@@ -49,24 +49,29 @@ def pictures_html(tree: "ModelTree", stats: dict[str, "WeightStats"]) -> str:
     layer = largest_layer(tree)
     var = representative_variable(layer) if layer is not None else None
     if var is not None and var.path in stats:
-        title = f"Largest layer: {layer.path} ({var.name}, {var.size:,} values)"
+        name = "/".join(layer.path.split("/")[-2:])
+        name = name if len(name) <= 36 else "\u2026" + name[-35:]
+        title = f"Largest layer: {name} ({var.name}, {var.size:,} values)"
         parts.append(f'<figure class="hw-s-figure">{histogram_svg(stats[var.path], title)}'
                      "</figure>")
     return "".join(parts)
 
 
 def static_view(tree: "ModelTree", stats: dict[str, "WeightStats"] | None = None, *,
-                token: str = "") -> str:
+                token: str = "", extra_style: str = "") -> str:
     """The static view as an HTML fragment (``<div class="hw-static">`` with its scoped
     style): the totals, the tree, and (when ``stats`` are given) the pictures.  ``token``
-    names this copy, so that a live view of the same output can hide it."""
+    names this copy, so that a live view of the same output can hide it; ``extra_style`` is
+    added to its style."""
     extra = f" hw-static-{html.escape(token)}" if token else ""
     pictures = pictures_html(tree, stats) if stats else ""
-    return (f'<div class="hw-static{extra}"><style>{STYLE}</style>{tree_html(tree)}'
+    return (f'<div class="hw-static{extra}"><style>{STYLE}{extra_style}</style>{tree_html(tree)}'
             f'<div class="hw-s-pictures">{pictures}</div></div>')
 
 
-def _tree_and_stats(model: Any, bins: int) -> tuple["ModelTree", dict[str, "WeightStats"]]:
+def tree_and_stats(model: Any, bins: int = 64) -> tuple["ModelTree", dict[str, "WeightStats"]]:
+    """The model's tree and the statistics of all its variables (NaN/Inf not warned: the
+    static view draws them)."""
     from ..model.inspect import inspect
     from ..model.stats import NonFiniteWeightsWarning, weight_stats
 
@@ -81,7 +86,7 @@ def to_html(model: Any, *, bins: int = 64) -> str:
     """The static view of ``model`` (anything :func:`hubwidgets.inspect` accepts) as an HTML
     fragment: the layer tree as nested ``<details>`` (no JavaScript), the totals, the weight
     overview and the largest layer's histogram as inline SVG.  Names are escaped text."""
-    tree, stats = _tree_and_stats(model, bins)
+    tree, stats = tree_and_stats(model, bins)
     return static_view(tree, stats)
 
 
@@ -101,7 +106,7 @@ def save_html(model: Any, path: str | os.PathLike, *, bins: int = 64) -> Path:
         raise HubWidgetsError(f"{target} is a folder: give a file name, e.g. {target / 'model.html'}")
     if not target.parent.is_dir():
         raise HubWidgetsError(f"the folder {target.parent} does not exist: create it first")
-    tree, stats = _tree_and_stats(model, bins)
+    tree, stats = tree_and_stats(model, bins)
     page = page_html(static_view(tree, stats), f"{tree.root.name}: hubwidgets")
     fd, tmp = tempfile.mkstemp(prefix=".hw-", suffix=".html", dir=target.parent)
     try:

@@ -27,7 +27,7 @@ VIRIDIS = ["#440154", "#482878", "#3e4989", "#31688e", "#26828e", "#1f9e89", "#3
            "#6ece58", "#b5de2b", "#fde725"]
 BAR = "#1f77b4"  # mid blue: visible on white and on near-black
 WIDTH = 460
-LABEL_PX = 150  # the layer names' column
+LABEL_PX = 178  # the layer names' column: 30 characters at 10 px
 ROW_PX = 11
 FONT = 10
 
@@ -66,7 +66,7 @@ def _tick(value: float) -> str:
     return f"{value:.3g}"
 
 
-def _short(name: str, limit: int = 26) -> str:
+def _short(name: str, limit: int = 30) -> str:
     return name if len(name) <= limit else "\u2026" + name[-(limit - 1):]
 
 
