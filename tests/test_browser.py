@@ -119,7 +119,7 @@ def _executed_notebook(path: Path) -> None:
     figures = [m["state"]["figure"] for m in state.values() if "figure" in m["state"]]
     assert figures and figures[0]["data"][0]["type"] == "heatmap", figures
     # plotly.js is in the saved state once, however many figures refer to it
-    bundles = [m for m in state.values() if len(m["state"].get("source", "")) > 1_000_000]
+    bundles = [m for m in state.values() if len(m["state"].get("plotly_js", "")) > 1_000_000]
     assert len(bundles) == 1
     nbformat.write(nb, path)
 

@@ -30,7 +30,7 @@ def test_the_state_is_the_figure_and_plotly_js_is_shared():
     assert state_layout(one)["title"]["text"] == "<b>x"
     bundle = PlotlyBundle.shared()
     assert one.get_state()["bundle"] == two.get_state()["bundle"] == f"anywidget:{bundle.model_id}"
-    assert bundle.source == get_plotlyjs()
+    assert bundle.plotly_js == get_plotlyjs()
     assert _state_bytes(one) < 20_000 and _state_bytes(two) < 20_000  # no bundle inside
 
 

@@ -32,7 +32,7 @@ class PlotlyBundle(anywidget.AnyWidget):
     """plotly.js itself, once per kernel: the figures' views evaluate it once per page."""
 
     _esm = "export default { render() {} };"
-    source = traitlets.Unicode("").tag(sync=True)
+    plotly_js = traitlets.Unicode("").tag(sync=True)
     version = traitlets.Unicode("").tag(sync=True)
 
     _shared: PlotlyBundle | None = None
@@ -44,7 +44,7 @@ class PlotlyBundle(anywidget.AnyWidget):
         if bundle is None or getattr(bundle, "comm", None) is None:
             from plotly.offline import get_plotlyjs, get_plotlyjs_version
 
-            bundle = cls(source=get_plotlyjs(), version=get_plotlyjs_version())
+            bundle = cls(plotly_js=get_plotlyjs(), version=get_plotlyjs_version())
             cls._shared = bundle
         return bundle
 

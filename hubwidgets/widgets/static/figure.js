@@ -9,7 +9,7 @@ function loadPlotly(host, model) {
   if (!globalThis[KEY]) {
     globalThis[KEY] = (async () => {
       const bundle = await host.getModel(model.get("bundle"));
-      const source = bundle.get("source");
+      const source = bundle.get("plotly_js");
       // plotly.min.js is a UMD module: give it a CommonJS `module` and import it as ESM
       const url = URL.createObjectURL(new Blob([
         "const module = { exports: {} }; const exports = module.exports;\n", source,
