@@ -48,6 +48,14 @@ def measure(runs: int) -> list[tuple[str, str, str, bool]]:
     rows.append(("overview figure's payload, 1,000 layers",
                  f"{b['overview_bytes_1000'] / 1e3:.1f} KB ({b['overview_rows_1000']:.0f} rows)",
                  "measured", True))
+    n = fresh_process("notebook_size_bench")  # bytes: the same every run
+    rows.append(("saved notebook, 3 dashboards, with widget state",
+                 f"{n['with_state_bytes'] / 1e6:.2f} MB (plotly.js {n['plotly_js_copies']:.0f}x)",
+                 "<= 7 MB", n["with_state_bytes"] <= 7e6))
+    rows.append(("saved notebook without widget state, largest dashboard's outputs",
+                 f"{n['largest_dashboard_outputs_bytes'] / 1e3:.0f} KB (notebook "
+                 f"{n['without_state_bytes'] / 1e3:.0f} KB)", "<= 300 KB a dashboard",
+                 n["largest_dashboard_outputs_bytes"] <= 300e3))
     i = fresh_process("import_bench")
     rows.append(("import hubwidgets",
                  f"{i['import_s'] * 1e3:.0f} ms ({i['import_s'] / i['json_import_s']:.1f}x "

@@ -28,7 +28,7 @@ class OpeningRecorder(CommRecorder):
         data = kwargs.get("data") or {}
         buffers = kwargs.get("buffers") or ()
         size = len(json.dumps(data, default=str)) + sum(len(memoryview(b)) for b in buffers)
-        for key in ("_esm", "_css"):
+        for key in ("_esm", "_css", "plotly_js"):  # plotly.js: one PlotlyBundle per kernel
             code = (data.get("state") or {}).get(key)
             if isinstance(code, str) and code:
                 digest = hashlib.sha1(code.encode()).hexdigest()

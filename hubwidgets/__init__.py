@@ -65,6 +65,8 @@ _EXPORTS = {
     "ActivationStats": "hubwidgets.model.probe",
     "ProbeError": "hubwidgets.model.probe",
     "UndoHistoryWarning": "hubwidgets.model.edits",
+    "to_html": "hubwidgets.render.static_html",
+    "save_html": "hubwidgets.render.static_html",
     "explore": "hubwidgets.widgets.dashboard",
     "Dashboard": "hubwidgets.widgets.dashboard",
     "LayerExplorer": "hubwidgets.widgets.explorer",
@@ -96,6 +98,7 @@ if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
     from .model.tree import ModelTree, Node, SignatureInfo, VariableInfo
     from .model.watch import ReplicaDriftWarning
     from .widgets.activations import ActivationsPanel
+    from .render.static_html import save_html, to_html
     from .widgets.training import TrainingPanel, training_panel_for, watch
 
 

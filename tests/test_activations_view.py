@@ -67,7 +67,7 @@ def test_explore_with_a_probe_shows_the_activations_tab(keras, frozen_base):
     panel.sample = 2
     [maps] = panel.maps_figure.data
     np.testing.assert_array_equal(np.asarray(maps.z, dtype=float)[7:13, 7:13], conv_out[2, ..., 4])
-    assert panel.maps_figure._widget_data  # kept in the widget state (Voilà, saved state)
+    assert panel.maps_figure.figure["data"]  # kept in the widget state (Voilà, saved state)
     dashboard.close()
 
 

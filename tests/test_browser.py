@@ -116,8 +116,11 @@ def _executed_notebook(path: Path) -> None:
                    resources={"metadata": {"path": str(path.parent)}}).execute()
     state = nb.metadata["widgets"]["application/vnd.jupyter.widget-state+json"]["state"]
     # the overview's data is in the saved state, not only in a message that was sent once
-    figures = [m["state"] for m in state.values() if "_widget_data" in m["state"]]
-    assert figures and figures[0]["_widget_data"][0]["type"] == "heatmap", figures
+    figures = [m["state"]["figure"] for m in state.values() if "figure" in m["state"]]
+    assert figures and figures[0]["data"][0]["type"] == "heatmap", figures
+    # plotly.js is in the saved state once, however many figures refer to it
+    bundles = [m for m in state.values() if len(m["state"].get("plotly_js", "")) > 1_000_000]
+    assert len(bundles) == 1
     nbformat.write(nb, path)
 
 
@@ -194,6 +197,7 @@ def _drive_explorer(page, console_errors: list[str], screenshot: str) -> None:
     block.locator(".hw-caret").click()
     inner = page.locator(".hw-row", has=page.locator(".hw-name", has_text="inner_a"))
     expect(inner).to_be_visible(timeout=30_000)
+    _only_the_live_view(page)
     evil = page.locator(".hw-row .hw-name", has_text=EVIL)
     expect(evil).to_have_text(EVIL)
     assert page.locator(".hw-explorer img").count() == 0
@@ -215,11 +219,33 @@ def _drive_explorer(page, console_errors: list[str], screenshot: str) -> None:
         "TRAINABLE False", timeout=60_000)
 
 
+# Counts the frames in which a static copy (.hw-static) and the live explorer both show.
+BOTH_SHOWN_JS = """window.__hwBoth = 0;
+(function check() {
+  const shown = (sel) => [...document.querySelectorAll(sel)].some(
+    (e) => e.getClientRects().length && getComputedStyle(e).visibility !== "hidden");
+  if (shown(".hw-static") && shown(".hw-explorer")) window.__hwBoth += 1;
+  requestAnimationFrame(check);
+})();"""
+
+
+def _only_the_live_view(page) -> None:
+    """The static copy is in the page (so the check means something), hidden, and was never
+    shown in the same frame as the live explorer."""
+    from playwright.sync_api import expect
+
+    static = page.locator(".hw-static")
+    assert static.count() >= 1
+    expect(static.first).to_be_hidden(timeout=30_000)
+    assert page.evaluate("window.__hwBoth") == 0
+
+
 def _open(p, url: str, console_errors: list[str], dialogs: list[str]):
     browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=[
         "--no-sandbox", "--disable-gpu", "--disable-background-networking",
         "--disable-component-update", "--disable-sync", "--no-first-run"])
     page = browser.new_page(viewport={"width": 1500, "height": 1000})
+    page.add_init_script(BOTH_SHOWN_JS)
     page.on("console", lambda m: m.type == "error" and console_errors.append(m.text))
     page.on("dialog", lambda d: (dialogs.append(d.message), d.dismiss()))
     page.goto(url)
@@ -280,6 +306,7 @@ def test_saved_notebook_reopened_shows_the_explorer_without_running(jupyter_lab)
         # the figure came back with its data: the overview names the layers
         expect(page.locator(".js-plotly-plot .heatmaplayer image")).to_have_count(1, timeout=30_000)
         expect(page.locator(".js-plotly-plot .y2tick", has_text="stem")).to_have_count(1)
+        _only_the_live_view(page)  # the saved static copy stays hidden under the live view
         # nothing ran in this session's kernel: the view came from the saved state
         assert page.locator(".jp-InputPrompt").first.inner_text() in ("[ ]:", "[1]:")
         page.screenshot(path=str(OUTPUT_DIR / "saved_state.png"), full_page=False)
@@ -503,6 +530,7 @@ def test_voila_shows_the_figures_with_data_before_any_click(voila):
                                                                                 timeout=60_000)
         ticks = page.locator(".js-plotly-plot .y2tick text").all_text_contents()
         assert sorted(ticks) == ["block/inner", "head", "norm", "stem"], ticks
+        _only_the_live_view(page)
         page.locator(".hw-row .hw-name", has_text="head").click()
         expect(page.locator(".js-plotly-plot .gtitle").first).to_contain_text(
             "app/head: 2 variable(s)", timeout=60_000)
@@ -594,3 +622,128 @@ def test_the_training_panel_draws_a_short_fit(jupyter_lab):
         browser.close()
     assert dialogs == []
     assert _our_errors(console_errors) == []
+
+
+# -- the static copy: exported notebooks, no kernel, no network, with or without JavaScript --
+
+STATIC_CELL = (
+    "import keras, hubwidgets as hw\n"
+    "keras.utils.set_random_seed(0)\n"
+    "block = keras.Sequential([keras.Input((4,)), keras.layers.Dense(4, name='inner_a'),\n"
+    f"    keras.layers.Dense(4, name={EVIL!r})], name='block')\n"
+    "block.trainable = False\n"
+    "model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(4, name='stem'), block,\n"
+    "    keras.layers.Dense(3, name='head')], name='shared_nb')\n"
+    "hw.explore(model)")
+STATIC_COUNTS = "print('COUNTS', model.count_params(), block.count_params())"
+
+
+@pytest.fixture(scope="module")
+def exported(tmp_path_factory):
+    """A notebook executed by nbclient with widget state, exported by nbconvert (lab
+    template) with and without that state, in the light and dark themes."""
+    from nbclient import NotebookClient
+    from nbconvert import HTMLExporter
+
+    root = tmp_path_factory.mktemp("exported")
+    nb = nbformat.v4.new_notebook()
+    nb.metadata["kernelspec"] = KERNELSPEC
+    nb.cells = [nbformat.v4.new_code_cell(STATIC_CELL), nbformat.v4.new_code_cell(STATIC_COUNTS)]
+    NotebookClient(nb, timeout=300, kernel_name="python3", store_widget_state=True,
+                   resources={"metadata": {"path": str(root)}}).execute()
+    counts = [int(n) for n in nb.cells[1].outputs[0]["text"].split()[1:]]
+    pages = {}
+    for state in (True, False):
+        copy = nbformat.from_dict(nb)
+        if not state:
+            copy.metadata.pop("widgets")
+        for theme in ("light", "dark"):
+            body, _ = HTMLExporter(template_name="lab", theme=theme).from_notebook_node(copy)
+            path = root / f"{'with' if state else 'without'}_state_{theme}.html"
+            path.write_text(body)
+            pages[state, theme] = path
+    return pages, counts
+
+
+def _offline_page(p, path: Path, javascript: bool, color_scheme: str = "light"):
+    """``path`` in Chromium with every request but the file itself refused."""
+    browser = p.chromium.launch(executable_path=CHROMIUM, headless=True,
+                                args=["--no-sandbox", "--disable-gpu", "--no-first-run"])
+    context = browser.new_context(java_script_enabled=javascript, color_scheme=color_scheme,
+                                  viewport={"width": 1200, "height": 1000})
+    refused: list[str] = []
+    context.route("**/*", lambda route: route.continue_() if route.request.url.startswith(
+        "file:") else (refused.append(route.request.url), route.abort()))
+    page = context.new_page()
+    page.goto(path.as_uri())
+    return browser, page, refused
+
+
+@pytest.mark.parametrize("state", [True, False], ids=["with-widget-state", "without-state"])
+@pytest.mark.parametrize("javascript", [True, False], ids=["js-on", "js-off"])
+def test_an_exported_notebook_reads_offline(exported, state, javascript):
+    """nbconvert's page with no kernel and no network: the tree (nested model collapsed,
+    then opened), its totals and frozen marks, the overview picture, names as text."""
+    from playwright.sync_api import expect, sync_playwright
+
+    pages, (total, frozen) = exported
+    with sync_playwright() as p:
+        browser, page, refused = _offline_page(p, pages[state, "light"], javascript)
+        static = page.locator(".hw-static")
+        expect(static).to_have_count(1)
+        expect(static).to_be_visible()
+        assert page.locator(".hw-s-title").inner_text().startswith("shared_nb (Sequential")
+        assert page.locator(".hw-s-total").inner_text() == f"{total:,}"
+        assert page.locator(".hw-s-nontrainable").inner_text() == f"{frozen:,}"
+        assert page.locator(".hw-s-trainable").inner_text() == f"{total - frozen:,}"
+        inner = page.locator(".hw-s-row", has=page.locator(".hw-s-name", has_text="inner_a"))
+        expect(inner).to_be_hidden()  # the nested model is collapsed
+        block = page.locator("summary .hw-s-row", has=page.locator(".hw-s-name",
+                                                                    has_text="block"))
+        expect(block).to_contain_text("\u2744 frozen")
+        block.click()
+        expect(inner).to_be_visible()
+        expect(inner).to_contain_text("\u2744 frozen")
+        assert "hw-s-frozen" in inner.get_attribute("class")
+        stem = page.locator(".hw-s-row", has=page.locator(".hw-s-name", has_text="stem"))
+        expect(stem).not_to_contain_text("frozen")
+        evil = page.locator(".hw-s-name", has_text=EVIL)
+        expect(evil).to_have_text(EVIL)
+        assert page.locator(".hw-static img").count() == 0
+        overview = page.locator("svg.hw-s-overview")
+        expect(overview).to_be_visible()
+        assert overview.bounding_box()["height"] > 4 * 11
+        assert page.locator("svg.hw-s-overview image").count() == 1
+        expect(page.locator("svg.hw-s-histogram")).to_be_visible()
+        if state and javascript:  # the widget manager would come from a CDN: refused
+            assert refused, "the page asked for nothing from the network"
+        browser.close()
+
+
+@pytest.mark.parametrize("theme", ["light", "dark"])
+def test_the_static_copy_is_readable_in_light_and_dark_pages(exported, tmp_path, theme):
+    """Every text of the static view >= 4.5:1: in nbconvert's light and dark themes, and in
+    the standalone page of ``hw.save_html`` under the reader's light or dark preference."""
+    from playwright.sync_api import sync_playwright
+
+    import hubwidgets as hw
+    import keras
+
+    pages, _counts = exported
+    model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(4, name="a"),
+                              keras.layers.Dense(2, name="b")], name="standalone")
+    model.get_layer("a").trainable = False
+    standalone = hw.save_html(model, tmp_path / "model.html")
+    with sync_playwright() as p:
+        for path in (pages[True, theme], standalone):
+            browser, page, _refused = _offline_page(p, path, True, color_scheme=theme)
+            page.locator("summary").first.click() if path == standalone else None
+            page.locator("details:not([open]) > summary").evaluate_all(
+                "els => els.forEach(e => e.click())")  # every row shown and measured
+            texts = page.evaluate(CONTRAST_JS, page.locator(".hw-static").element_handle())
+            assert len(texts) > 20 and any(t["svg"] for t in texts), texts
+            bad = [t for t in texts if t["ratio"] < WCAG_AA]
+            assert bad == [], f"{path.name} {theme}: {bad[:10]}"
+            if path == pages[True, theme] and theme == "light":
+                page.locator(".hw-static").screenshot(path=str(DOCS / "static-view.png"))
+            browser.close()

@@ -28,8 +28,46 @@ def test_load_and_unload_extension(shell, k3_sequential):
     assert WIDGET_MIME not in formatter.format(k3_sequential)[0]
 
 
-def test_dashboard_has_static_fallback(k3_sequential):
+def test_a_dashboard_publishes_its_static_copy_before_the_widget(shell, k3_sequential):
+    """In a kernel: the static view as its own output, then the widget (whose own HTML is
+    empty, so no renderer shows two copies); the static block carries the token of the
+    dashboard's hidden StaticFallback, which is in the widget tree (and so in widget state)."""
+    from IPython.utils.capture import capture_output
+
     import hubwidgets as hw
 
-    bundle = hw.explore(k3_sequential)._repr_mimebundle_()
-    assert "dense_layer_1" in bundle["text/html"] and bundle["text/html"].startswith("<pre>")
+    dashboard = hw.explore(k3_sequential)
+    with capture_output() as captured:
+        bundle, _ = shell.display_formatter.format(dashboard)
+    assert [list(o.data) for o in captured.outputs] == [["text/html"]]
+    static = captured.outputs[0].data["text/html"]
+    token = dashboard.static_fallback.token
+    assert f'class="hw-static hw-static-{token}"' in static and "<details" in static
+    assert "dense_layer_1" in static and "hw-s-overview" in static
+    assert captured.outputs[0].metadata == {"hubwidgets": {"static_of": token}}
+    assert bundle["text/html"] == "" and WIDGET_MIME in bundle
+    assert bundle["text/plain"].startswith('Model: "seed_sequential"')
+    assert dashboard.static_fallback in dashboard.model_view.children
+    with capture_output() as again:  # displayed twice: one hidden part, the same token
+        shell.display_formatter.format(dashboard)
+    assert f"hw-static-{token}" in again.outputs[0].data["text/html"]
+    assert list(dashboard.model_view.children).count(dashboard.static_fallback) == 1
+    dashboard.close()
+
+
+def test_a_text_front_end_gets_the_summary_only(shell, k3_sequential):
+    """A terminal IPython shows text/plain only: nothing else is published."""
+    from IPython.utils.capture import capture_output
+
+    import hubwidgets as hw
+
+    formatter = shell.display_formatter
+    active = list(formatter.active_types)
+    formatter.active_types = ["text/plain"]
+    try:
+        with capture_output() as captured:
+            bundle, _ = formatter.format(hw.explore(k3_sequential))
+    finally:
+        formatter.active_types = active
+    assert captured.outputs == []
+    assert bundle["text/plain"].startswith('Model: "seed_sequential"')

@@ -9,6 +9,7 @@ import pytest
 import hubwidgets as hw
 from hubwidgets.widgets import overview as ov
 from hubwidgets.widgets.weights import DARK, LIGHT
+from figure_state import state_data, state_layout
 
 
 @pytest.fixture(scope="module")
@@ -65,20 +66,20 @@ def test_overview_rows_follow_the_model_and_every_row_peaks_at_100(conv_bn):
 def test_figure_data_lives_in_widget_state_and_clicks_select_in_the_explorer(conv_bn):
     dashboard = hw.explore(conv_bn)
     figure = dashboard.weights.figure
-    [heatmap] = figure._widget_data  # in the state a saved notebook or Voila reads
+    [heatmap] = state_data(figure)  # in the state a saved notebook or Voila reads
     assert heatmap["type"] == "heatmap"
     assert list(heatmap["y"]) == ["conv", "bn", "&lt;b&gt;head"]  # plotly markup escaped
     dashboard.explorer.handle_action({"action": "select", "path": "convnet/conv"})
-    assert [t["type"] for t in figure._widget_data] == ["heatmap", "bar", "bar"]
-    assert "convnet/conv: 2 variable(s)" in figure._widget_layout["title"]["text"]
-    assert figure._widget_layout["shapes"][0]["y0"] == -0.5  # the selected row is framed
+    assert [t["type"] for t in state_data(figure)] == ["heatmap", "bar", "bar"]
+    assert "convnet/conv: 2 variable(s)" in state_layout(figure)["title"]["text"]
+    assert state_layout(figure)["shapes"][0]["y0"] == -0.5  # the selected row is framed
 
     class Click:  # what plotly's front end reports for a click on the third row
         ys = ["&lt;b&gt;head"]
 
     dashboard.weights._on_overview_click(None, Click, None)
     assert dashboard.explorer.selected == "convnet/<b>head"
-    assert figure._widget_layout["shapes"][0]["y0"] == 1.5
+    assert state_layout(figure)["shapes"][0]["y0"] == 1.5
 
 
 def test_the_figure_follows_the_theme_the_front_end_reports(conv_bn):
@@ -89,7 +90,7 @@ def test_the_figure_follows_the_theme_the_front_end_reports(conv_bn):
     assert layout.font.color == "rgb(250, 250, 250)"
     assert layout.xaxis.gridcolor == "rgb(80, 80, 80)"
     assert layout.paper_bgcolor == "rgba(0,0,0,0)"
-    assert plot.figure._widget_layout["template"]["layout"]["font"]["color"] == "rgb(250, 250, 250)"
+    assert state_layout(plot.figure)["template"]["layout"]["font"]["color"] == "rgb(250, 250, 250)"
     plot.probe.theme = {"dark": True}  # no colours: the dark defaults
     assert plot.figure.layout.template.layout.font.color == DARK["font"]
 

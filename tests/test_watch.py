@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 import hubwidgets as hw
+from figure_state import state_data
 
 
 @pytest.fixture
@@ -258,14 +259,14 @@ def test_panel_figures_live_in_widget_state_for_a_page_reloaded_after_fit(keras,
     cb = hw.watch(model, min_refresh_s=0)
     panel = cb.panel
     model.fit(*xy, epochs=2, batch_size=8, verbose=0, callbacks=[cb])
-    [loss] = panel.curves._widget_data  # the trait the widget state is made of
+    [loss] = state_data(panel.curves)  # the trait the widget state is made of
     np.testing.assert_array_equal(loss["y"], cb.history.logs_arrays()["loss"])
-    [heat] = panel.heatmap._widget_data
+    [heat] = state_data(panel.heatmap)
     assert heat["type"] == "heatmap" and np.asarray(heat["z"]).shape == (48, 2)
-    ratios = panel.ratios._widget_data
+    ratios = state_data(panel.ratios)
     assert [t["name"] for t in ratios] == [t.name for t in panel.ratios.data]
     panel.layer_picker.value = panel.layer_picker.options[0]  # the user picks a layer
-    [heat] = panel.heatmap._widget_data
+    [heat] = state_data(panel.heatmap)
     np.testing.assert_array_equal(heat["z"], panel.heatmap.data[0].z)
 
 

@@ -503,6 +503,13 @@ class ModelTree:
         """A text table of the tree: nesting, class, output shape, own/total params, status."""
         return render_summary(self, max_depth=max_depth)
 
+    def _repr_html_(self) -> str:
+        """The tree as nested ``<details>`` (collapsible without JavaScript; names escaped):
+        what a notebook, nbconvert, GitHub or nbviewer shows for a ``ModelTree``."""
+        from ..render.tree_html import static_tree_fragment
+
+        return static_tree_fragment(self)
+
     def __repr__(self) -> str:
         return (f"ModelTree(root={self.root.name!r}, framework={self.framework!r}, "
                 f"params={self.root.params})")

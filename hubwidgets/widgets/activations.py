@@ -135,8 +135,7 @@ class ActivationsPanel(SessionView, widgets.VBox):
         self.heatmap = activation_heatmap(self.result, self.root)
         self.activations_figure = StatefulFigure(data=self._heatmap_traces(),
                                                  layout=self._heatmap_layout())
-        if self.activations_figure.data:
-            self.activations_figure.data[0].on_click(self._on_row_click)
+        self.activations_figure.on_click(self._on_row_click, trace_type="heatmap")
         self.bars = gradient_bars(self.result, self.root)
         self.gradients_figure = StatefulFigure(data=self._bar_traces(), layout=self._bar_layout())
         self.maps_figure = StatefulFigure(layout=dict(height=360, width=480,

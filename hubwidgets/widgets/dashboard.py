@@ -14,9 +14,12 @@ import ipywidgets as widgets
 
 from ..model.formatting import format_bytes
 from ..model.session import ModelSession, session_for
+from ..model.session_stats import statistics_of
 from ..model.tree import ModelTree
+from ..render.static_html import static_view
 from .explorer import LayerExplorer
 from .session_view import GONE, SessionHandle, SessionView
+from .static_fallback import LIVE_WAIT, StaticFallback, html_front_end, publish_static
 from .training import training_panel_for
 from .weights import WeightPlot
 
@@ -118,8 +121,11 @@ class Dashboard(SessionHandle, widgets.VBox):
         """The model's tree, as the session holds it now."""
         return self.session.tree
 
+    _static_complete = False
+
     def _on_views_changed(self, shown: int) -> None:
         views = [self, self.explorer, self.weights, self.header]
+        views += [self.activations] if isinstance(self.activations, SessionHandle) else []
         if shown == 0:
             for view in views:
                 view.release()
@@ -133,15 +139,33 @@ class Dashboard(SessionHandle, widgets.VBox):
         done = self.weights.wait(timeout)
         if done:
             self.explorer.statistics_changed()
+            fallback = getattr(self, "static_fallback", None)
+            if fallback is not None and not self._static_complete:  # now with every figure
+                publish_static(self.static_html(fallback.token), fallback.token, update=True)
+                self._static_complete = True
         return done
 
     def _repr_mimebundle_(self, **kwargs: Any) -> dict[str, Any]:
-        """The widget, plus a text and HTML summary for where widgets cannot render."""
+        """The widget, and for every renderer that cannot show it a static copy, published
+        just before it as its own output (hidden wherever the widget renders: see
+        :mod:`hubwidgets.widgets.static_fallback`), and a text summary for a terminal."""
         bundle = super()._repr_mimebundle_(**kwargs) or {}
-        summary = self.tree.summary()
-        bundle["text/plain"] = summary
-        bundle.setdefault("text/html", f"<pre>{html.escape(summary)}</pre>")
+        bundle["text/plain"] = self.tree.summary()
+        if html_front_end():
+            fallback = getattr(self, "static_fallback", None)
+            if fallback is None:  # a hidden part of the model view, kept in widget state
+                self.static_fallback = fallback = StaticFallback()
+                self.model_view.children = (*self.model_view.children, fallback)
+            publish_static(self.static_html(fallback.token), fallback.token)
+            self._static_complete = not self.weights.statistics_pending()
+            bundle["text/html"] = ""  # the static copy just above stands for the widget
         return bundle
+
+    def static_html(self, token: str = "") -> str:
+        """The static view of the model as the dashboard shows it now (the statistics its
+        plots computed, when they are still current)."""
+        stats = statistics_of(self.session, self.weights.bins).known(self.tree.variables())
+        return static_view(self.tree, stats, token=token, extra_style=LIVE_WAIT)
 
     def refresh(self) -> None:
         """Re-read the live model (weights, flags, and its layers if they changed)."""
@@ -149,7 +173,7 @@ class Dashboard(SessionHandle, widgets.VBox):
 
     def close(self) -> None:
         """Close every view of the dashboard (they stop following the session)."""
-        for name in ("explorer", "weights", "header", "activations"):
+        for name in ("explorer", "weights", "header", "activations", "static_fallback"):
             view = getattr(self, name, None)  # None when construction failed part way
             if view is not None:
                 view.close()

@@ -1,9 +1,9 @@
 """``TrainingPanel``: the live view of a :func:`hubwidgets.watch` callback.
 
-Three plotly figures (:class:`~hubwidgets.widgets.weights.StatefulFigure`), created once and
-updated in place while ``fit`` runs (each update is one message per figure, and the figure is
-also kept in its widget state, so a page reloaded after ``fit``, Voilà or a saved notebook
-draws it too):
+Three plotly figures (:class:`~hubwidgets.widgets.figure.StatefulFigure`), created once and
+updated in place while ``fit`` runs (each update is one state change per figure, which is
+what a page reloaded after ``fit``, Voilà or a saved notebook draws too; a view draws once
+plotly.js is ready, from the state as it is then, so no early update is lost):
 
 - the loss and metric curves;
 - the selected layer's weight distribution over time (a heatmap: intervals across, value
@@ -27,7 +27,7 @@ import plotly.graph_objects as go
 
 from ..model import watch as watch_module
 from ..model.watch import watcher_of
-from .weights import StatefulFigure
+from .figure import StatefulFigure
 
 FIGURE_WIDTH = 440
 HEATMAP_BINS = 48  # rows of the heatmap: each interval's histogram re-binned onto them
@@ -219,7 +219,7 @@ def _short(path: str, history: Any) -> str:
     return path[len(root) + 1:] if all(p.startswith(root + "/") for p in history.layers) else path
 
 
-def _sync_traces(fig: go.FigureWidget, names: list[str], kind: str) -> None:
+def _sync_traces(fig: StatefulFigure, names: list[str], kind: str) -> None:
     """Exactly one trace per name, added or dropped at the end (never all recreated)."""
     have = len(fig.data)
     if have > len(names):

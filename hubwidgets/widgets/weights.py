@@ -1,9 +1,10 @@
 """``WeightPlot``: plotly figures of weight distributions, updated in place.
 
-One ``FigureWidget`` per panel, whatever the model's size (plotly's 5 MB of JavaScript
-travel once): on top, the selection (a variable's histogram, or an overlay of a layer's
-variables); below, the whole-model overview (a heatmap, one row per layer, built from the
-on-device histograms, so no raw weights cross to the browser; see :mod:`.overview`).
+One figure per panel (a :class:`~.figure.StatefulFigure`: plotly.js travels once per page,
+whatever the number of figures), whatever the model's size: on top, the selection (a
+variable's histogram, or an overlay of a layer's variables); below, the whole-model overview
+(a heatmap, one row per layer, built from the on-device histograms, so no raw weights cross
+to the browser; see :mod:`.overview`).
 
 The figure's data also lives in its widget state, so Voilà, ``nbconvert --execute`` and a
 notebook re-opened with saved widget state show it before any click.  A tiny probe widget
@@ -17,7 +18,6 @@ import html
 import threading
 import time
 import warnings
-from copy import deepcopy
 from pathlib import Path
 from typing import Any
 
@@ -32,6 +32,7 @@ from ..model.session_stats import SYNC_BYTES, BackgroundStatistics, statistics_o
 from ..model.stats import NonFiniteWeightsWarning, WeightStats, weight_stats
 from ..model.tree import Node
 from . import overview as ov
+from .figure import StatefulFigure
 from .session_view import SessionView
 
 STATIC = Path(__file__).parent / "static"
@@ -91,47 +92,6 @@ class ThemeProbe(anywidget.AnyWidget):
     theme = traitlets.Dict().tag(sync=True)
 
 
-class StatefulFigure(go.FigureWidget):
-    """A ``FigureWidget`` whose data and layout are also kept in its widget state.
-
-    plotly sends changes as one-off messages; :meth:`keep_state` copies the result into the
-    state without sending it again, so a view created later (Voilà, saved widget state,
-    a second output) draws the current figure.
-    """
-
-    _quiet: frozenset[str] = frozenset()
-    _deferred_open = False
-
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        # plotly opens the widget's channel before it has set the data, then sends the data
-        # as an update; a front end still loading plotly's 5 MB module can miss that update
-        # and draw an empty figure.  Open once the data is set: it travels in the opening.
-        self._deferred_open = True
-        try:
-            super().__init__(*args, **kwargs)
-        finally:
-            self._deferred_open = False
-        self.open()
-
-    def open(self) -> None:
-        if not self._deferred_open:
-            super().open()
-
-    def _should_send_property(self, key: str, value: Any) -> bool:
-        if key in self._quiet:
-            return False
-        return super()._should_send_property(key, value)
-
-    def keep_state(self) -> None:
-        """Copy the figure into its widget state (nothing is sent: the views already have it)."""
-        self._quiet = frozenset({"_widget_data", "_widget_layout"})
-        try:
-            self._widget_layout = deepcopy(self._layout_obj._props)
-            self._widget_data = deepcopy(self._data)
-        finally:
-            self._quiet = frozenset()
-
-
 class WeightPlot(SessionView, widgets.VBox):
     """Histograms of the selected variable or layer, and a whole-model overview.
 
@@ -167,8 +127,7 @@ class WeightPlot(SessionView, widgets.VBox):
                 store.compute(missing)
         self.overview: ov.Overview | None = self._compute_overview() if overview else None
         self.figure = StatefulFigure(data=self._overview_traces(), layout=self._base_layout())
-        if self.figure.data:
-            self.figure.data[0].on_click(self._on_overview_click)
+        self.figure.on_click(self._on_overview_click, trace_type="heatmap")
         self.probe = ThemeProbe(layout={"display": "none"})
         self.probe.observe(self._on_theme, "theme")
         log_box = widgets.Checkbox(description="log y", value=False, indent=False)
@@ -198,6 +157,11 @@ class WeightPlot(SessionView, widgets.VBox):
             self.draw_overview()
             self._on_progress(*self._progress_now())
         return done
+
+    def statistics_pending(self) -> bool:
+        """Whether some variable's statistics are still to be computed."""
+        done, total = self._progress_now()
+        return done < total
 
     def _progress_now(self) -> tuple[int, int]:
         variables = self.tree.variables()
