@@ -19,6 +19,7 @@ import traitlets
 
 from ..model import codegen, edits
 from ..model.errors import HubWidgetsError
+from ..model.lora import unfreeze_message, will_restore
 from ..model.formatting import format_bytes, format_shape, trainable_label
 from ..model.freeze import (freeze_up_to, needs_compile, set_trainable,
                             top_level_index)
@@ -42,6 +43,11 @@ def node_row(node: Node, depth: int, expanded: bool, nonfinite: set[str]) -> dic
         badges.append("NaN/Inf")
     if node.shared:
         badges.append("shared")
+    rank, mode = node.lora_rank, node.quantization
+    if rank is not None:
+        badges.append(f"LoRA r{rank}")
+    if mode is not None:
+        badges.append(mode)
     row = {
         "path": node.path, "name": node.name, "class_name": node.class_name,
         "output_shape": format_shape(node.output_shape) if node.output_shape is not None else "",
@@ -49,6 +55,7 @@ def node_row(node: Node, depth: int, expanded: bool, nonfinite: set[str]) -> dic
         "frozen_params": node.non_trainable_params, "trainable": trainable_label(flag),
         "badges": badges, "depth": depth, "has_children": node.has_children,
         "expanded": expanded, "notes": list(node.notes),
+        "lora_rank": rank, "quantization": mode,
     }
     if expanded:
         row["variables"] = [variable_row(v, nonfinite) for v in node.variables]
@@ -270,8 +277,14 @@ class LayerExplorer(SessionView, anywidget.AnyWidget):
     def set_trainable(self, path: str, value: bool) -> tuple[str, str]:
         """The row toggle: freeze (``value`` false) or unfreeze the node at ``path``."""
         node = self.tree.find(path)
+        restored = value and node.keras_layer and will_restore(node.obj)
         set_trainable(self.tree, node.path, value)
-        return self._outcome(codegen.set_trainable_code(self.tree, [node], value, self.var_name))
+        code = codegen.set_trainable_code(self.tree, [node], value, self.var_name, restored)
+        told = unfreeze_message(node.obj) if value and node.keras_layer else ""
+        if restored:
+            told = (f"Gave back the flags {node.name!r} had before it was frozen (LoRA: only "
+                    f"the adapters train). {told}")
+        return code, self._compile_hint(told)
 
     @action
     def freeze_all(self) -> tuple[str, str]:
@@ -292,7 +305,8 @@ class LayerExplorer(SessionView, anywidget.AnyWidget):
             raise ValueError("Select a layer first: everything up to it will be frozen.")
         cut = top_level_index(self.tree, path) + 1
         freeze_up_to(self.tree, path)
-        return self._outcome(codegen.freeze_up_to_code(self.tree, cut, self.var_name))
+        told = unfreeze_message(self.tree.root.obj) if self.tree.root.keras_layer else ""
+        return codegen.freeze_up_to_code(self.tree, cut, self.var_name), self._compile_hint(told)
 
     @action
     def freeze_pattern(self, pattern: str) -> tuple[str, str]:

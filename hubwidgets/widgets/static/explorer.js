@@ -184,7 +184,13 @@ function render({ model, el: root }) {
     if (frozen) name.append(el("span", "hw-ice", "❄"));
     for (const b of row.badges || []) {
       if (b === "frozen" || b === "trainable") continue; // said by the toggle column
-      name.append(el("span", `hw-badge hw-badge-${b.replace(/[^a-z]/gi, "").toLowerCase()}`, b));
+      const kind = b.startsWith("LoRA") ? "lora" : b === row.quantization ? "quant"
+        : b.replace(/[^a-z]/gi, "").toLowerCase();
+      const badge = el("span", `hw-badge hw-badge-${kind}`, b);
+      if (kind === "lora" || kind === "quant") { // what trains and what cannot: the notes
+        badge.title = (row.notes || []).filter((n) => n.startsWith(kind === "lora" ? "LoRA" : "quantized")).join("\n");
+      }
+      name.append(badge);
     }
     const toggleCell = el("span", "hw-cell-train");
     const toggle = el("input", "hw-toggle");
