@@ -108,3 +108,15 @@ def test_explorer_rows_badge_lora_rank_and_mode():
     key = rows[block + "/attention/key"]
     assert "int8" in key["badges"] and not any(b.startswith("LoRA") for b in key["badges"])
     assert rows[block]["lora_rank"] is None and rows[block]["quantization"] is None
+
+
+def test_quantized_variables_say_why_they_never_train(keras):
+    model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(3, name="d")])
+    model.quantize("int8")
+    explorer = hw.LayerExplorer(model)
+    explorer.handle_action({"action": "expand", "path": explorer.tree.find("d").path})
+    row = next(r for r in explorer._rows if r["path"].endswith("/d"))
+    why = {v["name"]: v["not_trained_why"] for v in row["variables"]}
+    assert "integer codes of a quantized layer" in why["kernel"]
+    assert "quantization" in why["kernel_scale"] and "counter" not in why["kernel_scale"]
+    assert why["bias"] == ""

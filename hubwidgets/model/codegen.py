@@ -18,6 +18,7 @@ from .compile_state import needs_compile
 from .edit_lookups import edit_session, layer_initializer, variable_owners
 from .errors import EditError
 from .lora import lora_layers, lora_refreeze_code
+from .lora_edits import plan_code_lines, special_layer
 from .matching import matching_nodes
 from .tree import ModelTree, Node
 
@@ -184,10 +185,20 @@ def edit_action_code(tree: ModelTree, action: str, target: str, args: tuple[Any,
         lines += _HELPERS[action]
     owners = variable_owners(tree) if action == "reset_weights" else {}
     for node in nodes:
-        if action == "reset_weights":
+        if action == "reset_weights" and not (special_layer(node) or (
+                node.class_name != "Variable" and any(special_layer(n) for n in node.walk()))):
             lines += _reset_lines(tree, node, owners, var)
             continue
         getter = _getter(tree, node, var)
+        if action in ("scale_weights", "reset_weights") and special_layer(node) \
+                and getter is not None:
+            lines += plan_code_lines(node, action, args, getter)  # LoRA / quantized: its meaning
+            continue
+        if node.class_name != "Variable" and any(special_layer(n) for n in node.walk()):
+            lines.append(f"# {node.path}: holds LoRA or quantized layers, where editing each "
+                         "variable alone means something else: the hubwidgets call above "
+                         "does it layer by layer")
+            continue
         if getter is not None:
             lines += [f"layer = {getter}", _PLAIN[action].format(*args[:1])]
             continue

@@ -20,6 +20,7 @@ import traitlets
 from ..model import codegen, edits
 from ..model.errors import HubWidgetsError
 from ..model.lora import unfreeze_message, will_restore
+from ..model.lora_edits import plan_note
 from ..model.formatting import format_bytes, format_shape, trainable_label
 from ..model.freeze import (freeze_up_to, needs_compile, set_trainable,
                             top_level_index)
@@ -391,7 +392,8 @@ class LayerExplorer(SessionView, anywidget.AnyWidget):
         code = f"{call}\n# the same in plain Keras / TensorFlow:\n{plain}"
         kept = bool(history.undo_steps) and history.undo_steps[-1] is not last
         undo = f" Undo: hubwidgets.undo({self.var_name})." if kept else ""
-        return code, " ".join([f"Done: {call}.{undo}", *told])
+        meaning = plan_note(self.tree, name, node_path)  # LoRA / quantized: what it did
+        return code, " ".join(t for t in [f"Done: {call}.{undo}", meaning, *told] if t)
 
     def _is_variable(self, path: str) -> bool:
         try:
