@@ -23,6 +23,7 @@ _EXPORTS = {
     "VariableInfo": "hubwidgets.model.tree",
     "SignatureInfo": "hubwidgets.model.tree",
     "weight_stats": "hubwidgets.model.stats",
+    "effective_weights": "hubwidgets.model.effective",
     "WeightStats": "hubwidgets.model.stats",
     "NonFiniteWeightsWarning": "hubwidgets.model.stats",
     "ReplicaDriftWarning": "hubwidgets.model.watch",
@@ -86,6 +87,7 @@ if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
     from .model.memory_guard import InsufficientMemoryError
     from .model.session import ModelSession, session_for
     from .model.snapshot import Snapshot, snapshot
+    from .model.effective import effective_weights
     from .model.stats import NonFiniteWeightsWarning, WeightStats, weight_stats
     from .model.tree import ModelTree, Node, SignatureInfo, VariableInfo
     from .model.watch import ReplicaDriftWarning
