@@ -24,6 +24,7 @@ _EXPORTS = {
     "SignatureInfo": "hubwidgets.model.tree",
     "weight_stats": "hubwidgets.model.stats",
     "effective_weights": "hubwidgets.model.effective",
+    "enable_lora": "hubwidgets.model.lora_enable",
     "WeightStats": "hubwidgets.model.stats",
     "NonFiniteWeightsWarning": "hubwidgets.model.stats",
     "ReplicaDriftWarning": "hubwidgets.model.watch",
@@ -88,6 +89,7 @@ if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
     from .model.session import ModelSession, session_for
     from .model.snapshot import Snapshot, snapshot
     from .model.effective import effective_weights
+    from .model.lora_enable import enable_lora
     from .model.stats import NonFiniteWeightsWarning, WeightStats, weight_stats
     from .model.tree import ModelTree, Node, SignatureInfo, VariableInfo
     from .model.watch import ReplicaDriftWarning

@@ -21,6 +21,8 @@ from ..model import codegen, edits
 from ..model.errors import HubWidgetsError
 from ..model.lora import unfreeze_message, will_restore
 from ..model.lora_edits import plan_note
+from ..model.lora_enable import (enable_lora, enable_lora_code, enable_lora_message,
+                                 lora_candidates)
 from ..model.formatting import format_bytes, format_shape, trainable_label
 from ..model.freeze import (freeze_up_to, needs_compile, set_trainable,
                             top_level_index)
@@ -326,6 +328,27 @@ class LayerExplorer(SessionView, anywidget.AnyWidget):
         names = ", ".join(n.path.removeprefix(root) for n in shown[:5]) + \
             (", ..." if len(shown) > 5 else "")
         return code, self._compile_hint(f"Froze {len(shown)} layer(s): {names}.")
+
+    @action
+    def enable_lora(self, path: str, rank: float) -> tuple[str, str]:
+        """Add LoRA adapters of ``rank`` to the layers at ``path`` (a layer, or a scope: every
+        Dense, EinsumDense and Embedding below it), with Keras' ``layer.enable_lora(rank)``.
+        Cannot be undone (the browser says so before sending)."""
+        return self._enable_lora(self.tree.find(path).path, rank)
+
+    @action
+    def enable_lora_pattern(self, pattern: str, rank: float) -> tuple[str, str]:
+        """Add LoRA adapters of ``rank`` to the layers the search box shows for ``pattern``."""
+        if not pattern.strip():
+            raise ValueError("Type a name or regular expression in the search box first.")
+        return self._enable_lora(pattern, rank, search=True)
+
+    def _enable_lora(self, target: str, rank: float, search: bool = False) -> tuple[str, str]:
+        found, skipped = lora_candidates(self.tree, target, search)
+        whole = int(rank) if float(rank).is_integer() else rank
+        code = enable_lora_code(self.tree, found, whole, self.var_name) if found else ""
+        enable_lora(self.tree.obj, target, whole, search=search)  # all checked, then done
+        return code, self._compile_hint(enable_lora_message(found, skipped, whole))
 
     # -- edits (values, never flags) ---------------------------------------------------------
     @action
