@@ -23,6 +23,8 @@ _EXPORTS = {
     "VariableInfo": "hubwidgets.model.tree",
     "SignatureInfo": "hubwidgets.model.tree",
     "weight_stats": "hubwidgets.model.stats",
+    "effective_weights": "hubwidgets.model.effective",
+    "enable_lora": "hubwidgets.model.lora_enable",
     "WeightStats": "hubwidgets.model.stats",
     "NonFiniteWeightsWarning": "hubwidgets.model.stats",
     "ReplicaDriftWarning": "hubwidgets.model.watch",
@@ -94,6 +96,8 @@ if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
     from .model.probe import ActivationStats, Probe, ProbeError, probe
     from .model.session import ModelSession, session_for
     from .model.snapshot import Snapshot, snapshot
+    from .model.effective import effective_weights
+    from .model.lora_enable import enable_lora
     from .model.stats import NonFiniteWeightsWarning, WeightStats, weight_stats
     from .model.tree import ModelTree, Node, SignatureInfo, VariableInfo
     from .model.watch import ReplicaDriftWarning

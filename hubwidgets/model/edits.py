@@ -44,6 +44,7 @@ from .codegen import describe_call, edit_action_code
 from .codegen import edit_code as edit_code  # the public name's old home, for its callers
 from .edit_lookups import edit_session, layer_initializer, variable_owners
 from .errors import EditError
+from .lora_edits import fine_tuning_plan
 from .matching import matching_nodes
 
 
@@ -372,6 +373,8 @@ def _edit_session(session: Any, action: str, target: str, args: tuple[Any, ...],
                 variables.append(var)
     if not variables:
         raise EditError(f"{target!r} holds no variables; nothing changed.")
+    # LoRA and quantized layers: what the edit means there (or a refusal), see lora_edits
+    variables, compute = fine_tuning_plan(tree, action, nodes, variables, compute, args)
     return _apply(session, variables, compute,
                   describe_call(action, session.var_name, target, args, kwargs))
 
