@@ -543,38 +543,69 @@ def _compare(path: str, before: np.ndarray, after: np.ndarray, trainable: bool, 
         return VariableDiff(changed=True, rel_change=math.nan, max_abs_change=math.nan,
                             cosine=math.nan, comparable=False,
                             before_kind=(tuple(before.shape), before.dtype.name), **common)
-    changed = before.tobytes() != after.tobytes()
+    changed = not _same_bits(before, after)
     if before.dtype.kind not in "fiub" and before.dtype.name != "bfloat16":
         return VariableDiff(changed=changed, rel_change=math.nan, max_abs_change=math.nan,
                             cosine=math.nan, **common)
-    x = before.astype(np.float64).ravel()
-    y = after.astype(np.float64).ravel()
-    finite = np.isfinite(x) & np.isfinite(y)
-    nonfinite = int(size - np.count_nonzero(finite))
-    if nonfinite:  # the figures are of the values finite on both sides; the rest are counted
-        x, y = x[finite], y[finite]
+    flat_x, flat_y = before.reshape(-1), after.reshape(-1)
+    chunks = range(0, size, _CHUNK)  # float64 work in chunks: never a float64 copy of it all
+
+    def chunk(start: int) -> tuple[np.ndarray, np.ndarray]:
+        x = flat_x[start:start + _CHUNK].astype(np.float64)
+        y = flat_y[start:start + _CHUNK].astype(np.float64)
+        finite = np.isfinite(x) & np.isfinite(y)
+        return (x, y) if finite.all() else (x[finite], y[finite])
+
+    # the figures are of the values finite on both sides (the rest are counted), scaled by
+    # the largest magnitude first, so that squares and differences never overflow
+    nonfinite, scale = 0, 0.0
+    for start in chunks:
+        x, y = chunk(start)
+        nonfinite += min(_CHUNK, size - start) - x.size
+        if x.size:
+            scale = max(scale, float(np.max(np.abs(x))), float(np.max(np.abs(y))))
+    if nonfinite:
         common["nonfinite"] = nonfinite
-    # scaled by the largest magnitude first, so that squares and differences never overflow
-    scale = float(max(np.max(np.abs(x)), np.max(np.abs(y)))) if x.size else 0.0
-    if scale > 0:
-        x, y = x / scale, y / scale
-    before_sq = float(x @ x)
+    counted = size - nonfinite
+    unit = scale if scale > 0 else 1.0
+    before_sq = after_sq = delta_sq = dot = biggest = 0.0
+    for start in chunks:
+        x, y = chunk(start)
+        x /= unit
+        y /= unit
+        before_sq += float(x @ x)
+        if changed:
+            after_sq += float(y @ y)
+            dot += float(x @ y)
+            y -= x
+            delta_sq += float(y @ y)
+            if y.size:
+                biggest = max(biggest, float(np.max(np.abs(y))))
     if not changed:
         return VariableDiff(changed=False, rel_change=0.0, max_abs_change=0.0,
                             cosine=1.0 if before_sq > 0 else math.nan, before_sq=before_sq,
-                            scale=scale, **common)
-    delta = y - x
-    delta_sq = float(delta @ delta)
-    after_sq = float(y @ y)
+                            scale=unit, **common)
     denom = math.sqrt(before_sq) * math.sqrt(after_sq)
-    with np.errstate(over="ignore"):
-        biggest = float(np.max(np.abs(delta))) * scale if delta.size else 0.0
     return VariableDiff(changed=True,
-                        rel_change=_ratio(delta_sq, before_sq) if x.size else math.nan,
-                        max_abs_change=biggest,
-                        cosine=min(1.0, max(-1.0, float(x @ y) / denom)) if denom > 0
-                        else math.nan,
-                        delta_sq=delta_sq, before_sq=before_sq, scale=scale, **common)
+                        rel_change=_ratio(delta_sq, before_sq) if counted else math.nan,
+                        max_abs_change=biggest * unit if counted else math.nan,
+                        cosine=min(1.0, max(-1.0, dot / denom)) if denom > 0 else math.nan,
+                        delta_sq=delta_sq, before_sq=before_sq, scale=unit, **common)
+
+
+_CHUNK = 1 << 14
+"""Values compared at a time (float64 temporaries of 128 KiB each)."""
+
+
+def _same_bits(before: np.ndarray, after: np.ndarray) -> bool:
+    """Whether two arrays of one shape and dtype hold the same bytes (compared in chunks, no
+    copy of either)."""
+    if before.dtype.kind == "O":
+        return before.tolist() == after.tolist()
+    x = np.ascontiguousarray(before).reshape(-1).view(np.uint8)
+    y = np.ascontiguousarray(after).reshape(-1).view(np.uint8)
+    step = _CHUNK * 8
+    return all(np.array_equal(x[i:i + step], y[i:i + step]) for i in range(0, x.size, step))
 
 
 def _ratio(delta_sq: float, before_sq: float) -> float:
