@@ -474,13 +474,17 @@ class ModelTree:
 
     def named(self, name: str) -> list[Node]:
         """The nodes called ``name``, one per distinct layer or module (a shared layer
-        reached twice counts once)."""
+        reached twice counts once).  The model's own layers come before what a SavedModel
+        keeps beside them: when some are the model's and others lie under "training state
+        (not counted)" (optimizer slot groups reuse layer names), only the model's are
+        named; the others are reached by their full path."""
         found: list[Node] = []
         for node in self:
             if node.name == name and not any(node.obj is not None and node.obj is f.obj
                                              for f in found):
                 found.append(node)
-        return found
+        own = [n for n in found if _in_the_model(n)]
+        return own if own else found
 
     def _find_by_path(self, wanted: str) -> Node | None:
         root = self.root.path
@@ -535,3 +539,13 @@ class ModelTree:
     def __repr__(self) -> str:
         return (f"ModelTree(root={self.root.name!r}, framework={self.framework!r}, "
                 f"params={self.root.params})")
+
+
+def _in_the_model(node: Node) -> bool:
+    """Whether no node above ``node`` (or itself) is one left out of the counts."""
+    current: Node | None = node
+    while current is not None:
+        if not current.counted:
+            return False
+        current = current.parent
+    return True
