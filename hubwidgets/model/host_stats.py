@@ -255,23 +255,12 @@ def host_arrays(variables: list[object] | ReadPlan) -> list[np.ndarray | None]:
     return out
 
 
-_READ_MANY_WORKS = [True]  # False once the op is missing from this TensorFlow
-
-
 def _read_many(handles: list[object], attrs: tuple[object, ...]) -> list[object] | None:
     """The values of many variables on one device, by one ``_ReadVariablesOp``; None when
     it cannot run (the caller then reads them one by one)."""
-    if not _READ_MANY_WORKS[0]:
-        return None
-    try:
-        from tensorflow.python.eager import context, execute
+    from .tf_compat import read_variables
 
-        return execute.execute(b"_ReadVariablesOp", len(handles), handles, attrs,
-                               context.context())
-    except Exception as error:  # noqa: BLE001 - any failure: the per-variable reads decide
-        if type(error).__name__ == "NotFoundError":
-            _READ_MANY_WORKS[0] = False
-        return None
+    return read_variables(handles, attrs)
 
 
 def _flat_view(value: object, facts: VariableFacts) -> np.ndarray | None:
@@ -298,9 +287,9 @@ def _read(var: object, facts: VariableFacts) -> object:
     """The variable's current value as a tensor (ReadVariableOp directly: half the cost of
     ``value()``, which matters at hundreds of variables)."""
     if facts.handle is not None:
-        from tensorflow.python.ops.gen_resource_variable_ops import read_variable_op
+        from .tf_compat import read_variable
 
-        return read_variable_op(facts.handle, var.dtype)
+        return read_variable(facts.handle, var.dtype, var)
     return var.value() if hasattr(var, "value") else var
 
 
