@@ -24,6 +24,7 @@ from typing import Any, Iterator
 import numpy as np
 
 from .errors import HubWidgetsError, ModelLoadError
+from .host_stats import dot_product
 from .notes import BN_STATISTIC_NAMES, is_batch_norm_class
 from .snapshot import LazyValues, Snapshot, live_snapshot
 
@@ -573,12 +574,12 @@ def _compare(path: str, before: np.ndarray, after: np.ndarray, trainable: bool, 
         x, y = chunk(start)
         x /= unit
         y /= unit
-        before_sq += float(x @ x)
+        before_sq += dot_product(x, x)
         if changed:
-            after_sq += float(y @ y)
-            dot += float(x @ y)
+            after_sq += dot_product(y, y)
+            dot += dot_product(x, y)
             y -= x
-            delta_sq += float(y @ y)
+            delta_sq += dot_product(y, y)
             if y.size:
                 biggest = max(biggest, float(np.max(np.abs(y))))
     if not changed:

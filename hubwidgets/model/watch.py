@@ -17,6 +17,7 @@ from typing import Any, Callable
 import numpy as np
 
 from .errors import HubWidgetsError, UnbuiltModelError
+from .host_stats import dot_product
 
 WATCHER_ATTR = "_hubwidgets_watcher"  # set on a watched model: its latest watcher
 # the widget that displays a watcher, registered by hubwidgets.widgets.training (the backend
@@ -399,7 +400,7 @@ def _numpy_stats(flat: np.ndarray, bins: int) -> dict[str, Any]:
     counts, edges = np.histogram(finite, bins=bins, range=(lo, hi) if hi > lo else None)
     return dict(mean=float(finite.mean()) if count else math.nan,
                 std=float(finite.std()) if count else math.nan,
-                norm=float(np.sqrt(finite @ finite)), min=lo, max=hi,
+                norm=math.sqrt(dot_product(finite, finite)), min=lo, max=hi,
                 counts=counts.astype(np.int64), edges=edges, nonfinite=int(x.size - count))
 
 
@@ -410,7 +411,7 @@ def _host_ratio(values: np.ndarray, prev: np.ndarray) -> float:
         return 0.0
     delta = np.subtract(values, prev, dtype=np.float64)
     before = prev.astype(np.float64)
-    return _ratio(float(delta @ delta), float(before @ before))
+    return _ratio(dot_product(delta, delta), dot_product(before, before))
 
 
 def _device_stats(values: list[Any], prev: list[Any] | None, bins: int) -> dict[str, Any]:
