@@ -250,26 +250,38 @@ def test_tf_keras_model_with_compiled_loss(tf_keras, tf, tfk_sequential):
     assert _same_weights(tfk_sequential, before) and _no_hook_left(tfk_sequential)
 
 
-def _probe_hub_model(model):
+def _probe_hub_model(model, hub_backbone, tf_keras):
     x = _batch((4, 4))
     name = model.name
+    before = _weights(model)
     result = hw.probe(model, x, _batch((4, 2)), loss="mse")
+    assert _same_weights(model, before)
     _expect_stats(result.layers[f"{name}/hub"], model.layers[0](x).numpy())
+    # inside the module: its layers, against the same SavedModel loaded as a Keras model
+    backbone = tf_keras.models.load_model(hub_backbone)
+    for inner in ("block1_dense", "block1_bn", "block2_dense"):
+        sub = tf_keras.Model(backbone.inputs, backbone.get_layer(inner).output)
+        value = sub(x, training=False).numpy()
+        _expect_stats(result.layers[f"{name}/hub/{inner}"], value)
+        np.testing.assert_array_equal(result.activation(f"{name}/hub/{inner}"), value)
+    assert list(result.layers).index(f"{name}/hub/block2_dense") \
+        < list(result.layers).index(f"{name}/head")
     assert result.gradients[f"{name}/head/kernel"] > 0
     hub_vars = [p for p in result.gradients if p.startswith(f"{name}/hub/")]
     assert hub_vars and all(result.gradients[p] == 0.0 and p in result.frozen for p in hub_vars)
     assert _no_hook_left(model)
 
 
-def test_hub_layer_at_the_module_boundary(keras, hub_backbone):
+def test_hub_layer_at_the_module_boundary_and_inside(keras, tf_keras, hub_backbone):
     _probe_hub_model(keras.Sequential([keras.Input((4,)), hw.HubLayer(hub_backbone, name="hub"),
-                                       keras.layers.Dense(2, name="head")], name="k3_hub"))
+                                       keras.layers.Dense(2, name="head")], name="k3_hub"),
+                     hub_backbone, tf_keras)
 
 
-def test_hub_keras_layer_at_the_module_boundary(tf_keras, hub, hub_backbone):
+def test_hub_keras_layer_at_the_module_boundary_and_inside(tf_keras, hub, hub_backbone):
     _probe_hub_model(tf_keras.Sequential([
         hub.KerasLayer(hub_backbone, trainable=False, name="hub", input_shape=(4,)),
-        tf_keras.layers.Dense(2, name="head")], name="tfk_hub"))
+        tf_keras.layers.Dense(2, name="head")], name="tfk_hub"), hub_backbone, tf_keras)
 
 
 def test_mirrored_strategy_model(keras, tf, mirrored):

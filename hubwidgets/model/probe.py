@@ -122,12 +122,25 @@ class Probe:
         target = _layer_path(tree, path, self.layers)
         kept: list[np.ndarray] = []
 
-        def keep(_: str, out: Any) -> None:
-            if not kept:
-                first = _tensors(out)[0]
-                kept.append(np.array(first.numpy(), copy=True))
+        all_layers = _layers_by_path(tree)
+        inner = {p: fn for chain in _inner_chains(tree, all_layers).values() for p, fn in chain}
+        boundary = target
+        if target in inner:  # inside a Hub module: run its layers up to the target
+            boundary = tree.find(target).parent.path
 
-        layers = {p: obj for p, obj in _layers_by_path(tree).items() if p == target}
+        def keep(_: str, out: Any, inputs: Any) -> None:
+            if kept:
+                return
+            if boundary != target:
+                value = inputs
+                for path, fn in _inner_chains(tree, all_layers)[boundary]:
+                    value = _call_restored(fn, value)
+                    if path == target:
+                        out = value
+                        break
+            kept.append(np.array(_tensors(out)[0].numpy(), copy=True))
+
+        layers = {p: obj for p, obj in all_layers.items() if p == boundary}
         _run_hooked(self.model, self.x, layers, keep, self.training)
         if not kept:
             raise ProbeError(f"The layer {target!r} did not run eagerly on this batch.")
@@ -225,10 +238,14 @@ def probe(model: Any, x: Any, y: Any = None, *, loss: Any = None,
     stats: dict[str, ActivationStats] = {}
     calls: dict[str, int] = {}
 
-    def reduce(path: str, out: Any) -> None:
+    chains = {} if training else _inner_chains(tree, layers)
+
+    def reduce(path: str, out: Any, inputs: Any) -> None:
         calls[path] = calls.get(path, 0) + 1
         if path not in stats:
             stats[path] = _reduce_output(out, layers[path])
+            if path in chains:
+                stats.update(_inner_stats(chains[path], inputs, out))
 
     if y is None:
         _run_hooked(model, x, layers, reduce, training)
@@ -239,9 +256,66 @@ def probe(model: Any, x: Any, y: Any = None, *, loss: Any = None,
     for path, n in calls.items():
         if n > 1:
             stats[path] = _with_calls(stats[path], n)
-    result.layers = {p: stats[p] for p in layers if p in stats}
-    result.not_reached = [p for p in layers if p not in stats]
+    order = list(layers) + [p for chain in chains.values() for p, _fn in chain]
+    result.layers = {p: stats[p] for p in sorted(stats, key=_tree_order(tree, order))}
+    result.not_reached = [p for p in order if p not in stats]
     return result
+
+
+def _tree_order(tree: Any, paths: list[str]) -> Callable[[str], int]:
+    rank = {node.path: i for i, node in enumerate(tree)}
+    return lambda p: rank.get(p, len(rank))
+
+
+# -- inside a Hub module ---------------------------------------------------------------------
+
+def _inner_chains(tree: Any, layers: dict[str, Any]) -> dict[str, list[tuple[str, Any]]]:
+    """For each module wrapper (HubLayer, hub.KerasLayer) whose module's top-level layers
+    were saved with their Keras call functions: its inner layers' paths and restored calls,
+    in order.  They are run one after the other on the wrapper's input, and kept only when
+    the last one gives the module's own output (a module that is not a chain of its layers
+    is seen at its boundary only)."""
+    chains: dict[str, list[tuple[str, Any]]] = {}
+    for node in tree:
+        if not node.module_wrapper or node.path not in layers:
+            continue
+        chain = []
+        for child in node.children:
+            fn = getattr(getattr(child.obj, "keras_api", None), "__call__", None)
+            if fn is None or not hasattr(fn, "concrete_functions"):
+                chain = []
+                break
+            chain.append((child.path, fn))
+        if chain:
+            chains[node.path] = chain
+    return chains
+
+
+def _call_restored(fn: Any, value: Any) -> Any:
+    """A restored Keras call in inference mode (layers saved with a ``training`` argument
+    take it positionally; the others take only their inputs)."""
+    if any(len(c.structured_input_signature[0]) > 1 for c in fn.concrete_functions):
+        return fn(value, False, None)
+    return fn(value)
+
+
+def _inner_stats(chain: list[tuple[str, Any]], inputs: Any,
+                 module_output: Any) -> dict[str, ActivationStats]:
+    import tensorflow as tf
+
+    staged: dict[str, ActivationStats] = {}
+    value = inputs
+    try:
+        for path, fn in chain:
+            value = _call_restored(fn, tf.stop_gradient(value))
+            staged[path] = _reduce_output(value, None)
+    except (TypeError, ValueError, tf.errors.OpError):
+        return {}
+    mine, theirs = _tensors(value)[0], _tensors(module_output)[0]
+    if tuple(mine.shape) != tuple(theirs.shape) or not np.allclose(
+            mine.numpy(), theirs.numpy(), rtol=1e-5, atol=1e-6):
+        return {}
+    return staged
 
 
 # -- the layers --------------------------------------------------------------------------------
@@ -283,8 +357,8 @@ def _layer_path(tree: Any, path: str, known: dict[str, Any]) -> str:
 
 
 def _run_hooked(model: Any, x: Any, layers: dict[str, Any],
-                seen: Callable[[str, Any], None], training: bool, free: bool = True) -> Any:
-    """``model(x, training=training)`` with ``seen(path, output)`` called as each layer of
+                seen: Callable[[str, Any, Any], None], training: bool, free: bool = True) -> Any:
+    """``model(x, training=training)`` with ``seen(path, output, inputs)`` called as each layer of
     ``layers`` returns (eagerly only); every ``call`` is put back afterwards, exactly.
 
     ``free``: Keras 3 functional graphs drop each tensor once its last consumer ran (Keras
@@ -371,7 +445,7 @@ def _freeing_run(graph: Any) -> Callable[..., Any]:
 
 
 def _wrapped(original: Callable[..., Any], path: str,
-             seen: Callable[[str, Any], None]) -> Callable[..., Any]:
+             seen: Callable[[str, Any, Any], None]) -> Callable[..., Any]:
     import functools
 
     import tensorflow as tf
@@ -380,7 +454,7 @@ def _wrapped(original: Callable[..., Any], path: str,
     def call(*args: Any, **kwargs: Any) -> Any:
         out = original(*args, **kwargs)
         if tf.executing_eagerly() and all(hasattr(t, "numpy") for t in _tensors(out)):
-            seen(path, out)
+            seen(path, out, args[0] if args else next(iter(kwargs.values()), None))
         return out
 
     return call
