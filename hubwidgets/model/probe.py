@@ -108,6 +108,8 @@ class Probe:
     frozen: frozenset[str] = frozenset()
     loss: float | None = None
     batch: int = 0
+    variable_layers: dict[str, str] = field(default_factory=dict, repr=False)
+    """The path of the layer (tree node) holding each variable of ``gradients``."""
     not_reached: list[str] = field(default_factory=list)
     """Layers of the tree that did not run eagerly on this batch (unused branches, layers
     called inside a compiled function or a SavedModel's graph)."""
@@ -164,7 +166,7 @@ class Probe:
         acc: dict[str, list[float | None]] = {}
         frozen: dict[str, bool] = {}
         for path, norm in self.gradients.items():
-            layer = path.rsplit("/", 1)[0]
+            layer = self.variable_layers.get(path) or path.rsplit("/", 1)[0]
             acc.setdefault(layer, []).append(norm)
             frozen[layer] = frozen.get(layer, True) and path in self.frozen
         for layer, norms in acc.items():
@@ -767,6 +769,10 @@ def _run_with_gradients(model: Any, tree: Any, x: Any, y: Any,
         by_key[variable_key(v)] = float(r.l2) if r is not None and r.l2 is not None else None
     gradients: dict[str, float | None] = {}
     frozen: set[str] = set()
+    owners: dict[str, str] = {}
+    for node in tree:
+        for info in node.variables:
+            owners.setdefault(info.path, node.path)
     for info in tree.variables():
         if info.key in train_keys:
             gradients[info.path] = by_key.get(info.key)
@@ -774,7 +780,7 @@ def _run_with_gradients(model: Any, tree: Any, x: Any, y: Any,
             gradients[info.path] = 0.0
             frozen.add(info.path)
     return Probe(model, x, training, {}, gradients=gradients, frozen=frozenset(frozen),
-                 loss=float(value.numpy()))
+                 loss=float(value.numpy()), variable_layers=owners)
 
 
 def iter_feature_maps(value: np.ndarray, sample: int = 0) -> Iterator[np.ndarray]:
