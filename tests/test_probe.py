@@ -379,3 +379,17 @@ def test_peak_memory_stays_near_the_largest_activation_in_a_subprocess():
     assert measured["largest_activation_bytes"] == 2 * 512 * 512 * 16 * 4
     assert measured["peak_added_bytes"] <= measured["bound_bytes"]
     assert measured["peak_added_bytes"] < measured["all_activations_bytes"] / 2
+
+
+def test_an_object_that_is_not_a_keras_model_says_how_to_wrap_it(tf, plain_module):
+    with pytest.raises(HubWidgetsError, match="HubLayer"):
+        hw.probe(plain_module, np.zeros((1, 3), "f4"))
+
+
+def test_a_dict_of_inputs_by_name(keras):
+    a, b = keras.Input((2,), name="a"), keras.Input((3,), name="b")
+    out = keras.layers.Dense(1, name="d")(keras.layers.Concatenate(name="cat")([a, b]))
+    model = keras.Model({"b": b, "a": a}, out, name="two_inputs")
+    xa, xb = _batch((4, 2)), _batch((4, 3), seed=5)
+    result = hw.probe(model, {"a": xa, "b": xb})
+    _expect_stats(result.layers["two_inputs/cat"], np.concatenate([xa, xb], axis=1))

@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterator
+from typing import Any, Callable
 
 import numpy as np
 
@@ -235,7 +235,7 @@ def probe(model: Any, x: Any, y: Any = None, *, loss: Any = None,
         _check_targets(y, batch)
     loss_fn = _loss_function(model, loss) if y is not None else None
     layers = _layers_by_path(tree)
-    _ensure_memory(tree, layers, x, batch, with_gradients=y is not None)
+    _ensure_memory(tree, x, batch, with_gradients=y is not None)
 
     stats: dict[str, ActivationStats] = {}
     calls: dict[str, int] = {}
@@ -576,7 +576,7 @@ def _check_inputs(model: Any, x: Any) -> int:
                          f"pass the same number of samples to every input.")
     if batch == 0:
         raise ProbeError("x is an empty batch; pass at least one sample.")
-    specs = _input_specs(model)
+    specs = None if isinstance(x, dict) else _input_specs(model)  # a dict: Keras matches names
     if specs is not None:
         if len(specs) != len(items):
             raise ProbeError(f"The model takes {len(specs)} input(s) {_expected_inputs(model)}, "
@@ -680,8 +680,7 @@ def activation_bytes(tree: Any, batch: int, itemsize: int = 4) -> tuple[int, int
     return largest, total
 
 
-def _ensure_memory(tree: Any, layers: dict[str, Any], x: Any, batch: int,
-                   with_gradients: bool) -> None:
+def _ensure_memory(tree: Any, x: Any, batch: int, with_gradients: bool) -> None:
     from .memory_guard import ensure_fits
 
     items = _arrays(x)
@@ -781,10 +780,3 @@ def _run_with_gradients(model: Any, tree: Any, x: Any, y: Any,
             frozen.add(info.path)
     return Probe(model, x, training, {}, gradients=gradients, frozen=frozenset(frozen),
                  loss=float(value.numpy()), variable_layers=owners)
-
-
-def iter_feature_maps(value: np.ndarray, sample: int = 0) -> Iterator[np.ndarray]:
-    """The 2-D maps of one sample of a ``(batch, height, width, channels)`` activation."""
-    one = value[sample]
-    for c in range(one.shape[-1]):
-        yield one[..., c]
