@@ -68,6 +68,24 @@ def test_explore_with_a_probe_shows_the_activations_tab(keras, frozen_base):
     [maps] = panel.maps_figure.data
     np.testing.assert_array_equal(np.asarray(maps.z, dtype=float)[7:13, 7:13], conv_out[2, ..., 4])
     assert panel.maps_figure._widget_data  # kept in the widget state (Voilà, saved state)
+
+    # the explorer's rows carry the marks: conv and flat dead, no mark elsewhere
+    dashboard.explorer.handle_action({"action": "expand", "path": "frozen_base"})
+    rows = {r["path"]: r["badges"] for r in dashboard.explorer._rows}
+    assert "dead 67%" in rows["frozen_base/conv"]
+    assert f"dead {flat_dead:.0%}" in rows["frozen_base/flat"]
+    assert not any(b.startswith(("dead", "saturated")) for b in rows["frozen_base/hidden"])
+    dashboard.close()
+
+
+def test_marks_leave_the_explorer_when_the_weights_change(keras, frozen_base):
+    x, _ = _batch(keras)
+    dashboard = hw.explore(frozen_base, probe=x)
+    dashboard.explorer.handle_action({"action": "expand", "path": "frozen_base"})
+    assert "dead 67%" in {r["path"]: r["badges"] for r in dashboard.explorer._rows}["frozen_base/conv"]
+    dashboard.refresh()  # e.g. after training: the probe no longer describes the model
+    rows = {r["path"]: r["badges"] for r in dashboard.explorer._rows}
+    assert not any(b.startswith("dead") for b in rows["frozen_base/conv"])
     dashboard.close()
 
 

@@ -39,6 +39,10 @@ SATURATION = 0.97
 BINS = 64
 """Histogram bins of each layer's activations."""
 
+MARKS_KEY = "probe_marks"
+"""Where a view keeps :meth:`Probe.marks` in its model session's ``cache`` (emptied when the
+weights change, as the probe then no longer describes the model) for the explorer's rows."""
+
 _SATURATING = {"tanh": "tanh", "sigmoid": "sigmoid", "hard_sigmoid": "sigmoid",
                "hard_tanh": "tanh", "softsign": "tanh"}
 
@@ -156,6 +160,17 @@ class Probe:
         """Paths of the layers with at least ``threshold`` of their values saturated."""
         return [p for p, s in self.layers.items()
                 if s.saturated_fraction is not None and s.saturated_fraction >= threshold]
+
+    def marks(self, threshold: float = 0.5) -> dict[str, list[str]]:
+        """Per layer path, its badges: ``"dead 67%"`` when at least ``threshold`` of its
+        units are dead, ``"saturated 80%"`` likewise."""
+        out: dict[str, list[str]] = {}
+        for path, s in self.layers.items():
+            if s.dead_fraction >= threshold:
+                out.setdefault(path, []).append(f"dead {s.dead_fraction:.0%}")
+            if s.saturated_fraction is not None and s.saturated_fraction >= threshold:
+                out.setdefault(path, []).append(f"saturated {s.saturated_fraction:.0%}")
+        return out
 
     def layer_gradients(self) -> dict[str, tuple[float | None, bool]]:
         """Per layer (the node holding the variables): the L2 norm of its variables'

@@ -24,7 +24,7 @@ import ipywidgets as widgets
 import numpy as np
 import traitlets
 
-from ..model.probe import Probe, probe
+from ..model.probe import MARKS_KEY, Probe, probe
 from ..model.session import ModelSession, session_for
 from . import overview as ov
 from .session_view import SessionView
@@ -131,6 +131,7 @@ class ActivationsPanel(SessionView, widgets.VBox):
         self.add_class("hw-activations")
         self.session: ModelSession = session_for(model)
         self.result = as_probe(self.session.model, probe)
+        self.session.cache[MARKS_KEY] = self.result.marks(MARK_AT)  # the explorer's badges
         self.root = self.session.tree.root.path
         self.heatmap = activation_heatmap(self.result, self.root)
         self.activations_figure = StatefulFigure(data=self._heatmap_traces(),
