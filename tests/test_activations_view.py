@@ -120,3 +120,15 @@ def test_layer_names_are_text_not_html(keras):
     for label in [*panel.activations_figure.data[0].y, *panel.gradients_figure.data[0].y]:
         assert "<img" not in label and label.startswith("&lt;img")
     dashboard.close()
+
+
+def test_the_figures_follow_the_front_ends_theme(keras, frozen_base):
+    x, y = _batch(keras)
+    frozen_base.compile(loss="mse")
+    dashboard = hw.explore(frozen_base, probe=(x, y))
+    panel = dashboard.activations
+    panel.theme_probe.theme = {"dark": True}
+    for fig in panel.figures:
+        assert fig.layout.template.layout.font.color == "rgb(255, 255, 255)"
+        assert fig._widget_layout["template"]["layout"]["font"]["color"] == "rgb(255, 255, 255)"
+    dashboard.close()
