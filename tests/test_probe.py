@@ -284,19 +284,23 @@ def test_hub_keras_layer_at_the_module_boundary_and_inside(tf_keras, hub, hub_ba
         tf_keras.layers.Dense(2, name="head")], name="tfk_hub"), hub_backbone, tf_keras)
 
 
-def test_mirrored_strategy_model(keras, tf, mirrored):
+@pytest.mark.parametrize("generation", ["keras", "tf_keras"])
+def test_mirrored_strategy_model(generation, request, tf, mirrored):
+    K = request.getfixturevalue(generation)
     with mirrored.scope():
-        model = keras.Sequential([keras.Input((3,)), keras.layers.Dense(4, activation="relu",
-                                                                         name="d"),
-                                  keras.layers.Dense(1, name="o")], name="mirrored_probe")
+        model = K.Sequential([K.Input((3,)), K.layers.Dense(4, activation="relu", name="d"),
+                              K.layers.Dense(1, name="o")], name=f"mirrored_probe_{generation}")
+    name = model.name
     x, y = _batch((8, 3)), _batch((8, 1))
+    before = _weights(model)
     result = hw.probe(model, x, y, loss="mse")
-    _expect_stats(result.layers["mirrored_probe/d"], model.layers[0](x).numpy())
+    _expect_stats(result.layers[f"{name}/d"], model.layers[0](x).numpy())
     with tf.GradientTape() as tape:
-        loss = tf.reduce_mean(keras.losses.mean_squared_error(y, model(x)))
+        loss = tf.reduce_mean(K.losses.mean_squared_error(y, model(x)))
     g = tape.gradient(loss, model.layers[1].kernel)
-    assert result.gradients["mirrored_probe/o/kernel"] == pytest.approx(
+    assert result.gradients[f"{name}/o/kernel"] == pytest.approx(
         float(np.linalg.norm(g.numpy())), rel=1e-6)
+    assert _same_weights(model, before)
 
 
 def test_summary_names_dead_layers_and_frozen_variables(keras, conv_net):
