@@ -273,15 +273,11 @@ def probe(model: Any, x: Any, y: Any = None, *, loss: Any = None,
     for path, n in calls.items():
         if n > 1:
             stats[path] = _with_calls(stats[path], n)
-    order = list(layers) + [p for chain in chains.values() for p, _fn in chain]
-    result.layers = {p: stats[p] for p in sorted(stats, key=_tree_order(tree, order))}
-    result.not_reached = [p for p in order if p not in stats]
+    rank = {node.path: i for i, node in enumerate(tree)}  # the tree's order, Hub insides too
+    result.layers = {p: stats[p] for p in sorted(stats, key=lambda p: rank.get(p, len(rank)))}
+    reachable = list(layers) + [p for chain in chains.values() for p, _fn in chain]
+    result.not_reached = [p for p in reachable if p not in stats]
     return result
-
-
-def _tree_order(tree: Any, paths: list[str]) -> Callable[[str], int]:
-    rank = {node.path: i for i, node in enumerate(tree)}
-    return lambda p: rank.get(p, len(rank))
 
 
 # -- inside a Hub module ---------------------------------------------------------------------
