@@ -3,6 +3,12 @@
 would cost their sum).  ``python -m bench.probe_bench resnet50`` (ResNet50, a batch of 4 at
 224 px) or ``python -m bench.probe_bench stack LAYERS SIDE BATCH`` (1x1 convolutions on
 SIDE x SIDE x 16 maps, each as large as the input).  Add ``grad`` to probe with targets.
+
+Measured (2 shared cores, C kernel built): ResNet50, batch 4 at 224 px: largest activation
+13.3 MB, all 592 MB; peak added 70 MB without targets (bound 459 MB: met); with targets
+575 MB (not met: the backward pass needs every activation, as training does).  Time: 2.1 s
+against 1.5 s for the plain call (4.5 s with gradients); without the C kernel the numpy
+moments of host_stats take ~50 s of it.
 """
 
 from __future__ import annotations

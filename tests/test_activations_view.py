@@ -68,6 +68,24 @@ def test_explore_with_a_probe_shows_the_activations_tab(keras, frozen_base):
     [maps] = panel.maps_figure.data
     np.testing.assert_array_equal(np.asarray(maps.z, dtype=float)[7:13, 7:13], conv_out[2, ..., 4])
     assert panel.maps_figure.figure["data"]  # kept in the widget state (Voilà, saved state)
+
+    # the explorer's rows carry the marks: conv and flat dead, no mark elsewhere
+    dashboard.explorer.handle_action({"action": "expand", "path": "frozen_base"})
+    rows = {r["path"]: r["badges"] for r in dashboard.explorer._rows}
+    assert "dead 67%" in rows["frozen_base/conv"]
+    assert f"dead {flat_dead:.0%}" in rows["frozen_base/flat"]
+    assert not any(b.startswith(("dead", "saturated")) for b in rows["frozen_base/hidden"])
+    dashboard.close()
+
+
+def test_marks_leave_the_explorer_when_the_weights_change(keras, frozen_base):
+    x, _ = _batch(keras)
+    dashboard = hw.explore(frozen_base, probe=x)
+    dashboard.explorer.handle_action({"action": "expand", "path": "frozen_base"})
+    assert "dead 67%" in {r["path"]: r["badges"] for r in dashboard.explorer._rows}["frozen_base/conv"]
+    dashboard.refresh()  # e.g. after training: the probe no longer describes the model
+    rows = {r["path"]: r["badges"] for r in dashboard.explorer._rows}
+    assert not any(b.startswith("dead") for b in rows["frozen_base/conv"])
     dashboard.close()
 
 
@@ -101,4 +119,16 @@ def test_layer_names_are_text_not_html(keras):
     panel = dashboard.activations
     for label in [*panel.activations_figure.data[0].y, *panel.gradients_figure.data[0].y]:
         assert "<img" not in label and label.startswith("&lt;img")
+    dashboard.close()
+
+
+def test_the_figures_follow_the_front_ends_theme(keras, frozen_base):
+    x, y = _batch(keras)
+    frozen_base.compile(loss="mse")
+    dashboard = hw.explore(frozen_base, probe=(x, y))
+    panel = dashboard.activations
+    panel.theme_probe.theme = {"dark": True}
+    for fig in panel.figures:
+        assert fig.layout.template.layout.font.color == "rgb(255, 255, 255)"
+        assert fig.figure["layout"]["template"]["layout"]["font"]["color"] == "rgb(255, 255, 255)"
     dashboard.close()

@@ -104,6 +104,22 @@ def _training_notebook(path: Path) -> None:
         "print('FIT DONE', cb.history.intervals)")
 
 
+def _activations_notebook(path: Path) -> None:
+    _write_notebook(
+        path,
+        "import numpy as np, keras, hubwidgets as hw\n"
+        "keras.utils.set_random_seed(0)\n"
+        "model = keras.Sequential([keras.Input((12, 12, 1)),\n"
+        "    keras.layers.Conv2D(8, 3, activation='relu', name='conv', bias_initializer=\n"
+        "        keras.initializers.Constant([-9.0] * 4 + [0.0] * 4)),\n"
+        "    keras.layers.Flatten(name='flat'), keras.layers.Dense(3, name='head')],\n"
+        "    name='probed')\n"
+        "model.get_layer('conv').trainable = False\n"
+        "model.compile('sgd', 'mse')\n"
+        "x = np.random.rand(6, 12, 12, 1).astype('float32')\n"
+        "hw.explore(model, probe=(x, np.zeros((6, 3), 'float32')))")
+
+
 def _executed_notebook(path: Path) -> None:
     """The notebook, run by nbclient, saved with its outputs and widget state (what
     "Save Widget State Automatically" or ``jupyter nbconvert --execute`` writes)."""
@@ -135,6 +151,7 @@ def jupyter_lab(tmp_path_factory):
     _one_cell_notebook(root / "mobilenet.ipynb", MOBILENET_CELL)
     _edits_notebook(root / "edits.ipynb")
     _training_notebook(root / "training.ipynb")
+    _activations_notebook(root / "activations.ipynb")
     port = _free_port()
     cmd = [sys.executable, "-m", "jupyter", "lab", "--no-browser", "--ip", "127.0.0.1",
            f"--port={port}", "--ServerApp.token=", "--ServerApp.password=",
@@ -747,3 +764,36 @@ def test_the_static_copy_is_readable_in_light_and_dark_pages(exported, tmp_path,
             if path == pages[True, theme] and theme == "light":
                 page.locator(".hw-static").screenshot(path=str(DOCS / "static-view.png"))
             browser.close()
+
+
+def test_the_activations_tab_draws_the_probe(jupyter_lab):
+    """``explore(model, probe=(x, y))``: the Activations tab draws the heatmap (the dead
+    convolution marked), the gradient bars (the frozen convolution at zero) and the feature
+    maps; the explorer's row carries the dead badge."""
+    from playwright.sync_api import expect, sync_playwright
+
+    OUTPUT_DIR.mkdir(exist_ok=True)
+    console_errors: list[str] = []
+    dialogs: list[str] = []
+    with sync_playwright() as p:
+        browser, page = _open(p, f"{jupyter_lab}/lab/tree/activations.ipynb?reset",
+                              console_errors, dialogs)
+        page.get_by_text("Python 3 (ipykernel) | Idle").wait_for(timeout=90_000)
+        cell = page.locator(".jp-Notebook .jp-CodeCell").nth(0)
+        run_cell(page, cell)
+        out = cell.locator(".jp-OutputArea")
+        expect(out.locator(".hw-badge-dead").first).to_contain_text("dead 50%", timeout=120_000)
+        out.get_by_role("tab", name="Activations").click()
+        panel = out.locator(".hw-activations")
+        expect(panel.locator(".js-plotly-plot")).to_have_count(3, timeout=60_000)
+        expect(panel.locator(".gtitle", has_text="Activations on a batch of 6")).to_be_visible()
+        expect(panel.locator(".gtitle", has_text="Gradient norm per layer")).to_be_visible()
+        expect(panel.locator(".gtitle", has_text="conv: 8 of 8 channels, sample 0")).to_be_visible()
+        expect(panel.locator(".ytick", has_text="conv  ☠ 50% dead")).to_have_count(1)
+        expect(panel.locator(".ytick", has_text="conv ❄")).to_have_count(1)
+        expect(panel.locator(".bartext", has_text="frozen")).to_have_count(1)
+        expect(panel.locator(".heatmaplayer image, .heatmaplayer path")).not_to_have_count(0)
+        panel.screenshot(path=str(DOCS / "activations.png"))  # the README's picture
+        browser.close()
+    assert dialogs == []
+    assert _our_errors(console_errors) == []

@@ -250,41 +250,57 @@ def test_tf_keras_model_with_compiled_loss(tf_keras, tf, tfk_sequential):
     assert _same_weights(tfk_sequential, before) and _no_hook_left(tfk_sequential)
 
 
-def _probe_hub_model(model):
+def _probe_hub_model(model, hub_backbone, tf_keras):
     x = _batch((4, 4))
     name = model.name
+    before = _weights(model)
     result = hw.probe(model, x, _batch((4, 2)), loss="mse")
+    assert _same_weights(model, before)
     _expect_stats(result.layers[f"{name}/hub"], model.layers[0](x).numpy())
+    # inside the module: its layers, against the same SavedModel loaded as a Keras model
+    backbone = tf_keras.models.load_model(hub_backbone)
+    for inner in ("block1_dense", "block1_bn", "block2_dense"):
+        sub = tf_keras.Model(backbone.inputs, backbone.get_layer(inner).output)
+        value = sub(x, training=False).numpy()
+        _expect_stats(result.layers[f"{name}/hub/{inner}"], value)
+        np.testing.assert_array_equal(result.activation(f"{name}/hub/{inner}"), value)
+    assert list(result.layers).index(f"{name}/hub/block2_dense") \
+        < list(result.layers).index(f"{name}/head")
     assert result.gradients[f"{name}/head/kernel"] > 0
     hub_vars = [p for p in result.gradients if p.startswith(f"{name}/hub/")]
     assert hub_vars and all(result.gradients[p] == 0.0 and p in result.frozen for p in hub_vars)
     assert _no_hook_left(model)
 
 
-def test_hub_layer_at_the_module_boundary(keras, hub_backbone):
+def test_hub_layer_at_the_module_boundary_and_inside(keras, tf_keras, hub_backbone):
     _probe_hub_model(keras.Sequential([keras.Input((4,)), hw.HubLayer(hub_backbone, name="hub"),
-                                       keras.layers.Dense(2, name="head")], name="k3_hub"))
+                                       keras.layers.Dense(2, name="head")], name="k3_hub"),
+                     hub_backbone, tf_keras)
 
 
-def test_hub_keras_layer_at_the_module_boundary(tf_keras, hub, hub_backbone):
+def test_hub_keras_layer_at_the_module_boundary_and_inside(tf_keras, hub, hub_backbone):
     _probe_hub_model(tf_keras.Sequential([
         hub.KerasLayer(hub_backbone, trainable=False, name="hub", input_shape=(4,)),
-        tf_keras.layers.Dense(2, name="head")], name="tfk_hub"))
+        tf_keras.layers.Dense(2, name="head")], name="tfk_hub"), hub_backbone, tf_keras)
 
 
-def test_mirrored_strategy_model(keras, tf, mirrored):
+@pytest.mark.parametrize("generation", ["keras", "tf_keras"])
+def test_mirrored_strategy_model(generation, request, tf, mirrored):
+    K = request.getfixturevalue(generation)
     with mirrored.scope():
-        model = keras.Sequential([keras.Input((3,)), keras.layers.Dense(4, activation="relu",
-                                                                         name="d"),
-                                  keras.layers.Dense(1, name="o")], name="mirrored_probe")
+        model = K.Sequential([K.Input((3,)), K.layers.Dense(4, activation="relu", name="d"),
+                              K.layers.Dense(1, name="o")], name=f"mirrored_probe_{generation}")
+    name = model.name
     x, y = _batch((8, 3)), _batch((8, 1))
+    before = _weights(model)
     result = hw.probe(model, x, y, loss="mse")
-    _expect_stats(result.layers["mirrored_probe/d"], model.layers[0](x).numpy())
+    _expect_stats(result.layers[f"{name}/d"], model.layers[0](x).numpy())
     with tf.GradientTape() as tape:
-        loss = tf.reduce_mean(keras.losses.mean_squared_error(y, model(x)))
+        loss = tf.reduce_mean(K.losses.mean_squared_error(y, model(x)))
     g = tape.gradient(loss, model.layers[1].kernel)
-    assert result.gradients["mirrored_probe/o/kernel"] == pytest.approx(
+    assert result.gradients[f"{name}/o/kernel"] == pytest.approx(
         float(np.linalg.norm(g.numpy())), rel=1e-6)
+    assert _same_weights(model, before)
 
 
 def test_summary_names_dead_layers_and_frozen_variables(keras, conv_net):
@@ -367,3 +383,17 @@ def test_peak_memory_stays_near_the_largest_activation_in_a_subprocess():
     assert measured["largest_activation_bytes"] == 2 * 512 * 512 * 16 * 4
     assert measured["peak_added_bytes"] <= measured["bound_bytes"]
     assert measured["peak_added_bytes"] < measured["all_activations_bytes"] / 2
+
+
+def test_an_object_that_is_not_a_keras_model_says_how_to_wrap_it(tf, plain_module):
+    with pytest.raises(HubWidgetsError, match="HubLayer"):
+        hw.probe(plain_module, np.zeros((1, 3), "f4"))
+
+
+def test_a_dict_of_inputs_by_name(keras):
+    a, b = keras.Input((2,), name="a"), keras.Input((3,), name="b")
+    out = keras.layers.Dense(1, name="d")(keras.layers.Concatenate(name="cat")([a, b]))
+    model = keras.Model({"b": b, "a": a}, out, name="two_inputs")
+    xa, xb = _batch((4, 2)), _batch((4, 3), seed=5)
+    result = hw.probe(model, {"a": xa, "b": xb})
+    _expect_stats(result.layers["two_inputs/cat"], np.concatenate([xa, xb], axis=1))

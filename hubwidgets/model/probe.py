@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterator
+from typing import Any, Callable
 
 import numpy as np
 
@@ -38,6 +38,10 @@ SATURATION = 0.97
 
 BINS = 64
 """Histogram bins of each layer's activations."""
+
+MARKS_KEY = "probe_marks"
+"""Where a view keeps :meth:`Probe.marks` in its model session's ``cache`` (emptied when the
+weights change, as the probe then no longer describes the model) for the explorer's rows."""
 
 _SATURATING = {"tanh": "tanh", "sigmoid": "sigmoid", "hard_sigmoid": "sigmoid",
                "hard_tanh": "tanh", "softsign": "tanh"}
@@ -108,6 +112,8 @@ class Probe:
     frozen: frozenset[str] = frozenset()
     loss: float | None = None
     batch: int = 0
+    variable_layers: dict[str, str] = field(default_factory=dict, repr=False)
+    """The path of the layer (tree node) holding each variable of ``gradients``."""
     not_reached: list[str] = field(default_factory=list)
     """Layers of the tree that did not run eagerly on this batch (unused branches, layers
     called inside a compiled function or a SavedModel's graph)."""
@@ -122,12 +128,25 @@ class Probe:
         target = _layer_path(tree, path, self.layers)
         kept: list[np.ndarray] = []
 
-        def keep(_: str, out: Any) -> None:
-            if not kept:
-                first = _tensors(out)[0]
-                kept.append(np.array(first.numpy(), copy=True))
+        all_layers = _layers_by_path(tree)
+        inner = {p: fn for chain in _inner_chains(tree, all_layers).values() for p, fn in chain}
+        boundary = target
+        if target in inner:  # inside a Hub module: run its layers up to the target
+            boundary = tree.find(target).parent.path
 
-        layers = {p: obj for p, obj in _layers_by_path(tree).items() if p == target}
+        def keep(_: str, out: Any, inputs: Any) -> None:
+            if kept:
+                return
+            if boundary != target:
+                value = inputs
+                for path, fn in _inner_chains(tree, all_layers)[boundary]:
+                    value = _call_restored(fn, value)
+                    if path == target:
+                        out = value
+                        break
+            kept.append(np.array(_tensors(out)[0].numpy(), copy=True))
+
+        layers = {p: obj for p, obj in all_layers.items() if p == boundary}
         _run_hooked(self.model, self.x, layers, keep, self.training)
         if not kept:
             raise ProbeError(f"The layer {target!r} did not run eagerly on this batch.")
@@ -142,6 +161,17 @@ class Probe:
         return [p for p, s in self.layers.items()
                 if s.saturated_fraction is not None and s.saturated_fraction >= threshold]
 
+    def marks(self, threshold: float = 0.5) -> dict[str, list[str]]:
+        """Per layer path, its badges: ``"dead 67%"`` when at least ``threshold`` of its
+        units are dead, ``"saturated 80%"`` likewise."""
+        out: dict[str, list[str]] = {}
+        for path, s in self.layers.items():
+            if s.dead_fraction >= threshold:
+                out.setdefault(path, []).append(f"dead {s.dead_fraction:.0%}")
+            if s.saturated_fraction is not None and s.saturated_fraction >= threshold:
+                out.setdefault(path, []).append(f"saturated {s.saturated_fraction:.0%}")
+        return out
+
     def layer_gradients(self) -> dict[str, tuple[float | None, bool]]:
         """Per layer (the node holding the variables): the L2 norm of its variables'
         gradients together (None when none reaches it), and whether all are frozen."""
@@ -151,7 +181,7 @@ class Probe:
         acc: dict[str, list[float | None]] = {}
         frozen: dict[str, bool] = {}
         for path, norm in self.gradients.items():
-            layer = path.rsplit("/", 1)[0]
+            layer = self.variable_layers.get(path) or path.rsplit("/", 1)[0]
             acc.setdefault(layer, []).append(norm)
             frozen[layer] = frozen.get(layer, True) and path in self.frozen
         for layer, norms in acc.items():
@@ -220,15 +250,19 @@ def probe(model: Any, x: Any, y: Any = None, *, loss: Any = None,
         _check_targets(y, batch)
     loss_fn = _loss_function(model, loss) if y is not None else None
     layers = _layers_by_path(tree)
-    _ensure_memory(tree, layers, x, batch, with_gradients=y is not None)
+    _ensure_memory(tree, x, batch, with_gradients=y is not None)
 
     stats: dict[str, ActivationStats] = {}
     calls: dict[str, int] = {}
 
-    def reduce(path: str, out: Any) -> None:
+    chains = {} if training else _inner_chains(tree, layers)
+
+    def reduce(path: str, out: Any, inputs: Any) -> None:
         calls[path] = calls.get(path, 0) + 1
         if path not in stats:
             stats[path] = _reduce_output(out, layers[path])
+            if path in chains:
+                stats.update(_inner_stats(chains[path], inputs, out))
 
     if y is None:
         _run_hooked(model, x, layers, reduce, training)
@@ -239,9 +273,62 @@ def probe(model: Any, x: Any, y: Any = None, *, loss: Any = None,
     for path, n in calls.items():
         if n > 1:
             stats[path] = _with_calls(stats[path], n)
-    result.layers = {p: stats[p] for p in layers if p in stats}
-    result.not_reached = [p for p in layers if p not in stats]
+    rank = {node.path: i for i, node in enumerate(tree)}  # the tree's order, Hub insides too
+    result.layers = {p: stats[p] for p in sorted(stats, key=lambda p: rank.get(p, len(rank)))}
+    reachable = list(layers) + [p for chain in chains.values() for p, _fn in chain]
+    result.not_reached = [p for p in reachable if p not in stats]
     return result
+
+
+# -- inside a Hub module ---------------------------------------------------------------------
+
+def _inner_chains(tree: Any, layers: dict[str, Any]) -> dict[str, list[tuple[str, Any]]]:
+    """For each module wrapper (HubLayer, hub.KerasLayer) whose module's top-level layers
+    were saved with their Keras call functions: its inner layers' paths and restored calls,
+    in order.  They are run one after the other on the wrapper's input, and kept only when
+    the last one gives the module's own output (a module that is not a chain of its layers
+    is seen at its boundary only)."""
+    chains: dict[str, list[tuple[str, Any]]] = {}
+    for node in tree:
+        if not node.module_wrapper or node.path not in layers:
+            continue
+        chain = []
+        for child in node.children:
+            fn = getattr(getattr(child.obj, "keras_api", None), "__call__", None)
+            if fn is None or not hasattr(fn, "concrete_functions"):
+                chain = []
+                break
+            chain.append((child.path, fn))
+        if chain:
+            chains[node.path] = chain
+    return chains
+
+
+def _call_restored(fn: Any, value: Any) -> Any:
+    """A restored Keras call in inference mode (layers saved with a ``training`` argument
+    take it positionally; the others take only their inputs)."""
+    if any(len(c.structured_input_signature[0]) > 1 for c in fn.concrete_functions):
+        return fn(value, False, None)
+    return fn(value)
+
+
+def _inner_stats(chain: list[tuple[str, Any]], inputs: Any,
+                 module_output: Any) -> dict[str, ActivationStats]:
+    import tensorflow as tf
+
+    staged: dict[str, ActivationStats] = {}
+    value = inputs
+    try:
+        for path, fn in chain:
+            value = _call_restored(fn, tf.stop_gradient(value))
+            staged[path] = _reduce_output(value, None)
+    except (TypeError, ValueError, tf.errors.OpError):
+        return {}
+    mine, theirs = _tensors(value)[0], _tensors(module_output)[0]
+    if tuple(mine.shape) != tuple(theirs.shape) or not np.allclose(
+            mine.numpy(), theirs.numpy(), rtol=1e-5, atol=1e-6):
+        return {}
+    return staged
 
 
 # -- the layers --------------------------------------------------------------------------------
@@ -283,8 +370,8 @@ def _layer_path(tree: Any, path: str, known: dict[str, Any]) -> str:
 
 
 def _run_hooked(model: Any, x: Any, layers: dict[str, Any],
-                seen: Callable[[str, Any], None], training: bool, free: bool = True) -> Any:
-    """``model(x, training=training)`` with ``seen(path, output)`` called as each layer of
+                seen: Callable[[str, Any, Any], None], training: bool, free: bool = True) -> Any:
+    """``model(x, training=training)`` with ``seen(path, output, inputs)`` called as each layer of
     ``layers`` returns (eagerly only); every ``call`` is put back afterwards, exactly.
 
     ``free``: Keras 3 functional graphs drop each tensor once its last consumer ran (Keras
@@ -371,7 +458,7 @@ def _freeing_run(graph: Any) -> Callable[..., Any]:
 
 
 def _wrapped(original: Callable[..., Any], path: str,
-             seen: Callable[[str, Any], None]) -> Callable[..., Any]:
+             seen: Callable[[str, Any, Any], None]) -> Callable[..., Any]:
     import functools
 
     import tensorflow as tf
@@ -380,7 +467,7 @@ def _wrapped(original: Callable[..., Any], path: str,
     def call(*args: Any, **kwargs: Any) -> Any:
         out = original(*args, **kwargs)
         if tf.executing_eagerly() and all(hasattr(t, "numpy") for t in _tensors(out)):
-            seen(path, out)
+            seen(path, out, args[0] if args else next(iter(kwargs.values()), None))
         return out
 
     return call
@@ -500,7 +587,7 @@ def _check_inputs(model: Any, x: Any) -> int:
                          f"pass the same number of samples to every input.")
     if batch == 0:
         raise ProbeError("x is an empty batch; pass at least one sample.")
-    specs = _input_specs(model)
+    specs = None if isinstance(x, dict) else _input_specs(model)  # a dict: Keras matches names
     if specs is not None:
         if len(specs) != len(items):
             raise ProbeError(f"The model takes {len(specs)} input(s) {_expected_inputs(model)}, "
@@ -604,8 +691,7 @@ def activation_bytes(tree: Any, batch: int, itemsize: int = 4) -> tuple[int, int
     return largest, total
 
 
-def _ensure_memory(tree: Any, layers: dict[str, Any], x: Any, batch: int,
-                   with_gradients: bool) -> None:
+def _ensure_memory(tree: Any, x: Any, batch: int, with_gradients: bool) -> None:
     from .memory_guard import ensure_fits
 
     items = _arrays(x)
@@ -693,6 +779,10 @@ def _run_with_gradients(model: Any, tree: Any, x: Any, y: Any,
         by_key[variable_key(v)] = float(r.l2) if r is not None and r.l2 is not None else None
     gradients: dict[str, float | None] = {}
     frozen: set[str] = set()
+    owners: dict[str, str] = {}
+    for node in tree:
+        for info in node.variables:
+            owners.setdefault(info.path, node.path)
     for info in tree.variables():
         if info.key in train_keys:
             gradients[info.path] = by_key.get(info.key)
@@ -700,11 +790,4 @@ def _run_with_gradients(model: Any, tree: Any, x: Any, y: Any,
             gradients[info.path] = 0.0
             frozen.add(info.path)
     return Probe(model, x, training, {}, gradients=gradients, frozen=frozenset(frozen),
-                 loss=float(value.numpy()))
-
-
-def iter_feature_maps(value: np.ndarray, sample: int = 0) -> Iterator[np.ndarray]:
-    """The 2-D maps of one sample of a ``(batch, height, width, channels)`` activation."""
-    one = value[sample]
-    for c in range(one.shape[-1]):
-        yield one[..., c]
+                 loss=float(value.numpy()), variable_layers=owners)

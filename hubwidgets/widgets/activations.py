@@ -24,11 +24,11 @@ import ipywidgets as widgets
 import numpy as np
 import traitlets
 
-from ..model.probe import Probe, probe
+from ..model.probe import MARKS_KEY, Probe, probe
 from ..model.session import ModelSession, session_for
 from . import overview as ov
 from .session_view import SessionView
-from .weights import StatefulFigure
+from .weights import DARK, LIGHT, StatefulFigure, ThemeProbe, theme_template
 
 ROW_PX = 16
 MAX_ROWS_SHOWN = 40
@@ -131,6 +131,7 @@ class ActivationsPanel(SessionView, widgets.VBox):
         self.add_class("hw-activations")
         self.session: ModelSession = session_for(model)
         self.result = as_probe(self.session.model, probe)
+        self.session.cache[MARKS_KEY] = self.result.marks(MARK_AT)  # the explorer's badges
         self.root = self.session.tree.root.path
         self.heatmap = activation_heatmap(self.result, self.root)
         self.activations_figure = StatefulFigure(data=self._heatmap_traces(),
@@ -151,6 +152,9 @@ class ActivationsPanel(SessionView, widgets.VBox):
         if spatial:  # an empty picker's value is None, which no path is
             widgets.link((self.layer_picker, "value"), (self, "feature_layer"))
         widgets.link((self.sample_picker, "value"), (self, "sample"))
+        self.theme_probe = ThemeProbe(layout={"display": "none"})  # figures follow the theme
+        self.theme_probe.observe(self._on_theme, "theme")
+        self._apply_theme(dict(LIGHT))
         summary = widgets.HTML(f"<pre>{html.escape(self.result.summary())}</pre>",
                                layout={"max_height": "240px", "overflow": "auto"})
         parts: list[widgets.Widget] = [self.activations_figure]
@@ -159,7 +163,7 @@ class ActivationsPanel(SessionView, widgets.VBox):
         if spatial:
             parts += [widgets.HBox([self.layer_picker, self.sample_picker]), self.maps_figure]
         self.children = [widgets.HBox(parts[:2], layout={"flex_flow": "row wrap"}),
-                         *parts[2:], summary]
+                         *parts[2:], summary, self.theme_probe]
         if spatial:
             self.feature_layer = spatial[0]
         self._follow(self.session)
@@ -176,6 +180,24 @@ class ActivationsPanel(SessionView, widgets.VBox):
             return self.session.tree.find(path).obj
         except KeyError:
             return None
+
+    @property
+    def figures(self) -> list[StatefulFigure]:
+        """The panel's three figures."""
+        return [self.activations_figure, self.gradients_figure, self.maps_figure]
+
+    def _on_theme(self, change: dict[str, Any]) -> None:
+        theme = change["new"] or {}
+        if isinstance(theme, dict):
+            self._apply_theme({**(DARK if theme.get("dark") else LIGHT),
+                               **{k: v for k, v in theme.items() if isinstance(v, (str, bool))}})
+
+    def _apply_theme(self, theme: dict[str, Any]) -> None:
+        template = theme_template(theme)
+        for fig in self.figures:
+            with fig.batch_update():
+                fig.layout.template = template
+            fig.keep_state()
 
     # -- heatmap ---------------------------------------------------------------------------
     def _heatmap_traces(self) -> list[dict[str, Any]]:
@@ -215,7 +237,8 @@ class ActivationsPanel(SessionView, widgets.VBox):
         if not b["labels"]:
             return []
         return [dict(type="bar", orientation="h", x=b["norms"], y=b["labels"],
-                     marker=dict(color=b["colours"]), text=b["texts"], textposition="auto",
+                     marker=dict(color=b["colours"]), text=b["texts"],
+                     textposition="outside", cliponaxis=False,  # "frozen" shows at zero
                      name="gradient norm",
                      hovertemplate="%{y}: %{text}<extra></extra>")]
 

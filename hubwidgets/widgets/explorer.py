@@ -28,6 +28,7 @@ from ..model.freeze import (freeze_up_to, needs_compile, set_trainable,
                             top_level_index)
 from ..model.matching import is_regular_expression, outermost, search_nodes
 from ..model.session import ModelSession, session_for
+from ..model.probe import MARKS_KEY
 from ..model.session_stats import nonfinite_paths
 from ..model.tree import Node, VariableInfo
 from ..model.variable_flags import why_not_trained
@@ -38,8 +39,10 @@ STATIC = Path(__file__).parent / "static"
 PAGE_SIZE = 100  # children listed per expanded node before a "show more" row
 
 
-def node_row(node: Node, depth: int, expanded: bool, nonfinite: set[str]) -> dict[str, Any]:
-    """What one row of the explorer shows (JSON-ready)."""
+def node_row(node: Node, depth: int, expanded: bool, nonfinite: set[str],
+             marks: dict[str, list[str]] | None = None) -> dict[str, Any]:
+    """What one row of the explorer shows (JSON-ready); ``marks``: extra badges by path (a
+    probe's dead and saturated layers)."""
     flag = node.trainable
     badges = [] if flag is True else [trainable_label(flag)]
     if nonfinite and any(v.path in nonfinite for v in node.all_variables()):
@@ -51,6 +54,7 @@ def node_row(node: Node, depth: int, expanded: bool, nonfinite: set[str]) -> dic
         badges.append(f"LoRA r{rank}")
     if mode is not None:
         badges.append(mode)
+    badges += (marks or {}).get(node.path, [])
     row = {
         "path": node.path, "name": node.name, "class_name": node.class_name,
         "output_shape": format_shape(node.output_shape) if node.output_shape is not None else "",
@@ -167,13 +171,14 @@ class LayerExplorer(SessionView, anywidget.AnyWidget):
                 self.message = ""  # the search that failed was replaced by one that works
             self._search_error = ""
         nonfinite = self._badged = self.nonfinite()
+        marks = self.session.cache.get(MARKS_KEY)  # set by an Activations view of the model
         rows: list[dict[str, Any]] = []
 
         def visit(node: Node, depth: int) -> None:
             if keep is not None and node.path not in keep:
                 return
             is_open = node.path in expanded or (keep is not None and node.has_children)
-            rows.append(node_row(node, depth, is_open, nonfinite))
+            rows.append(node_row(node, depth, is_open, nonfinite, marks))
             if not is_open:
                 return
             children = node.children
