@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 import hubwidgets as hw
-from hubwidgets.model import host_stats
+from hubwidgets.model import host_stats, stats
 
 
 @pytest.fixture(params=["kernel", "numpy"])
@@ -71,3 +71,27 @@ def test_16_bit_statistics_never_widen_a_whole_variable(tf, dtype, path):
     finally:
         tracemalloc.stop()
     assert peak < 8 * 2**20, f"{peak / 2**20:.1f} MB allocated for one 16 MB variable"
+
+
+@pytest.mark.parametrize("dtype", ["float32", "bfloat16", "float16"])
+def test_device_variables_are_reduced_in_pieces_with_numpys_figures(tf, dtype, monkeypatch):
+    """A variable off the host (a GPU's) is reduced in pieces of DEVICE_CHUNK values, never
+    converted whole: the merged figures are numpy's (here the device path is taken on the
+    CPU, with pieces of 1,000 values)."""
+    monkeypatch.setattr(stats, "DEVICE_CHUNK", 1000)
+    monkeypatch.setattr(host_stats, "host_array", lambda var: None)
+    monkeypatch.setattr(host_stats, "host_arrays", lambda variables: [None] * len(variables))
+    rng = np.random.default_rng(7)
+    with_nan = rng.normal(3, 2, 4321)
+    with_nan[[5, 2000, 4000]] = [np.nan, np.inf, -np.inf]
+    variables = [tf.Variable(tf.constant(values, dtype)) for values in (
+        rng.normal(0, 1, 5003), with_nan, np.full(2500, 0.25), rng.normal(0, 1, 999))]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", hw.NonFiniteWeightsWarning)
+        found = hw.weight_stats(variables, bins=40)
+    for variable, s in zip(variables, found.values(), strict=True):
+        _check(s, variable, 40)
+    fixed = hw.weight_stats(variables[:1], bins=10, value_range=(-1.0, 1.0))
+    values = np.asarray(variables[0].numpy()).astype(np.float64)
+    np.testing.assert_array_equal(next(iter(fixed.values())).counts,
+                                  np.histogram(values, 10, range=(-1.0, 1.0))[0])

@@ -498,16 +498,66 @@ def _stats_on_device(path: str, var: Any, bins: int,
                                                      "zero_fraction", "histogram")})
     with tf.device(device or None):
         flat = tf.reshape(tf.convert_to_tensor(var), [-1])
-        if name in ("float16", "bfloat16"):
-            flat = tf.cast(flat, tf.float32)
-        fixed = value_range is not None
-        rng = tf.constant(value_range if fixed else (0.0, 1.0), tf.float64)
-        scalars, counts = _kernels().get(flat.dtype)(flat, rng, tf.constant(fixed),
-                                                     tf.constant(bins, tf.int32))
+        size = int(flat.shape[0]) if flat.shape[0] is not None else int(tf.size(flat))
+        if size > DEVICE_CHUNK:
+            return _from_reduction(path, variable_facts(var), _chunked_on_device(
+                flat, size, bins, value_range), name)
+        scalars, counts = _device_pass(flat, bins, value_range)
     count, nan, inf, zeros, mean, std, lo_data, hi_data, l2, lo, hi = scalars.numpy().tolist()
     return _from_reduction(path, variable_facts(var), _device_reduction(
         int(count), int(nan), int(inf), int(zeros), mean, std, lo_data, hi_data, l2, lo, hi,
         counts.numpy().astype(np.int64), bins), name)
+
+
+DEVICE_CHUNK = 1 << 22
+"""Values of a device variable reduced at a time: the traced reduction works in float64
+with a few temporaries (~50 bytes a value), so a 1 GB bfloat16 embedding is read in pieces
+of 4 M values (~200 MB of device memory) instead of all at once."""
+
+
+def _device_pass(flat: Any, bins: int, value_range: tuple[float, float] | None) -> Any:
+    """One call of the traced reduction on (a piece of) a flat device tensor."""
+    tf = _kernels().tf
+    if flat.dtype in (tf.float16, tf.bfloat16):
+        flat = tf.cast(flat, tf.float32)
+    fixed = value_range is not None
+    rng = tf.constant(value_range if fixed else (0.0, 1.0), tf.float64)
+    return _kernels().get(flat.dtype)(flat, rng, tf.constant(fixed), tf.constant(bins, tf.int32))
+
+
+def _chunked_on_device(flat: Any, size: int, bins: int,
+                       value_range: tuple[float, float] | None) -> Any:
+    """The reduction of a large device tensor in :data:`DEVICE_CHUNK` pieces: moments and
+    the data range first, piece by piece (merged exactly as a two-pass variance is), then
+    the histogram on the edges numpy would make for that range, piece by piece."""
+    pieces = [(start, min(start + DEVICE_CHUNK, size)) for start in range(0, size, DEVICE_CHUNK)]
+    rows = [_device_pass(flat[a:b], 1, None)[0].numpy() for a, b in pieces]
+    n, nan, inf, zeros = (int(sum(r[k] for r in rows)) for k in range(4))
+    finite = [(r[0] - r[1] - r[2], r[4], r[5], r[6], r[7], r[8]) for r in rows]
+    total = sum(f[0] for f in finite)
+    lo_data = min((f[3] for f in finite if f[0]), default=math.inf)
+    hi_data = max((f[4] for f in finite if f[0]), default=-math.inf)
+    mean = std = 0.0
+    l2 = 0.0
+    if total:
+        mean = math.fsum(f[0] * f[1] for f in finite if f[0]) / total
+        spread = math.fsum(f[0] * (f[2] ** 2 + (f[1] - mean) ** 2) for f in finite if f[0])
+        std = math.sqrt(max(spread / total, 0.0))
+        biggest = max(f[5] for f in finite)
+        l2 = biggest * math.sqrt(math.fsum((f[5] / biggest) ** 2 for f in finite)) \
+            if biggest > 0 and math.isfinite(biggest) else biggest
+    if value_range is not None:
+        lo, hi = value_range
+    else:
+        lo, hi = (lo_data, hi_data) if total else (0.0, 1.0)
+    edges, _ = histogram_edges(lo, hi, bins)
+    counts = np.zeros(bins, np.int64)
+    if edges is not None:  # numpy's edges for this range: each piece binned on them
+        fixed = (float(edges[0]), float(edges[-1]))
+        for a, b in pieces:
+            counts += _device_pass(flat[a:b], bins, fixed)[1].numpy().astype(np.int64)
+    return _device_reduction(n, nan, inf, zeros, mean, std, lo_data, hi_data, l2, lo, hi,
+                             counts, bins)
 
 
 def _device_reduction(count: int, nan: int, inf: int, zeros: int, mean: float, std: float,
