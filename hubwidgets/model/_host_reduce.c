@@ -1065,6 +1065,124 @@ done:
     Py_RETURN_NONE;
 }
 
+/* ---- pattern_counts(): 16-bit values counted by bit pattern ---- */
+
+#define PATTERNS 65536
+#define PATTERN_MIN_SPLIT ((Py_ssize_t)1 << 18) /* fewer values: one thread counts them */
+
+typedef struct {
+    const uint16_t *data;
+    Py_ssize_t n;
+    uint32_t *table; /* PATTERNS counts (n < 2^32 per range) */
+} PatternRange;
+
+static void count_patterns(const uint16_t *x, Py_ssize_t n, uint32_t *table) {
+    /* two interleaved tables: a value repeated back to back (zeros, pruned weights) does not
+     * wait on its own previous increment */
+    uint32_t *t0 = table, *t1 = table + PATTERNS;
+    Py_ssize_t i = 0;
+    for (; i + 4 <= n; i += 4) {
+        t0[x[i]]++;
+        t1[x[i + 1]]++;
+        t0[x[i + 2]]++;
+        t1[x[i + 3]]++;
+    }
+    for (; i < n; i++) t0[x[i]]++;
+}
+
+static void *pattern_worker(void *arg) {
+    PatternRange *r = (PatternRange *)arg;
+    count_patterns(r->data, r->n, r->table);
+    return NULL;
+}
+
+/* pattern_counts(arrays, counts, threads): counts[i, p] (int64, len(arrays) x 65536) = how
+ * many values of arrays[i] (2-byte buffers: bfloat16 as uint16, or float16) have bit
+ * pattern p.  One pass over memory; every statistic of a 16-bit array follows exactly from
+ * its 65,536 counts. */
+static PyObject *py_pattern_counts(PyObject *self, PyObject *args) {
+    PyObject *arrays, *counts_obj;
+    int threads;
+    Py_buffer counts;
+    if (!PyArg_ParseTuple(args, "OOi", &arrays, &counts_obj, &threads)) return NULL;
+    PyObject *seq = PySequence_Fast(arrays, "arrays must be a list of 2-byte arrays");
+    if (seq == NULL) return NULL;
+    Py_ssize_t n = PySequence_Fast_GET_SIZE(seq);
+    if (open_exact(counts_obj, &counts, n * PATTERNS * (Py_ssize_t)sizeof(int64_t), 1,
+                   "counts") < 0) {
+        Py_DECREF(seq);
+        return NULL;
+    }
+    if (threads < 1) threads = 1;
+    if (threads > 64) threads = 64;
+    uint32_t *tables = PyMem_RawCalloc((size_t)threads * 2 * PATTERNS, sizeof(uint32_t));
+    if (tables == NULL) {
+        PyBuffer_Release(&counts);
+        Py_DECREF(seq);
+        return PyErr_NoMemory();
+    }
+    int failed = 0;
+    for (Py_ssize_t i = 0; i < n && !failed; i++) {
+        Py_buffer view;
+        if (PyObject_GetBuffer(PySequence_Fast_GET_ITEM(seq, i), &view, PyBUF_C_CONTIGUOUS) < 0) {
+            failed = 1;
+            break;
+        }
+        if (view.itemsize != 2 && view.len % 2 != 0) {
+            PyErr_Format(PyExc_TypeError, "array %zd: expected 2-byte values", i);
+            PyBuffer_Release(&view);
+            failed = 1;
+            break;
+        }
+        const uint16_t *x = (const uint16_t *)view.buf;
+        Py_ssize_t len = view.len / 2;
+        int parts = len < PATTERN_MIN_SPLIT ? 1 : threads;
+        Py_ssize_t step = (len + parts - 1) / parts;
+        if (step >= (Py_ssize_t)1 << 31) {  /* keep every uint32 count below 2^32 */
+            parts = (int)((len + ((Py_ssize_t)1 << 31) - 1) >> 31);
+            step = (len + parts - 1) / parts;
+        }
+        int64_t *out = (int64_t *)counts.buf + i * PATTERNS;
+        Py_BEGIN_ALLOW_THREADS
+        memset(out, 0, sizeof(int64_t) * PATTERNS);
+        for (Py_ssize_t first = 0; first < parts; first += threads) {
+            PatternRange ranges[64];
+            int used = 0;
+            for (int t = 0; t < threads && first + t < parts; t++, used++) {
+                Py_ssize_t start = (first + t) * step;
+                Py_ssize_t stop = start + step < len ? start + step : len;
+                uint32_t *table = tables + (size_t)t * 2 * PATTERNS;
+                memset(table, 0, sizeof(uint32_t) * 2 * PATTERNS);
+                ranges[t] = (PatternRange){x + start, stop > start ? stop - start : 0, table};
+            }
+#ifdef HAVE_THREADS
+            pthread_t helpers[64];
+            int started[64] = {0};
+            for (int t = 1; t < used; t++)
+                started[t] = pthread_create(&helpers[t], NULL, pattern_worker, &ranges[t]) == 0;
+            pattern_worker(&ranges[0]);
+            for (int t = 1; t < used; t++) {
+                if (started[t]) pthread_join(helpers[t], NULL);
+                else pattern_worker(&ranges[t]);
+            }
+#else
+            for (int t = 0; t < used; t++) pattern_worker(&ranges[t]);
+#endif
+            for (int t = 0; t < used; t++) {
+                const uint32_t *table = ranges[t].table;
+                for (int p = 0; p < PATTERNS; p++) out[p] += (int64_t)table[p] + table[PATTERNS + p];
+            }
+        }
+        Py_END_ALLOW_THREADS
+        PyBuffer_Release(&view);
+    }
+    PyMem_RawFree(tables);
+    PyBuffer_Release(&counts);
+    Py_DECREF(seq);
+    if (failed) return NULL;
+    Py_RETURN_NONE;
+}
+
 static PyObject *py_use_moments(PyObject *self, PyObject *args) {
     const char *name;
     if (!PyArg_ParseTuple(args, "s", &name)) return NULL;
@@ -1077,6 +1195,9 @@ static PyMethodDef methods[] = {
      "use_moments(name): run the moment pass's 'avx512' or 'avx2' variant (fused "
      "multiply-adds) or its 'plain' one ('fused' or 'plain' in builds without the choice); "
      "False when this CPU or build lacks it.  For tests: the best one is chosen on load."},
+    {"pattern_counts", py_pattern_counts, METH_VARARGS,
+     "pattern_counts(arrays, counts, threads): counts[i, p] (int64, len(arrays) x 65536) = "
+     "how many 16-bit values of arrays[i] (bfloat16 as uint16, or float16) have bit pattern p."},
     {"moments", py_moments, METH_VARARGS,
      "moments(arrays, out, threads): per array [finite, nan, inf, zeros, min, max, shift, "
      "sum(x - shift), sum((x - shift)**2)] into out (float64, len(arrays) x 9)."},
