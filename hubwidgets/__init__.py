@@ -53,7 +53,7 @@ _EXPORTS = {
     "reset_weights": "hubwidgets.model.edits",
     "prune_weights": "hubwidgets.model.edits",
     "add_noise": "hubwidgets.model.edits",
-    "restore": "hubwidgets.model.edits",
+    "restore": "hubwidgets.model.snapshot",
     "undo": "hubwidgets.model.edits",
     "redo": "hubwidgets.model.edits",
     "undo_history": "hubwidgets.model.edits",
@@ -78,14 +78,14 @@ if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
     from .model.diff import VariableDiff, WeightDiff, diff
     from .model.codegen import edit_code
     from .model.edits import (EditError, UndoHistoryWarning, add_noise,
-                              prune_weights, redo, reset_weights, restore, scale_weights, undo,
+                              prune_weights, redo, reset_weights, scale_weights, undo,
                               undo_history)
     from .model.hub_layer import HubLayer
     from .model.inspect import inspect
     from .model.matching import SearchTooSlowError, search
     from .model.memory_guard import InsufficientMemoryError
     from .model.session import ModelSession, session_for
-    from .model.snapshot import Snapshot, snapshot
+    from .model.snapshot import Snapshot, restore, snapshot
     from .model.stats import NonFiniteWeightsWarning, WeightStats, weight_stats
     from .model.tree import ModelTree, Node, SignatureInfo, VariableInfo
     from .model.watch import ReplicaDriftWarning

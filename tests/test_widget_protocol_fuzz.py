@@ -183,10 +183,10 @@ def as_python(twin, action, fields, selection):
     elif action in ("undo", "redo"):
         getattr(hw, action)(twin)
     elif action == "restore_snapshot":
-        from hubwidgets.model import edits
+        from hubwidgets.model.snapshot import before_first_edit
 
         node = hw.inspect(twin).find(path)
-        hw.restore(twin, edits.before_first_edit(twin, [v.path for v in node.all_variables()]))
+        hw.restore(twin, before_first_edit(twin, [v.path for v in node.all_variables()]))
     else:
         raise AssertionError(f"{action} changed the model")
 

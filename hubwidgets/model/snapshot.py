@@ -25,7 +25,7 @@ from typing import Any, Callable, Iterator
 
 import numpy as np
 
-from .errors import HubWidgetsError
+from .errors import EditError, HubWidgetsError
 
 _FORMAT = "hubwidgets.snapshot/1"
 _META_KEY = "__hubwidgets_meta__"
@@ -198,20 +198,87 @@ class Snapshot:
         changes nothing; the restore is one undo step and every open view of the model
         follows.  Returns the paths written.
         """
-        from .edits import restore
-
         chosen = self
         if paths is not None:
             wanted = list(paths)
             missing = [p for p in wanted if p not in self.values]
             if missing:
-                from .errors import EditError
-
                 raise EditError("Nothing was restored: " + "; ".join(
                     f"{p!r} is not in the snapshot" for p in missing[:5]) + ".")
             chosen = self.subset(wanted)
         restore(model, chosen)
         return list(chosen.values)
+
+
+def restore(model: Any, snapshot: Any) -> Any:
+    """Put every variable of a :class:`hubwidgets.Snapshot` (or of a snapshot file, given by
+    its path) back, bit for bit, as one undo step; every open view of the model follows.
+    Every path, shape and dtype is checked before anything is written (a value is never
+    cast: a float64 snapshot does not go into float32 variables); a mismatch changes
+    nothing.  ``Snapshot.restore`` is the same operation."""
+    from .edit_lookups import edit_session
+    from .edits import _apply
+    from .memory_guard import ensure_fits
+
+    session = edit_session(model)
+    if isinstance(snapshot, (str, os.PathLike)):
+        snapshot = Snapshot.open(snapshot)  # checked entry by entry; values read on demand
+    values = getattr(snapshot, "values", None)
+    if not isinstance(values, Mapping):
+        raise EditError(f"restore takes a hubwidgets.Snapshot (hw.snapshot(model)) or the path "
+                        f"of a snapshot file, got {type(snapshot).__name__}; nothing changed.")
+    live = {v.path: v for v in session.tree.variables()}
+    problems = []
+    for p in values:
+        if p in live:
+            shape, dtype = _spec(values, p)
+            if not _same_kind(live[p], shape, dtype):
+                problems.append(f"{p!r} has shape {tuple(live[p].shape)} / {live[p].dtype} in "
+                                f"the model but {shape} / {dtype} in the snapshot")
+    problems += [f"{p!r} is not a variable of the model" for p in values if p not in live]
+    if problems:
+        raise EditError("Nothing was restored: " + "; ".join(problems[:5]) +
+                        (f" (and {len(problems) - 5} more)" if len(problems) > 5 else "") +
+                        ". Restore into the model the snapshot was taken from.")
+    ensure_fits(2 * sum(int(live[p].nbytes) for p in values),
+                "restoring a snapshot (its values, and the current ones for undo)",
+                "restore part of it: snapshot.restore(model, paths=[...])")
+    return _apply(session, [live[p] for p in values], lambda old, info: values[info.path],
+                  f"restore({session.var_name}, snapshot)", allow_any_dtype=True)
+
+
+def _spec(values: Mapping[str, Any], path: str) -> tuple[tuple[int, ...], str]:
+    """Shape and dtype name of a snapshot's value (read from a file's header, not its data)."""
+    spec = getattr(values, "spec", None)
+    if spec is not None:
+        return spec(path)
+    value = np.asarray(values[path])
+    return tuple(value.shape), value.dtype.name
+
+
+def before_first_edit(model: Any, paths: Any) -> Any:
+    """A :class:`hubwidgets.Snapshot` of the variables at ``paths`` as they were before their
+    first edit recorded with ``keep_originals`` (variables never edited are left out).
+    Raises :class:`EditError` when some of those values were not kept (the budget)."""
+    from .edits import undo_history
+
+    history = undo_history(model)
+    wanted = list(paths)
+    lost = [p for p in wanted if p in history.lost_originals]
+    if lost:
+        raise EditError(f"The values of {', '.join(lost[:3])} before the first edit were not "
+                        "kept (over the undo budget); nothing was restored. Raise "
+                        "hubwidgets.undo_history(model).budget_bytes before editing to keep "
+                        "them, or take hubwidgets.snapshot(model) first.")
+    return Snapshot({p: history.originals[p][0] for p in wanted if p in history.originals})
+
+
+def _same_kind(info: Any, shape: tuple[int, ...], dtype: str) -> bool:
+    """Whether a snapshot's value fits the variable: same shape and dtype, never a cast (a
+    tf.string variable is kept as bytes in a snapshot)."""
+    if tuple(info.shape) != tuple(shape):
+        return False
+    return info.dtype == dtype or (info.dtype == "string" and dtype.startswith(("bytes", "object")))
 
 
 def snapshot(model: Any, path: str | os.PathLike[str] | None = None,

@@ -25,6 +25,7 @@ from ..model.freeze import (freeze_up_to, needs_compile, set_trainable,
 from ..model.matching import is_regular_expression, outermost, search_nodes
 from ..model.session import ModelSession, session_for
 from ..model.session_stats import nonfinite_paths
+from ..model.snapshot import before_first_edit, restore
 from ..model.tree import Node, VariableInfo
 from ..model.variable_flags import why_not_trained
 from .actions import action, bind_message
@@ -345,11 +346,11 @@ class LayerExplorer(SessionView, anywidget.AnyWidget):
     def restore_snapshot(self, path: str) -> tuple[str, str]:
         """Put the weights at ``path`` back as they were before the first edit made here."""
         node = self._node(path)
-        part = edits.before_first_edit(self.session, [v.path for v in node.all_variables()])
+        part = before_first_edit(self.session, [v.path for v in node.all_variables()])
         if not part.values:
             raise ValueError(f"Nothing to restore: no weight of {node.name!r} was edited from "
                              "this explorer.")
-        edits.restore(self.session, part)  # handle_action brought the tree up to date
+        restore(self.session, part)  # handle_action brought the tree up to date
         return (f"hubwidgets.restore({self.var_name}, before)  # before = "
                 f"hubwidgets.snapshot({self.var_name}), taken before the first edit",
                 f"Restored {len(part.values)} variable(s) of {node.name!r}. "
