@@ -371,3 +371,28 @@ def test_a_watcher_never_fitted_is_not_running(keras, tf):
     model.build((None, 4))
     cb = hw.watch(model)
     assert cb.running is False and cb.interrupted is False
+
+
+def test_in_ipython_the_run_ends_when_the_interrupted_cell_ends(keras, tf, xy):
+    """Nobody needs to ask: the panel stops saying "training" when the cell is over."""
+    from IPython.core.interactiveshell import InteractiveShell
+    from recording_comm import recording_comms
+
+    shell = InteractiveShell.instance()
+    model = k3_model(keras)
+    model.compile(optimizer=keras.optimizers.SGD(0.05), loss="mse")
+
+    def stop(batch, logs=None):
+        if batch == 1:
+            raise KeyboardInterrupt
+
+    with recording_comms():
+        cb = hw.watch(model, min_refresh_s=0)
+        panel = cb.panel
+        shell.user_ns.update(model=model, cb=cb, xy=xy,
+                             stop=keras.callbacks.LambdaCallback(on_train_batch_end=stop))
+        result = shell.run_cell("model.fit(*xy, epochs=2, batch_size=8, verbose=0, "
+                                "callbacks=[cb, stop])")
+    assert isinstance(result.error_in_exec, KeyboardInterrupt)
+    assert cb._running is False and cb._start is None  # ended by the cell's end, not by a read
+    assert "interrupted" in panel.status.value
