@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import contextlib
 import math
+import random
 import warnings
 
 import numpy as np
@@ -125,17 +126,27 @@ def state(model):
 
 class SameDraws:
     """Edits that draw random numbers (add_noise, a Keras 3 reset) draw the same ones for the
-    model and its twin: numpy's unseeded ``default_rng()`` is seeded from a counter both
-    share, set again before each side runs."""
+    model and its twin: numpy's unseeded ``default_rng()`` and Python's ``random`` (where
+    Keras draws default seeds) are seeded from a counter both share, set again before each
+    side runs."""
 
     def __init__(self, monkeypatch):
-        self.seed = 0
+        self._seed = 0
         real = np.random.default_rng
 
         def default_rng(seed=None):
-            return real(self.seed if seed is None else seed)
+            return real(self._seed if seed is None else seed)
 
         monkeypatch.setattr(np.random, "default_rng", default_rng)
+
+    @property
+    def seed(self):
+        return self._seed
+
+    @seed.setter
+    def seed(self, value):
+        self._seed = value
+        random.seed(value)
 
 
 def views(dashboard):

@@ -298,12 +298,16 @@ def _resetter(tree: Any) -> Compute:
 def _freshly_seeded(init: Any) -> Any:
     """A Keras 3 random initializer built without a seed fixes one at construction and gives
     the same values at every call: a copy with a new seed draws new values, as the user of an
-    unseeded initializer expects.  Seeded ones (and tf_keras') are called as they are."""
+    unseeded initializer expects.  The seed is drawn as Keras draws its default seeds (Python's
+    ``random``), so ``keras.utils.set_random_seed`` makes resets reproducible.  Seeded
+    initializers (and tf_keras') are called as they are."""
+    import random
+
     if getattr(init, "_init_seed", 0) is not None or not hasattr(init, "get_config"):
         return init
     try:
         config = dict(init.get_config())
-        config["seed"] = int(np.random.default_rng().integers(0, 2**31 - 1))
+        config["seed"] = random.randint(1, int(1e9))
         return type(init).from_config(config)
     except Exception:  # noqa: BLE001 - a custom initializer: called as it is
         return init
