@@ -599,3 +599,13 @@ def test_the_memory_guard_refuses_an_in_memory_snapshot_and_names_the_path(keras
     # the streaming forms need no room for the whole model
     assert len(hw.snapshot(model, tmp_path / "again.npz")) == 4
     assert hw.diff(path, model).changed == []
+
+
+def test_a_snapshot_that_cannot_be_written_says_so_and_leaves_no_file(keras, tmp_path):
+    model = small_net(keras)
+    with pytest.raises(hw.HubWidgetsError, match="Could not write the snapshot.*nothing was"):
+        hw.snapshot(model, tmp_path / "no such folder" / "snap.npz")
+    (tmp_path / "taken.npz").mkdir()  # a folder where the file should go
+    with pytest.raises(hw.HubWidgetsError, match="Could not write the snapshot"):
+        hw.snapshot(model).save(tmp_path / "taken.npz")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["taken.npz"]  # no .partial left

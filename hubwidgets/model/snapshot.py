@@ -376,9 +376,14 @@ def _write_file(path: str | os.PathLike[str], compress: bool, meta: dict[str, An
                 np.lib.format.write_array(
                     entry, np.frombuffer(json.dumps(header).encode(), dtype=np.uint8))
         os.replace(partial, target)
-    except BaseException:
+    except BaseException as exc:
         if os.path.exists(partial):
             os.remove(partial)
+        if isinstance(exc, OSError):
+            raise HubWidgetsError(f"Could not write the snapshot {target!r} ({type(exc).__name__}: "
+                                  f"{exc.strerror or exc}); nothing was written. Pass a path in an "
+                                  "existing, writable folder with room for the model's weights."
+                                  ) from exc
         raise
     return target
 
