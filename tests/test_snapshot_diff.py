@@ -396,6 +396,7 @@ def test_diff_with_another_models_checkpoint_pairs_nothing_it_does_not_name(
     assert sorted(d.only_before) == sorted(v.path for v in hw.inspect(a).variables())
     assert len(d.only_after) == 4 and all("b1" in p or "b2" in p for p in d.only_after)
     assert d.frozen_changed == [] and d.trainable_unchanged == []
+    assert "paired by path, never by position" in d.summary()
     # its own checkpoint still pairs every variable, by name
     own = tf.train.Checkpoint(model=a).write(str(tmp_path / "a" / "ckpt"))
     a.layers[0].kernel.assign(a.layers[0].kernel * 2)
@@ -609,3 +610,20 @@ def test_a_snapshot_that_cannot_be_written_says_so_and_leaves_no_file(keras, tmp
     with pytest.raises(hw.HubWidgetsError, match="Could not write the snapshot"):
         hw.snapshot(model).save(tmp_path / "taken.npz")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["taken.npz"]  # no .partial left
+
+
+def test_a_tf_keras_checkpoint_of_an_auto_named_twin_pairs_nothing_by_leaf_name(tf_keras, tf,
+                                                                               tmp_path):
+    """tf_keras records names from the layer down ("dense/kernel"): dropping a first
+    component there drops the layer's name, so "gamma" would pair with any "gamma"."""
+    def build():
+        return tf_keras.Sequential([tf_keras.layers.Dense(4, input_shape=(3,)),
+                                    tf_keras.layers.BatchNormalization(),
+                                    tf_keras.layers.Dense(1)])
+
+    saved = build()
+    saved.save_weights(str(tmp_path / "ckpt"))
+    twin = build()  # the same layers, named dense_2, batch_normalization_1, ... here
+    d = hw.diff(twin, str(tmp_path / "ckpt"))
+    assert len(d) == 0 and len(d.only_before) == len(d.only_after) == 8
+    assert len(hw.diff(saved, str(tmp_path / "ckpt"))) == 8
