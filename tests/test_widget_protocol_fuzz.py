@@ -9,7 +9,9 @@ After every message:
   model (same layers, same values) gets the same request as a hubwidgets Python call built
   from the message's own fields, and both must then hold the same values bit for bit and the
   same trainable flags; a refused message leaves the model as it was;
-- every view agrees with the model: the explorer's totals and rows with Keras' own counts
+- every view agrees with the model (the training panel included, its layer picker fuzzed
+  and a watched ``fit`` among the Python changes): the explorer's totals and rows with
+  Keras' own counts
   (``count_params``, ``trainable_weights``), the header with the same, and the explorer, the
   weight plot and the session with one selection.
 
@@ -91,6 +93,9 @@ state_update = st.one_of(
         lambda v: {"method": "update", "state": {"value": v}, "buffer_paths": []},
         st.one_of(st.booleans(), junk))),
     st.tuples(st.just("explorer"), st.builds(lambda m: {"method": m}, junk)),
+    st.tuples(st.just("picker"), st.builds(
+        lambda v: {"method": "update", "state": {"index": v}, "buffer_paths": []},
+        st.one_of(st.integers(-2, 6), junk))),
 )
 python_change = st.tuples(st.just("python"), st.one_of(
     st.tuples(st.just("freeze"), st.sampled_from(LAYERS)),
@@ -98,6 +103,7 @@ python_change = st.tuples(st.just("python"), st.one_of(
     st.tuples(st.just("scale"), st.sampled_from(LAYERS)),
     st.tuples(st.just("assign"), st.sampled_from(["d1", "d2"])),
     st.tuples(st.just("undo"), st.just("")),
+    st.tuples(st.just("fit"), st.just("")),
 ))
 sane = {"path": st.sampled_from(PATHS[:9]), "bool": st.booleans(),
         "number": st.sampled_from([0.0, 0.25, 0.5, 2.0, -1.0, 3])}
@@ -111,9 +117,15 @@ messages = st.lists(st.one_of(valid_action, valid_action, valid_action, action_m
 
 def build(keras):
     keras.utils.set_random_seed(0)
-    return keras.Sequential([keras.Input((4,)), keras.layers.Dense(3, name="d1"),
-                             keras.layers.BatchNormalization(name="bn"),
-                             keras.layers.Dense(2, name="d2")], name="fuzz")
+    model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(3, name="d1"),
+                              keras.layers.BatchNormalization(name="bn"),
+                              keras.layers.Dense(2, name="d2")], name="fuzz")
+    model.compile(optimizer=keras.optimizers.SGD(0.1), loss="mse")
+    return model
+
+
+X = np.linspace(-1, 1, 32, dtype=np.float32).reshape(8, 4)
+Y = np.linspace(0, 1, 16, dtype=np.float32).reshape(8, 2)
 
 
 def state(model):
@@ -153,13 +165,18 @@ def views(dashboard):
     weights = dashboard.weights
     log_box, shared_box = weights.children[0].children
     return {"explorer": dashboard.explorer, "weights": weights, "header": dashboard.header,
-            "probe": weights.probe, "log_box": log_box, "shared_box": shared_box}
+            "probe": weights.probe, "log_box": log_box, "shared_box": shared_box,
+            "picker": dashboard.training.layer_picker}
 
 
-def python_side(model, kind, layer):
-    """A change from Python, as a user makes it beside the dashboard (hw calls, or Keras
-    followed by ``dashboard.refresh()``)."""
-    if kind == "freeze":
+def python_side(model, kind, layer, callbacks=()):
+    """A change from Python, as a user makes it beside the dashboard (hw calls, a watched
+    ``fit``, or Keras followed by ``dashboard.refresh()``)."""
+    if kind == "fit":
+        model.compile(optimizer=model.optimizer.__class__(0.1), loss="mse")  # flags may differ
+        model.fit(X, Y, epochs=1, batch_size=4, shuffle=False, verbose=0,
+                  callbacks=list(callbacks))
+    elif kind == "freeze":
         hw.freeze(model, layer)
     elif kind == "unfreeze":
         hw.unfreeze(model, layer)
@@ -218,6 +235,11 @@ def check_views(dashboard, model):
             assert row["trainable_params"] == sum(int(np.prod(w.shape))
                                                   for w in layer.trainable_weights), row
     assert explorer.selected == session.selection == weights.selected
+    panel = dashboard.training  # between messages no fit runs: the panel must not say so
+    assert "(training)" not in panel.status.value
+    assert panel.layer_picker.value is None or panel.layer_picker.value in [
+        value for _, value in panel.layer_picker.options] or \
+        panel.layer_picker.value in panel.layer_picker.options
 
 
 @pytest.mark.filterwarnings("ignore")
@@ -233,6 +255,8 @@ def test_random_and_hostile_messages_never_escape_corrupt_or_desync(keras, monke
     for m in (model, twin):
         hw.undo_history(m).keep_originals = True  # as the explorer's first edit sets it
     with recording_comms():
+        watcher = hw.watch(model, min_refresh_s=0)
+        watcher.panel  # noqa: B018 - the dashboard shows it as its "Training" tab
         dashboard = hw.explore(model)
     try:
         targets = views(dashboard)
@@ -245,7 +269,7 @@ def test_random_and_hostile_messages_never_escape_corrupt_or_desync(keras, monke
                 for m in (model, twin):
                     draws.seed = step
                     with contextlib.suppress(hw.HubWidgetsError):
-                        python_side(m, kind, layer)
+                        python_side(m, kind, layer, [watcher] if m is model else [])
                 dashboard.refresh()
                 assert state(model) == state(twin)
                 check_views(dashboard, model)
