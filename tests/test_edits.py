@@ -510,3 +510,13 @@ def test_a_reset_that_changes_nothing_says_so_and_records_no_step(K):
     with pytest.warns(UserWarning, match="changed nothing"):
         hw.reset_weights(model, "d1/bias")  # ones, reset to ones
     assert hw.undo_history(model).undo_steps == []
+
+
+def test_a_bfloat16_overflow_is_refused_too(keras):
+    model = keras.Sequential([keras.Input((3,)), keras.layers.Dense(2, dtype="bfloat16",
+                                                                    name="b")], name="bf")
+    model.layers[0].kernel.assign(np.full((3, 2), 10.0))
+    before = values(model)
+    with pytest.raises(hw.EditError, match=r"overflows bfloat16"):
+        hw.scale_weights(model, "b/kernel", 1e38)
+    assert values(model) == before

@@ -627,3 +627,24 @@ def test_a_tf_keras_checkpoint_of_an_auto_named_twin_pairs_nothing_by_leaf_name(
     d = hw.diff(twin, str(tmp_path / "ckpt"))
     assert len(d) == 0 and len(d.only_before) == len(d.only_after) == 8
     assert len(hw.diff(saved, str(tmp_path / "ckpt"))) == 8
+
+
+def test_a_bfloat16_and_string_model_streams_and_restores_bit_for_bit(keras, tf, tmp_path):
+    model = small_net(keras, dtype="bfloat16")
+    model.layers[0].kernel.assign(np.linspace(-3, 3, 16).reshape(4, 4))
+    snap = hw.snapshot(model, tmp_path / "bf16")
+    assert snap.values["net/a1/kernel"].dtype.name == "bfloat16"
+    expected = raw_values(model)
+    hw.scale_weights(model, "a1", 2.0)
+    hw.restore(model, str(tmp_path / "bf16.npz"))
+    assert raw_values(model) == expected
+
+    class Words(tf.Module):
+        def __init__(self):
+            super().__init__(name="words")
+            self.vocab = tf.Variable(["a", "bc", "<b>"], name="vocab")
+
+    words = Words()
+    text = hw.snapshot(words, tmp_path / "words")
+    assert text.values[text.paths[0]].tolist() == [b"a", b"bc", b"<b>"]
+    assert hw.diff(str(tmp_path / "words.npz"), words).changed == []

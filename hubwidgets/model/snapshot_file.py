@@ -179,6 +179,10 @@ def _dtype_named(name: str) -> np.dtype | None:
         import ml_dtypes  # installed with TensorFlow
 
         return np.dtype(getattr(ml_dtypes, name))
+    for prefix, code, bits in (("bytes", "S", 8), ("str", "U", 32)):  # named by bit width
+        width = name[len(prefix):]
+        if name.startswith(prefix) and width.isdigit() and int(width) % bits == 0:
+            return np.dtype(f"{code}{int(width) // bits}")
     try:
         dtype = np.dtype(name)
     except TypeError:
