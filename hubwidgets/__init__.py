@@ -55,7 +55,7 @@ _EXPORTS = {
     "reset_weights": "hubwidgets.model.edits",
     "prune_weights": "hubwidgets.model.edits",
     "add_noise": "hubwidgets.model.edits",
-    "restore": "hubwidgets.model.edits",
+    "restore": "hubwidgets.model.snapshot",
     "undo": "hubwidgets.model.edits",
     "redo": "hubwidgets.model.edits",
     "undo_history": "hubwidgets.model.edits",
@@ -87,7 +87,7 @@ if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
     from .model.diff import VariableDiff, WeightDiff, diff
     from .model.codegen import edit_code
     from .model.edits import (EditError, UndoHistoryWarning, add_noise,
-                              prune_weights, redo, reset_weights, restore, scale_weights, undo,
+                              prune_weights, redo, reset_weights, scale_weights, undo,
                               undo_history)
     from .model.hub_layer import HubLayer
     from .model.inspect import inspect
@@ -95,7 +95,7 @@ if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
     from .model.memory_guard import InsufficientMemoryError
     from .model.probe import ActivationStats, Probe, ProbeError, probe
     from .model.session import ModelSession, session_for
-    from .model.snapshot import Snapshot, snapshot
+    from .model.snapshot import Snapshot, restore, snapshot
     from .model.effective import effective_weights
     from .model.lora_enable import enable_lora
     from .model.stats import NonFiniteWeightsWarning, WeightStats, weight_stats

@@ -484,6 +484,15 @@ def test_reset_of_an_untrained_keras3_layer_draws_new_values(keras):
     limit = np.sqrt(6 / (6 + 5))  # still glorot_uniform's distribution
     assert np.abs(kernel.numpy()).max() <= limit
     assert len(hw.undo_history(model).undo_steps) == 2
+    keras.utils.set_random_seed(5)  # Keras' global seed makes the draws reproducible
+    hw.reset_weights(model, "fresh/kernel")
+    drawn = kernel.numpy().copy()
+    hw.scale_weights(model, "fresh/kernel", 2.0)
+    keras.utils.set_random_seed(5)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # it changes the values: no "changed nothing"
+        hw.reset_weights(model, "fresh/kernel")
+    np.testing.assert_array_equal(kernel.numpy(), drawn)
 
 
 def test_reset_with_a_seeded_initializer_keeps_its_seed(keras):
@@ -501,3 +510,13 @@ def test_a_reset_that_changes_nothing_says_so_and_records_no_step(K):
     with pytest.warns(UserWarning, match="changed nothing"):
         hw.reset_weights(model, "d1/bias")  # ones, reset to ones
     assert hw.undo_history(model).undo_steps == []
+
+
+def test_a_bfloat16_overflow_is_refused_too(keras):
+    model = keras.Sequential([keras.Input((3,)), keras.layers.Dense(2, dtype="bfloat16",
+                                                                    name="b")], name="bf")
+    model.layers[0].kernel.assign(np.full((3, 2), 10.0))
+    before = values(model)
+    with pytest.raises(hw.EditError, match=r"overflows bfloat16"):
+        hw.scale_weights(model, "b/kernel", 1e38)
+    assert values(model) == before

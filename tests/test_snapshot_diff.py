@@ -396,6 +396,7 @@ def test_diff_with_another_models_checkpoint_pairs_nothing_it_does_not_name(
     assert sorted(d.only_before) == sorted(v.path for v in hw.inspect(a).variables())
     assert len(d.only_after) == 4 and all("b1" in p or "b2" in p for p in d.only_after)
     assert d.frozen_changed == [] and d.trainable_unchanged == []
+    assert "paired by path, never by position" in d.summary()
     # its own checkpoint still pairs every variable, by name
     own = tf.train.Checkpoint(model=a).write(str(tmp_path / "a" / "ckpt"))
     a.layers[0].kernel.assign(a.layers[0].kernel * 2)
@@ -599,3 +600,51 @@ def test_the_memory_guard_refuses_an_in_memory_snapshot_and_names_the_path(keras
     # the streaming forms need no room for the whole model
     assert len(hw.snapshot(model, tmp_path / "again.npz")) == 4
     assert hw.diff(path, model).changed == []
+
+
+def test_a_snapshot_that_cannot_be_written_says_so_and_leaves_no_file(keras, tmp_path):
+    model = small_net(keras)
+    with pytest.raises(hw.HubWidgetsError, match="Could not write the snapshot.*nothing was"):
+        hw.snapshot(model, tmp_path / "no such folder" / "snap.npz")
+    (tmp_path / "taken.npz").mkdir()  # a folder where the file should go
+    with pytest.raises(hw.HubWidgetsError, match="Could not write the snapshot"):
+        hw.snapshot(model).save(tmp_path / "taken.npz")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["taken.npz"]  # no .partial left
+
+
+def test_a_tf_keras_checkpoint_of_an_auto_named_twin_pairs_nothing_by_leaf_name(tf_keras, tf,
+                                                                               tmp_path):
+    """tf_keras records names from the layer down ("dense/kernel"): dropping a first
+    component there drops the layer's name, so "gamma" would pair with any "gamma"."""
+    def build():
+        return tf_keras.Sequential([tf_keras.layers.Dense(4, input_shape=(3,)),
+                                    tf_keras.layers.BatchNormalization(),
+                                    tf_keras.layers.Dense(1)])
+
+    saved = build()
+    saved.save_weights(str(tmp_path / "ckpt"))
+    twin = build()  # the same layers, named dense_2, batch_normalization_1, ... here
+    d = hw.diff(twin, str(tmp_path / "ckpt"))
+    assert len(d) == 0 and len(d.only_before) == len(d.only_after) == 8
+    assert len(hw.diff(saved, str(tmp_path / "ckpt"))) == 8
+
+
+def test_a_bfloat16_and_string_model_streams_and_restores_bit_for_bit(keras, tf, tmp_path):
+    model = small_net(keras, dtype="bfloat16")
+    model.layers[0].kernel.assign(np.linspace(-3, 3, 16).reshape(4, 4))
+    snap = hw.snapshot(model, tmp_path / "bf16")
+    assert snap.values["net/a1/kernel"].dtype.name == "bfloat16"
+    expected = raw_values(model)
+    hw.scale_weights(model, "a1", 2.0)
+    hw.restore(model, str(tmp_path / "bf16.npz"))
+    assert raw_values(model) == expected
+
+    class Words(tf.Module):
+        def __init__(self):
+            super().__init__(name="words")
+            self.vocab = tf.Variable(["a", "bc", "<b>"], name="vocab")
+
+    words = Words()
+    text = hw.snapshot(words, tmp_path / "words")
+    assert text.values[text.paths[0]].tolist() == [b"a", b"bc", b"<b>"]
+    assert hw.diff(str(tmp_path / "words.npz"), words).changed == []

@@ -372,3 +372,57 @@ def test_a_watcher_never_fitted_is_not_running(keras, tf):
     model.build((None, 4))
     cb = hw.watch(model)
     assert cb.running is False and cb.interrupted is False
+
+
+def test_in_ipython_the_run_ends_when_the_interrupted_cell_ends(keras, tf, xy):
+    """Nobody needs to ask: the panel stops saying "training" when the cell is over."""
+    from IPython.core.interactiveshell import InteractiveShell
+    from recording_comm import recording_comms
+
+    shell = InteractiveShell.instance()
+    model = k3_model(keras)
+    model.compile(optimizer=keras.optimizers.SGD(0.05), loss="mse")
+
+    def stop(batch, logs=None):
+        if batch == 1:
+            raise KeyboardInterrupt
+
+    with recording_comms():
+        cb = hw.watch(model, min_refresh_s=0)
+        panel = cb.panel
+        shell.user_ns.update(model=model, cb=cb, xy=xy,
+                             stop=keras.callbacks.LambdaCallback(on_train_batch_end=stop))
+        result = shell.run_cell("model.fit(*xy, epochs=2, batch_size=8, verbose=0, "
+                                "callbacks=[cb, stop])")
+    assert isinstance(result.error_in_exec, KeyboardInterrupt)
+    assert cb._running is False and cb._start is None  # ended by the cell's end, not by a read
+    assert "interrupted" in panel.status.value
+
+
+def test_a_start_of_fit_too_large_for_memory_is_streamed_to_a_file_and_removed(
+        keras, tf, xy, monkeypatch, tmp_path):
+    import tempfile
+
+    from hubwidgets.model import memory_guard
+
+    model = k3_model(keras)
+    model.compile(optimizer=keras.optimizers.SGD(0.05), loss="mse")
+    reference_model = k3_model(keras, name="net")
+    reference_model.compile(optimizer=keras.optimizers.SGD(0.05), loss="mse")
+    reference = hw.watch(reference_model, update_ratio=False)
+    reference_model.fit(*xy, epochs=1, batch_size=8, verbose=0, callbacks=[reference])
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    monkeypatch.setattr(memory_guard, "SMALL_BYTES", 0)
+    monkeypatch.setattr(memory_guard, "available_bytes", lambda: 1024)
+    with pytest.raises(hw.InsufficientMemoryError):
+        hw.snapshot(model)  # in memory: refused
+    cb = hw.watch(model, update_ratio=False)
+    seen = []
+    probe = keras.callbacks.LambdaCallback(
+        on_epoch_end=lambda *_: seen.append(sorted(p.name for p in tmp_path.iterdir())))
+    model.fit(*xy, epochs=1, batch_size=8, verbose=0, callbacks=[cb, probe])
+    assert len(seen[0]) == 1 and seen[0][0].startswith("hubwidgets-watch-")  # during fit
+    assert list(tmp_path.iterdir()) == []  # removed at its end
+    assert cb.diff.changed == reference.diff.changed
+    for p in cb.diff:
+        assert cb.diff[p].rel_change == reference.diff[p].rel_change

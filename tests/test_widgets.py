@@ -194,3 +194,18 @@ def test_a_dashboard_computes_each_statistic_once_per_change(keras, monkeypatch,
     assert sorted(reduced) == sorted(paths)
     rows = {r["name"]: r for r in dashboard.explorer._rows}
     assert "NaN/Inf" in rows["b"]["badges"] and "NaN/Inf" not in rows["a"]["badges"]
+
+
+@pytest.mark.parametrize("action, fields", [
+    ("set_trainable", {"value": False}), ("scale_weights", {"factor": 0.0}),
+    ("reset_weights", {}), ("prune_weights", {"fraction": 1.0}), ("add_noise", {"std": 1.0})])
+@pytest.mark.parametrize("path", ["", "/", " "])
+def test_a_message_with_an_empty_path_acts_on_nothing(keras, explorer_of, action, fields, path):
+    """Issue 27 (found by the protocol fuzzer): ``find("")`` is the root, so an empty path
+    from the browser froze or edited the whole model."""
+    model = keras.Sequential([keras.Input((3,)), keras.layers.Dense(2, name="d")], name="m")
+    explorer = explorer_of(model)
+    before = [(w.numpy().tobytes(), w.trainable) for w in model.weights]
+    explorer.handle_action({"action": action, "path": path, **fields})
+    assert [(w.numpy().tobytes(), w.trainable) for w in model.weights] == before
+    assert "No layer or variable path was given" in explorer.message

@@ -204,6 +204,10 @@ class WeightDiff(Mapping):
         moved = sum(d.size for d in self._results.values() if d.changed)
         lines.append(f"{n_changed} of {total} variables changed ({moved:,} of {params:,} "
                      "parameters).")
+        if not total and (self.only_before or self.only_after):
+            lines.append("No variable has the same path on both sides: these are different "
+                         "models, or their layers are named differently (variables are paired "
+                         "by path, never by position).")
         frozen = [d for d in self._results.values() if d.frozen]
         if frozen:
             still = sum(not d.changed for d in frozen)
@@ -510,7 +514,10 @@ def _checkpoint_snapshot(prefix: str, model: Any) -> Snapshot:
 
 
 def _unique_below_root(names: list[str]) -> dict[str, str]:
-    """name below its root -> the name, for names whose part below the root is unique."""
+    """name below its root -> the name, for names whose part below the root is unique; none
+    when the names do not all start with one root (tf_keras names start at the layer)."""
+    if len({name.split("/", 1)[0] for name in names}) != 1:
+        return {}
     seen: dict[str, list[str]] = {}
     for name in names:
         if "/" in name:

@@ -1,5 +1,6 @@
 """Edit a live model's weights, with undo: ``scale_weights``, ``reset_weights``,
-``prune_weights``, ``add_noise``, ``restore``, ``undo``, ``redo``.
+``prune_weights``, ``add_noise``, ``undo``, ``redo`` (``restore``, the one edit that
+takes a snapshot, is in :mod:`hubwidgets.model.snapshot`, on top of this module's ``_apply``).
 
 Rules:
 
@@ -36,7 +37,6 @@ import hashlib
 import math
 import numbers
 import warnings
-from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
@@ -169,23 +169,6 @@ def undo_history(model: Any) -> EditHistory:
     return session.edit_history
 
 
-def before_first_edit(model: Any, paths: Any) -> Any:
-    """A :class:`hubwidgets.Snapshot` of the variables at ``paths`` as they were before their
-    first edit recorded with ``keep_originals`` (variables never edited are left out).
-    Raises :class:`EditError` when some of those values were not kept (the budget)."""
-    from .snapshot import Snapshot
-
-    history = undo_history(model)
-    wanted = list(paths)
-    lost = [p for p in wanted if p in history.lost_originals]
-    if lost:
-        raise EditError(f"The values of {', '.join(lost[:3])} before the first edit were not "
-                        "kept (over the undo budget); nothing was restored. Raise "
-                        "hubwidgets.undo_history(model).budget_bytes before editing to keep "
-                        "them, or take hubwidgets.snapshot(model) first.")
-    return Snapshot({p: history.originals[p][0] for p in wanted if p in history.originals})
-
-
 # -- the edits ------------------------------------------------------------------------------
 def scale_weights(model: Any, target: str, factor: float) -> Any:
     """Multiply every variable of ``target`` by ``factor``, in the variable's own dtype
@@ -222,53 +205,6 @@ def reset_weights(model: Any, target: str) -> Any:
     initializers give the same values at every call, so there a reset brings back the
     layer's first initial values; Keras 3's unseeded ones draw new values."""
     return _edit(model, "reset_weights", target)
-
-
-def restore(model: Any, snapshot: Any) -> Any:
-    """Put every variable of a :class:`hubwidgets.Snapshot` (or of a snapshot file, given by
-    its path) back, bit for bit, as one undo step; every open view of the model follows.
-    Every path, shape and dtype is checked before anything is written (a value is never
-    cast: a float64 snapshot does not go into float32 variables); a mismatch changes
-    nothing.  ``Snapshot.restore`` is the same operation."""
-    import os
-
-    from .memory_guard import ensure_fits
-    from .snapshot import Snapshot
-
-    session = edit_session(model)
-    if isinstance(snapshot, (str, os.PathLike)):
-        snapshot = Snapshot.open(snapshot)  # checked entry by entry; values read on demand
-    values = getattr(snapshot, "values", None)
-    if not isinstance(values, Mapping):
-        raise EditError(f"restore takes a hubwidgets.Snapshot (hw.snapshot(model)) or the path "
-                        f"of a snapshot file, got {type(snapshot).__name__}; nothing changed.")
-    live = {v.path: v for v in session.tree.variables()}
-    problems = []
-    for p in values:
-        if p in live:
-            shape, dtype = _spec(values, p)
-            if not _same_kind(live[p], shape, dtype):
-                problems.append(f"{p!r} has shape {tuple(live[p].shape)} / {live[p].dtype} in "
-                                f"the model but {shape} / {dtype} in the snapshot")
-    problems += [f"{p!r} is not a variable of the model" for p in values if p not in live]
-    if problems:
-        raise EditError("Nothing was restored: " + "; ".join(problems[:5]) +
-                        (f" (and {len(problems) - 5} more)" if len(problems) > 5 else "") +
-                        ". Restore into the model the snapshot was taken from.")
-    ensure_fits(2 * sum(int(live[p].nbytes) for p in values),
-                "restoring a snapshot (its values, and the current ones for undo)",
-                "restore part of it: snapshot.restore(model, paths=[...])")
-    return _apply(session, [live[p] for p in values], lambda old, info: values[info.path],
-                  f"restore({session.var_name}, snapshot)", allow_any_dtype=True)
-
-
-def _spec(values: Mapping[str, Any], path: str) -> tuple[tuple[int, ...], str]:
-    """Shape and dtype name of a snapshot's value (read from a file's header, not its data)."""
-    spec = getattr(values, "spec", None)
-    if spec is not None:
-        return spec(path)
-    value = np.asarray(values[path])
-    return tuple(value.shape), value.dtype.name
 
 
 def undo(model: Any, force: bool = False) -> Any:
@@ -363,12 +299,16 @@ def _resetter(tree: Any) -> Compute:
 def _freshly_seeded(init: Any) -> Any:
     """A Keras 3 random initializer built without a seed fixes one at construction and gives
     the same values at every call: a copy with a new seed draws new values, as the user of an
-    unseeded initializer expects.  Seeded ones (and tf_keras') are called as they are."""
+    unseeded initializer expects.  The seed is drawn as Keras draws its default seeds (Python's
+    ``random``), so ``keras.utils.set_random_seed`` makes resets reproducible.  Seeded
+    initializers (and tf_keras') are called as they are."""
+    import random
+
     if getattr(init, "_init_seed", 0) is not None or not hasattr(init, "get_config"):
         return init
     try:
         config = dict(init.get_config())
-        config["seed"] = int(np.random.default_rng().integers(0, 2**31 - 1))
+        config["seed"] = random.randint(1, int(1e9))
         return type(init).from_config(config)
     except Exception:  # noqa: BLE001 - a custom initializer: called as it is
         return init
@@ -381,14 +321,6 @@ _COMPUTES: dict[str, Callable[..., Compute]] = {
 
 
 # -- internals ------------------------------------------------------------------------------
-def _same_kind(info: Any, shape: tuple[int, ...], dtype: str) -> bool:
-    """Whether a snapshot's value fits the variable: same shape and dtype, never a cast (a
-    tf.string variable is kept as bytes in a snapshot)."""
-    if tuple(info.shape) != tuple(shape):
-        return False
-    return info.dtype == dtype or (info.dtype == "string" and dtype.startswith(("bytes", "object")))
-
-
 def _finite_number(value: Any, what: str) -> float:
     if isinstance(value, bool) or not isinstance(value, numbers.Real):
         raise EditError(f"{what} must be a number, got {value!r}; nothing changed.")

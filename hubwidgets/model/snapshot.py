@@ -5,33 +5,25 @@ start of ``fit``, and what an undo restores.  It holds plain numpy arrays (``val
 trainable flag of each variable when the snapshot was taken, and the class of the layer or
 module that owns it (so an audit can say "BatchNormalization moving statistics").
 
-Files: one ``.npz`` (numpy's zip of ``.npy`` arrays).  Why this and not a checkpoint or
-``.weights.h5``: it reads back with numpy alone (no TensorFlow, no h5py, no model to load
-into), keeps every dtype and shape exactly, is written without pickle and read with
-``allow_pickle=False`` (a file from elsewhere cannot run code), and each array can be read
-on its own.  Paths are kept in a JSON entry beside the arrays, so any character a variable
-path holds survives.
+A snapshot lives in host memory, or in a file (``snapshot(model, path)``, written one
+variable at a time and read back on demand): the file format is in
+:mod:`hubwidgets.model.snapshot_file`.  ``restore`` (``hubwidgets.restore`` and
+``Snapshot.restore``, one operation) writes a snapshot back as one undo step, on top of
+:mod:`hubwidgets.model.edits`.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import json
 import os
-import zipfile
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterator
 
 import numpy as np
 
-from .errors import HubWidgetsError
-
-_FORMAT = "hubwidgets.snapshot/1"
-_META_KEY = "__hubwidgets_meta__"
-_ML_DTYPES = ("bfloat16", "float8_e4m3fn", "float8_e5m2")
-_TABLES = ("trainable", "owners", "can_train", "hub_layers")
-
+from .errors import EditError, HubWidgetsError
+from .snapshot_file import TABLES, SnapshotFile, write_file
 
 class LazyValues(Mapping):
     """variable path -> value, each read only when asked for (from a snapshot file, or from
@@ -129,7 +121,7 @@ class Snapshot:
         values = (self.values.only(keep) if isinstance(self.values, LazyValues)
                   else pick(self.values))
         return dataclasses.replace(self, values=values, **{t: pick(getattr(self, t))
-                                                           for t in _TABLES})
+                                                           for t in TABLES})
 
     def __contains__(self, path: object) -> bool:
         return path in self.values
@@ -153,7 +145,7 @@ class Snapshot:
         The values are written one at a time (a snapshot read on demand is never all in
         memory).
         """
-        return _write_file(path, compress, self._meta(), self.values.items())
+        return write_file(path, compress, self._meta(), self.values.items())
 
     def _meta(self) -> dict[str, Any]:
         return {"trainable": self.trainable, "owners": self.owners,
@@ -183,11 +175,11 @@ class Snapshot:
         source = os.fspath(path)
         if not os.path.isfile(source) and os.path.isfile(source + ".npz"):
             source += ".npz"
-        reader = _SnapshotFile(source)
+        reader = SnapshotFile(source)
         meta = reader.meta
         return cls(values=LazyValues(reader.paths, reader.read, reader.specs),
                    framework=meta["framework"], root=meta["root"], source=source,
-                   **{t: meta[t] for t in _TABLES})
+                   **{t: meta[t] for t in TABLES})
 
     # -- writing back --------------------------------------------------------------------------
     def restore(self, model: Any, paths: list[str] | None = None) -> list[str]:
@@ -198,20 +190,87 @@ class Snapshot:
         changes nothing; the restore is one undo step and every open view of the model
         follows.  Returns the paths written.
         """
-        from .edits import restore
-
         chosen = self
         if paths is not None:
             wanted = list(paths)
             missing = [p for p in wanted if p not in self.values]
             if missing:
-                from .errors import EditError
-
                 raise EditError("Nothing was restored: " + "; ".join(
                     f"{p!r} is not in the snapshot" for p in missing[:5]) + ".")
             chosen = self.subset(wanted)
         restore(model, chosen)
         return list(chosen.values)
+
+
+def restore(model: Any, snapshot: Any) -> Any:
+    """Put every variable of a :class:`hubwidgets.Snapshot` (or of a snapshot file, given by
+    its path) back, bit for bit, as one undo step; every open view of the model follows.
+    Every path, shape and dtype is checked before anything is written (a value is never
+    cast: a float64 snapshot does not go into float32 variables); a mismatch changes
+    nothing.  ``Snapshot.restore`` is the same operation."""
+    from .edit_lookups import edit_session
+    from .edits import _apply
+    from .memory_guard import ensure_fits
+
+    session = edit_session(model)
+    if isinstance(snapshot, (str, os.PathLike)):
+        snapshot = Snapshot.open(snapshot)  # checked entry by entry; values read on demand
+    values = getattr(snapshot, "values", None)
+    if not isinstance(values, Mapping):
+        raise EditError(f"restore takes a hubwidgets.Snapshot (hw.snapshot(model)) or the path "
+                        f"of a snapshot file, got {type(snapshot).__name__}; nothing changed.")
+    live = {v.path: v for v in session.tree.variables()}
+    problems = []
+    for p in values:
+        if p in live:
+            shape, dtype = _spec(values, p)
+            if not _same_kind(live[p], shape, dtype):
+                problems.append(f"{p!r} has shape {tuple(live[p].shape)} / {live[p].dtype} in "
+                                f"the model but {shape} / {dtype} in the snapshot")
+    problems += [f"{p!r} is not a variable of the model" for p in values if p not in live]
+    if problems:
+        raise EditError("Nothing was restored: " + "; ".join(problems[:5]) +
+                        (f" (and {len(problems) - 5} more)" if len(problems) > 5 else "") +
+                        ". Restore into the model the snapshot was taken from.")
+    ensure_fits(2 * sum(int(live[p].nbytes) for p in values),
+                "restoring a snapshot (its values, and the current ones for undo)",
+                "restore part of it: snapshot.restore(model, paths=[...])")
+    return _apply(session, [live[p] for p in values], lambda old, info: values[info.path],
+                  f"restore({session.var_name}, snapshot)", allow_any_dtype=True)
+
+
+def _spec(values: Mapping[str, Any], path: str) -> tuple[tuple[int, ...], str]:
+    """Shape and dtype name of a snapshot's value (read from a file's header, not its data)."""
+    spec = getattr(values, "spec", None)
+    if spec is not None:
+        return spec(path)
+    value = np.asarray(values[path])
+    return tuple(value.shape), value.dtype.name
+
+
+def before_first_edit(model: Any, paths: Any) -> Any:
+    """A :class:`hubwidgets.Snapshot` of the variables at ``paths`` as they were before their
+    first edit recorded with ``keep_originals`` (variables never edited are left out).
+    Raises :class:`EditError` when some of those values were not kept (the budget)."""
+    from .edits import undo_history
+
+    history = undo_history(model)
+    wanted = list(paths)
+    lost = [p for p in wanted if p in history.lost_originals]
+    if lost:
+        raise EditError(f"The values of {', '.join(lost[:3])} before the first edit were not "
+                        "kept (over the undo budget); nothing was restored. Raise "
+                        "hubwidgets.undo_history(model).budget_bytes before editing to keep "
+                        "them, or take hubwidgets.snapshot(model) first.")
+    return Snapshot({p: history.originals[p][0] for p in wanted if p in history.originals})
+
+
+def _same_kind(info: Any, shape: tuple[int, ...], dtype: str) -> bool:
+    """Whether a snapshot's value fits the variable: same shape and dtype, never a cast (a
+    tf.string variable is kept as bytes in a snapshot)."""
+    if tuple(info.shape) != tuple(shape):
+        return False
+    return info.dtype == dtype or (info.dtype == "string" and dtype.startswith(("bytes", "object")))
 
 
 def snapshot(model: Any, path: str | os.PathLike[str] | None = None,
@@ -231,7 +290,7 @@ def snapshot(model: Any, path: str | os.PathLike[str] | None = None,
     """
     lazy = live_snapshot(model)
     if path is not None:
-        written = _write_file(path, compress, lazy._meta(), lazy.values.items())
+        written = write_file(path, compress, lazy._meta(), lazy.values.items())
         return Snapshot.open(written)
     from .memory_guard import ensure_fits
 
@@ -283,164 +342,9 @@ def live_snapshot(model: Any) -> Snapshot:
     return snap
 
 
-def _write_file(path: str | os.PathLike[str], compress: bool, meta: dict[str, Any],
-                items: Any) -> str:
-    """Write an ``.npz`` snapshot: each value as its own ``.npy`` entry, written as it comes
-    (one value in memory at a time), then the JSON entry with the paths and dtypes.  Written
-    to a temporary name and renamed, so a failure never leaves a partial file behind."""
-    target = os.fspath(path)
-    if not target.endswith(".npz"):
-        target += ".npz"
-    partial = target + ".partial"
-    paths: list[str] = []
-    dtypes: list[str] = []
-    mode = zipfile.ZIP_DEFLATED if compress else zipfile.ZIP_STORED
-    try:
-        with zipfile.ZipFile(partial, "w", compression=mode, allowZip64=True) as archive:
-            for i, (p, value) in enumerate(items):
-                stored, dtype = _storable(np.asarray(value))
-                with archive.open(f"v{i}.npy", "w", force_zip64=True) as entry:
-                    np.lib.format.write_array(entry, stored, allow_pickle=False)
-                paths.append(p)
-                dtypes.append(dtype)
-                del value, stored
-            header = {"format": _FORMAT, "paths": paths, "dtypes": dtypes, **meta}
-            with archive.open(f"{_META_KEY}.npy", "w") as entry:
-                np.lib.format.write_array(
-                    entry, np.frombuffer(json.dumps(header).encode(), dtype=np.uint8))
-        os.replace(partial, target)
-    except BaseException:
-        if os.path.exists(partial):
-            os.remove(partial)
-        raise
-    return target
-
-
-class _SnapshotFile:
-    """An ``.npz`` snapshot opened for reading one value at a time, every entry checked
-    first: a damaged or hand-edited file raises a :class:`HubWidgetsError` saying what is
-    wrong, never a raw zip or numpy error, and never loads silently wrong."""
-
-    def __init__(self, source: str) -> None:
-        self.source = source
-        try:
-            self._npz = np.load(source, allow_pickle=False)
-        except FileNotFoundError:
-            raise self._error("there is no such file") from None
-        except Exception as exc:  # noqa: BLE001 - zip, numpy and OS errors alike
-            raise self._error(f"it is not a readable .npz file ({type(exc).__name__}: "
-                              f"{exc})") from exc
-        if not isinstance(self._npz, Mapping) and not hasattr(self._npz, "files"):
-            raise self._error("it is a single .npy array, not an .npz snapshot")
-        if _META_KEY not in self._npz.files:
-            raise HubWidgetsError(
-                f"{source!r} is an .npz file but not a hubwidgets snapshot (no "
-                f"{_META_KEY!r} entry). Write snapshots with hubwidgets.snapshot(model, path) "
-                "or hubwidgets.snapshot(model).save(path).")
-        try:
-            raw = self._npz[_META_KEY]
-            self.meta = json.loads(bytes(raw).decode())
-        except Exception as exc:  # noqa: BLE001
-            raise self._error(f"its description entry is damaged ({type(exc).__name__}: "
-                              f"{exc})") from exc
-        self._check_meta()
-        self.paths: list[str] = self.meta["paths"]
-        self._index = {p: i for i, p in enumerate(self.paths)}
-        self._headers = {p: self._header(i, p) for i, p in enumerate(self.paths)}
-        self.specs = {p: (shape, dtype.name, int(np.prod(shape, dtype=np.int64)) * dtype.itemsize)
-                      for p, (shape, dtype) in self._headers.items()}
-
-    def _error(self, what: str) -> HubWidgetsError:
-        return HubWidgetsError(f"Could not read the snapshot {self.source!r}: {what}. Pass a "
-                               "file written by hubwidgets.snapshot(model, path) or "
-                               "Snapshot.save(path), unchanged.")
-
-    def _check_meta(self) -> None:
-        meta = self.meta
-        if not isinstance(meta, dict) or meta.get("format") != _FORMAT:
-            found = meta.get("format") if isinstance(meta, dict) else type(meta).__name__
-            raise self._error(f"its format is {found!r}, not {_FORMAT!r}")
-        paths, dtypes = meta.get("paths"), meta.get("dtypes")
-        if not isinstance(paths, list) or not all(isinstance(p, str) and p for p in paths):
-            raise self._error("its list of variable paths is missing or not a list of names")
-        if len(set(paths)) != len(paths):
-            twice = sorted({p for p in paths if paths.count(p) > 1})
-            raise self._error(f"it names {', '.join(map(repr, twice[:3]))} more than once")
-        if not isinstance(dtypes, list) or len(dtypes) != len(paths) or \
-                not all(isinstance(d, str) for d in dtypes):
-            raise self._error(f"its dtype list does not give one dtype name per variable "
-                              f"({len(paths)} paths)")
-        for key in ("framework", "root"):
-            if not isinstance(meta.setdefault(key, ""), str):
-                raise self._error(f"its {key!r} is not a text")
-        for table in _TABLES:
-            value = meta.setdefault(table, {})
-            kind = str if table in ("owners", "hub_layers") else bool
-            if not isinstance(value, dict) or not all(
-                    isinstance(k, str) and isinstance(v, kind) for k, v in value.items()):
-                raise self._error(f"its {table!r} table is not a mapping of paths to "
-                                  f"{kind.__name__}")
-        missing = [f"v{i}" for i in range(len(paths)) if f"v{i}" not in self._npz.files]
-        if missing:
-            raise self._error(f"it lists {len(paths)} variables but the value entries "
-                              f"{', '.join(missing[:3])} are missing")
-
-    def _header(self, i: int, path: str) -> tuple[tuple[int, ...], np.dtype]:
-        """The stored entry's shape and dtype, read from its ``.npy`` header alone, checked
-        against the dtype the description names."""
-        name = self.meta["dtypes"][i]
-        try:
-            with self._npz.zip.open(f"v{i}.npy") as entry:
-                version = np.lib.format.read_magic(entry)
-                read_header = (np.lib.format.read_array_header_1_0 if version == (1, 0)
-                               else np.lib.format.read_array_header_2_0)
-                shape, _, stored = read_header(entry)
-        except Exception as exc:  # noqa: BLE001
-            raise self._error(f"the entry of {path!r} is damaged ({type(exc).__name__}: "
-                              f"{exc})") from exc
-        if stored.hasobject:
-            raise self._error(f"the entry of {path!r} holds Python objects")
-        wanted = _dtype_named(name)
-        if wanted is None:
-            raise self._error(f"{path!r} has the unknown dtype {name!r}")
-        if name in _ML_DTYPES:
-            fits = stored == np.dtype(f"u{wanted.itemsize}")
-        else:
-            fits = stored == wanted
-        if not fits:
-            raise self._error(f"{path!r} is described as {name} but stored as {stored}")
-        return tuple(shape), wanted
-
-    def read(self, path: str) -> np.ndarray:
-        i = self._index[path]
-        try:
-            stored = self._npz[f"v{i}"]
-        except Exception as exc:  # noqa: BLE001 - CRC errors, truncation, zlib errors
-            raise self._error(f"the value of {path!r} is damaged ({type(exc).__name__}: "
-                              f"{exc})") from exc
-        shape, dtype = self._headers[path]
-        if stored.shape != shape:  # pragma: no cover - the header was read before
-            raise self._error(f"the value of {path!r} changed shape while reading")
-        return _restored(stored, dtype.name)
-
-
 def _numpy_dtype_name(dtype: str) -> str:
     """The numpy name of a variable's dtype as the tree gives it ("string": bytes)."""
     return "bytes" if dtype == "string" else dtype
-
-
-def _dtype_named(name: str) -> np.dtype | None:
-    if name in _ML_DTYPES:
-        import ml_dtypes  # installed with TensorFlow
-
-        return np.dtype(getattr(ml_dtypes, name))
-    try:
-        dtype = np.dtype(name)
-    except TypeError:
-        return None
-    if dtype.name != name or dtype.hasobject:  # "float" -> float64, "int4"...: not ours
-        return None
-    return dtype
 
 
 def host_copy(variable: Any) -> np.ndarray:
@@ -451,20 +355,3 @@ def host_copy(variable: Any) -> np.ndarray:
     if value.base is not None or not value.flags.owndata or not value.flags.writeable:
         value = value.copy()
     return value
-
-
-def _storable(value: np.ndarray) -> tuple[np.ndarray, str]:
-    """The array as .npy can hold it without pickle, and the dtype to read it back as."""
-    name = value.dtype.name
-    if value.dtype.kind == "V" or name in ("bfloat16", "float8_e4m3fn", "float8_e5m2"):
-        # ml_dtypes (bfloat16, float8): stored as raw unsigned ints of the same width
-        return value.view(f"u{value.dtype.itemsize}"), name
-    return value, name
-
-
-def _restored(stored: np.ndarray, dtype: str) -> np.ndarray:
-    if stored.dtype.name == dtype:
-        return stored
-    import ml_dtypes  # installed with TensorFlow
-
-    return stored.view(getattr(ml_dtypes, dtype))

@@ -185,7 +185,6 @@ class _Watcher:
 
     def _begin(self) -> None:
         from .inspect import inspect
-        from .snapshot import snapshot
 
         model = self.watched_model
         tree = inspect(model)
@@ -204,11 +203,28 @@ class _Watcher:
                 layer.path: _host_flat(layer.variables)
                 if all(_on_host(v) for v in layer.variables)
                 else [_copy(v) for v in layer.variables] for layer in self._layers}
-        self._start = snapshot(model) if self.keep_diff else None
+        self._start = self._start_snapshot(model) if self.keep_diff else None
         self._running = True
         self.interrupted = False
         _end_after_the_cell(self)
         self._notify("begin")
+
+    def _start_snapshot(self, model: Any) -> Any:
+        """The start of fit, in host memory; streamed to a temporary file (deleted at the end
+        of fit) when the memory guard says the copy would not fit."""
+        import os
+        import tempfile
+
+        from .memory_guard import InsufficientMemoryError
+        from .snapshot import snapshot
+
+        try:
+            return snapshot(model)
+        except InsufficientMemoryError:
+            handle, name = tempfile.mkstemp(prefix="hubwidgets-watch-", suffix=".npz")
+            os.close(handle)
+            self._start_file = name
+            return snapshot(model, name)
 
     def _end(self, interrupted: bool = False) -> None:
         self._running = False
@@ -217,8 +233,11 @@ class _Watcher:
         if start is not None:
             from .diff import diff
 
-            self.diff = diff(start, self.watched_model)
-            del start
+            try:
+                self.diff = diff(start, self.watched_model)
+            finally:
+                del start
+                self._drop_start_file()
         self._check_drift()
         self._notify("end")
         from .session import existing_session, trainable_layer_paths
@@ -226,6 +245,14 @@ class _Watcher:
         session = existing_session(self.watched_model)
         if session is not None:  # every open view follows; what training can change is read
             session.refresh("values", trainable_layer_paths(session.tree))
+
+    def _drop_start_file(self) -> None:
+        import os
+
+        name = getattr(self, "_start_file", None)
+        self._start_file = None
+        if name and os.path.exists(name):
+            os.remove(name)
 
     def _record(self, logs: dict[str, Any] | None) -> None:
         interval = self.history.intervals

@@ -30,6 +30,7 @@ from ..model.matching import is_regular_expression, outermost, search_nodes
 from ..model.session import ModelSession, session_for
 from ..model.probe import MARKS_KEY
 from ..model.session_stats import nonfinite_paths
+from ..model.snapshot import before_first_edit, restore
 from ..model.tree import Node, VariableInfo
 from ..model.variable_flags import why_not_trained
 from .actions import action, bind_message
@@ -241,6 +242,14 @@ class LayerExplorer(SessionView, anywidget.AnyWidget):
         except KeyError:
             return False
 
+    def _node(self, path: str) -> Any:
+        """The node a message names by its full path.  An empty path is refused (``find``
+        would read it as the root: a message without a path must not act on the whole
+        model)."""
+        if not path.strip("/ "):
+            raise KeyError("No layer or variable path was given; nothing changed.")
+        return self.tree.find(path)
+
     # -- actions ---------------------------------------------------------------------------
     views_shown = 0
     """How many views of this explorer the browser shows now (each reports itself)."""
@@ -279,7 +288,7 @@ class LayerExplorer(SessionView, anywidget.AnyWidget):
     @action
     def expand(self, path: str) -> None:
         """Open the node at ``path`` (and its parents): its children are sent now."""
-        node = self.tree.find(path)
+        node = self._node(path)
         opened = [n.path for n in [*node.ancestors(), node]]
         self._expanded = list(dict.fromkeys([*self._expanded, *opened]))
 
@@ -291,7 +300,7 @@ class LayerExplorer(SessionView, anywidget.AnyWidget):
     @action
     def more(self, path: str) -> None:
         """List the next :data:`PAGE_SIZE` children of the node at ``path``."""
-        node = self.tree.find(path)
+        node = self._node(path)
         self._shown[node.path] = self._shown.get(node.path, PAGE_SIZE) + PAGE_SIZE
         self._rows = self._visible_rows()
 
@@ -309,7 +318,7 @@ class LayerExplorer(SessionView, anywidget.AnyWidget):
     @action
     def set_trainable(self, path: str, value: bool) -> tuple[str, str]:
         """The row toggle: freeze (``value`` false) or unfreeze the node at ``path``."""
-        node = self.tree.find(path)
+        node = self._node(path)
         restored = value and node.keras_layer and will_restore(node.obj)
         set_trainable(self.tree, node.path, value)
         code = codegen.set_trainable_code(self.tree, [node], value, self.var_name, restored)
@@ -404,12 +413,12 @@ class LayerExplorer(SessionView, anywidget.AnyWidget):
     @action
     def restore_snapshot(self, path: str) -> tuple[str, str]:
         """Put the weights at ``path`` back as they were before the first edit made here."""
-        node = self.tree.find(path)
-        part = edits.before_first_edit(self.session, [v.path for v in node.all_variables()])
+        node = self._node(path)
+        part = before_first_edit(self.session, [v.path for v in node.all_variables()])
         if not part.values:
             raise ValueError(f"Nothing to restore: no weight of {node.name!r} was edited from "
                              "this explorer.")
-        edits.restore(self.session, part)  # handle_action brought the tree up to date
+        restore(self.session, part)  # handle_action brought the tree up to date
         return (f"hubwidgets.restore({self.var_name}, before)  # before = "
                 f"hubwidgets.snapshot({self.var_name}), taken before the first edit",
                 f"Restored {len(part.values)} variable(s) of {node.name!r}. "
@@ -428,7 +437,7 @@ class LayerExplorer(SessionView, anywidget.AnyWidget):
         return f"hubwidgets.redo({self.var_name})", "Redone."
 
     def _edit(self, name: str, path: str, *args: Any) -> tuple[str, str]:
-        node_path = self.tree.find(path).path if not self._is_variable(path) else path
+        node_path = self._node(path).path if not self._is_variable(path) else path
         # "restore" puts back the values before the first edit: the edits' own undo copies
         history = edits.undo_history(self.session)
         history.keep_originals = True
