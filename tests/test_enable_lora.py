@@ -43,7 +43,8 @@ def test_a_pattern_gives_what_keras_hub_gives(keras):
     ours, theirs = bert("bert_ours"), bert("bert_theirs")
     hw.enable_lora(ours, "query|value", 2)
     theirs.enable_lora(2)  # KerasHub's own: query and value layers (and it freezes the rest)
-    lora = lambda m: sorted(l.name for l in m._flatten_layers() if getattr(l, "lora_enabled", 0))
+    def lora(m):
+        return sorted(l.name for l in m._flatten_layers() if getattr(l, "lora_enabled", 0))
     assert lora(ours) == lora(theirs) == ["query", "value"]
     assert ours.count_params() == theirs.count_params() == hw.inspect(ours).root.params
 
