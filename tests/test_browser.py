@@ -88,6 +88,18 @@ def _edits_notebook(path: Path) -> None:
         "original.tobytes())")
 
 
+def _lora_notebook(path: Path) -> None:
+    _write_notebook(
+        path,
+        "import keras, hubwidgets as hw\n"
+        "model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(4, name='stem'),\n"
+        "    keras.layers.Dense(2, name='head')], name='lora')\n"
+        "model.get_layer('head').quantize('int8')\n"
+        "hw.explore(model)",
+        "stem = model.get_layer('stem')\n"
+        "print('LORA', stem.lora_rank, stem._kernel.trainable, stem.lora_kernel_b.trainable)")
+
+
 def _training_notebook(path: Path) -> None:
     _write_notebook(
         path,
@@ -152,6 +164,7 @@ def jupyter_lab(tmp_path_factory):
     _edits_notebook(root / "edits.ipynb")
     _training_notebook(root / "training.ipynb")
     _activations_notebook(root / "activations.ipynb")
+    _lora_notebook(root / "lora.ipynb")
     port = _free_port()
     cmd = [sys.executable, "-m", "jupyter", "lab", "--no-browser", "--ip", "127.0.0.1",
            f"--port={port}", "--ServerApp.token=", "--ServerApp.password=",
@@ -796,4 +809,44 @@ def test_the_activations_tab_draws_the_probe(jupyter_lab):
         panel.screenshot(path=str(DOCS / "activations.png"))  # the README's picture
         browser.close()
     assert dialogs == []
+    assert _our_errors(console_errors) == []
+
+
+def test_lora_from_the_row_menu_asks_first_and_badges_the_layer(jupyter_lab):
+    """"LoRA…" in a row menu: the prompt says it cannot be undone before anything changes,
+    Keras' own code is shown, the row gets its "LoRA r4" badge (an int8 layer its "int8"), and
+    the kernel has the adapters with the base frozen."""
+    from playwright.sync_api import expect, sync_playwright
+
+    console_errors: list[str] = []
+    prompts: list[str] = []
+
+    def answer(dialog):
+        prompts.append(dialog.message)
+        dialog.accept("4") if dialog.type == "prompt" else dialog.dismiss()
+
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, headless=True,
+                                    args=["--no-sandbox", "--disable-gpu", "--no-first-run"])
+        page = browser.new_page(viewport={"width": 1500, "height": 1000})
+        page.on("console", lambda m: m.type == "error" and console_errors.append(m.text))
+        page.on("dialog", answer)
+        page.goto(f"{jupyter_lab}/lab/tree/lora.ipynb?reset")
+        page.get_by_text("Python 3 (ipykernel) | Idle").wait_for(timeout=90_000)
+        cells = page.locator(".jp-Notebook .jp-CodeCell")
+        run_cell(page, cells.nth(0))
+        stem = page.locator(".hw-row", has=page.locator(".hw-name", has_text="stem"))
+        expect(stem).to_be_visible(timeout=120_000)
+        head = page.locator(".hw-row", has=page.locator(".hw-name", has_text="head"))
+        expect(head.locator(".hw-badge-quant")).to_have_text("int8", timeout=30_000)
+        stem.locator(".hw-menu").select_option("enable_lora")
+        expect(page.locator(".hw-code")).to_contain_text(
+            "model.get_layer('stem').enable_lora(4)", timeout=30_000)
+        assert len(prompts) == 1 and "cannot be undone" in prompts[0]
+        expect(stem.locator(".hw-badge-lora")).to_have_text("LoRA r4", timeout=30_000)
+        expect(page.locator(".hw-message")).to_contain_text("cannot be undone")
+        run_cell(page, cells.nth(1))
+        expect(page.locator(".jp-RenderedText", has_text="LORA")).to_contain_text(
+            "LORA 4 False True", timeout=60_000)
+        browser.close()
     assert _our_errors(console_errors) == []

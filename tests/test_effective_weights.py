@@ -110,3 +110,29 @@ def test_gemma_backbone_int8_with_lora_has_an_effective_query_kernel():
     # the layer's own output on the identity over its 16 inputs: (16, 2, 8) = kernel
     out = np.array(layer(np.eye(16, dtype="float32")[:, None, :]))[:, 0]
     np.testing.assert_allclose(np.transpose(effective, (1, 0, 2)), out, rtol=1e-4, atol=1e-4)
+
+
+def test_weight_plot_draws_effective_weights_with_a_toggle_back(keras):
+    model, layer = build(keras, "dense", "int8", True)
+    plot = hw.explore(model).weights
+    path = hw.inspect(model).find("d").path + "/kernel"
+    plot.selected = path
+    [bar] = plot.selection_traces
+    effective = hw.effective_weights(model, "d")
+    assert min(bar.x) > effective.min() - 1 and max(bar.x) < effective.max() + 1  # not codes
+    assert sum(bar.y) == effective.size
+    plot.effective = False  # the stored int8 codes
+    [bar] = plot.selection_traces
+    assert max(bar.x) > 50
+
+
+def test_weight_stats_effective_on_a_node_and_a_variable(keras):
+    model, layer = build(keras, "einsum3d", "int4", True)
+    tree = hw.inspect(model)
+    node = tree.find("d")
+    kernel = next(v for v in node.variables if v.name == "kernel")
+    effective = hw.effective_weights(model, "d")
+    for target in (node, kernel, [kernel]):
+        s = hw.weight_stats(target, effective=True)[kernel.path]
+        assert s.shape == effective.shape == (5, 2, 3)
+        np.testing.assert_allclose([s.min, s.max], [effective.min(), effective.max()], rtol=1e-6)

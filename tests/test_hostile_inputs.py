@@ -523,14 +523,17 @@ ACTION_FIELDS = {
     "restore_snapshot": {"path": str},
     "undo": {},
     "redo": {},
+    "enable_lora": {"path": str, "rank": float},
+    "enable_lora_pattern": {"pattern": str, "rank": float},
 }
 REQUIRED = {"collapse": {"path"}, "expand": {"path"}, "freeze_pattern": {"pattern"},
             "more": {"path"}, "select": {"path"}, "set_trainable": {"path", "value"},
             "scale_weights": {"path", "factor"}, "reset_weights": {"path"},
             "prune_weights": {"path", "fraction"}, "add_noise": {"path", "std"},
-            "restore_snapshot": {"path"}}
+            "restore_snapshot": {"path"}, "enable_lora": {"path", "rank"},
+            "enable_lora_pattern": {"pattern", "rank"}}
 GOOD = {"path": "mm/d1", "pattern": "d1", "value": False, "factor": 2.0, "fraction": 0.5,
-        "std": 0.1}
+        "std": 0.1, "rank": 2.0}
 NOT_A_NUMBER = [None, "2", True, [2.0], float("nan"), float("inf")]
 NOT_A_STRING = [None, 1, 2.5, True, ["d1"], {"path": "d1"}]
 NOT_A_BOOL = [None, "false", "true", "False", 0, 1, 0.0, [], [False], {"value": False}]

@@ -140,6 +140,15 @@ def test_reset_refusals_say_the_real_reason(keras):
         hw.reset_weights(model, path + "/kernel_scale")
     with pytest.raises(EditError, match="int8 codes of a quantized layer"):
         hw.prune_weights(model, path + "/kernel", 0.5)
+    f8, f8_layer = one_layer(keras, "dense", "float8", lora=False)
+    f8_path = hw.inspect(f8).find("d").path
+    with pytest.raises(EditError, match="amax histories") as err:
+        hw.reset_weights(f8, "d")
+    assert "Hub" not in str(err.value)
+    f8_layer.kernel.assign(np.full(f8_layer.kernel.shape, 9.0, "float32"))  # "trained"
+    kernel = np.array(f8_layer.kernel.numpy())
+    hw.reset_weights(f8, f8_path + "/kernel$")  # named: its kernel_initializer draws it again
+    assert not np.array_equal(kernel, f8_layer.kernel.numpy())
     lora_model, _ = one_layer(keras, "dense")
     with pytest.raises(EditError, match="A factor of a LoRA adapter"):
         hw.reset_weights(lora_model, hw.inspect(lora_model).find("d").path + "/lora_kernel_a")

@@ -120,8 +120,12 @@ def test_freeze_all_then_unfreeze_all_buttons_give_back_lora_only():
     assert trainable_paths(model) == set()
     explorer.handle_action({"action": "unfreeze_all"})
     assert trainable_paths(model) == lora_only
-    assert "Gave back" in explorer.message
+    assert "Gave back" in explorer.message and "unfreeze it again" in explorer.message
     assert explorer.code.startswith("hubwidgets.unfreeze(model,")
+    assert_step_follows_flags(model)
+    explorer.handle_action({"action": "unfreeze_all"})  # again: everything but the bases
+    trains = trainable_paths(model)
+    assert trains > lora_only and not base_paths(model) & trains
     assert_step_follows_flags(model)
 
 

@@ -60,6 +60,16 @@ EXPECTED = {
         "block1_dense still frozen: True",
         "changed since pretraining: ['pretrain/base/block2_dense/kernel', "
         "'pretrain/base/block2_dense/bias']"],
+    "07_lora_fine_tuning": [
+        "bert_text_classifier_preprocessor",
+        "query: LoRA rank 2, int8",
+        "256 weights in 256 bytes (int8)",
+        "params equal Keras' count_params(): True",
+        "stored int8 codes: min -127 max 127",
+        "backbone: only LoRA adapters moved: True",
+        "head moved: True",
+        "LoRA base kernels bit for bit: 4 of 4",
+        "enable_lora froze it"],
     "08_activations": [
         "good: dead units {'hidden1': '12%', 'hidden2': '0%'}; dead layers: []",
         "bad: dead units {'hidden1': '84%', 'hidden2': '100%'}",

@@ -116,7 +116,7 @@ def test_a_new_toolbar_action_is_one_method(keras):
     assert set(actions_of(hw.LayerExplorer)) == {
         "expand", "collapse", "more", "select", "set_trainable", "freeze_all", "unfreeze_all",
         "freeze_up_to", "freeze_pattern", "scale_weights", "reset_weights", "prune_weights",
-        "add_noise", "restore_snapshot", "undo", "redo"}
+        "add_noise", "restore_snapshot", "undo", "redo", "enable_lora", "enable_lora_pattern"}
     explorer = ExplorerWithReset(small_model(keras, "custom_action"))
     explorer.handle_action({"action": "expand", "path": "custom_action/a"})
     explorer.handle_action({"action": "collapse_all"})

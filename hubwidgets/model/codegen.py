@@ -46,6 +46,9 @@ def plain_layer_accessor(node: Node, var: str = "model") -> str | None:
 
 
 def _step(parent: Node, child: Node) -> str | None:
+    for attr in ("preprocessor", "tokenizer"):  # a KerasHub Task's, its preprocessor's
+        if getattr(parent.obj, attr, None) is child.obj:
+            return f".{attr}"
     siblings = [c.obj for c in parent.children]
     same_name = sum(1 for s in siblings if getattr(s, "name", None) == child.name)
     layers = getattr(parent.obj, "layers", None)

@@ -25,6 +25,7 @@ import numpy as np
 
 from .errors import HubWidgetsError, ModelLoadError
 from .host_stats import dot_product
+from .lora_audit import frozen_by_design
 from .notes import BN_STATISTIC_NAMES, is_batch_norm_class
 from .snapshot import LazyValues, Snapshot, live_snapshot
 
@@ -121,6 +122,9 @@ class WeightDiff(Mapping):
         """Audit: trainable variables that did not move, with likely reasons."""
         self.labels = labels
         self._nodes: dict[str, NodeDiff] | None = None
+        self.frozen_by_design: list[AuditItem] = []
+        """Audit: LoRA base kernels and quantized integer codes that stayed bit-identical,
+        and why (set by :func:`diff` from the live model)."""
 
     # -- mapping -----------------------------------------------------------------------------
     def __getitem__(self, path: str) -> VariableDiff:
@@ -246,6 +250,9 @@ class WeightDiff(Mapping):
         lines.extend(f"  {item}" for item in self.frozen_changed)
         lines.append(f"Trainable variables that did not move: {len(self.trainable_unchanged)}")
         lines.extend(f"  {item}" for item in self.trainable_unchanged)
+        if self.frozen_by_design:
+            lines.append(f"Frozen by design, unchanged bit for bit: {len(self.frozen_by_design)}")
+            lines.extend(f"  {item}" for item in self.frozen_by_design)
         return "\n".join(lines)
 
     def __repr__(self) -> str:
@@ -306,8 +313,11 @@ def diff(before: Any, after: Any) -> WeightDiff:
     moved_any = any(d.changed for d in results.values())
     trainable_unchanged = [_still_reason(d, live, moved_any)
                            for d in results.values() if d.trainable and not d.changed]
-    return WeightDiff(results, only_before, only_after, frozen_changed, trainable_unchanged,
-                      labels=(first.label, second.label))
+    out = WeightDiff(results, only_before, only_after, frozen_changed, trainable_unchanged,
+                     labels=(first.label, second.label))
+    out.frozen_by_design = [AuditItem(p, why, certain=True)  # LoRA bases, quantized codes
+                            for p, why in frozen_by_design(live, results)]
+    return out
 
 
 def match_paths(first: list[str], second: list[str], same_root: bool) -> dict[str, str]:

@@ -117,34 +117,64 @@ def effective_weight_stats(target: Any, bins: int, value_range: tuple[float, flo
                            reduce: Callable[..., dict[str, Any]]) -> dict[str, Any]:
     """``reduce`` (:func:`hubwidgets.weight_stats`, which passes itself) of ``target``,
     where the base weight of each quantized or LoRA layer is replaced by the statistics of
-    its effective kernel (same path; dtype float32 and the kernel's logical shape)."""
+    its effective kernel (same path; dtype float32 and the kernel's logical shape).  Finds
+    those layers from Keras' own layer list, without walking the tree."""
     import tensorflow as tf
 
-    from .inspect import inspect
-    from .tree import ModelTree, Node, VariableInfo
-
     results = reduce(target, bins=bins, value_range=value_range)
-    tree = target if isinstance(target, ModelTree) else (
-        target.tree if isinstance(target, (Node, VariableInfo)) and target._tree is not None
-        else None)
+    infos = _variable_infos(target)
+    if not infos:
+        return results
+    tree = infos[0]._tree
     if tree is None:
-        try:
-            tree = inspect(target)
-        except Exception:  # noqa: BLE001 - a variable or a list: nothing to replace
-            return results
-    for node in tree:
-        if not node.keras_layer or (lora_rank(node.obj) is None
-                                    and quantization_mode(node.obj) is None):
+        return results
+    # kept with the tree: quantize() and enable_lora() change the structure, so a new tree
+    special = tree.derived("effective_special_bases", lambda: _special_bases(tree.obj))
+    for info in infos:
+        layer = special.get(info.key)
+        if layer is None or info.path not in results:
             continue
-        base = base_weight(node.obj)
-        info = next((v for v in node.variables if v.variable is base), None)
-        if info is None or info.path not in results:
-            continue
-        ensure_fits(4 * (logical_weight_count(node.obj) or info.size),
-                    f"the effective weights of {node.path!r}",
+        ensure_fits(4 * (logical_weight_count(layer) or info.size),
+                    f"the effective weights of {layer.name!r}",
                     "call hw.weight_stats without effective=True")
-        array = layer_effective_kernel(node.obj)
-        holder = tf.Variable(array, trainable=False, name="effective")
+        holder = tf.Variable(layer_effective_kernel(layer), trainable=False, name="effective")
         [stats] = reduce([holder], bins=bins, value_range=value_range).values()
         results[info.path] = replace(stats, path=info.path)
     return results
+
+
+def _variable_infos(target: Any) -> list[Any]:
+    """The VariableInfos ``target`` names (a model, tree, node, VariableInfo or a list)."""
+    from .inspect import inspect
+    from .tree import ModelTree, Node, VariableInfo
+
+    if isinstance(target, VariableInfo):
+        return [target]
+    if isinstance(target, Node):
+        return target.all_variables()
+    if isinstance(target, ModelTree):
+        return target.variables()
+    if isinstance(target, (list, tuple)):
+        return [v for item in target for v in _variable_infos(item)
+                if isinstance(item, (VariableInfo, Node, ModelTree))]
+    try:
+        return inspect(target).variables()
+    except Exception:  # noqa: BLE001 - a bare variable: nothing to replace
+        return []
+
+
+def _special_bases(model: Any) -> dict[int, Any]:
+    """variable key of the base weight -> its layer, for every quantized or LoRA layer."""
+    from .adapters.common import variable_key
+
+    flatten = getattr(model, "_flatten_layers", None)
+    if flatten is None:
+        return {}
+    out = {}
+    for layer in flatten(include_self=True, recursive=True):
+        if lora_rank(layer) is None and quantization_mode(layer) is None:
+            continue
+        base = base_weight(layer)
+        if base is not None:
+            out[variable_key(base)] = layer
+    return out

@@ -86,3 +86,42 @@ def quantization_summary(layer: Any) -> str | None:
                 "float32": 4, "float64": 8}.get(dtype_text(base), 0)
     mode = quantization_mode(layer)
     return f"{count:,} weights in {stored * itemsize:,} bytes ({mode})"
+
+
+def task_preprocessor(layer: Any, subs: list[Any]) -> Any | None:
+    """A KerasHub Task's preprocessor (``task.preprocessor``), which Keras keeps outside the
+    model's layers (``Task.summary()`` shows it apart), else None."""
+    if not hasattr(type(layer), "preprocessor"):
+        return None
+    try:
+        pre = layer.preprocessor
+    except Exception:  # noqa: BLE001 - a property that cannot answer
+        return None
+    if pre is None or any(pre is s for s in subs) or not is_preprocessing(pre):
+        return None
+    return pre
+
+
+def preprocessing_notes(layer: Any) -> list[str]:
+    """What a KerasHub preprocessor or tokenizer says about itself: vocabulary size,
+    sequence length; it runs on the inputs before the model and holds no parameters."""
+    facts = []
+    size = getattr(layer, "vocabulary_size", None)
+    try:
+        size = size() if callable(size) else size
+    except Exception:  # noqa: BLE001 - a tokenizer without a vocabulary yet
+        size = None
+    if isinstance(size, int):
+        facts.append(f"vocabulary size {size:,}")
+    length = getattr(layer, "sequence_length", None)
+    if isinstance(length, int):
+        facts.append(f"sequence length {length:,}")
+    kind = "tokenizer" if "Tokenizer" in [c.__name__ for c in type(layer).__mro__] \
+        else "preprocessor"
+    text = f"{kind}: " + (", ".join(facts) + "; " if facts else "")
+    return [text + "runs on the inputs before the model, no params"]
+
+
+def is_preprocessing(layer: Any) -> bool:
+    """A KerasHub preprocessing layer (a Task's preprocessor, a tokenizer)."""
+    return any(c.__name__ == "PreprocessingLayer" for c in type(layer).__mro__)

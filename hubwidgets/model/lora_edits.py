@@ -112,6 +112,12 @@ def _plan_layer(owner: Any, action: str, owned: list[Any], args: tuple[Any, ...]
             " that. Name one float variable instead (e.g. "
             f"{owner.path + '/lora_kernel_b'!r} or a float base kernel); nothing changed.")
     if action == "reset_weights":
+        if rank is None and mode == "float8":
+            raise EditError(
+                f"reset_weights on {what}: the layer is quantized (float8), and its scales and "
+                "amax histories are state Keras computes while training, with no "
+                f"initializer. Reset its float kernel by naming it ({owner.path + '/kernel'!r}), "
+                "or restore a snapshot; nothing changed.")
         if rank is None:
             raise EditError(
                 f"reset_weights on {what}: the layer is quantized ({mode}), and its codes and "

@@ -325,7 +325,8 @@ class LayerExplorer(SessionView, anywidget.AnyWidget):
         told = unfreeze_message(node.obj) if value and node.keras_layer else ""
         if restored:
             told = (f"Gave back the flags {node.name!r} had before it was frozen (LoRA: only "
-                    f"the adapters train). {told}")
+                    "the adapters train); unfreeze it again to train everything in it but the "
+                    f"LoRA base kernels. {told}")
         return code, self._compile_hint(told)
 
     @action

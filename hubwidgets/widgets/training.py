@@ -189,7 +189,9 @@ def audit_html(d: Any) -> str:
         still = sum(not r.changed for r in frozen)
         parts.append(f"Frozen variables unchanged bit for bit: {still} of {len(frozen)}.")
     for title, items in (("Frozen or non-trainable variables that changed", d.frozen_changed),
-                         ("Trainable variables that did not move", d.trainable_unchanged)):
+                         ("Trainable variables that did not move", d.trainable_unchanged),
+                         ("Frozen by design, unchanged bit for bit",
+                          getattr(d, "frozen_by_design", []))):
         if items:
             rows = "".join(f"<li><code>{html.escape(i.path)}</code>: {html.escape(i.reason)}"
                            + (f" <i>To stop it:</i> {html.escape(i.fix)}" if i.fix else "")

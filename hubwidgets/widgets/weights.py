@@ -103,6 +103,9 @@ class WeightPlot(SessionView, widgets.VBox):
     selected = traitlets.Unicode("")
     log_y = traitlets.Bool(False)
     shared_bins = traitlets.Bool(True)
+    effective = traitlets.Bool(True)
+    """Quantized and LoRA layers: plot the kernel they compute with (``effective_weights``),
+    not their stored codes and base; False plots the stored variables."""
 
     def __init__(self, model: Any, *, bins: int = 64, overview: bool = True,
                  on_statistics: Any = None, **kwargs: Any) -> None:
@@ -134,7 +137,10 @@ class WeightPlot(SessionView, widgets.VBox):
         shared_box = widgets.Checkbox(description="shared bins", value=True, indent=False)
         widgets.link((log_box, "value"), (self, "log_y"))
         widgets.link((shared_box, "value"), (self, "shared_bins"))
-        self.children = [widgets.HBox([log_box, shared_box, self.progress]), self.figure,
+        effective_box = widgets.Checkbox(description="effective weights", value=True,
+                                         indent=False)  # quantized / LoRA: not the codes
+        widgets.link((effective_box, "value"), (self, "effective"))
+        self.children = [widgets.HBox([log_box, shared_box, effective_box, self.progress]), self.figure,
                          self.probe]
         self.selected = selected or self.session.selection  # nothing drawn until a pick
         self._follow(self.session)
@@ -249,7 +255,7 @@ class WeightPlot(SessionView, widgets.VBox):
             self.figure.keep_state()
 
     # -- selection -------------------------------------------------------------------------
-    @traitlets.observe("selected", "log_y", "shared_bins")
+    @traitlets.observe("selected", "log_y", "shared_bins", "effective")
     def _redraw(self, change: Any) -> None:
         try:
             self.draw_selection(mark=change["name"] == "selected")
@@ -264,7 +270,7 @@ class WeightPlot(SessionView, widgets.VBox):
         path = self.selected
         try:
             var = self.tree.find_variable(path)
-            return var.path, weight_stats(var, bins=self.bins), 1
+            return var.path, weight_stats(var, bins=self.bins, effective=self.effective), 1
         except KeyError:
             pass
         node: Node = self.tree.find(path)
@@ -276,7 +282,7 @@ class WeightPlot(SessionView, widgets.VBox):
         if self.shared_bins and len(variables) > 1:
             with warnings.catch_warnings():  # the second pass below warns, once
                 warnings.simplefilter("ignore", NonFiniteWeightsWarning)
-                per_var = weight_stats(variables, bins=self.bins)
+                per_var = weight_stats(variables, bins=self.bins, effective=self.effective)
             lows = [s.min for s in per_var.values() if s.min is not None]
             highs = [s.max for s in per_var.values() if s.max is not None]
             if lows and highs and min(lows) < max(highs):
@@ -284,7 +290,8 @@ class WeightPlot(SessionView, widgets.VBox):
             else:
                 return node.path, per_var, len(selected)
         try:
-            shared = weight_stats(variables, bins=self.bins, value_range=value_range)
+            shared = weight_stats(variables, bins=self.bins, value_range=value_range,
+                                  effective=self.effective)
         except ValueError:  # a range float64 edges cannot split: each variable's own bins
             return node.path, per_var, len(selected)
         return node.path, shared, len(selected)

@@ -12,6 +12,7 @@ from typing import Any, Iterator
 
 from ..errors import UnbuiltModelError
 from ..formatting import unique_segment
+from ..layer_kinds import is_preprocessing, preprocessing_notes, task_preprocessor
 from ..tree import LazyNodes, ModelTree, Node, Shape, shape_size
 from .common import (dtype_name, is_keras3_variable, itemsize, keras3_module,
                      make_variable_info, short_name, shape_tuple, tf_keras_module,
@@ -339,7 +340,8 @@ class KerasBuilder:
             variable_source=lambda: self._subtree_vars(layer, layer is self.root),
             _tree=self.tree,
         )
-        if not getattr(layer, "built", True) and not _weights(layer):
+        if not getattr(layer, "built", True) and not _weights(layer) \
+                and not is_preprocessing(layer):  # a tokenizer holds no weights, built or not
             node.build_notes.append("not built yet: no weights")
         if wrapped_attr and getattr(layer, wrapped_attr, None) is not None:
             self._fill_wrapper(node, layer, getattr(layer, wrapped_attr))
@@ -347,10 +349,15 @@ class KerasBuilder:
             subs = self.sublayers[id(layer)] if id(layer) in self.sublayers \
                 else direct_sublayers(layer)
             self._set_variables(node, _own_weights(layer, subs))
+            preprocessor = task_preprocessor(layer, subs) if self.generation == KERAS3 else None
+            if preprocessor is not None:  # a KerasHub Task: shown beside backbone and head
+                subs = [*subs, preprocessor]
             if subs:
                 segments = sibling_segments([sub.name for sub in subs])
                 node.expand_with(lambda: LazyNodes(
                     subs, lambda sub, i: self.node(sub, f"{path}/{segments[i]}")))
+        if self.generation == KERAS3 and is_preprocessing(layer):
+            node.build_notes += preprocessing_notes(layer)
         return node
 
     def _subtree_vars(self, layer: Any, is_root: bool) -> dict[int, tuple[int, bool, int]]:
