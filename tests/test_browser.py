@@ -460,10 +460,16 @@ def test_every_text_is_readable_in_each_theme(jupyter_lab, theme, picture):
                                                                            timeout=30_000)
 
             # switched live from the Settings menu: the figure follows without a re-run
+            light_colour = page.evaluate(
+                "getComputedStyle(document.querySelector('.hw-explorer')).color")
             page.locator(".lm-MenuBar-itemLabel", has_text="Settings").click()
             page.locator(".lm-Menu-itemLabel").get_by_text("Theme", exact=True).hover()
             page.locator(".lm-Menu-itemLabel").get_by_text("JupyterLab Dark", exact=True).click()
             page.wait_for_function("document.body.dataset.jpThemeLight === 'false'",
+                                   timeout=30_000)
+            # the expected colour is read once the explorer's own colour has changed
+            page.wait_for_function("before => getComputedStyle(document.querySelector("
+                                   "'.hw-explorer')).color !== before", arg=light_colour,
                                    timeout=30_000)
             expect(page.locator(".js-plotly-plot .gtitle").first).to_have_css(
                 "fill", _solid_text_colour(page), timeout=30_000)
@@ -472,7 +478,11 @@ def test_every_text_is_readable_in_each_theme(jupyter_lab, theme, picture):
             assert bad == [], f"switched to Dark: texts under {WCAG_AA}:1: {bad[:10]}"
 
             page.set_viewport_size({"width": 800, "height": 1000})
-            page.wait_for_timeout(1000)
+            stacked = ("() => { const e = document.querySelector('.hw-explorer')"
+                       ".getBoundingClientRect(); const p = document.querySelector("
+                       "'.hw-weights .js-plotly-plot').getBoundingClientRect();"
+                       " return p.top >= e.bottom - 1; }")
+            page.wait_for_function(stacked, timeout=30_000)  # the layout, once reflowed
             explorer, plots = _boxes(page)
             assert plots["y"] >= explorer["y"] + explorer["height"] - 1, (explorer, plots)
             browser.close()
@@ -528,6 +538,7 @@ def test_voila_shows_the_figures_with_data_before_any_click(voila):
         # before any click: the overview draws every layer with weights
         expect(page.locator(".js-plotly-plot .heatmaplayer image")).to_have_count(1,
                                                                                 timeout=60_000)
+        expect(page.locator(".js-plotly-plot .y2tick text")).to_have_count(4, timeout=30_000)
         ticks = page.locator(".js-plotly-plot .y2tick text").all_text_contents()
         assert sorted(ticks) == ["block/inner", "head", "norm", "stem"], ticks
         _only_the_live_view(page)
@@ -615,10 +626,18 @@ def test_the_training_panel_draws_a_short_fit(jupyter_lab):
         run_cell(page, cells.nth(1))
         expect(page.locator(".jp-RenderedText", has_text="FIT DONE")).to_contain_text(
             "FIT DONE 3", timeout=120_000)
-        expect(panel.locator(".gtitle", has_text="Loss and metrics")).to_be_visible()
-        # the loss curve and one update-ratio line per layer are drawn from the fit's records
-        expect(panel.locator(".scatterlayer .trace")).not_to_have_count(0, timeout=30_000)
-        assert panel.locator(".scatterlayer .trace").count() >= 3
+        # the loss curve (3 epochs: 3 points) and one update-ratio line per layer (base, head),
+        # each waited for as the condition it is: a figure drawn from its state, whenever the
+        # view got there (plotly.js still loading, or the fit's updates already sent)
+        curves = panel.locator(".js-plotly-plot", has=page.locator(".gtitle",
+                                                                    has_text="Loss and metrics"))
+        ratios = panel.locator(".js-plotly-plot", has=page.locator(".gtitle",
+                                                                    has_text="Update ratio"))
+        expect(curves.locator(".scatterlayer .trace")).to_have_count(1, timeout=30_000)
+        expect(curves.locator(".scatterlayer .trace .points path")).to_have_count(3,
+                                                                               timeout=30_000)
+        expect(ratios.locator(".scatterlayer .trace")).to_have_count(2, timeout=30_000)
+        expect(ratios.locator(".legendtext", has_text="base (0: no update)")).to_have_count(1)
         browser.close()
     assert dialogs == []
     assert _our_errors(console_errors) == []
