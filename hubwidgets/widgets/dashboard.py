@@ -105,19 +105,33 @@ class Dashboard(widgets.VBox):
             if fallback is None:  # a hidden part of the model view, kept in widget state
                 self.static_fallback = fallback = StaticFallback()
                 self.model_view.children = (*self.model_view.children, fallback)
+                # the copy follows the model, so a notebook saved later shows it as it is
+                self._stop_static = self.session.observe(self._update_static_copy)
             publish_static(self.static_html(fallback.token), fallback.token)
             bundle["text/html"] = ""  # the static copy just above stands for the widget
         return bundle
 
-    def static_html(self, token: str = "") -> str:
+    def static_html(self, token: str = "", *, reuse: bool = False) -> str:
         """The static view of the model as the dashboard shows it now (the statistics its
-        plots computed, when they are still current)."""
+        plots computed; with ``reuse``, the last ones drawn when none are current)."""
         stats = self.session.cache.get(("weight_stats", self.weights.bins))
+        if stats is None and reuse:
+            stats = getattr(self, "_static_stats", None)
         if stats is None:
             from ..render.static_html import tree_and_stats
 
             stats = tree_and_stats(self.tree, self.weights.bins)[1]
+        self._static_stats = stats
         return static_view(self.tree, stats, token=token, extra_style=LIVE_WAIT)
+
+    def _update_static_copy(self, session: ModelSession, what: str) -> None:
+        """A freeze, an edit or new layers: every shown static copy is drawn again (the
+        pictures from the plots' statistics when they are current, else the last ones)."""
+        fallback = getattr(self, "static_fallback", None)
+        if what == "selection" or fallback is None or not html_front_end():
+            return
+        publish_static(self.static_html(fallback.token, reuse=True), fallback.token,
+                       update=True)
 
     def refresh(self) -> None:
         """Re-read the live model (weights, flags, and its layers if they changed)."""
@@ -129,9 +143,10 @@ class Dashboard(widgets.VBox):
             view = getattr(self, name, None)  # None when construction failed part way
             if view is not None:
                 view.close()
-        stop = getattr(self, "_stop_tab_check", None)
-        if stop is not None:
-            stop()
+        for name in ("_stop_tab_check", "_stop_static"):
+            stop = getattr(self, name, None)
+            if stop is not None:
+                stop()
         super().close()
 
 
