@@ -132,6 +132,9 @@ def jupyter_lab(tmp_path_factory):
     _notebook(root / "e2e.ipynb")
     _notebook(root / "e2e_notebook7.ipynb")
     _executed_notebook(root / "saved_state.ipynb")
+    no_state = nbformat.read(root / "saved_state.ipynb", as_version=4)
+    no_state.metadata.pop("widgets")  # JupyterLab's default: saved without widget state
+    nbformat.write(no_state, root / "no_state.ipynb")
     _one_cell_notebook(root / "mobilenet.ipynb", MOBILENET_CELL)
     _edits_notebook(root / "edits.ipynb")
     _training_notebook(root / "training.ipynb")
@@ -313,6 +316,29 @@ def test_saved_notebook_reopened_shows_the_explorer_without_running(jupyter_lab)
         browser.close()
     assert dialogs == []
     assert _our_errors(console_errors) == []
+
+
+def test_saved_without_widget_state_reopened_shows_the_static_copy(jupyter_lab):
+    """JupyterLab's default save has no widget state: reopened, the widget cannot render
+    ("model not found"), and the static copy shows instead, its nested model collapsible."""
+    from playwright.sync_api import expect, sync_playwright
+
+    console_errors: list[str] = []
+    dialogs: list[str] = []
+    with sync_playwright() as p:
+        browser, page = _open(p, f"{jupyter_lab}/lab/tree/no_state.ipynb?reset", console_errors,
+                              dialogs)
+        static = page.locator(".jp-OutputArea-output .hw-static")
+        expect(static).to_be_visible(timeout=60_000)
+        inner = static.locator(".hw-s-row", has=page.locator(".hw-s-name", has_text="inner_a"))
+        expect(inner).to_be_hidden()
+        static.locator("summary .hw-s-row", has=page.locator(".hw-s-name", has_text="block")
+                       ).click()
+        expect(inner).to_be_visible()
+        expect(static.locator(".hw-s-name", has_text=EVIL)).to_have_text(EVIL)
+        assert page.locator(".hw-explorer").count() == 0
+        browser.close()
+    assert dialogs == []
 
 
 # -- the look: themes, contrast, layout, pictures -------------------------------------------
