@@ -78,6 +78,7 @@ def test_a_hostile_layer_name_is_text(nested):
     assert not any(tag == "img" for tag, _ in parsed.tags)
     assert EVIL in parsed.texts["hw-s-name"]
     assert f"block/{EVIL} (kernel)" in parsed.texts["hw-s-overview"]  # the overview row
+    assert EVIL in parsed.texts["hw-s-overview"]  # its label: the last segment, as text
 
 
 def test_columns_and_totals_follow_keras(nested):

@@ -88,9 +88,10 @@ def overview_svg(overview: "Overview", title: str = "Weights by layer") -> str:
              f'style="image-rendering:pixelated" href="data:image/png;base64,{image}"/>']
     for i, name in enumerate(overview.names):
         y = top + i * ROW_PX + ROW_PX - 2
+        label = _short(name.rsplit("/", 1)[-1], 28)  # the whole path in its tooltip
         parts.append(f'<g class="hw-s-layer"><title>{html.escape(name)} '
                      f"({html.escape(overview.tensors[i])})</title>"
-                     + _text(LABEL_PX - 4, y, _short(name), "end") + "</g>")
+                     + _text(LABEL_PX - 4, y, label, "end") + "</g>")
     base = top + rows * ROW_PX
     lo, hi = float(overview.centers[0]), float(overview.centers[-1])
     for frac, value in ((0.0, lo), (0.5, (lo + hi) / 2), (1.0, hi)):
@@ -133,10 +134,10 @@ def histogram_svg(stats: "WeightStats", title: str) -> str:
         base = top + plot_h
         parts.append(f'<line x1="{left}" x2="{left + plot_w}" y1="{base}" y2="{base}" '
                      f'stroke="currentColor"/>')
-        for frac in (0.0, 0.5, 1.0):
-            x = left + frac * plot_w
-            anchor = {0.0: "start", 0.5: "middle", 1.0: "end"}[frac]
-            parts.append(_text(x, base + 14, _tick(lo + frac * span), anchor))
+        middle = 0.0 if lo < 0 < hi else lo + span / 2  # 0 when the range holds it
+        for value, anchor in ((lo, "start"), (middle, "middle"), (hi, "end")):
+            x = left + (value - lo) / span * plot_w
+            parts.append(_text(x, base + 14, _tick(value), anchor))
         parts.append(_text(left - 4, top + 8, f"{int(peak):,}", "end"))
         parts.append(_text(left - 4, base, "0", "end"))
         mean = "?" if stats.mean is None else f"{stats.mean:.3g}"
