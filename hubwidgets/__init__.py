@@ -23,6 +23,8 @@ _EXPORTS = {
     "VariableInfo": "hubwidgets.model.tree",
     "SignatureInfo": "hubwidgets.model.tree",
     "weight_stats": "hubwidgets.model.stats",
+    "effective_weights": "hubwidgets.model.effective",
+    "enable_lora": "hubwidgets.model.lora_enable",
     "WeightStats": "hubwidgets.model.stats",
     "NonFiniteWeightsWarning": "hubwidgets.model.stats",
     "ReplicaDriftWarning": "hubwidgets.model.watch",
@@ -60,6 +62,10 @@ _EXPORTS = {
     "edit_code": "hubwidgets.model.codegen",
     "EditError": "hubwidgets.model.edits",
     "InsufficientMemoryError": "hubwidgets.model.memory_guard",
+    "probe": "hubwidgets.model.probe",
+    "Probe": "hubwidgets.model.probe",
+    "ActivationStats": "hubwidgets.model.probe",
+    "ProbeError": "hubwidgets.model.probe",
     "UndoHistoryWarning": "hubwidgets.model.edits",
     "to_html": "hubwidgets.render.static_html",
     "save_html": "hubwidgets.render.static_html",
@@ -67,6 +73,7 @@ _EXPORTS = {
     "Dashboard": "hubwidgets.widgets.dashboard",
     "LayerExplorer": "hubwidgets.widgets.explorer",
     "WeightPlot": "hubwidgets.widgets.weights",
+    "ActivationsPanel": "hubwidgets.widgets.activations",
     "load_ipython_extension": "hubwidgets.ipython",
     "unload_ipython_extension": "hubwidgets.ipython",
 }
@@ -86,11 +93,15 @@ if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
     from .model.inspect import inspect
     from .model.matching import SearchTooSlowError, search
     from .model.memory_guard import InsufficientMemoryError
+    from .model.probe import ActivationStats, Probe, ProbeError, probe
     from .model.session import ModelSession, session_for
     from .model.snapshot import Snapshot, snapshot
+    from .model.effective import effective_weights
+    from .model.lora_enable import enable_lora
     from .model.stats import NonFiniteWeightsWarning, WeightStats, weight_stats
     from .model.tree import ModelTree, Node, SignatureInfo, VariableInfo
     from .model.watch import ReplicaDriftWarning
+    from .widgets.activations import ActivationsPanel
     from .render.static_html import save_html, to_html
     from .widgets.training import TrainingPanel, training_panel_for, watch
 

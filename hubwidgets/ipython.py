@@ -21,12 +21,10 @@ def _model_types() -> list[type]:
     tf_keras = sys.modules.get("tf_keras")
     if tf_keras is not None:
         types.append(tf_keras.layers.Layer)
-    try:
-        from tensorflow.python.trackable.autotrackable import AutoTrackable
+    if "tensorflow" in sys.modules:
+        from .model.tf_compat import autotrackable_class
 
-        types.append(AutoTrackable)
-    except ImportError:  # pragma: no cover - TensorFlow always has it
-        pass
+        types.append(autotrackable_class())
     return types
 
 

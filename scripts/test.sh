@@ -14,4 +14,10 @@ bash scripts/setup-venv.sh test
 .venv/bin/python -m pip install --quiet --no-deps -r tests/requirements-models.txt
 export TF_CPP_MIN_LOG_LEVEL=3
 .venv/bin/python -m ruff check hubwidgets tests bench
-exec .venv/bin/python -m pytest "$@"
+.venv/bin/python -m pytest "$@"
+# the numpy statistics path is first-class: the statistics tests once more without the C kernel
+if [ $# -eq 0 ]; then
+  HUBWIDGETS_KERNEL=0 .venv/bin/python -m pytest -q -p no:cacheprovider tests/test_stats.py \
+    tests/test_stats_properties.py tests/test_odd_variables.py tests/test_half_precision_stats.py \
+    tests/test_background_statistics.py tests/test_overview.py
+fi

@@ -377,3 +377,127 @@ def test_plain_code_for_a_hub_module_part(hub_backbone, hub, tf_keras):
     assert values(by_hand) == values(edited)
     with pytest.raises(hw.EditError, match="not 'freeze'"):
         hw.edit_code(edited, "freeze", "hub")
+
+
+# -- hostile cases (issue 27) ----------------------------------------------------------------
+def half_model(keras, value=10.0):
+    model = keras.Sequential([keras.Input((3,)),
+                              keras.layers.Dense(4, dtype="float16", name="h")], name="half")
+    model.layers[0].kernel.assign(np.full((3, 4), value, np.float16))
+    return model
+
+
+@pytest.mark.parametrize("edit, args", [
+    (hw.scale_weights, (60000.0,)),       # 10 * 60000 is past float16's 65504
+    (hw.add_noise, (1e6,)),               # noise of std 1e6 rounds to inf in float16
+])
+def test_an_edit_whose_result_overflows_is_refused_with_nothing_written(keras, edit, args):
+    model = half_model(keras)
+    before = values(model)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # not only a numpy RuntimeWarning
+        with pytest.raises(hw.EditError, match=r"inf or NaN.*overflows float16.*65504"):
+            edit(model, "h", *args)
+    assert values(model) == before and hw.undo_history(model).undo_steps == []
+    assert np.isfinite(model.layers[0].kernel.numpy()).all()
+
+
+def test_a_non_finite_value_already_there_does_not_block_an_edit(keras):
+    model = half_model(keras)
+    kernel = model.layers[0].kernel
+    kernel.assign(np.array([[np.inf, 1, 2, 3]] * 3, np.float16))
+    hw.scale_weights(model, "h/kernel", 2.0)  # inf stays inf: not made by the edit
+    np.testing.assert_array_equal(kernel.numpy()[0], np.array([np.inf, 2, 4, 6], np.float16))
+
+
+@pytest.mark.parametrize("pattern", ["d[", "(d1", "*d1", "d1)"])
+def test_an_invalid_regex_is_called_an_invalid_pattern(K, pattern):
+    model = dense_model(K)
+    before = values(model)
+    with pytest.raises(hw.EditError, match="invalid pattern.*not a valid regular expression"):
+        hw.scale_weights(model, pattern, 2.0)
+    assert values(model) == before
+
+
+def test_lowering_the_budget_trims_older_steps_at_the_next_edit(keras):
+    model = dense_model(keras, name="shrink")
+    history = hw.undo_history(model)
+    history.budget_bytes = 10 ** 6
+    hw.scale_weights(model, "d1", 2.0)
+    hw.scale_weights(model, "d2", 2.0)
+    assert len(history.undo_steps) == 2
+    history.budget_bytes = 0
+    with pytest.warns(hw.UndoHistoryWarning):
+        hw.scale_weights(model, "bn", 2.0)  # cannot be recorded; the older ones go too
+    assert history.undo_steps == [] and history.nbytes <= history.budget_bytes == 0
+
+
+def _fit_once(keras, model):
+    model.compile(optimizer=keras.optimizers.SGD(0.1), loss="mse")
+    x = np.random.default_rng(0).normal(size=(8, 8)).astype(np.float32)
+    model.fit(x, np.ones((8, 4), np.float32), epochs=1, batch_size=8, verbose=0)
+
+
+def test_undo_after_fit_changed_the_variable_is_refused_not_silent(keras):
+    model = dense_model(keras, name="fit_then_undo")
+    hw.scale_weights(model, "d1", 2.0)
+    _fit_once(keras, model)  # trains d1
+    trained = values(model)
+    with pytest.raises(hw.EditError, match=r"changed since it was made.*d1/kernel.*force=True"):
+        hw.undo(model)
+    assert values(model) == trained  # the training updates were not thrown away
+    hw.undo(model, force=True)  # asked for: the edit's before-values come back
+    kernel = model.get_layer("d1").kernel.numpy()
+    np.testing.assert_array_equal(kernel, np.full((8, 16), 0.5, np.float32))
+
+
+def test_undo_after_fit_that_left_the_variable_alone_still_works(keras):
+    model = dense_model(keras, name="fit_frozen_then_undo")
+    d2 = model.get_layer("d2")
+    original = d2.kernel.numpy().copy()
+    hw.scale_weights(model, "d2", 2.0)  # d2 is frozen: fit leaves it bit for bit
+    _fit_once(keras, model)
+    hw.undo(model)
+    np.testing.assert_array_equal(d2.kernel.numpy(), original)
+
+
+def test_redo_after_the_variable_changed_since_the_undo_is_refused(keras):
+    model = dense_model(keras, name="undo_change_redo")
+    hw.scale_weights(model, "d1", 2.0)
+    hw.undo(model)
+    model.get_layer("d1").kernel.assign(np.zeros((8, 16), np.float32))  # code changed it
+    with pytest.raises(hw.EditError, match="changed since it was undone"):
+        hw.redo(model)
+    assert not model.get_layer("d1").kernel.numpy().any()
+
+
+def test_reset_of_an_untrained_keras3_layer_draws_new_values(keras):
+    keras.utils.set_random_seed(1)
+    model = keras.Sequential([keras.Input((6,)), keras.layers.Dense(5, name="fresh")], name="r")
+    kernel = model.layers[0].kernel
+    first = kernel.numpy().copy()
+    hw.undo_history(model).budget_bytes = 10 ** 6
+    hw.reset_weights(model, "fresh/kernel")
+    second = kernel.numpy().copy()
+    hw.reset_weights(model, "fresh/kernel")
+    assert not np.array_equal(first, second) and not np.array_equal(second, kernel.numpy())
+    limit = np.sqrt(6 / (6 + 5))  # still glorot_uniform's distribution
+    assert np.abs(kernel.numpy()).max() <= limit
+    assert len(hw.undo_history(model).undo_steps) == 2
+
+
+def test_reset_with_a_seeded_initializer_keeps_its_seed(keras):
+    init = keras.initializers.GlorotUniform(seed=7)
+    model = keras.Sequential([keras.Input((6,)), keras.layers.Dense(5, kernel_initializer=init,
+                                                                    name="seeded")], name="s")
+    hw.scale_weights(model, "seeded/kernel", 3.0)
+    hw.reset_weights(model, "seeded/kernel")
+    np.testing.assert_array_equal(model.layers[0].kernel.numpy(),
+                                  keras.initializers.GlorotUniform(seed=7)((6, 5)))
+
+
+def test_a_reset_that_changes_nothing_says_so_and_records_no_step(K):
+    model = dense_model(K, name="noop_reset")
+    with pytest.warns(UserWarning, match="changed nothing"):
+        hw.reset_weights(model, "d1/bias")  # ones, reset to ones
+    assert hw.undo_history(model).undo_steps == []

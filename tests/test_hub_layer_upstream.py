@@ -643,3 +643,20 @@ def test_output_shape_is_checked_and_must_be_a_shape_nest(modules, keras, tf):
     dicts = hw.HubLayer(modules("dict_io"), arguments=dict(return_dict=True))
     assert dicts.compute_output_shape({"x": (5, 1), "y": (5, 1)}) == {
         "delta": (5, 1), "sigma": (5, 2)}
+
+
+# == Beyond upstream (issue 27) ==================================================================
+def test_a_signature_layer_forced_trainable_refuses_to_run_as_hub_keras_layer_does(modules, tf):
+    """``trainable`` is a mutable flag that Keras can set below the setter (the base class's
+    own property, as ``Layer.__init__`` and deserialization do): the call checks it again, as
+    ``hub.KerasLayer._check_trainability`` does, instead of running a signature "trainable"."""
+    import keras
+
+    layer = hw.HubLayer(modules("plus_one"), signature="serving_default",
+                        signature_outputs_as_dict=True)
+    keras.layers.Layer.trainable.fset(layer, True)
+    for training in (True, False, None):
+        with pytest.raises(hw.FreezeError, match="signature.*cannot be fine-tuned"):
+            layer(tf.constant(10.), training=training)
+    keras.layers.Layer.trainable.fset(layer, False)
+    assert float(layer(tf.constant(10.), training=True)["output_0"]) == 11.

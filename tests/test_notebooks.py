@@ -60,6 +60,16 @@ EXPECTED = {
         "block1_dense still frozen: True",
         "changed since pretraining: ['pretrain/base/block2_dense/kernel', "
         "'pretrain/base/block2_dense/bias']"],
+    "08_activations": [
+        "good: dead units {'hidden1': '12%', 'hidden2': '0%'}; dead layers: []",
+        "bad: dead units {'hidden1': '84%', 'hidden2': '100%'}",
+        "plain Keras, hidden2 dead units: 100% | hubwidgets: 100%",
+        "transfer/base/block1     gradient norm 0.0000  frozen",
+        "transfer/base/block2     gradient norm 0.0000  frozen",
+        "weights unchanged by the probe: True",
+        "plain TF, variables with a gradient: ['transfer/head/kernel', 'transfer/head/bias']",
+        "head kernel norm, tape vs hubwidgets: 0.1196 0.1196",
+        "feature maps of cnn/conv: (64, 6, 6, 8) | equal to a plain Keras sub-model: True"],
 }
 
 

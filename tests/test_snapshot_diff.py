@@ -4,6 +4,8 @@ either side gives the same answer as a snapshot.  Every number has a numpy oracl
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import pytest
 
@@ -325,3 +327,275 @@ def test_a_fine_tuned_hub_keras_layer_against_the_module_on_its_own(hub_backbone
         rel=1e-9)
     assert {i.path.rsplit("/", 1)[-1] for i in d.frozen_changed} == {"moving_mean",
                                                                      "moving_variance"}
+
+
+# -- hostile cases (issue 27): restore, pairing, overflow, damaged files, scale -------------
+def small_net(keras, names=("a1", "a2"), units=(4, 3), name="net", dtype="float32"):
+    keras.utils.set_random_seed(0)
+    return keras.Sequential([keras.Input((4,)),
+                             keras.layers.Dense(units[0], name=names[0], dtype=dtype),
+                             keras.layers.Dense(units[1], name=names[1], dtype=dtype)], name=name)
+
+
+def raw_values(model):
+    return {v.path: np.asarray(v.variable.numpy()).tobytes() for v in hw.inspect(model).variables()}
+
+
+@pytest.mark.parametrize("restore_with", ["Snapshot.restore", "hw.restore"])
+def test_restore_checks_every_dtype_before_writing_any(keras, restore_with):
+    model = small_net(keras)
+    snap = hw.snapshot(model)
+    for p in snap.paths:  # new values, so that a partial write would show
+        snap.values[p] = snap.values[p] + 1
+    last = snap.paths[-1]
+    snap.values[last] = np.full(snap.values[last].shape, b"x", dtype="S1")  # right shape
+    before = raw_values(model)
+    with pytest.raises(hw.HubWidgetsError, match=f"Nothing was restored.*{last}.*bytes"):
+        snap.restore(model) if restore_with == "Snapshot.restore" else hw.restore(model, snap)
+    assert raw_values(model) == before  # not three of four variables overwritten
+
+
+def test_restore_never_casts_float64_into_float32(keras):
+    model = small_net(keras)
+    snap = hw.snapshot(model)
+    wide = hw.Snapshot({p: v.astype(np.float64) * 2 for p, v in snap.values.items()})
+    before = raw_values(model)
+    with pytest.raises(hw.HubWidgetsError, match="float32 in the model but .* float64"):
+        wide.restore(model)
+    assert raw_values(model) == before
+
+
+def test_snapshot_restore_is_one_undo_step_and_tells_the_views(keras):
+    model = small_net(keras)
+    snap = hw.snapshot(model)
+    hw.scale_weights(model, "a1", 3.0)
+    scaled = raw_values(model)
+    session = hw.session_for(model)
+    seen = []
+    stop = session.observe(lambda s, what: seen.append(what))
+    assert snap.restore(model) == snap.paths
+    stop()
+    assert "values" in seen
+    assert raw_values(model) == {p: v.tobytes() for p, v in snap.values.items()}
+    hw.undo(model)
+    assert raw_values(model) == scaled
+    with pytest.raises(hw.HubWidgetsError, match="'net/zz' is not in the snapshot"):
+        snap.restore(model, paths=["net/zz"])
+    assert raw_values(model) == scaled
+
+
+@pytest.mark.parametrize("generation", ["keras3", "tf_keras"])
+def test_diff_with_another_models_checkpoint_pairs_nothing_it_does_not_name(
+        generation, request, tf, tmp_path):
+    K = request.getfixturevalue("keras" if generation == "keras3" else "tf_keras")
+    a = small_net(K, units=(4, 4))
+    b = small_net(K, names=("b1", "b2"), units=(4, 4))
+    prefix = tf.train.Checkpoint(model=b).write(str(tmp_path / "b" / "ckpt"))
+    d = hw.diff(a, prefix)
+    assert len(d) == 0 and d.changed == []  # not "3 of 4 changed"
+    assert sorted(d.only_before) == sorted(v.path for v in hw.inspect(a).variables())
+    assert len(d.only_after) == 4 and all("b1" in p or "b2" in p for p in d.only_after)
+    assert d.frozen_changed == [] and d.trainable_unchanged == []
+    # its own checkpoint still pairs every variable, by name
+    own = tf.train.Checkpoint(model=a).write(str(tmp_path / "a" / "ckpt"))
+    a.layers[0].kernel.assign(a.layers[0].kernel * 2)
+    d = hw.diff(own, a)
+    assert len(d) == 4 and d.changed == [v.path for v in hw.inspect(a).variables()][:1]
+
+
+def test_pairs_of_other_shapes_are_reported_as_such(keras):
+    a = small_net(keras, units=(4, 3))
+    b = small_net(keras, units=(5, 3))
+    d = hw.diff(a, b)
+    kernel = d["net/a1/kernel"]
+    assert not kernel.comparable and kernel.before_kind == ((4, 4), "float32")
+    assert kernel.shape == (4, 5)
+    text = d.summary()
+    assert "Different shape or dtype, not compared (3)" in text  # a1 kernel, a1 bias, a2 kernel
+    assert "net/a1/kernel (4, 4) float32 -> (4, 5) float32" in text
+    row = next(line for line in text.splitlines() if line.startswith("net/a1 "))
+    assert "other shape" in row and " 0 " not in row
+    assert d.nodes["net/a1"].not_compared == 2 and math.isnan(d.nodes["net/a1"].rel_change)
+    assert all(i.path != "net/a1/kernel" for i in d.frozen_changed)
+
+
+def test_float64_near_its_limit_does_not_overflow(keras):
+    model = small_net(keras, dtype="float64")
+    kernel = model.layers[0].kernel
+    kernel.assign(np.full((4, 4), 1e200))
+    before = hw.snapshot(model)
+    kernel.assign(np.full((4, 4), 2e200))
+    d = hw.diff(before, model)["net/a1/kernel"]
+    assert d.rel_change == 1.0 and d.cosine == pytest.approx(1.0)
+    assert d.max_abs_change == pytest.approx(1e200)
+    kernel.assign(np.full((4, 4), -1.7e308))  # the change itself is past float64's range
+    d = hw.diff(before, model)["net/a1/kernel"]
+    x, y = before["net/a1/kernel"] / 1e308, np.full((4, 4), -1.7)
+    assert d.rel_change == pytest.approx(np.linalg.norm(y - x) / np.linalg.norm(x))
+    assert d.cosine == pytest.approx(-1.0)
+    assert math.isfinite(hw.diff(before, model).nodes["net/a1"].rel_change)
+
+
+def test_a_nan_weight_is_counted_not_spread(keras):
+    model = small_net(keras)
+    before = hw.snapshot(model)
+    values = np.array(before["net/a1/kernel"])
+    values[0, 0] = np.nan
+    values[1:] *= 1.5
+    model.layers[0].kernel.assign(values)
+    d = hw.diff(before, model)["net/a1/kernel"]
+    keep = np.ones(16, bool)
+    keep[0] = False
+    x = before["net/a1/kernel"].astype(np.float64).ravel()[keep]
+    y = values.astype(np.float64).ravel()[keep]
+    assert d.nonfinite == 1
+    assert d.rel_change == pytest.approx(np.linalg.norm(y - x) / np.linalg.norm(x), rel=1e-9)
+    assert d.max_abs_change == pytest.approx(np.max(np.abs(y - x)), rel=1e-9)
+    assert "net/a1/kernel (1 of 16)" in hw.diff(before, model).summary()
+
+
+def _npz_entries(path):
+    import zipfile
+
+    with zipfile.ZipFile(path) as z:
+        return {n: z.read(n) for n in z.namelist()}
+
+
+def _rewrite(path, entries):
+    import zipfile
+
+    with zipfile.ZipFile(path, "w") as z:
+        for name, data in entries.items():
+            z.writestr(name, data)
+
+
+def _edit_meta(path, change):
+    import json
+
+    entries = _npz_entries(path)
+    meta_name = "__hubwidgets_meta__.npy"
+    import io
+
+    meta = json.loads(bytes(np.load(io.BytesIO(entries[meta_name]))).decode())
+    change(meta)
+    buffer = io.BytesIO()
+    np.save(buffer, np.frombuffer(json.dumps(meta).encode(), dtype=np.uint8))
+    entries[meta_name] = buffer.getvalue()
+    _rewrite(path, entries)
+
+
+def _damage(kind, path):
+    data = path.read_bytes()
+    if kind == "truncated":
+        path.write_bytes(data[: len(data) // 2])
+    elif kind == "flipped byte in a value":
+        entries = _npz_entries(path)
+        value = bytearray(entries["v0.npy"])
+        value[-3] ^= 0xFF
+        import zipfile
+
+        with zipfile.ZipFile(path, "w") as z:  # the CRC of the original bytes, kept
+            for name, blob in entries.items():
+                z.writestr(name, blob)
+        raw = path.read_bytes()
+        at = raw.index(bytes(entries["v0.npy"]))
+        path.write_bytes(raw[:at] + bytes(value) + raw[at + len(value):])
+    elif kind == "empty":
+        path.write_bytes(b"")
+    elif kind == "not a zip":
+        path.write_bytes(b"hello, I am text" * 10)
+    elif kind == "dtype int4":
+        _edit_meta(path, lambda m: m["dtypes"].__setitem__(0, "int4"))
+    elif kind == "dtype int32 over float32 bytes":
+        _edit_meta(path, lambda m: m["dtypes"].__setitem__(0, "int32"))
+    elif kind == "duplicated path":
+        _edit_meta(path, lambda m: m["paths"].__setitem__(1, m["paths"][0]))
+    elif kind == "paths not a list":
+        _edit_meta(path, lambda m: m.__setitem__("paths", "net/a1/kernel"))
+    elif kind == "fewer dtypes":
+        _edit_meta(path, lambda m: m["dtypes"].pop())
+    elif kind == "value entry missing":
+        entries = _npz_entries(path)
+        del entries["v2.npy"]
+        _rewrite(path, entries)
+    elif kind == "wrong format":
+        _edit_meta(path, lambda m: m.__setitem__("format", "other/9"))
+    elif kind == "trainable table of text":
+        _edit_meta(path, lambda m: m.__setitem__("trainable", {"net/a1/kernel": "yes"}))
+
+
+DAMAGE = {"truncated": "not a readable .npz", "flipped byte in a value": "kernel.* is damaged .*CRC",
+          "empty": "not a readable .npz", "not a zip": "not a readable .npz",
+          "dtype int4": "described as int4 but stored as float32",
+          "dtype int32 over float32 bytes": "described as int32 but stored as float32",
+          "duplicated path": "more than once", "paths not a list": "list of variable paths",
+          "fewer dtypes": "one dtype name per variable",
+          "value entry missing": "v2 are missing", "wrong format": "format is 'other/9'",
+          "trainable table of text": "'trainable' table"}
+
+
+@pytest.mark.parametrize("kind", list(DAMAGE))
+def test_a_damaged_snapshot_file_says_what_is_wrong(keras, tmp_path, kind):
+    model = small_net(keras)
+    path = tmp_path / "snap.npz"
+    hw.snapshot(model).save(path)
+    _damage(kind, path)
+    before = raw_values(model)
+    for use in (hw.Snapshot.load, lambda p: hw.diff(p, model), lambda p: hw.restore(model, p)):
+        with pytest.raises(hw.HubWidgetsError, match=DAMAGE[kind]):
+            use(str(path))
+    assert raw_values(model) == before
+
+
+def test_snapshot_to_a_path_streams_one_variable_at_a_time(keras, tmp_path):
+    import tracemalloc
+
+    keras.utils.set_random_seed(0)
+    model = keras.Sequential([keras.Input((512,))] +
+                             [keras.layers.Dense(512, name=f"d{i}") for i in range(8)],
+                             name="deep")
+    largest = 512 * 512 * 4
+    total = sum(v.nbytes for v in hw.inspect(model).variables())
+    assert total > 7 * largest
+    tracemalloc.start()
+    snap = hw.snapshot(model, tmp_path / "before")
+    _, peak = tracemalloc.get_traced_memory()
+    tracemalloc.stop()
+    assert peak < 3 * largest, peak  # never all values: one variable (and its copy) at most
+    assert snap.source.endswith("before.npz") and snap.nbytes == total
+    for layer in model.layers:
+        layer.kernel.assign(layer.kernel * 0.5)
+    tracemalloc.start()
+    streamed = hw.diff(str(tmp_path / "before.npz"), model)
+    _, peak = tracemalloc.get_traced_memory()
+    tracemalloc.stop()
+    assert peak < 4 * largest, peak  # a file side and a live side: one variable each
+    reference = hw.diff(hw.Snapshot.load(tmp_path / "before.npz"), model)
+    assert streamed.changed == reference.changed and len(streamed.changed) == 8
+    for p in streamed:
+        assert streamed[p].rel_change == reference[p].rel_change == (0.5 if "kernel" in p else 0)
+    hw.restore(model, str(tmp_path / "before.npz"))  # from the file, one undo step
+    assert hw.diff(snap, model).changed == []
+    hw.undo(model)
+    assert len(hw.diff(snap, model).changed) == 8
+
+
+def test_the_memory_guard_refuses_an_in_memory_snapshot_and_names_the_path(keras, tmp_path,
+                                                                            monkeypatch):
+    from hubwidgets.model import memory_guard
+
+    model = small_net(keras)
+    path = hw.snapshot(model, tmp_path / "small.npz").source
+    monkeypatch.setattr(memory_guard, "SMALL_BYTES", 0)
+    monkeypatch.setattr(memory_guard, "available_bytes", lambda: 1024)
+    with pytest.raises(hw.InsufficientMemoryError, match=r"hubwidgets.snapshot\(model, '"):
+        hw.snapshot(model)
+    with pytest.raises(hw.InsufficientMemoryError, match=r"Snapshot.open"):
+        hw.Snapshot.load(path)
+    before = raw_values(model)
+    with pytest.raises(hw.InsufficientMemoryError, match="nothing was allocated"):
+        hw.restore(model, path)
+    assert raw_values(model) == before and hw.undo_history(model).undo_steps == []
+    # the streaming forms need no room for the whole model
+    assert len(hw.snapshot(model, tmp_path / "again.npz")) == 4
+    assert hw.diff(path, model).changed == []

@@ -329,3 +329,18 @@ def test_freezing_the_training_state_is_refused_and_changes_nothing(trained, hub
         with pytest.raises(hw.FreezeError, match="freeze or unfreeze 'outer_state/hub_state'"):
             action(outer, f"hub_state/{TRAINING_STATE_NAME}")
     assert [v.name for v in outer.trainable_weights] == before
+
+
+@pytest.mark.parametrize("name", ["inner_bn", "dense_a", "head"])
+def test_a_bare_name_finds_the_models_own_layer_not_the_optimizer_slot_group(trained, name):
+    """Issue 27: Adam's slot groups under "training state (not counted)" reuse layer names."""
+    _, path, _ = trained
+    tree = hw.inspect(path)
+    state = next(n for n in tree.root.children if not n.counted)
+    slot_groups = [n for n in state.walk() if n.name == name]
+    assert slot_groups  # the name is reused there: the case this test is about
+    found = tree.find(name)
+    assert found.counted and not found.path.startswith(state.path + "/")
+    assert found.class_name == LAYERS.get(name, ("BatchNormalization",))[0]
+    assert tree.find(slot_groups[0].path) is slot_groups[0]  # still reachable by full path
+    assert tree.named(name) == [found]

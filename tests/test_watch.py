@@ -333,3 +333,42 @@ def test_every_n_steps_counts_steps_not_calls_with_steps_per_execution(keras, tf
     cb = hw.watch(model, every=3)
     model.fit(*xy, epochs=2, batch_size=4, verbose=0, callbacks=[cb])  # 16 steps, 8 calls
     assert cb.history.steps == [4, 6, 10, 12, 16]  # the first call at or past 3, 6, 9, 12, 15
+
+
+# -- hostile cases (issue 27) ----------------------------------------------------------------
+@pytest.mark.parametrize("raised", [KeyboardInterrupt, RuntimeError])
+def test_a_fit_interrupted_by_a_callback_ends_the_run(keras, tf, xy, raised):
+    from recording_comm import recording_comms
+
+    model = k3_model(keras)
+    model.compile(optimizer=keras.optimizers.SGD(0.05), loss="mse")
+    with recording_comms():
+        cb = hw.watch(model, min_refresh_s=0)
+        panel = cb.panel
+
+        def stop(batch, logs=None):
+            if batch == 2:
+                raise raised("stopped by the user")
+
+        seen_running = []
+        probe = keras.callbacks.LambdaCallback(
+            on_train_batch_end=lambda batch, logs=None: seen_running.append(cb.running))
+        with pytest.raises(raised):
+            model.fit(*xy, epochs=3, batch_size=8, verbose=0,
+                      callbacks=[cb, probe, keras.callbacks.LambdaCallback(
+                          on_train_batch_end=stop)])
+        assert seen_running == [True, True, True]  # inside fit, it is running
+        assert cb.running is False and cb.interrupted is True
+        assert cb._start is None  # the start snapshot is released
+        assert "interrupted" in panel.status.value and "(training)" not in panel.status.value
+        assert cb.diff is not None and cb.diff.changed  # start of fit -> where it stopped
+        # the next fit runs and ends as usual
+        model.fit(*xy, epochs=1, batch_size=8, verbose=0, callbacks=[cb])
+        assert cb.running is False and cb.interrupted is False and "done" in panel.status.value
+
+
+def test_a_watcher_never_fitted_is_not_running(keras, tf):
+    model = k3_model(keras)
+    model.build((None, 4))
+    cb = hw.watch(model)
+    assert cb.running is False and cb.interrupted is False

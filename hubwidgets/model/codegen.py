@@ -17,6 +17,8 @@ from typing import Any
 from .compile_state import needs_compile
 from .edit_lookups import edit_session, layer_initializer, variable_owners
 from .errors import EditError
+from .lora import lora_layers, lora_refreeze_code
+from .lora_edits import plan_code_lines, special_layer
 from .matching import matching_nodes
 from .tree import ModelTree, Node
 
@@ -66,14 +68,25 @@ def _step(parent: Node, child: Node) -> str | None:
 
 
 def set_trainable_code(tree: ModelTree, nodes: list[Node], flag: bool,
-                       var: str = "model") -> str:
-    """The code that makes ``nodes`` trainable (``flag``) or frozen."""
+                       var: str = "model", restored: bool = False) -> str:
+    """The code that makes ``nodes`` trainable (``flag``) or frozen.  Unfreezing a scope
+    with LoRA adapters also freezes their base kernels again (Keras' ``trainable = True``
+    unfreezes them); ``restored``: the unfreeze gave back the flags a hubwidgets freeze of
+    the same scope kept, which only hubwidgets can say."""
     lines = []
     for node in nodes:
-        if node is tree.root:
-            lines.append(f"{var}.trainable = {flag}")
-        elif node.keras_layer:
-            lines.append(f"{layer_accessor(node, var)}.trainable = {flag}")
+        accessor = var if node is tree.root else layer_accessor(node, var)
+        if flag and restored and node.keras_layer:
+            lines.append(f"hubwidgets.unfreeze({var}, {node.path!r})  # the flags it had before "
+                         "hubwidgets.freeze: with LoRA, only the adapters train again")
+        elif node.keras_layer or node is tree.root:
+            if flag and lora_layers(node.obj):  # Keras 3 skips a setter that changes nothing
+                lines += [f"{accessor}.trainable = False  # off first: Keras 3 ignores "
+                          "trainable = True on a layer",
+                          f"{accessor}.trainable = True  # already trainable, and its sub-layers "
+                          "would keep their flags", lora_refreeze_code(accessor)]
+            else:
+                lines.append(f"{accessor}.trainable = {flag}")
         else:
             lines.append(f"hubwidgets.set_trainable({var}, {node.path!r}, {flag})"
                          "  # part of a layer: per-variable flags")
@@ -89,8 +102,14 @@ def freeze_pattern_code(tree: ModelTree, pattern: str, var: str = "model") -> st
 
 def freeze_up_to_code(tree: ModelTree, cut: int, var: str = "model") -> str:
     """The loop that freezes the first ``cut`` top-level layers and unfreezes the rest."""
-    code = (f"for layer in {var}.layers[:{cut}]:\n    layer.trainable = False\n"
-            f"for layer in {var}.layers[{cut}:]:\n    layer.trainable = True")
+    if lora_layers(tree.root.obj):  # Keras 3 skips a setter that changes nothing: flip twice
+        code = (f"for layer in {var}.layers[:{cut}]:\n    layer.trainable = True  # reaches every "
+                "sub-layer only when it changes\n    layer.trainable = False\n"
+                f"for layer in {var}.layers[{cut}:]:\n    layer.trainable = False\n"
+                "    layer.trainable = True\n" + lora_refreeze_code(var))
+    else:
+        code = (f"for layer in {var}.layers[:{cut}]:\n    layer.trainable = False\n"
+                f"for layer in {var}.layers[{cut}:]:\n    layer.trainable = True")
     return with_compile_reminder(tree, code, var)
 
 
@@ -166,10 +185,20 @@ def edit_action_code(tree: ModelTree, action: str, target: str, args: tuple[Any,
         lines += _HELPERS[action]
     owners = variable_owners(tree) if action == "reset_weights" else {}
     for node in nodes:
-        if action == "reset_weights":
+        if action == "reset_weights" and not (special_layer(node) or (
+                node.class_name != "Variable" and any(special_layer(n) for n in node.walk()))):
             lines += _reset_lines(tree, node, owners, var)
             continue
         getter = _getter(tree, node, var)
+        if action in ("scale_weights", "reset_weights") and special_layer(node) \
+                and getter is not None:
+            lines += plan_code_lines(node, action, args, getter)  # LoRA / quantized: its meaning
+            continue
+        if node.class_name != "Variable" and any(special_layer(n) for n in node.walk()):
+            lines.append(f"# {node.path}: holds LoRA or quantized layers, where editing each "
+                         "variable alone means something else: the hubwidgets call above "
+                         "does it layer by layer")
+            continue
         if getter is not None:
             lines += [f"layer = {getter}", _PLAIN[action].format(*args[:1])]
             continue

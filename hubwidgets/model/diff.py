@@ -25,7 +25,7 @@ import numpy as np
 
 from .errors import HubWidgetsError, ModelLoadError
 from .notes import BN_STATISTIC_NAMES, is_batch_norm_class
-from .snapshot import Snapshot, snapshot
+from .snapshot import LazyValues, Snapshot, live_snapshot
 
 RANDOM_HINTS = ("Dropout", "Random", "Noise", "SeedGenerator")
 ADAPT_CLASSES = ("Normalization", "Discretization", "StringLookup", "IntegerLookup",
@@ -39,7 +39,12 @@ class VariableDiff:
     ``changed`` compares the bits (a NaN that stays NaN is unchanged; -0.0 vs 0.0 is a
     change).  ``rel_change`` is ‖after − before‖ / ‖before‖ (``inf`` when before is all
     zeros and after is not), ``cosine`` the cosine similarity of the two values (NaN when one
-    is all zeros or not numeric), ``trainable`` the flag as the model says now.
+    is all zeros or not numeric), ``trainable`` the flag as the model says now.  The figures
+    are computed scaled by the largest magnitude (no overflow, even near float64's limit) and
+    over the positions finite on both sides; ``nonfinite`` counts the others (inf or NaN).
+    ``comparable`` is False when the two sides differ in shape or dtype (``before_kind``
+    gives the first side's shape and dtype): then no figure is computed, and the summary
+    lists the pair apart.
     """
 
     path: str
@@ -53,8 +58,12 @@ class VariableDiff:
     size: int = 0
     shape: tuple[int, ...] = ()
     dtype: str = ""
+    comparable: bool = True
+    before_kind: tuple[tuple[int, ...], str] | None = None
+    nonfinite: int = 0
     delta_sq: float = field(default=0.0, repr=False)
     before_sq: float = field(default=0.0, repr=False)
+    scale: float = field(default=1.0, repr=False)
 
     @property
     def frozen(self) -> bool:
@@ -73,6 +82,9 @@ class NodeDiff:
     changed_params: int
     rel_change: float
     max_abs_change: float
+    not_compared: int = 0
+    """Variables of the node whose two sides differ in shape or dtype (left out of the
+    figures)."""
 
 
 @dataclass(frozen=True)
@@ -138,16 +150,26 @@ class WeightDiff(Mapping):
             for path, d in self._results.items():
                 parts = path.split("/")
                 for depth in range(1, len(parts)):
-                    a = acc.setdefault("/".join(parts[:depth]), [0, 0, 0, 0, 0.0, 0.0, 0.0])
+                    a = acc.setdefault("/".join(parts[:depth]), [0, 0, 0, 0, 0.0, 0.0, 0.0, 0.0, 0])
                     a[0] += 1
                     a[1] += d.changed
+                    a[8] += not d.comparable
                     a[2] += d.size
                     a[3] += d.size if d.changed else 0
-                    a[4] += d.delta_sq
-                    a[5] += d.before_sq
+                    # sums of squares in units of the node's largest scale (no overflow)
+                    if d.scale > a[7] > 0:
+                        a[4] *= (a[7] / d.scale) ** 2
+                        a[5] *= (a[7] / d.scale) ** 2
+                    if d.scale > a[7]:
+                        a[7] = d.scale
+                    unit = (d.scale / a[7]) ** 2 if a[7] > 0 else 0.0
+                    a[4] += d.delta_sq * unit
+                    a[5] += d.before_sq * unit
                     a[6] = max(a[6], d.max_abs_change if math.isfinite(d.max_abs_change) else 0)
             self._nodes = {p: NodeDiff(p, int(a[0]), int(a[1]), int(a[2]), int(a[3]),
-                                       _ratio(a[4], a[5]), a[6]) for p, a in acc.items()}
+                                       _ratio(a[4], a[5]) if a[8] < a[0] else math.nan,
+                                       a[6] if a[8] < a[0] else math.nan, int(a[8]))
+                           for p, a in acc.items()}
         return self._nodes
 
     def node(self, path: str) -> NodeDiff:
@@ -191,8 +213,21 @@ class WeightDiff(Mapping):
             lines.append("")
             lines.append(f"{'layer'.ljust(width)}  changed  rel. change  max |change|")
             for n in rows:
+                rel, top = ((_num(n.rel_change), _num(n.max_abs_change)) if
+                            n.not_compared < n.variables else ("other shape", "other shape"))
+                note = f"  ({n.not_compared} of other shape or dtype)" if 0 < n.not_compared \
+                    < n.variables else ""
                 lines.append(f"{n.path.ljust(width)}  {f'{n.changed}/{n.variables}':>7}  "
-                             f"{_num(n.rel_change):>11}  {_num(n.max_abs_change):>12}")
+                             f"{rel:>11}  {top:>12}{note}")
+        reshaped = [d for d in self._results.values() if not d.comparable]
+        if reshaped:
+            lines.append(f"\nDifferent shape or dtype, not compared ({len(reshaped)}): " +
+                         ", ".join(f"{d.path} {_kind(d.before_kind)} -> {_kind((d.shape, d.dtype))}"
+                                   for d in reshaped[:10]) + (" ..." if len(reshaped) > 10 else ""))
+        odd = [d for d in self._results.values() if d.nonfinite]
+        if odd:
+            lines.append("\nValues that are inf or NaN on a side, left out of the figures: " +
+                         ", ".join(f"{d.path} ({d.nonfinite} of {d.size})" for d in odd[:10]))
         if self.only_before:
             lines.append(f"\nOnly before ({len(self.only_before)}): " +
                          ", ".join(self.only_before[:10]) + (" ..." if len(self.only_before) > 10
@@ -261,7 +296,8 @@ def diff(before: Any, after: Any) -> WeightDiff:
     only_after = [p for p in b.values if p not in matched]
     hub_layers = {**a.hub_layers, **b.hub_layers}
     frozen_changed = [_frozen_reason(d, b.framework or a.framework, hub_layers.get(p, ""), live)
-                      for p, d in results.items() if d.changed and not d.trainable]
+                      for p, d in results.items() if d.changed and not d.trainable
+                      and d.comparable]
     moved_any = any(d.changed for d in results.values())
     trainable_unchanged = [_still_reason(d, live, moved_any)
                            for d in results.values() if d.trainable and not d.changed]
@@ -322,7 +358,7 @@ def _resolve(side: Any, other: Any) -> _Side:
         return _Side(side, f"snapshot of {side.root!r}")
     if isinstance(side, (str, os.PathLike)):
         return _resolve_path(os.fspath(side), other)
-    snap = snapshot(side)
+    snap = live_snapshot(side)  # read one variable at a time, as the comparison goes
     model = side.obj if hasattr(side, "root") and hasattr(side, "refresh") else side
     return _Side(snap, f"live {snap.framework} {snap.root!r}", model=model)
 
@@ -330,14 +366,14 @@ def _resolve(side: Any, other: Any) -> _Side:
 def _resolve_path(path: str, other: Any) -> _Side:
     lower = path.lower()
     if lower.endswith(".npz"):
-        return _Side(Snapshot.load(path), f"snapshot file {path!r}")
+        return _Side(Snapshot.open(path), f"snapshot file {path!r}")  # read on demand
     if os.path.isfile(path + ".index") or lower.endswith(".index"):
         prefix = path[:-len(".index")] if lower.endswith(".index") else path
         return _Side(_checkpoint_snapshot(prefix, _live(other, path)), f"checkpoint {path!r}")
     if lower.endswith(".weights.h5") or (lower.endswith((".h5", ".hdf5")) and
                                          os.path.isfile(path) and not _h5_has_model(path)):
         return _Side(_weights_file_snapshot(path, _live(other, path)), f"weights {path!r}")
-    return _Side(snapshot(path), f"saved model {path!r}")
+    return _Side(live_snapshot(path), f"saved model {path!r}")
 
 
 def _live(other: Any, path: str) -> Any:
@@ -370,7 +406,7 @@ def _weights_file_snapshot(path: str, model: Any) -> Snapshot:
             f"Could not load {path!r} into a copy of the model: {type(exc).__name__}: "
             f"{str(exc).splitlines()[0][:300] if str(exc) else ''}. Pass the model these "
             "weights were saved from.") from exc
-    return snapshot(clone)
+    return live_snapshot(clone)
 
 
 def _clone(model: Any, path: str) -> Any:
@@ -399,15 +435,14 @@ def _clone(model: Any, path: str) -> Any:
 
 
 def _checkpoint_snapshot(prefix: str, model: Any) -> Snapshot:
-    """A TF checkpoint's values matched to ``model``'s variables by walking the checkpoint's
-    object graph beside the live one (as TensorFlow's own restore does): written by
-    ``tf.train.Checkpoint(model=...).write/save`` or ``model.save_weights`` (tf_keras)."""
+    """A TF checkpoint's values, paired with ``model``'s variables by path: each value the
+    checkpoint holds for the model (``tf.train.Checkpoint(model=...).write/save``, or
+    ``model.save_weights`` in tf_keras) carries the variable's own name, which is matched to
+    the live variables' as :func:`match_paths` matches two snapshots, never by position in
+    the object graph (another model's checkpoint pairs nothing it does not name).  Values
+    are read from the file one at a time, when compared."""
     import tensorflow as tf
     from tensorflow.core.protobuf import trackable_object_graph_pb2
-    from tensorflow.python.checkpoint import graph_view
-
-    from .adapters.common import variable_key
-    from .inspect import inspect
 
     try:
         reader = tf.train.load_checkpoint(prefix)
@@ -417,45 +452,85 @@ def _checkpoint_snapshot(prefix: str, model: Any) -> Snapshot:
         raise ModelLoadError(f"Could not read the checkpoint {prefix!r}: {exc}. Pass the prefix "
                              "(the path without .index / .data-...) of an object-based "
                              "checkpoint.") from exc
-    view = graph_view.ObjectGraphView(model)
+    live = live_snapshot(model)
+    names = _checkpoint_names(live, model)  # the name each live variable is saved under
 
-    def walk(start: int) -> dict[int, str]:
-        keys: dict[int, str] = {}
-        seen = {start}
-        stack = [(start, model)]
+    def values_below(start: int) -> dict[str, str]:
+        """full name -> checkpoint key of every variable value below one object."""
+        keys: dict[str, str] = {}
+        seen, stack = {start}, [start]
         while stack:
-            node_id, obj = stack.pop()
-            node = graph.nodes[node_id]
+            node = graph.nodes[stack.pop()]
             for attr in node.attributes:
-                if attr.name == "VARIABLE_VALUE":
-                    keys.setdefault(variable_key(obj), attr.checkpoint_key)
-            try:
-                children = view.children(obj)
-            except Exception:  # noqa: BLE001 - objects that cannot list children
-                continue
+                if attr.name == "VARIABLE_VALUE" and attr.full_name:
+                    keys.setdefault(attr.full_name, attr.checkpoint_key)
             for ref in node.children:
-                child = children.get(ref.local_name)
-                if child is not None and ref.node_id not in seen:
+                if ref.node_id not in seen and ref.local_name != "optimizer":
                     seen.add(ref.node_id)
-                    stack.append((ref.node_id, child))
+                    stack.append(ref.node_id)
         return keys
 
     # the model is the checkpoint's root (save_weights), or one of its children (Checkpoint)
-    starts = [0] + [ref.node_id for ref in graph.nodes[0].children] if graph.nodes else []
-    keys = max((walk(s) for s in starts), key=len, default={})
-    live = snapshot(model)
-    values: dict[str, np.ndarray] = {}
-    for var in inspect(model).variables():
-        key = keys.get(variable_key(var.variable))
-        if key is not None:
-            values[var.path] = np.asarray(reader.get_tensor(key))
-    if not values:
+    starts = [0] + [ref.node_id for ref in graph.nodes[0].children
+                    if ref.local_name != "optimizer"] if graph.nodes else []
+    found = max((values_below(s) for s in starts), key=lambda k: len(set(k) & set(names)),
+                default={})
+    if not found:
         raise ModelLoadError(
-            f"The checkpoint {prefix!r} holds none of this model's variables. Pass the model "
-            "it was written from (tf.train.Checkpoint(model=model).save or model.save_weights).")
-    return Snapshot(values=values, framework=live.framework, root=live.root,
-                    **{name: {p: f for p, f in getattr(live, name).items() if p in values}
+            f"The checkpoint {prefix!r} holds no variable values. Pass the prefix of a "
+            "checkpoint written with tf.train.Checkpoint(model=model).save or "
+            "model.save_weights.")
+    by_name = {name: path for path, name in names.items()}
+    pairs = {n: n for n in found if n in by_name}
+    if not pairs:  # the same model under another root name: the same names below the root
+        below_live = _unique_below_root(list(by_name))
+        below_saved = _unique_below_root(list(found))
+        pairs = {n: below_live[k] for k, n in below_saved.items() if k in below_live}
+    paired = {by_name[pairs[n]]: key for n, key in found.items() if n in pairs}
+    paths = {p: paired[p] for p in live.values if p in paired}  # path -> key, model order
+    for full_name, key in found.items():  # variables the model does not have: shown as on
+        if full_name not in pairs:        # the checkpoint's side only
+            paths[f"{live.root}/(checkpoint)/{full_name}"] = key
+    specs: dict[str, tuple[tuple[int, ...], str, int]] = {}
+    shapes, dtypes = reader.get_variable_to_shape_map(), reader.get_variable_to_dtype_map()
+    for path, key in paths.items():
+        dtype = np.dtype(dtypes[key].as_numpy_dtype) if dtypes[key] != tf.string \
+            else np.dtype("S1")
+        shape = tuple(shapes[key])
+        specs[path] = (shape, dtype.name, int(np.prod(shape, dtype=np.int64)) * dtype.itemsize)
+
+    def read(path: str) -> np.ndarray:
+        return np.asarray(reader.get_tensor(paths[path]))
+
+    return Snapshot(values=LazyValues(list(paths), read, specs), framework=live.framework,
+                    root=live.root,
+                    **{name: {p: f for p, f in getattr(live, name).items() if p in paths}
                        for name in ("trainable", "owners", "can_train", "hub_layers")})
+
+
+def _unique_below_root(names: list[str]) -> dict[str, str]:
+    """name below its root -> the name, for names whose part below the root is unique."""
+    seen: dict[str, list[str]] = {}
+    for name in names:
+        if "/" in name:
+            seen.setdefault(_below_root(name), []).append(name)
+    return {k: v[0] for k, v in seen.items() if len(v) == 1}
+
+
+def _checkpoint_names(live: Snapshot, model: Any) -> dict[str, str]:
+    """Variable path -> the name a checkpoint records for it (``full_name``): the variable's
+    ``path`` in Keras 3, its ``name`` without ``:0`` in tf_keras and TensorFlow."""
+    from .inspect import inspect
+
+    out: dict[str, str] = {}
+    for var in inspect(model).variables():
+        if var.path not in live.values:
+            continue
+        raw = var.variable
+        name = getattr(raw, "path", None) if not hasattr(raw, "_shared_name") else None
+        name = name or getattr(raw, "_shared_name", None) or str(getattr(raw, "name", ""))
+        out[var.path] = name.split(":")[0]
+    return out
 
 
 # -- numbers -------------------------------------------------------------------------------
@@ -466,32 +541,82 @@ def _compare(path: str, before: np.ndarray, after: np.ndarray, trainable: bool, 
                   shape=tuple(after.shape), dtype=after.dtype.name)
     if before.shape != after.shape or before.dtype != after.dtype:
         return VariableDiff(changed=True, rel_change=math.nan, max_abs_change=math.nan,
-                            cosine=math.nan, **common)
-    changed = before.tobytes() != after.tobytes()
+                            cosine=math.nan, comparable=False,
+                            before_kind=(tuple(before.shape), before.dtype.name), **common)
+    changed = not _same_bits(before, after)
     if before.dtype.kind not in "fiub" and before.dtype.name != "bfloat16":
         return VariableDiff(changed=changed, rel_change=math.nan, max_abs_change=math.nan,
                             cosine=math.nan, **common)
+    flat_x, flat_y = before.reshape(-1), after.reshape(-1)
+    chunks = range(0, size, _CHUNK)  # float64 work in chunks: never a float64 copy of it all
+
+    def chunk(start: int) -> tuple[np.ndarray, np.ndarray]:
+        x = flat_x[start:start + _CHUNK].astype(np.float64)
+        y = flat_y[start:start + _CHUNK].astype(np.float64)
+        finite = np.isfinite(x) & np.isfinite(y)
+        return (x, y) if finite.all() else (x[finite], y[finite])
+
+    # the figures are of the values finite on both sides (the rest are counted), scaled by
+    # the largest magnitude first, so that squares and differences never overflow
+    nonfinite, scale = 0, 0.0
+    for start in chunks:
+        x, y = chunk(start)
+        nonfinite += min(_CHUNK, size - start) - x.size
+        if x.size:
+            scale = max(scale, float(np.max(np.abs(x))), float(np.max(np.abs(y))))
+    if nonfinite:
+        common["nonfinite"] = nonfinite
+    counted = size - nonfinite
+    unit = scale if scale > 0 else 1.0
+    before_sq = after_sq = delta_sq = dot = biggest = 0.0
+    for start in chunks:
+        x, y = chunk(start)
+        x /= unit
+        y /= unit
+        before_sq += float(x @ x)
+        if changed:
+            after_sq += float(y @ y)
+            dot += float(x @ y)
+            y -= x
+            delta_sq += float(y @ y)
+            if y.size:
+                biggest = max(biggest, float(np.max(np.abs(y))))
     if not changed:
-        sq = float(np.sum(np.square(before.astype(np.float64))))
         return VariableDiff(changed=False, rel_change=0.0, max_abs_change=0.0,
-                            cosine=1.0 if sq > 0 else math.nan, before_sq=sq, **common)
-    x = before.astype(np.float64).ravel()
-    y = after.astype(np.float64).ravel()
-    delta = y - x
-    delta_sq = float(delta @ delta)
-    before_sq = float(x @ x)
-    after_sq = float(y @ y)
-    denom = math.sqrt(before_sq * after_sq)
-    return VariableDiff(changed=True, rel_change=_ratio(delta_sq, before_sq),
-                        max_abs_change=float(np.max(np.abs(delta))) if size else 0.0,
-                        cosine=float(x @ y) / denom if denom > 0 else math.nan,
-                        delta_sq=delta_sq, before_sq=before_sq, **common)
+                            cosine=1.0 if before_sq > 0 else math.nan, before_sq=before_sq,
+                            scale=unit, **common)
+    denom = math.sqrt(before_sq) * math.sqrt(after_sq)
+    return VariableDiff(changed=True,
+                        rel_change=_ratio(delta_sq, before_sq) if counted else math.nan,
+                        max_abs_change=biggest * unit if counted else math.nan,
+                        cosine=min(1.0, max(-1.0, dot / denom)) if denom > 0 else math.nan,
+                        delta_sq=delta_sq, before_sq=before_sq, scale=unit, **common)
+
+
+_CHUNK = 1 << 14
+"""Values compared at a time (float64 temporaries of 128 KiB each)."""
+
+
+def _same_bits(before: np.ndarray, after: np.ndarray) -> bool:
+    """Whether two arrays of one shape and dtype hold the same bytes (compared in chunks, no
+    copy of either)."""
+    if before.dtype.kind == "O":
+        return before.tolist() == after.tolist()
+    x = np.ascontiguousarray(before).reshape(-1).view(np.uint8)
+    y = np.ascontiguousarray(after).reshape(-1).view(np.uint8)
+    step = _CHUNK * 8
+    return all(np.array_equal(x[i:i + step], y[i:i + step]) for i in range(0, x.size, step))
 
 
 def _ratio(delta_sq: float, before_sq: float) -> float:
     if before_sq > 0:
         return math.sqrt(delta_sq / before_sq)
     return 0.0 if delta_sq == 0 else math.inf
+
+
+def _kind(kind: tuple[tuple[int, ...], str] | None) -> str:
+    shape, dtype = kind if kind is not None else ((), "?")
+    return f"{tuple(shape)} {dtype}"
 
 
 def _num(x: float) -> str:

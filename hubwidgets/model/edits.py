@@ -32,9 +32,11 @@ and its initializer) are in :mod:`hubwidgets.model.edit_lookups`; :class:`EditEr
 
 from __future__ import annotations
 
+import hashlib
 import math
 import numbers
 import warnings
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
@@ -44,6 +46,7 @@ from .codegen import describe_call, edit_action_code
 from .codegen import edit_code as edit_code  # the public name's old home, for its callers
 from .edit_lookups import edit_session, layer_initializer, variable_owners
 from .errors import EditError
+from .lora_edits import fine_tuning_plan
 from .matching import matching_nodes
 
 
@@ -61,6 +64,7 @@ class _Change:
     before: list[np.ndarray] = field(repr=False)  # one array, or one per replica
     first: bool = False  # its undo puts back the history's ``originals`` of the variable
     restores: bool = False  # it wrote those originals back (the explorer's restore)
+    written: bytes = b""  # digest of the values the edit (or the last undo/redo) wrote
 
     @property
     def nbytes(self) -> int:
@@ -221,33 +225,66 @@ def reset_weights(model: Any, target: str) -> Any:
 
 
 def restore(model: Any, snapshot: Any) -> Any:
-    """Put every variable of a :class:`hubwidgets.Snapshot` back, bit for bit (one undo step).
-    Every path, shape and dtype is checked before anything is written."""
+    """Put every variable of a :class:`hubwidgets.Snapshot` (or of a snapshot file, given by
+    its path) back, bit for bit, as one undo step; every open view of the model follows.
+    Every path, shape and dtype is checked before anything is written (a value is never
+    cast: a float64 snapshot does not go into float32 variables); a mismatch changes
+    nothing.  ``Snapshot.restore`` is the same operation."""
+    import os
+
+    from .memory_guard import ensure_fits
+    from .snapshot import Snapshot
+
     session = edit_session(model)
+    if isinstance(snapshot, (str, os.PathLike)):
+        snapshot = Snapshot.open(snapshot)  # checked entry by entry; values read on demand
     values = getattr(snapshot, "values", None)
-    if not isinstance(values, dict):
-        raise EditError(f"restore takes a hubwidgets.Snapshot (hw.snapshot(model)), got "
-                        f"{type(snapshot).__name__}; nothing changed.")
+    if not isinstance(values, Mapping):
+        raise EditError(f"restore takes a hubwidgets.Snapshot (hw.snapshot(model)) or the path "
+                        f"of a snapshot file, got {type(snapshot).__name__}; nothing changed.")
     live = {v.path: v for v in session.tree.variables()}
-    problems = [f"{p!r} has shape {tuple(live[p].shape)} / {live[p].dtype} in the model but "
-                 f"{values[p].shape} / {values[p].dtype} in the snapshot" for p in values
-                 if p in live and not _same_kind(live[p], values[p])]
+    problems = []
+    for p in values:
+        if p in live:
+            shape, dtype = _spec(values, p)
+            if not _same_kind(live[p], shape, dtype):
+                problems.append(f"{p!r} has shape {tuple(live[p].shape)} / {live[p].dtype} in "
+                                f"the model but {shape} / {dtype} in the snapshot")
     problems += [f"{p!r} is not a variable of the model" for p in values if p not in live]
     if problems:
         raise EditError("Nothing was restored: " + "; ".join(problems[:5]) +
+                        (f" (and {len(problems) - 5} more)" if len(problems) > 5 else "") +
                         ". Restore into the model the snapshot was taken from.")
+    ensure_fits(2 * sum(int(live[p].nbytes) for p in values),
+                "restoring a snapshot (its values, and the current ones for undo)",
+                "restore part of it: snapshot.restore(model, paths=[...])")
     return _apply(session, [live[p] for p in values], lambda old, info: values[info.path],
                   f"restore({session.var_name}, snapshot)", allow_any_dtype=True)
 
 
-def undo(model: Any) -> Any:
-    """Put back the values the last edit replaced, bit for bit."""
-    return _move(model, undo=True)
+def _spec(values: Mapping[str, Any], path: str) -> tuple[tuple[int, ...], str]:
+    """Shape and dtype name of a snapshot's value (read from a file's header, not its data)."""
+    spec = getattr(values, "spec", None)
+    if spec is not None:
+        return spec(path)
+    value = np.asarray(values[path])
+    return tuple(value.shape), value.dtype.name
 
 
-def redo(model: Any) -> Any:
-    """Apply again the last edit that was undone, bit for bit."""
-    return _move(model, undo=False)
+def undo(model: Any, force: bool = False) -> Any:
+    """Put back the values the last edit replaced, bit for bit.
+
+    When a variable of that edit changed since (``fit`` trained it, code assigned it), an
+    undo would throw those changes away: it is refused with an :class:`EditError` naming the
+    variables, and nothing changes.  ``force=True`` undoes anyway (the later changes are
+    lost; a redo does not bring them back)."""
+    return _move(model, undo=True, force=force)
+
+
+def redo(model: Any, force: bool = False) -> Any:
+    """Apply again the last edit that was undone, bit for bit.  Refused, as :func:`undo`
+    is, when a variable changed since the undo (``force=True`` redoes anyway)."""
+    return _move(model, undo=False, force=force)
 
 
 def edit_with_code(model: Any, action: str, target: str, *args: Any, var: str | None = None,
@@ -315,11 +352,26 @@ def _resetter(tree: Any) -> Compute:
                 f"{info.path!r} has no known initializer (a restored Hub or SavedModel "
                 "variable keeps only its values); nothing changed. Reset only Keras layers, "
                 "or restore a snapshot taken before training.")
+        init = _freshly_seeded(init)
         with warnings.catch_warnings():  # tf_keras: "unseeded ... identical values", as said
             warnings.filterwarnings("ignore", message=".*unseeded.*", category=UserWarning)
             value = init(tuple(old.shape), dtype=str(old.dtype))
         return np.asarray(_to_numpy(value), dtype=old.dtype).reshape(old.shape)
     return initial
+
+
+def _freshly_seeded(init: Any) -> Any:
+    """A Keras 3 random initializer built without a seed fixes one at construction and gives
+    the same values at every call: a copy with a new seed draws new values, as the user of an
+    unseeded initializer expects.  Seeded ones (and tf_keras') are called as they are."""
+    if getattr(init, "_init_seed", 0) is not None or not hasattr(init, "get_config"):
+        return init
+    try:
+        config = dict(init.get_config())
+        config["seed"] = int(np.random.default_rng().integers(0, 2**31 - 1))
+        return type(init).from_config(config)
+    except Exception:  # noqa: BLE001 - a custom initializer: called as it is
+        return init
 
 
 # one per name in codegen.EDIT_ACTIONS (the edits edit_code writes code for)
@@ -329,12 +381,12 @@ _COMPUTES: dict[str, Callable[..., Compute]] = {
 
 
 # -- internals ------------------------------------------------------------------------------
-def _same_kind(info: Any, value: np.ndarray) -> bool:
-    """Whether a snapshot's array fits the variable: same shape and dtype (a tf.string
-    variable is kept as bytes in a snapshot)."""
-    if tuple(info.shape) != value.shape:
+def _same_kind(info: Any, shape: tuple[int, ...], dtype: str) -> bool:
+    """Whether a snapshot's value fits the variable: same shape and dtype, never a cast (a
+    tf.string variable is kept as bytes in a snapshot)."""
+    if tuple(info.shape) != tuple(shape):
         return False
-    return info.dtype == value.dtype.name or (info.dtype == "string" and value.dtype.kind in "SO")
+    return info.dtype == dtype or (info.dtype == "string" and dtype.startswith(("bytes", "object")))
 
 
 def _finite_number(value: Any, what: str) -> float:
@@ -360,7 +412,13 @@ def _edit_session(session: Any, action: str, target: str, args: tuple[Any, ...],
                         f"expression, got {target!r}; nothing changed.")
     try:
         nodes = matching_nodes(tree, [target])
-    except KeyError:
+    except KeyError as exc:
+        detail = str(exc.args[0]) if exc.args else ""
+        if "valid regular expression" in detail:
+            raise EditError(f"{target!r} is an invalid pattern: it names no layer or variable "
+                            f"and is not a valid regular expression ({detail.split('(', 1)[-1]}"
+                            .rstrip(". ") + "; nothing changed. Escape special characters "
+                            "(re.escape) or pass a path from hw.inspect(model).") from None
         raise EditError(f"{target!r} matches no layer or variable of the model; nothing "
                         "changed. hw.inspect(model) lists the paths.") from None
     seen: set[int] = set()
@@ -372,6 +430,8 @@ def _edit_session(session: Any, action: str, target: str, args: tuple[Any, ...],
                 variables.append(var)
     if not variables:
         raise EditError(f"{target!r} holds no variables; nothing changed.")
+    # LoRA and quantized layers: what the edit means there (or a refusal), see lora_edits
+    variables, compute = fine_tuning_plan(tree, action, nodes, variables, compute, args)
     return _apply(session, variables, compute,
                   describe_call(action, session.var_name, target, args, kwargs))
 
@@ -393,15 +453,54 @@ def _apply(session: Any, variables: list[Any], compute: Compute, description: st
         before = _host_values(components)
         if not all(callable(getattr(c, "assign", None)) for c in components):
             raise EditError(f"{v.path} cannot be written (read-only); nothing changed.")
-        new = np.asarray(compute(before[0], v))
+        with np.errstate(over="ignore", invalid="ignore"):  # refused below, not warned
+            new = np.asarray(compute(before[0], v))
         if new.shape != before[0].shape or new.dtype != before[0].dtype:
             raise EditError(f"{v.path}: the new value is {new.shape} {new.dtype}, the variable "
                             f"{before[0].shape} {before[0].dtype}; nothing changed.")
+        if not allow_any_dtype:
+            _check_finite(v.path, before[0], new, description)
         changes.append(_Change(v.path, components, before))
         news.append(new)
+    if description.startswith("reset_weights(") and all(
+            _digest([n]) == _digest(c.before) for c, n in zip(changes, news, strict=True)):
+        warnings.warn(f"{description} changed nothing: the initializers gave the values the "
+                      "variables already hold (e.g. zeros for a zero bias). No undo step was "
+                      "recorded.", UserWarning, stacklevel=_user_stacklevel())
+        return session.tree
     _write(changes, [[n] for n in news])
+    for change, new in zip(changes, news, strict=True):
+        change.written = _digest([new])
     _record(session, EditStep(description, changes), news)
-    return session.changed("values")  # the model's open views (and statistics) follow
+    # the model's open views follow; only the written variables' statistics are recomputed
+    return session.changed("values", [v.path for v in variables])
+
+
+def _check_finite(path: str, old: np.ndarray, new: np.ndarray, description: str) -> None:
+    """Refuse a result that holds inf or NaN where the old value was finite (an overflow of
+    the variable's dtype, e.g. float16 above 65504)."""
+    if new.dtype.kind != "f" and new.dtype.name != "bfloat16":
+        return
+    bad = ~np.isfinite(new.astype(np.float32) if new.dtype.kind != "f" else new)
+    if bad.any():
+        was = ~np.isfinite(old.astype(np.float32) if old.dtype.kind != "f" else old)
+        made = int(np.count_nonzero(bad & ~was))
+        if made:
+            import ml_dtypes
+
+            top = float(ml_dtypes.finfo(new.dtype).max)
+            raise EditError(f"{description} would make {made} of {new.size} values of {path} "
+                            f"inf or NaN: the result overflows {new.dtype} (largest finite "
+                            f"value {top:.6g}); nothing changed. Use a smaller factor or std.")
+
+
+def _digest(values: list[np.ndarray]) -> bytes:
+    """A fingerprint of a variable's values, to tell whether it changed since an edit."""
+    h = hashlib.blake2b(digest_size=16)
+    for value in values:
+        h.update(np.ascontiguousarray(value).view(np.uint8).tobytes() if value.dtype.kind != "O"
+                 else repr(value.tolist()).encode())
+    return h.digest()
 
 
 def _write(changes: list[_Change], values: list[list[np.ndarray]]) -> None:
@@ -446,6 +545,7 @@ def _record(session: Any, step: EditStep, news: list[np.ndarray]) -> None:
                       f"than the budget of {budget:,} bytes; it cannot be undone{restorable}. "
                       "Raise hubwidgets.undo_history(model).budget_bytes to keep it.",
                       UndoHistoryWarning, stacklevel=_user_stacklevel())
+        history._trim(budget)  # the budget may have been lowered: older steps obey it too
         return
     history.undo_steps.append(step)
     for change in step.changes:  # the step's own arrays: no second copy
@@ -455,16 +555,22 @@ def _record(session: Any, step: EditStep, news: list[np.ndarray]) -> None:
     history._trim(budget)
 
 
+DEFAULT_BUDGET_CAP = 300 * 2**20
+"""The default budget is the model's weight bytes, at most 10% of them plus this: the
+memory bound every operation keeps on a large model."""
+
+
 def _budget(history: EditHistory, tree: Any) -> int:
-    """``budget_bytes``, else the model's weight bytes (twice that with ``keep_originals``:
-    room for the originals too)."""
+    """``budget_bytes``, else the model's weight bytes, at most 10% of them + 300 MB (twice
+    that with ``keep_originals``: room for the originals too)."""
     if history.budget_bytes is not None:
         return int(history.budget_bytes)
     weights = sum(int(v.nbytes) for v in tree.variables())
+    weights = min(weights, weights // 10 + DEFAULT_BUDGET_CAP)
     return 2 * weights if history.keep_originals else weights
 
 
-def _move(model: Any, undo: bool) -> Any:
+def _move(model: Any, undo: bool, force: bool = False) -> Any:
     session = edit_session(model)
     history = undo_history(session)
     source = history.undo_steps if undo else history.redo_steps
@@ -474,11 +580,22 @@ def _move(model: Any, undo: bool) -> Any:
         raise EditError(f"Nothing to {'undo' if undo else 'redo'}{dropped}.")
     step = source[-1]
     current = [_host_values(c.components) for c in step.changes]
+    moved = [c.path for c, now in zip(step.changes, current, strict=True)
+             if c.written and _digest(now) != c.written]
+    if moved and not force:
+        word = "undo" if undo else "redo"
+        raise EditError(
+            f"Nothing was {word}ne: {len(moved)} variable(s) of {step.description} changed "
+            f"since it was {'made' if undo else 'undone'} ({', '.join(moved[:3])}"
+            f"{', ...' if len(moved) > 3 else ''}), by training or by code; an {word} would "
+            f"throw those changes away. hw.{word}(model, force=True) does it anyway; "
+            "hw.snapshot(model) first keeps the current values.")
     # all or nothing: a failed write puts the current values back
     _write([_Change(c.path, c.components, now) for c, now in zip(step.changes, current,
                                                                 strict=True)],
            [c.before for c in step.changes])
     for change, values in zip(step.changes, current, strict=True):
+        change.written = _digest(change.before)
         change.before = values  # what the next redo (or undo) puts back
         if (change.first or change.restores) and change.path not in history.lost_originals:
             if undo == change.first:  # the variable holds its original values again
@@ -488,7 +605,7 @@ def _move(model: Any, undo: bool) -> Any:
     source.pop()
     (history.redo_steps if undo else history.undo_steps).append(step)
     history._trim(_budget(history, session.tree))  # the budget may have been lowered since
-    return session.changed("values")
+    return session.changed("values", [c.path for c in step.changes])
 
 
 def _host_values(components: list[Any]) -> list[np.ndarray]:

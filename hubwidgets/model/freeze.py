@@ -40,6 +40,10 @@ from .adapters.registry import keras_generation
 from .compile_state import mark_variable_change, needs_compile
 from .errors import FreezeError
 from .inspect import inspect
+from .lora import (forget_before_freeze, keep_lora_bases_frozen, keras3_flags, put_back_flags,
+                   quantized_reason,
+                   remember_before_freeze, remember_named_base, restore_after_unfreeze,
+                   still_frozen_whole)
 from .matching import check_entries, matching_nodes, node_of_variable, outermost
 from .session import existing_session, notify_changed
 from .tree import ModelTree, Node
@@ -131,11 +135,21 @@ def _apply(tree: ModelTree, nodes: list[Node], flag: bool) -> None:
     owners = [_owner_for_change(node, flag) for node in nodes]  # check all, then act
     for node, owner in zip(nodes, owners, strict=True):
         if owner is node:
+            keras3 = keras_generation(node.obj) == KERAS3
+            restore = flag and keras3 and still_frozen_whole(node.obj)
+            if not flag and keras3:  # a scope with LoRA adapters: kept for the unfreeze
+                remember_before_freeze(node.obj)
+            elif flag and keras3 and not restore:
+                forget_before_freeze(node.obj)
             if flag:
                 _unfreeze_ancestors(node)
             _set_subtree(node.obj, flag)
+            if restore:
+                restore_after_unfreeze(node.obj)
         else:
             _set_part(tree, owner, node, flag)
+        if keras_generation(tree.obj) == KERAS3:  # Keras' trainable = True unfroze them
+            keep_lora_bases_frozen(tree.obj)
         tree.refresh()
 
 
@@ -167,6 +181,10 @@ def _owner_for_change(node: Node, flag: bool) -> Node:
     if reason:
         raise FreezeError(f"Cannot unfreeze {what}: {reason}")
     if owner is not node and flag and not any(v.can_train for v in node.all_variables()):
+        quantized = next((r for r in (quantized_reason(owner.obj, v.variable)
+                                      for v in node.all_variables()) if r), None)
+        if quantized:
+            raise FreezeError(f"Cannot unfreeze {what}: {quantized}.")
         raise FreezeError(
             f"Cannot unfreeze {what}: {outside_trainable_set_reason(owner.obj, what)}")
     return owner
@@ -182,6 +200,8 @@ def _set_part(tree: ModelTree, owner: Node, node: Node, flag: bool) -> None:
             others = {v.key for v in owner.all_variables()} - keys
             set_variables_trainable(owner.obj, others, False)
     set_variables_trainable(owner.obj, keys, flag)
+    if node.class_name == "Variable":  # named: a LoRA base kernel follows the user's word
+        remember_named_base(owner.obj, keys, flag)
     mark_variable_change(tree)
 
 
@@ -224,10 +244,19 @@ def _unfreeze_ancestors(node: Node) -> None:
     for parent in chain:  # tf_keras leaves children's flags alone: freezing is inherited
         effective = effective or parent.layer_trainable is False
         frozen.append(effective)
-    for parent, on_path, was_frozen in zip(chain, [*chain[1:], node], frozen, strict=False):
-        if not was_frozen or not parent.keras_layer:
-            continue
-        parent.obj.trainable = True  # Keras 3 passes this down to every child ...
-        for child in parent.children:  # ... so the children off the path are frozen again
-            if child is not on_path and child.keras_layer:
+    steps = [(parent, [c for c in parent.children if c is not on_path and c.keras_layer])
+             for parent, on_path, was_frozen in zip(chain, [*chain[1:], node], frozen,
+                                                    strict=False)
+             if was_frozen and parent.keras_layer]
+    # Keras 3 trains a variable whose own flag is on, whatever its parents' flags say (after
+    # backbone.enable_lora the adapters train inside frozen blocks): the children off the
+    # path keep exactly the flags they had, read before any parent changes
+    kept = [keras3_flags(child.obj) for parent, off_path in steps
+            if keras_generation(parent.obj) == KERAS3 for child in off_path]
+    for parent, off_path in steps:
+        parent.obj.trainable = True  # Keras 3 passes this down to every child
+        if keras_generation(parent.obj) != KERAS3:  # tf_keras: the others are frozen again
+            for child in off_path:
                 _set_subtree(child.obj, False)
+    for flags in kept:
+        put_back_flags(flags)

@@ -39,9 +39,14 @@ from typing import Callable
 
 import numpy as np
 
+KERNEL_SWITCH = "HUBWIDGETS_KERNEL"
+"""Set to "0" to run every statistic on the numpy path (the suite runs once that way)."""
+
 try:
     from . import _host_reduce
 except ImportError:  # built without a C compiler: numpy does the work
+    _host_reduce = None
+if os.environ.get(KERNEL_SWITCH, "1") == "0":
     _host_reduce = None
 
 BLOCK = 1 << 16
@@ -50,7 +55,15 @@ NEAR_EDGE_FLOAT32 = 1e-3  # in bins: wider than float32 rounding when |lo|, |hi|
 HOST_KINDS = ("float16", "float32", "float64", "int8", "int16", "int32", "int64", "uint8",
               "uint16", "uint32", "uint64", "bool", "bfloat16")
 FLOAT32_MAX = float(np.finfo(np.float32).max)
-KERNEL_KINDS = (np.dtype(np.float32), np.dtype(np.float64))
+try:
+    from ml_dtypes import bfloat16 as _bfloat16  # TensorFlow's own dependency
+    BFLOAT16: np.dtype | None = np.dtype(_bfloat16)
+except ImportError:  # pragma: no cover - TensorFlow always brings ml_dtypes
+    BFLOAT16 = None
+# 16-bit arrays go to the kernel as they are (bfloat16 as its uint16 bit patterns) and are
+# widened there a block at a time: a bfloat16 model is never converted whole.
+KERNEL_KINDS = tuple(k for k in (np.dtype(np.float32), np.dtype(np.float64),
+                                 np.dtype(np.float16), BFLOAT16) if k is not None)
 THREADS = min(8, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity")
               else os.cpu_count() or 1)
 # float64 magnitudes whose shifted sums of squares cannot overflow or lose precision to
@@ -242,33 +255,27 @@ def host_arrays(variables: list[object] | ReadPlan) -> list[np.ndarray | None]:
     return out
 
 
-_READ_MANY_WORKS = [True]  # False once the op is missing from this TensorFlow
-
-
 def _read_many(handles: list[object], attrs: tuple[object, ...]) -> list[object] | None:
     """The values of many variables on one device, by one ``_ReadVariablesOp``; None when
     it cannot run (the caller then reads them one by one)."""
-    if not _READ_MANY_WORKS[0]:
-        return None
-    try:
-        from tensorflow.python.eager import context, execute
+    from .tf_compat import read_variables
 
-        return execute.execute(b"_ReadVariablesOp", len(handles), handles, attrs,
-                               context.context())
-    except Exception as error:  # noqa: BLE001 - any failure: the per-variable reads decide
-        if type(error).__name__ == "NotFoundError":
-            _READ_MANY_WORKS[0] = False
-        return None
+    return read_variables(handles, attrs)
 
 
 def _flat_view(value: object, facts: VariableFacts) -> np.ndarray | None:
     """A read tensor as a flat numpy array: a view of its buffer (zero-copy on the host;
-    ``.numpy()`` would copy the whole variable), or a float32 copy of bfloat16 (exact).
-    None when it cannot be seen so, or when its size is not the declared one (an
-    uninitialised variable reads as an empty tensor: those are not its values)."""
+    ``.numpy()`` would copy the whole variable).  bfloat16 has no buffer format, so its
+    tensor is bit-cast to uint16 (TensorFlow's bitcast shares the buffer) and seen as
+    ml_dtypes' bfloat16.  None when it cannot be seen so, or when its size is not the
+    declared one (an uninitialised variable reads as an empty tensor: those are not its
+    values)."""
     try:
-        if facts.dtype == "bfloat16":  # no buffer format: a float32 copy, for the kernel
-            flat = np.asarray(value.numpy()).astype(np.float32).reshape(-1)
+        if facts.dtype == "bfloat16" and BFLOAT16 is not None:
+            import tensorflow as tf
+
+            bits = tf.bitcast(value, tf.uint16)
+            flat = np.frombuffer(bits, np.uint16).view(BFLOAT16)  # type: ignore[call-overload]
         else:
             flat = np.frombuffer(value, facts.dtype)  # type: ignore[call-overload]
     except (TypeError, ValueError, AttributeError):
@@ -280,15 +287,27 @@ def _read(var: object, facts: VariableFacts) -> object:
     """The variable's current value as a tensor (ReadVariableOp directly: half the cost of
     ``value()``, which matters at hundreds of variables)."""
     if facts.handle is not None:
-        from tensorflow.python.ops.gen_resource_variable_ops import read_variable_op
+        from .tf_compat import read_variable
 
-        return read_variable_op(facts.handle, var.dtype)
+        return read_variable(facts.handle, var.dtype, var)
     return var.value() if hasattr(var, "value") else var
 
 
 def _kernel_ready(a: np.ndarray | None) -> bool:
     return a is not None and _host_reduce is not None and a.dtype in KERNEL_KINDS \
         and a.flags.c_contiguous
+
+
+def _kernel_view(a: np.ndarray) -> np.ndarray:
+    """The array as the kernel reads it: bfloat16 as its uint16 bit patterns (numpy gives
+    ml_dtypes' bfloat16 no buffer format); every other kind as it is."""
+    return a.view(np.uint16) if a.dtype == BFLOAT16 else a
+
+
+def widened(block: np.ndarray) -> np.ndarray:
+    """A block of bfloat16 as float32 (exact); any other block as it is.  The numpy path
+    widens block by block, never a whole variable."""
+    return block.astype(np.float32) if block.dtype == BFLOAT16 else block
 
 
 def host_reductions(arrays: list[np.ndarray | None], bins: int,
@@ -384,7 +403,7 @@ def _streamed_reductions(plan: ReadPlan, bins: int, batched: bool,
         a = arrays[i]
         if _kernel_ready(a):
             batch.append(i)
-            return a
+            return _kernel_view(a)
         return None
 
     tables = _stats_tables(n, bins)
@@ -432,10 +451,11 @@ def _kernel_reductions(arrays: list[np.ndarray], bins: int,
     if not arrays:
         return []
     tables = _stats_tables(len(arrays), bins)
+    views = [_kernel_view(a) for a in arrays]
     if value_range is None:  # both passes in one call, each array read from memory once
-        _host_reduce.stats(arrays.__getitem__, len(arrays), bins, *tables, THREADS)
+        _host_reduce.stats(views.__getitem__, len(views), bins, *tables, THREADS)
     else:
-        _host_reduce.moments(arrays, tables[0], THREADS)
+        _host_reduce.moments(views, tables[0], THREADS)
     return _reductions(arrays, bins, value_range, *tables)
 
 
@@ -473,7 +493,7 @@ def _reductions(arrays: list[np.ndarray], bins: int, value_range: tuple[float, f
     if direct:
         table = np.empty((len(direct), bins), np.int64)
         clean = ((nan[direct] + inf[direct]) == 0).astype(np.uint8)
-        _host_reduce.histograms([arrays[i] for i in direct],
+        _host_reduce.histograms([_kernel_view(arrays[i]) for i in direct],
                                 np.ascontiguousarray([edges[i] for i in direct]), clean, bins,
                                 value_range is not None, table, THREADS)
         for row, i in enumerate(direct):
@@ -526,7 +546,7 @@ def _all_edges(lo: np.ndarray, hi: np.ndarray,
 def _finite_blocks(flat: np.ndarray):
     """The finite values of ``flat``, BLOCK at a time (float64 for float input)."""
     for start in range(0, flat.size, BLOCK):
-        raw = flat[start:start + BLOCK]
+        raw = widened(flat[start:start + BLOCK])
         if raw.dtype.kind not in "iub":
             keep = np.isfinite(raw)
             if not keep.all():
@@ -599,7 +619,7 @@ def numpy_reduction(flat: np.ndarray, bins: int,
     """The numpy path, streamed in blocks: NaN and Inf counted and left out of every figure."""
     if flat.dtype == np.bool_:
         flat = flat.view(np.uint8)
-    elif flat.dtype.kind not in "iuf":  # bfloat16 (ml_dtypes): float32 holds it exactly
+    elif flat.dtype.kind not in "iuf" and flat.dtype != BFLOAT16:  # another ml_dtypes float
         flat = flat.astype(np.float32)
     n = flat.size
     is_int = flat.dtype.kind in "iu"
@@ -607,7 +627,7 @@ def numpy_reduction(flat: np.ndarray, bins: int,
     total = 0
     lo_data = hi_data = None
     for start in range(0, n, BLOCK):
-        raw = flat[start:start + BLOCK]
+        raw = widened(flat[start:start + BLOCK])
         if not is_int:
             keep = np.isfinite(raw)
             if not keep.all():
@@ -653,7 +673,7 @@ def _histogram_by_blocks(flat: np.ndarray, edges: np.ndarray, bins: int,
     """numpy.histogram's counts of the finite values of ``flat`` on ``edges``, by blocks."""
     lo, hi = float(edges[0]), float(edges[-1])
     exact = _is_coarse(lo, hi, bins)
-    fast = not exact and flat.dtype == np.float32 and bins <= 1024 \
+    fast = not exact and flat.dtype in (np.float32, BFLOAT16) and bins <= 1024 \
         and max(abs(lo), abs(hi)) <= 100 * (hi - lo) and hi - lo < FLOAT32_MAX \
         and bins / (hi - lo) < FLOAT32_MAX and float(np.float32(lo)) == lo
     counts = np.zeros(bins + 1, np.int64)

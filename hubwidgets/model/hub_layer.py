@@ -402,6 +402,8 @@ class HubLayer(keras.layers.Layer):
 
     # -- running --------------------------------------------------------------------------
     def call(self, inputs: Any, training: bool | None = None) -> Any:
+        if self.trainable:  # a mutable flag (Keras may set it below the setter): checked here,
+            self._check_can_train(True)  # as hub.KerasLayer does, before a signature runs
         kwargs = dict(self.arguments)
         if self.endpoint not in (CALL_ENDPOINT, KERAS_EXPORT_ENDPOINT):
             result = self._run_signature(inputs, kwargs)

@@ -9,6 +9,9 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from .layer_kinds import (dtype_text, is_integer_variable, lora_rank, quantization_mode,
+                          quantization_summary)
+
 if TYPE_CHECKING:
     from .tree import Node
 
@@ -42,6 +45,56 @@ def is_batch_norm(node: "Node") -> bool:
 
 def live_notes(node: "Node") -> list[str]:
     """The notes that follow from the model's current state."""
+    return _batch_norm_notes(node) + fine_tuning_notes(node)
+
+
+def fine_tuning_notes(node: "Node") -> list[str]:
+    """What a LoRA or quantized layer trains, and what it cannot (read from the live layer)."""
+    if not node.keras_layer:
+        return []
+    layer, notes = node.obj, []
+    rank = lora_rank(layer)
+    if rank is not None:
+        adapters = [v for v in layer.weights if "lora_" in str(getattr(v, "path", v.name))]
+        size = sum(int(_size(v)) for v in adapters)
+        base = next((v for v in (layer.__dict__.get(a) for a in ("_kernel", "_embeddings"))
+                     if v is not None), None)
+        trains = bool(getattr(base, "trainable", False))
+        notes.append(
+            f"LoRA rank {rank} (alpha {getattr(layer, 'lora_alpha', rank)}): the adapters "
+            f"({', '.join(_short(v) for v in adapters)}; {size:,} params) train; "
+            + ("the base kernel trains too (you unfroze it by name)" if trains else
+               "the base kernel stays frozen, whatever a layer toggle says"))
+    mode = quantization_mode(layer)
+    if mode is not None:
+        summary = quantization_summary(layer)
+        codes = [v for v in layer.weights if is_integer_variable(v)]
+        if codes:
+            notes.append(
+                f"quantized {mode}: {summary}; the integer codes "
+                f"({', '.join(_short(v) + ' ' + dtype_text(v) for v in codes)}) and their "
+                "scales cannot train: no gradient changes an integer (train LoRA adapters "
+                "on top: hubwidgets.enable_lora)")
+        else:
+            notes.append(
+                f"quantized {mode}: the kernel is stored in float and cast to {mode} in every "
+                "call, with scales kept in *_scale and *_amax_history (Keras overwrites them "
+                "each step, not the optimizer)")
+    return notes
+
+
+def _short(v) -> str:  # noqa: ANN001 - a Keras variable
+    return str(getattr(v, "name", "")).rsplit("/", 1)[-1]
+
+
+def _size(v) -> int:  # noqa: ANN001 - a Keras variable
+    size = 1
+    for d in v.shape:
+        size *= int(d)
+    return size
+
+
+def _batch_norm_notes(node: "Node") -> list[str]:
     if not is_batch_norm(node):
         return []
     if node.keras_layer:

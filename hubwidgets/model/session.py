@@ -10,7 +10,7 @@ follows.  Two dashboards of one model share one session: it is kept on the model
 from __future__ import annotations
 
 import weakref
-from typing import Any, Callable, Literal
+from typing import Any, Callable, Iterable, Literal
 
 from .build import build_tree
 from .tree import ModelTree
@@ -36,7 +36,11 @@ class ModelSession:
         self.selection = ""
         self._observers: list[Callable[[], Observer | None]] = []
         self.cache: dict[Any, Any] = {}
-        """Results derived from the weights (statistics...), emptied when values change."""
+        """Results derived from the weights, emptied when values change."""
+        self.statistics: dict[int, Any] = {}
+        """Per-variable statistics by bin count
+        (:class:`~hubwidgets.model.session_stats.VariableStatistics`): a change drops only
+        the variables it touched; a structure change keeps those still there."""
         self.edit_history: Any = None
         """The model's undo/redo steps (:class:`hubwidgets.model.edits.EditHistory`), set by
         ``hubwidgets.undo_history(model)`` on first use; dropped with the session."""
@@ -61,26 +65,46 @@ class ModelSession:
         return True
 
     # -- changing --------------------------------------------------------------------------
-    def refresh(self, what: Change = "values") -> ModelTree:
+    def refresh(self, what: Change = "values", paths: Iterable[str] | None = None) -> ModelTree:
         """Re-read the live model after it changed, and tell every view.
 
-        ``what``: "values" after training or edits (statistics are computed again),
-        "flags" after a trainable change; a structure change is found by itself.
+        ``what``: "values" after training or edits (the statistics of ``paths``, variable
+        paths, are computed again; of every variable when None), "flags" after a trainable
+        change; a structure change is found by itself.
         """
         version = self.version
         tree = self.current_tree()
+        if what == "values":
+            self._drop_statistics(paths)
         if self.version == version:  # else the structure change was told (and covers it)
             self._changed(what)
         return tree
 
-    def changed(self, what: Change) -> ModelTree:
-        """Tell every view that an action changed the model's ``what`` ("values" or "flags"),
-        when the action itself just brought the tree up to date (:meth:`current_tree`): no
-        second look at the structure; "flags" re-reads only the trainable flags."""
+    def changed(self, what: Change, paths: Iterable[str] | None = None) -> ModelTree:
+        """Tell every view that an action changed the model's ``what`` ("values" of the
+        variables at ``paths``, every variable when None; or "flags"), when the action itself
+        just brought the tree up to date (:meth:`current_tree`): no second look at the
+        structure; "flags" re-reads only the trainable flags."""
         if what == "flags":
             self.tree.refresh()
+        if what == "values":
+            self._drop_statistics(paths)
         self._changed(what)
         return self.tree
+
+    def _drop_statistics(self, paths: Iterable[str] | None) -> None:
+        """Forget the kept statistics of the variables at ``paths`` (all of them: None)."""
+        keys: list[int] | None = None
+        if paths is not None:
+            keys = []
+            for path in paths:
+                try:
+                    keys.append(self.tree.find_variable(path).key)
+                except KeyError:  # not a variable path of this tree: be safe, drop all
+                    keys = None
+                    break
+        for store in self.statistics.values():
+            store.drop(keys)
 
     def select(self, path: str) -> None:
         """Make ``path`` (a node or variable path, or "") the selection every view shows."""
@@ -97,16 +121,20 @@ class ModelSession:
         else:
             ref = lambda: callback  # noqa: E731 - a strong reference for plain functions
         self._observers.append(ref)
+        observers = self._observers  # not the session: a view's stop() never holds the model
 
         def stop() -> None:
-            if ref in self._observers:
-                self._observers.remove(ref)
+            if ref in observers:
+                observers.remove(ref)
         return stop
 
     def _changed(self, what: str) -> None:
         self.version += 1
         if what in ("structure", "values"):
             self.cache.clear()
+        if what == "structure":
+            for store in self.statistics.values():
+                store.keep_only(self.tree)
         for ref in list(self._observers):
             callback = ref()
             if callback is None:
@@ -127,6 +155,13 @@ class ModelSession:
     def __repr__(self) -> str:
         return (f"ModelSession(model={self.tree.root.name!r}, version={self.version}, "
                 f"views={len(self._observers)})")
+
+
+def trainable_layer_paths(tree: ModelTree) -> list[str]:
+    """The variables a ``fit`` can change: every variable of each layer that has a trainable
+    one (its moving statistics included: a trainable BatchNormalization updates them)."""
+    return [v.path for node in tree for v in node.variables
+            if any(w.trainable for w in node.variables)]
 
 
 def _no_session() -> None:
@@ -169,8 +204,10 @@ def existing_session(model: Any) -> ModelSession | None:
     return found if isinstance(found, ModelSession) else None
 
 
-def notify_changed(model: Any, what: Change = "values") -> None:
-    """Tell the views of ``model`` (if any are open) that it changed."""
+def notify_changed(model: Any, what: Change = "values",
+                   paths: Iterable[str] | None = None) -> None:
+    """Tell the views of ``model`` (if any are open) that it changed (the values of the
+    variables at ``paths``: all when None)."""
     session = existing_session(model)
     if session is not None:
-        session.refresh(what)
+        session.refresh(what, paths)

@@ -220,7 +220,8 @@ def check_value_range(value_range: Any, bins: int) -> tuple[float, float] | None
 
 
 def weight_stats(target: Any, bins: int = 64,
-                 value_range: tuple[float, float] | None = None) -> dict[str, WeightStats]:
+                 value_range: tuple[float, float] | None = None,
+                 effective: bool = False) -> dict[str, WeightStats]:
     """Statistics of every variable in ``target``, keyed by variable path.
 
     ``target`` is a model (anything :func:`hubwidgets.inspect` accepts), a ``ModelTree``, a
@@ -235,7 +236,13 @@ def weight_stats(target: Any, bins: int = 64,
     every figure missing).  NaN/Inf values warn (:class:`NonFiniteWeightsWarning`), and so do
     the replicas of a mirrored variable that hold different values
     (:class:`~hubwidgets.model.watch.ReplicaDriftWarning`).
+    ``effective=True``: a quantized or LoRA layer's base weight is described by the kernel the
+    layer computes with (:func:`hubwidgets.effective_weights`), not its stored codes.
     """
+    if effective:  # quantized and LoRA layers: the kernel they compute with (effective.py)
+        from .effective import effective_weight_stats
+
+        return effective_weight_stats(target, bins, value_range, reduce=weight_stats)
     bins = check_bins(bins)
     value_range = check_value_range(value_range, bins)
     from .host_stats import OutOfDate

@@ -15,6 +15,9 @@ from typing import Any, Callable, Iterator, Protocol
 
 from .formatting import Shape, Trainable, format_shape, shape_size, trainable_label, unique_segment
 from .signatures import SignatureInfo, TensorSpecInfo, op_census
+from .layer_kinds import logical_weight_count
+from .layer_kinds import lora_rank as _lora_rank
+from .layer_kinds import quantization_mode as _quantization_mode
 from .notes import live_notes
 from .summary import render_summary
 
@@ -224,6 +227,25 @@ class Node:
         if not self.keras_layer:
             return None
         return bool(getattr(self.obj, "trainable", True))
+
+    @property
+    def lora_rank(self) -> int | None:
+        """The rank of the layer's LoRA adapters (``layer.enable_lora(rank)``), read live;
+        None when it has none."""
+        return _lora_rank(self.obj) if self.keras_layer else None
+
+    @property
+    def quantization(self) -> str | None:
+        """Keras' ``quantization_mode`` of the layer ("int8", "int4", "float8", "gptq", ...),
+        read live; None for a layer that holds no quantized weights."""
+        return _quantization_mode(self.obj) if self.keras_layer else None
+
+    @property
+    def logical_weights(self) -> int | None:
+        """How many weights a quantized layer's kernel stands for (an int4 kernel stores two
+        per byte, so ``params``, Keras' count of stored elements, is about half); None when
+        the layer is not quantized."""
+        return logical_weight_count(self.obj) if self.keras_layer else None
 
     @property
     def notes(self) -> list[str]:
@@ -452,13 +474,17 @@ class ModelTree:
 
     def named(self, name: str) -> list[Node]:
         """The nodes called ``name``, one per distinct layer or module (a shared layer
-        reached twice counts once)."""
+        reached twice counts once).  The model's own layers come before what a SavedModel
+        keeps beside them: when some are the model's and others lie under "training state
+        (not counted)" (optimizer slot groups reuse layer names), only the model's are
+        named; the others are reached by their full path."""
         found: list[Node] = []
         for node in self:
             if node.name == name and not any(node.obj is not None and node.obj is f.obj
                                              for f in found):
                 found.append(node)
-        return found
+        own = [n for n in found if _in_the_model(n)]
+        return own if own else found
 
     def _find_by_path(self, wanted: str) -> Node | None:
         root = self.root.path
@@ -513,3 +539,13 @@ class ModelTree:
     def __repr__(self) -> str:
         return (f"ModelTree(root={self.root.name!r}, framework={self.framework!r}, "
                 f"params={self.root.params})")
+
+
+def _in_the_model(node: Node) -> bool:
+    """Whether no node above ``node`` (or itself) is one left out of the counts."""
+    current: Node | None = node
+    while current is not None:
+        if not current.counted:
+            return False
+        current = current.parent
+    return True

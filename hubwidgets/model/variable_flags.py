@@ -10,6 +10,7 @@ from .adapters.keras import (HUB_KERAS_LAYER, HUB_LAYER, KERAS3, TF_KERAS,
                              is_module_wrapper, keras_generation, module_trainable_keys,
                              wrapped_module_attr)
 from .errors import FreezeError
+from .layer_kinds import is_integer_variable
 from .notes import BN_STATISTIC_NAMES
 
 
@@ -50,7 +51,16 @@ def why_not_trained(var: Any) -> str:
                 "updates it, gradients never do (freezing the layer keeps it: a frozen "
                 "BatchNormalization runs in inference mode; so does calling the layer with "
                 "training=False)")
-    if getattr(getattr(var, "variable", None), "trainable", False):
+    live = getattr(var, "variable", None)
+    if is_integer_variable(live):
+        return ("integer codes of a quantized layer (int8; int4 packs two per byte): no "
+                "gradient changes an integer, so they never train (LoRA adapters train on top)")
+    if str(getattr(var, "name", "")).endswith(("_scale", "_zero", "g_idx")) and live is not None \
+            and str(getattr(live, "path", "")).rsplit("/", 1)[-1] in (
+                "kernel_scale", "embeddings_scale", "kernel_zero", "embeddings_zero", "g_idx"):
+        return ("part of a layer's quantization (a scale, zero point or group index): fixed "
+                "when the layer was quantized, no gradient changes it")
+    if getattr(live, "trainable", False):
         return ("left out of its Hub module's trainable_variables list (the module was saved "
                 "with it frozen): fine-tuning the Hub layer never changes it")
     return ("created with trainable=False (a counter, a seed, a statistic): no optimizer step "

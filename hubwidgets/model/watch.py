@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 import warnings
+import weakref
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
@@ -150,7 +151,9 @@ class _Watcher:
         self._epoch = 0
         self._epoch_first_step = 0
         self._listeners: list[Callable[[Any, str], None]] = []
-        self.running = False
+        self._running = False
+        self.interrupted = False
+        """Whether the last ``fit`` ended without reaching its end (an exception, Ctrl-C)."""
         # found again by explore(model); object.__setattr__ so Keras does not track it
         object.__setattr__(model, WATCHER_ATTR, self)
 
@@ -165,6 +168,20 @@ class _Watcher:
             listener(self, event)
 
     # -- the fit -----------------------------------------------------------------------------
+    @property
+    def running(self) -> bool:
+        """Whether a ``fit`` of the watched model is running now.  A ``fit`` that raised
+        (Ctrl-C, an error in a callback) never calls ``on_train_end``: the run is then ended
+        here, the first time anyone asks after it (the panel, this property, the cell's end
+        in IPython), with ``interrupted`` set and the start snapshot released."""
+        if self._running and not _fit_running(self.watched_model):
+            self._end(interrupted=True)
+        return self._running
+
+    @running.setter
+    def running(self, value: bool) -> None:
+        self._running = bool(value)
+
     def _begin(self) -> None:
         from .inspect import inspect
         from .snapshot import snapshot
@@ -187,21 +204,27 @@ class _Watcher:
                 if all(_on_host(v) for v in layer.variables)
                 else [_copy(v) for v in layer.variables] for layer in self._layers}
         self._start = snapshot(model) if self.keep_diff else None
-        self.running = True
+        self._running = True
+        self.interrupted = False
+        _end_after_the_cell(self)
         self._notify("begin")
 
-    def _end(self) -> None:
-        self.running = False
-        if self._start is not None:
+    def _end(self, interrupted: bool = False) -> None:
+        self._running = False
+        self.interrupted = interrupted
+        start, self._start = self._start, None  # released even if the diff below fails
+        if start is not None:
             from .diff import diff
 
-            self.diff = diff(self._start, self.watched_model)
-            self._start = None
+            self.diff = diff(start, self.watched_model)
+            del start
         self._check_drift()
         self._notify("end")
-        from .session import notify_changed
+        from .session import existing_session, trainable_layer_paths
 
-        notify_changed(self.watched_model, "values")  # every open view of the model follows
+        session = existing_session(self.watched_model)
+        if session is not None:  # every open view follows; what training can change is read
+            session.refresh("values", trainable_layer_paths(session.tree))
 
     def _record(self, logs: dict[str, Any] | None) -> None:
         interval = self.history.intervals
@@ -287,6 +310,43 @@ class _Watcher:
         every = "every epoch" if self.every == "epoch" else f"every {self.every} steps"
         return (f"<hubwidgets.watch {every}: {len(self.history.layers)} layers, "
                 f"{self.history.intervals} intervals recorded>")
+
+
+def _fit_running(model: Any) -> bool:
+    """Whether a ``fit`` (``fit_generator``) of ``model`` is on the stack of any thread now."""
+    import sys
+
+    for frame in list(sys._current_frames().values()):
+        while frame is not None:
+            if frame.f_code.co_name in ("fit", "fit_generator") and \
+                    frame.f_locals.get("self") is model:
+                return True
+            frame = frame.f_back
+    return False
+
+
+def _end_after_the_cell(watcher: Any) -> None:
+    """In IPython, end a run that its ``fit`` left without ending (an interrupted cell) when
+    the cell finishes, so the panel stops saying "training"."""
+    try:
+        from IPython import get_ipython
+    except ImportError:  # pragma: no cover - IPython comes with Jupyter
+        return
+    shell = get_ipython()
+    if shell is None:
+        return
+    ref = weakref.ref(watcher)
+
+    def after_cell(*_args: Any) -> None:
+        live = ref()
+        try:
+            shell.events.unregister("post_run_cell", after_cell)
+        except ValueError:
+            pass
+        if live is not None:
+            live.running  # noqa: B018 - ends the run when its fit is gone
+
+    shell.events.register("post_run_cell", after_cell)
 
 
 def _copy(variable: Any) -> Any:

@@ -14,10 +14,11 @@ import ipywidgets as widgets
 
 from ..model.formatting import format_bytes
 from ..model.session import ModelSession, session_for
+from ..model.session_stats import statistics_of
 from ..model.tree import ModelTree
 from ..render.static_html import static_view
 from .explorer import LayerExplorer
-from .session_view import SessionView
+from .session_view import GONE, SessionHandle, SessionView
 from .static_fallback import LIVE_WAIT, StaticFallback, html_front_end, publish_static
 from .training import training_panel_for
 from .weights import WeightPlot
@@ -46,14 +47,29 @@ class ModelHeader(SessionView, widgets.HTML):
             self.value = header_html(session.tree)
 
 
-class Dashboard(widgets.VBox):
+class Dashboard(SessionHandle, widgets.VBox):
     """The views of one model together; ``refresh()`` re-reads the model after its weights
-    or layers changed."""
+    or layers changed.
 
-    def __init__(self, model: Any, *, var_name: str | None = None, bins: int = 64) -> None:
+    It holds its model while the browser shows it (or before it was ever shown); once
+    closed, or once every view of it was cleared (a re-run cell), it holds it weakly, so
+    deleting the model frees its memory, and a view shown again says the model is gone.
+    """
+
+    def __init__(self, model: Any, *, var_name: str | None = None, bins: int = 64,
+                 probe: Any = None) -> None:
         self.session = session_for(model, var_name)
-        self.weights = WeightPlot(self.session, bins=bins)  # computes the statistics ...
-        self.explorer = LayerExplorer(self.session, scan_weights=True)  # ... it badges NaN from
+        self.activations: widgets.Widget | None = None
+        if probe is not None:  # a Probe, a batch x, or (x, y): probed before any view exists
+            from .activations import ActivationsPanel
+
+            self.activations = ActivationsPanel(self.session.model, probe)
+        # the tree at once; the statistics fill in on a thread (the explorer badges NaN from
+        # them as they come), so the kernel is free for the next cell
+        self.explorer = LayerExplorer(self.session, scan_weights=True)
+        self.explorer.on_views_changed = self._on_views_changed
+        self.weights = WeightPlot(self.session, bins=bins,
+                                  on_statistics=self.explorer.statistics_changed)
         self.header = ModelHeader(self.session)
         refresh = widgets.Button(description="Refresh", icon="refresh",
                                  tooltip="Re-read the model (after training, set_weights, "
@@ -71,6 +87,7 @@ class Dashboard(widgets.VBox):
                                  "grid_gap": "8px 16px"})])
         self.training: widgets.Widget | None = None
         super().__init__([self.model_view])
+        self._show_tabs()
         self._show_training_tab()
         self._stop_tab_check = self.session.observe(self._on_session_change)
 
@@ -84,15 +101,49 @@ class Dashboard(widgets.VBox):
         if panel is None or panel is self.training:
             return
         self.training = panel
-        tabs = widgets.Tab(children=[self.model_view, panel])
-        tabs.set_title(0, "Model")
-        tabs.set_title(1, "Training")
+        self._show_tabs()
+
+    def _show_tabs(self) -> None:
+        """"Model", then "Activations" (``probe=``) and "Training" (a watched model) when
+        there are any."""
+        pages = [("Model", self.model_view), ("Activations", self.activations),
+                 ("Training", self.training)]
+        pages = [(title, view) for title, view in pages if view is not None]
+        if len(pages) == 1:
+            return
+        tabs = widgets.Tab(children=[view for _title, view in pages])
+        for i, (title, _view) in enumerate(pages):
+            tabs.set_title(i, title)
         self.children = [tabs]
 
     @property
     def tree(self) -> ModelTree:
         """The model's tree, as the session holds it now."""
         return self.session.tree
+
+    _static_complete = False
+
+    def _on_views_changed(self, shown: int) -> None:
+        views = [self, self.explorer, self.weights, self.header]
+        views += [self.activations] if isinstance(self.activations, SessionHandle) else []
+        if shown == 0:
+            for view in views:
+                view.release()
+        elif not all([view.hold() for view in views]):
+            self.explorer.message = GONE
+
+    def wait(self, timeout: float | None = None) -> bool:
+        """Block until the statistics computed in the background are all done and drawn
+        (for scripts, tests and ``nbconvert``); False when ``timeout`` seconds passed first.
+        """
+        done = self.weights.wait(timeout)
+        if done:
+            self.explorer.statistics_changed()
+            fallback = getattr(self, "static_fallback", None)
+            if fallback is not None and not self._static_complete:  # now with every figure
+                publish_static(self.static_html(fallback.token), fallback.token, update=True)
+                self._static_complete = True
+        return done
 
     def _repr_mimebundle_(self, **kwargs: Any) -> dict[str, Any]:
         """The widget, and for every renderer that cannot show it a static copy, published
@@ -108,30 +159,23 @@ class Dashboard(widgets.VBox):
                 # the copy follows the model, so a notebook saved later shows it as it is
                 self._stop_static = self.session.observe(self._update_static_copy)
             publish_static(self.static_html(fallback.token), fallback.token)
+            self._static_complete = not self.weights.statistics_pending()
             bundle["text/html"] = ""  # the static copy just above stands for the widget
         return bundle
 
-    def static_html(self, token: str = "", *, reuse: bool = False) -> str:
+    def static_html(self, token: str = "") -> str:
         """The static view of the model as the dashboard shows it now (the statistics its
-        plots computed; with ``reuse``, the last ones drawn when none are current)."""
-        stats = self.session.cache.get(("weight_stats", self.weights.bins))
-        if stats is None and reuse:
-            stats = getattr(self, "_static_stats", None)
-        if stats is None:
-            from ..render.static_html import tree_and_stats
-
-            stats = tree_and_stats(self.tree, self.weights.bins)[1]
-        self._static_stats = stats
+        plots computed, when they are still current)."""
+        stats = statistics_of(self.session, self.weights.bins).known(self.tree.variables())
         return static_view(self.tree, stats, token=token, extra_style=LIVE_WAIT)
 
     def _update_static_copy(self, session: ModelSession, what: str) -> None:
         """A freeze, an edit or new layers: every shown static copy is drawn again (the
-        pictures from the plots' statistics when they are current, else the last ones)."""
+        pictures from the statistics known now)."""
         fallback = getattr(self, "static_fallback", None)
         if what == "selection" or fallback is None or not html_front_end():
             return
-        publish_static(self.static_html(fallback.token, reuse=True), fallback.token,
-                       update=True)
+        publish_static(self.static_html(fallback.token), fallback.token, update=True)
 
     def refresh(self) -> None:
         """Re-read the live model (weights, flags, and its layers if they changed)."""
@@ -139,20 +183,27 @@ class Dashboard(widgets.VBox):
 
     def close(self) -> None:
         """Close every view of the dashboard (they stop following the session)."""
-        for name in ("explorer", "weights", "header", "static_fallback"):
+        for name in ("explorer", "weights", "header", "activations", "static_fallback"):
             view = getattr(self, name, None)  # None when construction failed part way
             if view is not None:
                 view.close()
+        work = getattr(getattr(self, "weights", None), "statistics_work", None)
+        if work is not None:
+            work.stop()
         for name in ("_stop_tab_check", "_stop_static"):
             stop = getattr(self, name, None)
             if stop is not None:
                 stop()
+        self.release()
         super().close()
 
 
-def explore(model: Any, *, var_name: str | None = None, bins: int = 64) -> Dashboard:
+def explore(model: Any, *, var_name: str | None = None, bins: int = 64,
+            probe: Any = None) -> Dashboard:
     """Show ``model`` (anything :func:`hubwidgets.inspect` accepts) as an interactive dashboard.
 
     ``var_name`` is the variable name used in the generated Python code (default "model").
+    ``probe``: a batch ``x``, ``(x, y)`` or a :class:`~hubwidgets.model.probe.Probe` adds an
+    "Activations" tab (:class:`~hubwidgets.widgets.activations.ActivationsPanel`).
     """
-    return Dashboard(model, var_name=var_name, bins=bins)
+    return Dashboard(model, var_name=var_name, bins=bins, probe=probe)

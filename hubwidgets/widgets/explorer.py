@@ -12,13 +12,17 @@ from __future__ import annotations
 
 import warnings
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import anywidget
 import traitlets
 
 from ..model import codegen, edits
 from ..model.errors import HubWidgetsError
+from ..model.lora import unfreeze_message, will_restore
+from ..model.lora_edits import plan_note
+from ..model.lora_enable import (enable_lora, enable_lora_code, enable_lora_message,
+                                 lora_candidates)
 from ..model.formatting import format_bytes, format_shape, trainable_label
 from ..model.freeze import (freeze_up_to, needs_compile, set_trainable,
                             top_level_index)
@@ -28,7 +32,7 @@ from ..model.session_stats import nonfinite_paths
 from ..model.tree import Node, VariableInfo
 from ..model.variable_flags import why_not_trained
 from .actions import action, bind_message
-from .session_view import SessionView
+from .session_view import GONE, SessionView, count_views
 
 STATIC = Path(__file__).parent / "static"
 PAGE_SIZE = 100  # children listed per expanded node before a "show more" row
@@ -42,6 +46,11 @@ def node_row(node: Node, depth: int, expanded: bool, nonfinite: set[str]) -> dic
         badges.append("NaN/Inf")
     if node.shared:
         badges.append("shared")
+    rank, mode = node.lora_rank, node.quantization
+    if rank is not None:
+        badges.append(f"LoRA r{rank}")
+    if mode is not None:
+        badges.append(mode)
     row = {
         "path": node.path, "name": node.name, "class_name": node.class_name,
         "output_shape": format_shape(node.output_shape) if node.output_shape is not None else "",
@@ -49,6 +58,7 @@ def node_row(node: Node, depth: int, expanded: bool, nonfinite: set[str]) -> dic
         "frozen_params": node.non_trainable_params, "trainable": trainable_label(flag),
         "badges": badges, "depth": depth, "has_children": node.has_children,
         "expanded": expanded, "notes": list(node.notes),
+        "lora_rank": rank, "quantization": mode,
     }
     if expanded:
         row["variables"] = [variable_row(v, nonfinite) for v in node.variables]
@@ -123,6 +133,15 @@ class LayerExplorer(SessionView, anywidget.AnyWidget):
         """Variables holding NaN or Inf, when statistics are wanted (``scan_weights``)."""
         return nonfinite_paths(self.session) if self.scan_weights else set()
 
+    def statistics_changed(self) -> None:
+        """More statistics are known (the background work): the rows are drawn again when
+        the variables holding NaN or Inf changed."""
+        if not self.scan_weights:
+            return
+        found = self.nonfinite()
+        if found != getattr(self, "_badged", set()):
+            self.render_rows()
+
     def render_rows(self) -> None:
         """Recompute the visible rows and totals from the session's tree."""
         root = self.tree.root
@@ -147,7 +166,7 @@ class LayerExplorer(SessionView, anywidget.AnyWidget):
             if self._search_error and self.message == self._search_error:
                 self.message = ""  # the search that failed was replaced by one that works
             self._search_error = ""
-        nonfinite = self.nonfinite()
+        nonfinite = self._badged = self.nonfinite()
         rows: list[dict[str, Any]] = []
 
         def visit(node: Node, depth: int) -> None:
@@ -218,8 +237,24 @@ class LayerExplorer(SessionView, anywidget.AnyWidget):
             return False
 
     # -- actions ---------------------------------------------------------------------------
+    views_shown = 0
+    """How many views of this explorer the browser shows now (each reports itself)."""
+    on_views_changed: Callable[[int], None] | None = None
+    """Called with :attr:`views_shown` when it changes (the dashboard holds its model only
+    while it is shown)."""
+
     def _on_custom_msg(self, _widget: Any, content: Any, _buffers: Any) -> None:
-        self.handle_action(content)
+        shown = count_views(self.views_shown, content)
+        if shown is None:
+            self.handle_action(content)
+            return
+        self.views_shown = shown
+        if self.on_views_changed is not None:
+            self.on_views_changed(shown)
+        elif shown == 0:
+            self.release()
+        elif not self.hold():
+            self.message = GONE
 
     def handle_action(self, content: Any) -> None:
         """Run one message as the browser sends it.  A malformed message, or an action that
@@ -270,8 +305,14 @@ class LayerExplorer(SessionView, anywidget.AnyWidget):
     def set_trainable(self, path: str, value: bool) -> tuple[str, str]:
         """The row toggle: freeze (``value`` false) or unfreeze the node at ``path``."""
         node = self.tree.find(path)
+        restored = value and node.keras_layer and will_restore(node.obj)
         set_trainable(self.tree, node.path, value)
-        return self._outcome(codegen.set_trainable_code(self.tree, [node], value, self.var_name))
+        code = codegen.set_trainable_code(self.tree, [node], value, self.var_name, restored)
+        told = unfreeze_message(node.obj) if value and node.keras_layer else ""
+        if restored:
+            told = (f"Gave back the flags {node.name!r} had before it was frozen (LoRA: only "
+                    f"the adapters train). {told}")
+        return code, self._compile_hint(told)
 
     @action
     def freeze_all(self) -> tuple[str, str]:
@@ -292,7 +333,8 @@ class LayerExplorer(SessionView, anywidget.AnyWidget):
             raise ValueError("Select a layer first: everything up to it will be frozen.")
         cut = top_level_index(self.tree, path) + 1
         freeze_up_to(self.tree, path)
-        return self._outcome(codegen.freeze_up_to_code(self.tree, cut, self.var_name))
+        told = unfreeze_message(self.tree.root.obj) if self.tree.root.keras_layer else ""
+        return codegen.freeze_up_to_code(self.tree, cut, self.var_name), self._compile_hint(told)
 
     @action
     def freeze_pattern(self, pattern: str) -> tuple[str, str]:
@@ -311,6 +353,27 @@ class LayerExplorer(SessionView, anywidget.AnyWidget):
         names = ", ".join(n.path.removeprefix(root) for n in shown[:5]) + \
             (", ..." if len(shown) > 5 else "")
         return code, self._compile_hint(f"Froze {len(shown)} layer(s): {names}.")
+
+    @action
+    def enable_lora(self, path: str, rank: float) -> tuple[str, str]:
+        """Add LoRA adapters of ``rank`` to the layers at ``path`` (a layer, or a scope: every
+        Dense, EinsumDense and Embedding below it), with Keras' ``layer.enable_lora(rank)``.
+        Cannot be undone (the browser says so before sending)."""
+        return self._enable_lora(self.tree.find(path).path, rank)
+
+    @action
+    def enable_lora_pattern(self, pattern: str, rank: float) -> tuple[str, str]:
+        """Add LoRA adapters of ``rank`` to the layers the search box shows for ``pattern``."""
+        if not pattern.strip():
+            raise ValueError("Type a name or regular expression in the search box first.")
+        return self._enable_lora(pattern, rank, search=True)
+
+    def _enable_lora(self, target: str, rank: float, search: bool = False) -> tuple[str, str]:
+        found, skipped = lora_candidates(self.tree, target, search)
+        whole = int(rank) if float(rank).is_integer() else rank
+        code = enable_lora_code(self.tree, found, whole, self.var_name) if found else ""
+        enable_lora(self.tree.obj, target, whole, search=search)  # all checked, then done
+        return code, self._compile_hint(enable_lora_message(found, skipped, whole))
 
     # -- edits (values, never flags) ---------------------------------------------------------
     @action
@@ -377,7 +440,8 @@ class LayerExplorer(SessionView, anywidget.AnyWidget):
         code = f"{call}\n# the same in plain Keras / TensorFlow:\n{plain}"
         kept = bool(history.undo_steps) and history.undo_steps[-1] is not last
         undo = f" Undo: hubwidgets.undo({self.var_name})." if kept else ""
-        return code, " ".join([f"Done: {call}.{undo}", *told])
+        meaning = plan_note(self.tree, name, node_path)  # LoRA / quantized: what it did
+        return code, " ".join(t for t in [f"Done: {call}.{undo}", meaning, *told] if t)
 
     def _is_variable(self, path: str) -> bool:
         try:

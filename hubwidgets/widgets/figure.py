@@ -98,6 +98,9 @@ class StatefulFigure(anywidget.AnyWidget):
     def add_bar(self, **kwargs: Any) -> Any:
         return self._figure.add_bar(**kwargs)
 
+    def add_heatmap(self, **kwargs: Any) -> Any:
+        return self._figure.add_heatmap(**kwargs)
+
     def update_layout(self, *args: Any, **kwargs: Any) -> Any:
         return self._figure.update_layout(*args, **kwargs)
 

@@ -88,15 +88,18 @@ def build_overview(tree: ModelTree, stats: dict[str, WeightStats],
     """One row per layer that has weights, on value bins shared by every row.
 
     The shared range is symmetric and covers the 99th percentile of every row's magnitudes,
-    so one outlier does not squash every other row into a single bin.
+    so one outlier does not squash every other row into a single bin.  A layer whose
+    statistics are not in ``stats`` yet has an empty row (they are computed in the
+    background: the rows, and so the figure's layout, do not move as they come).
     """
     root = tree.root.path
-    picked: list[tuple[Node, VariableInfo, WeightStats]] = []
+    rows: list[tuple[Node, VariableInfo, WeightStats | None]] = []
     for node in tree:
         var = representative_variable(node)
-        if var is None or var.path not in stats or stats[var.path].counts.sum() == 0:
+        if var is None or (var.path in stats and stats[var.path].counts.sum() == 0):
             continue
-        picked.append((node, var, stats[var.path]))
+        rows.append((node, var, stats.get(var.path)))
+    picked = [(n, v, s) for n, v, s in rows if s is not None]
     reach = 0.0
     for _node, _var, s in picked:
         lo, hi = _quantiles(s, (0.01, 0.99))
@@ -105,15 +108,17 @@ def build_overview(tree: ModelTree, stats: dict[str, WeightStats],
         reach = max([abs(s.min or 0) for *_, s in picked] + [abs(s.max or 0) for *_, s in picked]
                     + [1.0])
     edges = np.linspace(-reach, reach, bins + 1)
-    density = np.zeros((len(picked), bins), dtype=np.uint8)
-    for i, (_node, _var, s) in enumerate(picked):
+    density = np.zeros((len(rows), bins), dtype=np.uint8)
+    for i, (_node, _var, s) in enumerate(rows):
+        if s is None:
+            continue
         row = rebin(s, edges)
         peak = row.max()
         if peak > 0:
             density[i] = np.round(100 * row / peak).astype(np.uint8)
-    names = [n.path[len(root) + 1:] or n.name for n, _v, _s in picked]
-    return Overview(paths=[n.path for n, _v, _s in picked], names=names,
-                    tensors=[short_name(v) for _n, v, _s in picked],
+    names = [n.path[len(root) + 1:] or n.name for n, _v, _s in rows]
+    return Overview(paths=[n.path for n, _v, _s in rows], names=names,
+                    tensors=[short_name(v) for _n, v, _s in rows],
                     centers=np.round((edges[:-1] + edges[1:]) / 2, 6), density=density)
 
 

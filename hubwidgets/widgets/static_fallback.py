@@ -52,11 +52,12 @@ def html_front_end() -> bool:
     return formatter is not None and "text/html" in formatter.active_types
 
 
-def publish_static(html_fragment: str, token: str, *, update: bool = False) -> None:
+def publish_static(html_fragment: str, token: str, update: bool = False) -> None:
     """Show the static copy as its own output (``text/html`` only), before the widget; with
-    ``update``, replace every copy shown under ``token`` (its display id) instead."""
+    ``update``, replace the copy shown before (its display id is the token): a large model's
+    statistics come in after the first display (``Dashboard.wait()``)."""
     from IPython.display import publish_display_data
 
     publish_display_data({"text/html": html_fragment},
                          metadata={"hubwidgets": {"static_of": token}},
-                         transient={"display_id": f"hw-static-{token}"}, update=update)
+                         transient={"display_id": token}, update=update)

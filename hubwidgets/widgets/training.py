@@ -150,7 +150,9 @@ class TrainingPanel(widgets.VBox):
     def _status_text(self) -> str:
         cb = self.callback
         history = cb.history
-        state = "training" if cb.running else ("done" if history.intervals else "waiting for fit")
+        state = "training" if cb.running else (
+            "interrupted" if getattr(cb, "interrupted", False) else
+            "done" if history.intervals else "waiting for fit")
         every = "epoch" if cb.every == "epoch" else f"{cb.every} steps"
         last = {k: v[-1] for k, v in history.logs.items() if v}
         shown = " · ".join(f"{html.escape(k)} {v:.4g}" for k, v in list(last.items())[:4])

@@ -15,6 +15,8 @@ paper).
 from __future__ import annotations
 
 import html
+import threading
+import time
 import warnings
 from pathlib import Path
 from typing import Any
@@ -26,6 +28,7 @@ import plotly.graph_objects as go
 import traitlets
 
 from ..model.session import ModelSession, session_for
+from ..model.session_stats import SYNC_BYTES, BackgroundStatistics, statistics_of
 from ..model.stats import NonFiniteWeightsWarning, WeightStats, weight_stats
 from ..model.tree import Node
 from . import overview as ov
@@ -33,7 +36,7 @@ from .figure import StatefulFigure
 from .session_view import SessionView
 
 STATIC = Path(__file__).parent / "static"
-OVERVIEW_BATCH = 32  # layers per statistics call while the overview's progress bar moves
+REDRAW_SECONDS = 0.5  # the overview is redrawn at most this often while it fills in
 
 
 def histogram_quantiles(stats: WeightStats,
@@ -101,7 +104,8 @@ class WeightPlot(SessionView, widgets.VBox):
     log_y = traitlets.Bool(False)
     shared_bins = traitlets.Bool(True)
 
-    def __init__(self, model: Any, *, bins: int = 64, overview: bool = True, **kwargs: Any) -> None:
+    def __init__(self, model: Any, *, bins: int = 64, overview: bool = True,
+                 on_statistics: Any = None, **kwargs: Any) -> None:
         unknown = set(kwargs) - {"layout", "selected"}
         if unknown:
             raise TypeError(f"WeightPlot got unexpected keyword arguments: {sorted(unknown)}")
@@ -111,8 +115,16 @@ class WeightPlot(SessionView, widgets.VBox):
         self.session = session_for(model)
         self.bins = bins
         self.theme: dict[str, Any] = dict(LIGHT)
-        self.progress = widgets.IntProgress(min=0, max=1, description="Stats",
+        self._draw_lock = threading.RLock()  # the background work redraws the overview
+        self._drawn_at = 0.0
+        self._on_statistics = on_statistics
+        self.progress = widgets.IntProgress(min=0, max=1, description="Statistics",
                                             layout={"width": "320px"})
+        if overview:  # a small model's statistics at once; a large one's in the background
+            store = statistics_of(self.session, bins)
+            missing = store.missing(self.tree.variables())
+            if sum(v.nbytes for v in missing) <= SYNC_BYTES:
+                store.compute(missing)
         self.overview: ov.Overview | None = self._compute_overview() if overview else None
         self.figure = StatefulFigure(data=self._overview_traces(), layout=self._base_layout())
         self.figure.on_click(self._on_overview_click, trace_type="heatmap")
@@ -122,14 +134,64 @@ class WeightPlot(SessionView, widgets.VBox):
         shared_box = widgets.Checkbox(description="shared bins", value=True, indent=False)
         widgets.link((log_box, "value"), (self, "log_y"))
         widgets.link((shared_box, "value"), (self, "shared_bins"))
-        self.children = [widgets.HBox([log_box, shared_box]), self.figure, self.probe]
+        self.children = [widgets.HBox([log_box, shared_box, self.progress]), self.figure,
+                         self.probe]
         self.selected = selected or self.session.selection  # nothing drawn until a pick
         self._follow(self.session)
+        self.statistics_work: BackgroundStatistics | None = None
+        """The thread that fills in the overview's statistics (None without an overview)."""
+        if overview:
+            self.statistics_work = BackgroundStatistics(self.session, bins, self._on_progress)
+            self._on_progress(*self._progress_now())
+
+    def wait(self, timeout: float | None = None) -> bool:
+        """Block until every layer's statistics are computed and drawn (or ``timeout``
+        seconds passed); True when they are."""
+        work = self.statistics_work
+        if work is None:
+            return True
+        done = work.wait(timeout)
+        if work.error is not None:
+            raise work.error
+        if done:
+            self.draw_overview()
+            self._on_progress(*self._progress_now())
+        return done
+
+    def statistics_pending(self) -> bool:
+        """Whether some variable's statistics are still to be computed."""
+        done, total = self._progress_now()
+        return done < total
+
+    def _progress_now(self) -> tuple[int, int]:
+        variables = self.tree.variables()
+        missing = statistics_of(self.session, self.bins).missing(variables)
+        return len(variables) - len(missing), len(variables)
+
+    def _on_progress(self, done: int, total: int) -> None:
+        """After each step of the background work (its thread): the bar, and the overview
+        at most every :data:`REDRAW_SECONDS`."""
+        self.progress.max = max(total, 1)
+        self.progress.value = min(done, total)
+        self.progress.layout.visibility = "hidden" if done >= total else "visible"
+        now = time.monotonic()
+        if done >= total or now - self._drawn_at >= REDRAW_SECONDS:
+            self._drawn_at = now
+            self.draw_overview()
+        if self._on_statistics is not None:
+            self._on_statistics()
 
     def _on_session_change(self, session: ModelSession, what: str) -> None:
         if what == "selection":
             self.selected = session.selection
         elif what in ("values", "structure"):
+            if self.statistics_work is not None:  # a few layers (an edit): computed now
+                store = statistics_of(session, self.bins)
+                missing = store.missing(session.tree.variables())
+                if sum(v.nbytes for v in missing) <= SYNC_BYTES:
+                    store.compute(missing)
+                    if self._on_statistics is not None:
+                        self._on_statistics()
             self.draw_overview()
             try:
                 self.draw_selection()
@@ -181,9 +243,10 @@ class WeightPlot(SessionView, widgets.VBox):
             return
         self.theme = {**(DARK if theme.get("dark") else LIGHT),
                       **{k: v for k, v in theme.items() if isinstance(v, (str, bool))}}
-        with self.figure.batch_update():
+        with self._draw_lock, self.figure.batch_update():
             self.figure.layout.template = theme_template(self.theme)
-        self.figure.keep_state()
+        with self._draw_lock:
+            self.figure.keep_state()
 
     # -- selection -------------------------------------------------------------------------
     @traitlets.observe("selected", "log_y", "shared_bins")
@@ -229,6 +292,10 @@ class WeightPlot(SessionView, widgets.VBox):
     def draw_selection(self, mark: bool = True) -> None:
         """Redraw the selection histogram in place (no new widget); with ``mark``, also frame
         the selected layer in the overview and bring it into view."""
+        with self._draw_lock:
+            self._draw_selection(mark)
+
+    def _draw_selection(self, mark: bool) -> None:
         fig = self.figure
         keep = tuple(t for t in fig.data if t.type != "bar")  # the overview heatmap
         if not self.selected:
@@ -263,23 +330,10 @@ class WeightPlot(SessionView, widgets.VBox):
 
     # -- overview --------------------------------------------------------------------------
     def _compute_overview(self) -> ov.Overview:
-        """Statistics of every layer (in batches of :data:`OVERVIEW_BATCH` layers: few calls,
-        each reduces many), then the heatmap's rows."""
-        cached = self.session.cache.get(("weight_stats", self.bins))
-        if cached is not None:  # another view of the session computed them for these values
-            return ov.build_overview(self.tree, cached, bins=min(self.bins, ov.OVERVIEW_BINS))
-        layers = [n for n in self.tree if n.variables]
-        self.progress.max = max(len(layers), 1)
-        self.progress.value = 0
-        computed: dict[str, WeightStats] = {}
-        for start in range(0, len(layers), OVERVIEW_BATCH):
-            batch = [v for node in layers[start:start + OVERVIEW_BATCH] for v in node.variables]
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore", NonFiniteWeightsWarning)
-                computed.update(weight_stats(batch, bins=self.bins))
-            self.progress.value = min(start + OVERVIEW_BATCH, len(layers))
-        self.session.cache[("weight_stats", self.bins)] = computed  # shared by views
-        return ov.build_overview(self.tree, computed, bins=min(self.bins, ov.OVERVIEW_BINS))
+        """The heatmap's rows from the statistics known now (the background work fills in
+        the rest, and each step redraws): no weight is read here."""
+        known = statistics_of(self.session, self.bins).known(self.tree.variables())
+        return ov.build_overview(self.tree, known, bins=min(self.bins, ov.OVERVIEW_BINS))
 
     def _overview_traces(self) -> list[dict[str, Any]]:
         if self.overview is None or not self.overview.names:
@@ -298,16 +352,17 @@ class WeightPlot(SessionView, widgets.VBox):
         self.selected = self.overview.paths[row]
 
     def draw_overview(self) -> None:
-        """Recompute the overview from on-device histograms and redraw it in place."""
+        """Redraw the overview in place from the statistics known now."""
         if self.overview is None:
             return
-        self.overview = self._compute_overview()
-        trace = ov.heatmap_trace(self.overview)
-        heatmaps = [t for t in self.figure.data if t.type == "heatmap"]
-        with self.figure.batch_update():
-            if heatmaps:
-                heatmaps[0].update(z=trace["z"], x=trace["x"], y=trace["y"])
-        self.figure.keep_state()
+        with self._draw_lock:
+            self.overview = self._compute_overview()
+            trace = ov.heatmap_trace(self.overview)
+            heatmaps = [t for t in self.figure.data if t.type == "heatmap"]
+            with self.figure.batch_update():
+                if heatmaps:
+                    heatmaps[0].update(z=trace["z"], x=trace["x"], y=trace["y"])
+            self.figure.keep_state()
 
     def refresh(self) -> None:
         """Recompute after the weights changed (training, ``set_weights``): every view of

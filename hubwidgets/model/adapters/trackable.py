@@ -67,9 +67,9 @@ def _is_container(obj: Any) -> bool:
 
 def _is_structural(obj: Any) -> bool:
     """Objects worth a node: trackables that are not functions, assets or constants."""
-    from tensorflow.python.trackable.base import Trackable
+    from ..tf_compat import is_trackable
 
-    if not isinstance(obj, Trackable):
+    if not is_trackable(obj):
         return False
     name = type(obj).__name__
     skip = ("Function", "Asset", "Constant", "SignatureMap", "CapturableResource", "Resource")

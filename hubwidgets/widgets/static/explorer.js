@@ -49,6 +49,12 @@ function render({ model, el: root }) {
       () => send({ action: "freeze_up_to", path: model.get("selected") })),
     button("Freeze matches", "Freeze the layers matching the search box",
       () => send({ action: "freeze_pattern", pattern: search.value })),
+    button("LoRA on matches…", "Add LoRA adapters to the layers matching the search box (cannot be undone)",
+      () => {
+        const answer = window.prompt("Add LoRA adapters of rank (to the Dense, EinsumDense and Embedding layers matching the search box). Keras cannot remove adapters: this cannot be undone.", "4");
+        if (answer === null) return;
+        send({ action: "enable_lora_pattern", pattern: search.value, rank: Number(answer.trim()) });
+      }),
   );
   const undoButton = button("Undo", "Undo the last weight edit (bit for bit)",
     () => send({ action: "undo" }));
@@ -82,6 +88,7 @@ function render({ model, el: root }) {
     ["prune_weights", "Prune…", "fraction", "Zero this fraction of the smallest weights (0 to 1)", "0.5"],
     ["add_noise", "Add noise…", "std", "Add Gaussian noise with standard deviation", "0.01"],
     ["restore_snapshot", "Restore (before the first edit)"],
+    ["enable_lora", "LoRA…", "rank", "Add LoRA adapters of rank (to every Dense, EinsumDense and Embedding here; the base kernels are frozen). Keras cannot remove adapters: this cannot be undone.", "4"],
   ];
   function editMenu(path, name) {
     const menu = el("select", "hw-menu");
@@ -184,7 +191,13 @@ function render({ model, el: root }) {
     if (frozen) name.append(el("span", "hw-ice", "❄"));
     for (const b of row.badges || []) {
       if (b === "frozen" || b === "trainable") continue; // said by the toggle column
-      name.append(el("span", `hw-badge hw-badge-${b.replace(/[^a-z]/gi, "").toLowerCase()}`, b));
+      const kind = b.startsWith("LoRA") ? "lora" : b === row.quantization ? "quant"
+        : b.replace(/[^a-z]/gi, "").toLowerCase();
+      const badge = el("span", `hw-badge hw-badge-${kind}`, b);
+      if (kind === "lora" || kind === "quant") { // what trains and what cannot: the notes
+        badge.title = (row.notes || []).filter((n) => n.startsWith(kind === "lora" ? "LoRA" : "quantized")).join("\n");
+      }
+      name.append(badge);
     }
     const toggleCell = el("span", "hw-cell-train");
     const toggle = el("input", "hw-toggle");
@@ -327,9 +340,13 @@ function render({ model, el: root }) {
   model.on("change:selected", onSelected);
   model.on("change:message", renderMessage);
   model.on("change:code", renderMessage);
+  // the kernel holds the model only while some view shows it (a cleared output, a re-run
+  // cell or a closed tab lets a large model go)
+  send({ view: "shown" });
   return () => {
     clearTimeout(timer);
     table.removeEventListener("keydown", onKey);
+    send({ view: "removed" });
   };
 }
 
