@@ -796,3 +796,35 @@ def test_the_static_copy_is_readable_in_light_and_dark_pages(exported, tmp_path,
             bad = [t for t in texts if t["ratio"] < WCAG_AA]
             assert bad == [], f"{path.name} {theme}: {bad[:10]}"
             browser.close()
+
+
+def test_where_styles_are_stripped_each_row_reads_as_one_indented_line(keras):
+    """GitHub drops <style> and style attributes from a notebook's HTML: the static copy's
+    rows then read as ``name · Class · shape · N params · status`` lines, nested ones
+    indented, and the nested model still opens."""
+    import re as regex
+
+    from playwright.sync_api import expect, sync_playwright
+
+    import hubwidgets as hw
+
+    block = keras.Sequential([keras.Input((4,)), keras.layers.Dense(4, name="inner_a")],
+                             name="block")
+    block.trainable = False
+    model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(4, name="stem"), block],
+                             name="plain")
+    stripped = regex.sub(r"<style>.*?</style>", "", hw.to_html(model), flags=regex.S)
+    stripped = regex.sub(r' style="[^"]*"', "", stripped)
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, headless=True,
+                                    args=["--no-sandbox", "--disable-gpu"])
+        page = browser.new_page()
+        page.set_content(stripped)
+        rows = page.locator(".hw-s-row")
+        assert rows.nth(1).inner_text() == "\u2003stem · Dense · (None, 4) · 20 params"
+        assert rows.nth(2).inner_text().startswith("\u2003block · Sequential · (None, 4) · "
+                                                   "20 params · \u2744 frozen")
+        expect(rows.nth(3)).to_be_hidden()
+        page.locator("summary", has_text="block").click()
+        expect(rows.nth(3)).to_have_text(regex.compile("^\u2003\u2003inner_a · Dense"))
+        browser.close()

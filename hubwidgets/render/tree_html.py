@@ -7,8 +7,9 @@ the model file, so every one is escaped: text, never markup.
 Colours are inherited from the page (``currentColor``, transparent backgrounds), so the text
 has the page's own contrast on light and dark pages, in JupyterLab, GitHub, nbviewer or a
 saved page; frozen rows are marked by a ❄ and italics, never by a fainter colour.  Where a
-renderer strips ``<style>`` (GitHub), the hidden separators show and each row reads as one
-line: ``name · Class · (None, 4) · 1,234 params · frozen``.
+renderer strips ``<style>`` (GitHub), the hidden separators and indents show (GitHub also
+drops ``style`` attributes) and each row reads as one indented line:
+``name · Class · (None, 4) · 1,234 params · frozen``.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ if TYPE_CHECKING:
     from ..model.tree import ModelTree, Node
 
 INDENT_PX = 14  # per nesting level
+EM_SPACE = "\u2003"  # the indent where a renderer drops styles
 MAX_CHILDREN = 500  # rows listed per node; the rest is counted in one line
 
 # Scoped to .hw-static: nothing leaks into the page.  No colour is set anywhere: the page's.
@@ -74,12 +76,13 @@ def _row(node: "Node", depth: int) -> str:
     sep = '<span class="hw-s-sep"> · </span>'
     return (f'<div class="hw-s-row{frozen}" data-path="{esc(node.path)}">'
             f'<span class="hw-s-name" style="padding-left:{depth * INDENT_PX}px" '
-            f'title="{esc(node.path)}">{esc(node.name)}</span>{sep}'
+            f'title="{esc(node.path)}"><span class="hw-s-sep">{EM_SPACE * depth}</span>'
+            f"{esc(node.name)}</span>{sep}"
             f'<span class="hw-s-class">{esc(node.class_name)}</span>{sep}'
             f'<span class="hw-s-shape">{esc(shape)}</span>{sep}'
             f'<span class="hw-s-num">{node.params:,}</span>'
-            f'<span class="hw-s-sep"> params · </span>'
-            f'<span class="hw-s-status">{badges}</span></div>')
+            f'<span class="hw-s-sep"> params</span>'
+            f'<span class="hw-s-status">{sep + badges if badges else ""}</span></div>')
 
 
 def _notes(node: "Node", depth: int) -> str:
