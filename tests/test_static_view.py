@@ -171,3 +171,27 @@ def test_the_renderer_imports_no_widget_library():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          check=True, cwd=str(__import__("pathlib").Path(hw.__file__).parent.parent))
     assert out.stdout.strip() == "[]"
+
+
+def test_a_dashboards_outputs_without_widget_state_stay_under_300_kb(keras):
+    """What a notebook saved without widget state keeps of ``explore(model)`` for the issue's
+    model (a frozen MobileNetV2 base, 158 rows): the static copy and the text summary."""
+    from IPython.core.interactiveshell import InteractiveShell
+    from IPython.utils.capture import capture_output
+
+    keras.utils.set_random_seed(0)
+    base = keras.applications.MobileNetV2(weights=None, include_top=False,
+                                          input_shape=(224, 224, 3))
+    base.trainable = False
+    model = keras.Sequential([keras.Input((224, 224, 3)), base,
+                              keras.layers.GlobalAveragePooling2D(), keras.layers.Dense(5)])
+    dashboard = hw.explore(model)
+    dashboard.wait()
+    shell = InteractiveShell.instance()  # before capturing: capture_output looks for it
+    with capture_output() as shown:
+        bundle, _ = shell.display_formatter.format(dashboard)
+    static = shown.outputs[0].data["text/html"]
+    assert "hw-s-overview" in static and "hw-s-histogram" in static
+    saved = len(static.encode()) + len(bundle["text/plain"].encode())
+    assert saved < 300_000, saved
+    dashboard.close()
