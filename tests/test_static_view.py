@@ -161,6 +161,10 @@ def test_save_html_writes_a_standalone_page_whole_or_not_at_all(nested, tmp_path
         hw.save_html(model, tmp_path / "missing" / "model.html")
     with pytest.raises(hw.HubWidgetsError, match="is a folder"):
         hw.save_html(model, tmp_path)
+    with pytest.raises(hw.HubWidgetsError, match="needs a file path"):
+        hw.save_html(model, 42)
+    with pytest.raises(hw.HubWidgetsError):
+        hw.to_html(42)  # not a model: inspect's own error
     assert sorted(p.name for p in tmp_path.iterdir()) == ["model.html"]
 
 
