@@ -199,3 +199,22 @@ def test_a_dashboards_outputs_without_widget_state_stay_under_300_kb(keras):
     saved = len(static.encode()) + len(bundle["text/plain"].encode())
     assert saved < 300_000, saved
     dashboard.close()
+
+
+def test_a_model_of_hundreds_of_layers_keeps_a_small_static_copy(keras):
+    """600 layers: the tree lists its first rows and counts the rest, the overview keeps a
+    row per layer (thinner) and names every k-th, and the whole stays under 300 KB."""
+    from bench.models import many_layers
+
+    from hubwidgets.render.svg import MAX_LABELS
+    from hubwidgets.render.tree_html import MAX_ROWS
+
+    page = hw.to_html(many_layers(600))
+    parsed = parse(page)
+    rows = [a for t, a in parsed.tags if "data-path" in a]
+    assert len(rows) == MAX_ROWS
+    assert f"... and {600 - (MAX_ROWS - 1):,} more" in page
+    assert _png_pixels(page).shape[0] == 600  # every layer in the picture
+    labels = [t for t in parsed.texts["hw-s-overview"] if t.startswith("dense_")]
+    assert 0 < len(labels) // 2 <= MAX_LABELS  # each name: its label and its tooltip
+    assert len(page.encode()) < 300_000, len(page.encode())

@@ -24,7 +24,7 @@ if TYPE_CHECKING:
 
 INDENT_PX = 14  # per nesting level
 EM_SPACE = "\u2003"  # the indent where a renderer drops styles
-MAX_CHILDREN = 500  # rows listed per node; the rest is counted in one line
+MAX_ROWS = 400  # rows listed in all (~250 KB); the rest is counted in one line per node
 
 # Scoped to .hw-static: nothing leaks into the page.  No colour is set anywhere: the page's.
 STYLE = """
@@ -91,8 +91,11 @@ def _notes(node: "Node", depth: int) -> str:
                    f"{html.escape(note)}</div>" for note in node.notes)
 
 
-def _node(node: "Node", depth: int, open_: bool, out: list[str]) -> None:
-    children = list(node.children)
+def _node(node: "Node", depth: int, open_: bool, out: list[str], budget: list[int]) -> None:
+    """``node``'s row, and below it its children's while ``budget[0]`` rows are left (a
+    model of thousands of layers keeps a static copy of a few hundred KB)."""
+    budget[0] -= 1
+    children = node.children if node.has_children else []
     if not children:
         out.append(_row(node, depth))
         out.append(_notes(node, depth))
@@ -100,11 +103,17 @@ def _node(node: "Node", depth: int, open_: bool, out: list[str]) -> None:
     out.append(f'<details class="hw-s-node"{" open" if open_ else ""}>'
                f"<summary>{_row(node, depth)}</summary>")
     out.append(_notes(node, depth))
-    for child in children[:MAX_CHILDREN]:
-        _node(child, depth + 1, False, out)
-    if len(children) > MAX_CHILDREN:
-        out.append(f'<div class="hw-s-note" style="padding-left:{(depth + 1) * INDENT_PX + 24}px">'
-                   f"... and {len(children) - MAX_CHILDREN:,} more</div>")
+    listed = 0
+    for child in children:
+        if budget[0] <= 0:
+            break
+        _node(child, depth + 1, False, out, budget)
+        listed += 1
+    if listed < len(children):
+        pad = (depth + 1) * INDENT_PX + 24
+        out.append(f'<div class="hw-s-note hw-s-more" style="padding-left:{pad}px">'
+                   f"... and {len(children) - listed:,} more (the live explorer lists "
+                   "every one)</div>")
     out.append("</details>")
 
 
@@ -126,7 +135,7 @@ def tree_html(tree: "ModelTree") -> str:
                       '<div class="hw-s-head"><span>Layer</span><span>Class</span>'
                       '<span>Output shape</span><span class="hw-s-num">Params</span>'
                       "<span>Status</span></div>"]
-    _node(tree.root, 0, True, out)
+    _node(tree.root, 0, True, out, [MAX_ROWS])
     out.append("</div>")
     return "".join(out)
 
