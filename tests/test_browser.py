@@ -766,13 +766,12 @@ def test_an_exported_notebook_reads_offline(exported, state, javascript):
 
 
 @pytest.mark.parametrize("theme", ["light", "dark"])
-def test_the_static_copy_is_readable_in_light_and_dark_pages(exported, tmp_path, theme):
+def test_the_static_copy_is_readable_in_light_and_dark_pages(exported, keras, tmp_path, theme):
     """Every text of the static view >= 4.5:1: in nbconvert's light and dark themes, and in
     the standalone page of ``hw.save_html`` under the reader's light or dark preference."""
     from playwright.sync_api import sync_playwright
 
     import hubwidgets as hw
-    import keras
 
     pages, _counts = exported
     keras.utils.set_random_seed(0)  # the issue's model: a frozen MobileNetV2 base, a new head
