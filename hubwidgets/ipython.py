@@ -1,8 +1,7 @@
 """``%load_ext hubwidgets``: Keras models, layers and Hub modules display as the explorer.
 
-The dashboard's ``_repr_mimebundle_`` also carries a plain-text summary, so a notebook saved
-with outputs, a terminal IPython, or a viewer without a kernel shows that instead of
-"Error displaying widget".
+The dashboard also publishes its static view (for nbconvert, GitHub, nbviewer, a notebook
+reopened without a kernel) and carries a plain-text summary (for a terminal IPython).
 """
 
 from __future__ import annotations

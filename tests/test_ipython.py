@@ -71,3 +71,36 @@ def test_a_text_front_end_gets_the_summary_only(shell, k3_sequential):
         formatter.active_types = active
     assert captured.outputs == []
     assert bundle["text/plain"].startswith('Model: "seed_sequential"')
+
+
+def test_the_static_copy_follows_a_freeze(shell, k3_sequential):
+    """A layer frozen after the cell ran: every shown copy is replaced (its display id), so
+    a notebook saved later shows the frozen mark; a selection sends nothing."""
+    from IPython.utils.capture import capture_output
+
+    import hubwidgets as hw
+
+    dashboard = hw.explore(k3_sequential)
+    with capture_output() as shown:
+        shell.display_formatter.format(dashboard)
+    display_id = shown.outputs[0].transient["display_id"]
+    layer = k3_sequential.get_layer("dense_layer_1")
+    row = f'data-path="{hw.inspect(k3_sequential).find("dense_layer_1").path}"'
+    assert 'hw-s-row hw-s-frozen" ' + row not in shown.outputs[0].data["text/html"]
+    try:
+        with capture_output() as updates:
+            hw.freeze(k3_sequential, "dense_layer_1")
+            dashboard.session.select(hw.inspect(k3_sequential).find("dense_layer_1").path)
+        assert not layer.trainable
+        # (other dashboards of this model, from earlier tests, update their own copies)
+        mine = [o for o in updates.outputs if o.transient["display_id"] == display_id]
+        assert [o.update for o in mine] == [True]
+        assert 'class="hw-s-row hw-s-frozen" ' + row in mine[0].data["text/html"]
+    finally:
+        hw.unfreeze(k3_sequential, "dense_layer_1")
+        dashboard.close()
+    with capture_output() as after_close:
+        hw.freeze(k3_sequential, "dense_layer_1")
+        hw.unfreeze(k3_sequential, "dense_layer_1")
+    assert not [o for o in after_close.outputs  # a closed dashboard stops following
+                if o.transient["display_id"] == display_id]

@@ -78,6 +78,7 @@ def test_a_hostile_layer_name_is_text(nested):
     assert not any(tag == "img" for tag, _ in parsed.tags)
     assert EVIL in parsed.texts["hw-s-name"]
     assert f"block/{EVIL} (kernel)" in parsed.texts["hw-s-overview"]  # the overview row
+    assert EVIL in parsed.texts["hw-s-overview"]  # its label: the last segment, as text
 
 
 def test_columns_and_totals_follow_keras(nested):
@@ -160,6 +161,10 @@ def test_save_html_writes_a_standalone_page_whole_or_not_at_all(nested, tmp_path
         hw.save_html(model, tmp_path / "missing" / "model.html")
     with pytest.raises(hw.HubWidgetsError, match="is a folder"):
         hw.save_html(model, tmp_path)
+    with pytest.raises(hw.HubWidgetsError, match="needs a file path"):
+        hw.save_html(model, 42)
+    with pytest.raises(hw.HubWidgetsError):
+        hw.to_html(42)  # not a model: inspect's own error
     assert sorted(p.name for p in tmp_path.iterdir()) == ["model.html"]
 
 
@@ -170,3 +175,46 @@ def test_the_renderer_imports_no_widget_library():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          check=True, cwd=str(__import__("pathlib").Path(hw.__file__).parent.parent))
     assert out.stdout.strip() == "[]"
+
+
+def test_a_dashboards_outputs_without_widget_state_stay_under_300_kb(keras):
+    """What a notebook saved without widget state keeps of ``explore(model)`` for the issue's
+    model (a frozen MobileNetV2 base, 158 rows): the static copy and the text summary."""
+    from IPython.core.interactiveshell import InteractiveShell
+    from IPython.utils.capture import capture_output
+
+    keras.utils.set_random_seed(0)
+    base = keras.applications.MobileNetV2(weights=None, include_top=False,
+                                          input_shape=(224, 224, 3))
+    base.trainable = False
+    model = keras.Sequential([keras.Input((224, 224, 3)), base,
+                              keras.layers.GlobalAveragePooling2D(), keras.layers.Dense(5)])
+    dashboard = hw.explore(model)
+    dashboard.wait()
+    shell = InteractiveShell.instance()  # before capturing: capture_output looks for it
+    with capture_output() as shown:
+        bundle, _ = shell.display_formatter.format(dashboard)
+    static = shown.outputs[0].data["text/html"]
+    assert "hw-s-overview" in static and "hw-s-histogram" in static
+    saved = len(static.encode()) + len(bundle["text/plain"].encode())
+    assert saved < 300_000, saved
+    dashboard.close()
+
+
+def test_a_model_of_hundreds_of_layers_keeps_a_small_static_copy(keras):
+    """600 layers: the tree lists its first rows and counts the rest, the overview keeps a
+    row per layer (thinner) and names every k-th, and the whole stays under 300 KB."""
+    from bench.models import many_layers
+
+    from hubwidgets.render.svg import MAX_LABELS
+    from hubwidgets.render.tree_html import MAX_ROWS
+
+    page = hw.to_html(many_layers(600))
+    parsed = parse(page)
+    rows = [a for t, a in parsed.tags if "data-path" in a]
+    assert len(rows) == MAX_ROWS
+    assert f"... and {600 - (MAX_ROWS - 1):,} more" in page
+    assert _png_pixels(page).shape[0] == 600  # every layer in the picture
+    labels = [t for t in parsed.texts["hw-s-overview"] if t.startswith("dense_")]
+    assert 0 < len(labels) // 2 <= MAX_LABELS  # each name: its label and its tooltip
+    assert len(page.encode()) < 300_000, len(page.encode())

@@ -101,6 +101,9 @@ def page_html(fragment: str, title: str) -> str:
 def save_html(model: Any, path: str | os.PathLike, *, bins: int = 64) -> Path:
     """Write the static view of ``model`` as a standalone page to ``path`` (whole or not at
     all: a temporary file in the same folder is renamed); returns the path."""
+    if not isinstance(path, (str, os.PathLike)):
+        raise HubWidgetsError(f"save_html needs a file path (str or pathlib.Path), not "
+                              f"{type(path).__name__}: e.g. save_html(model, 'model.html')")
     target = Path(path)
     if target.is_dir():
         raise HubWidgetsError(f"{target} is a folder: give a file name, e.g. {target / 'model.html'}")

@@ -29,6 +29,8 @@ BAR = "#1f77b4"  # mid blue: visible on white and on near-black
 WIDTH = 460
 LABEL_PX = 178  # the layer names' column: 30 characters at 10 px
 ROW_PX = 11
+MAX_LABELS = 150  # more layers than this: thinner rows, every k-th one named
+MIN_ROW_PX = 2
 FONT = 10
 
 
@@ -76,22 +78,27 @@ def overview_svg(overview: "Overview", title: str = "Weights by layer") -> str:
     rows, bins = overview.density.shape
     top, bottom = 22, 34
     plot_w = WIDTH - LABEL_PX - 10
-    height = top + rows * ROW_PX + bottom
+    row_px = ROW_PX if rows <= MAX_LABELS else max(MIN_ROW_PX, ROW_PX * MAX_LABELS / rows)
+    step = -(-rows // MAX_LABELS)  # every k-th row named: at most MAX_LABELS names
+    height = round(top + rows * row_px + bottom)
     image = base64.b64encode(png(viridis(overview.density))).decode()
     parts = [f'<svg xmlns="http://www.w3.org/2000/svg" class="hw-s-overview" role="img" '
              f'width="{WIDTH}" height="{height}" viewBox="0 0 {WIDTH} {height}" '
              f'aria-label="{html.escape(title)}: {rows} layers">',
              f"<title>{html.escape(title)}</title>",
              _text(0, 14, title, size=12, extra=' font-weight="600"'),
-             f'<image x="{LABEL_PX}" y="{top}" width="{plot_w}" height="{rows * ROW_PX}" '
+             f'<image x="{LABEL_PX}" y="{top}" width="{plot_w}" height="{rows * row_px:.1f}" '
              f'preserveAspectRatio="none" image-rendering="pixelated" '
              f'style="image-rendering:pixelated" href="data:image/png;base64,{image}"/>']
     for i, name in enumerate(overview.names):
-        y = top + i * ROW_PX + ROW_PX - 2
+        if i % step:
+            continue
+        y = top + (i + 0.5) * row_px + 0.35 * FONT  # the name's middle on its row's
+        label = _short(name.rsplit("/", 1)[-1], 28)  # the whole path in its tooltip
         parts.append(f'<g class="hw-s-layer"><title>{html.escape(name)} '
                      f"({html.escape(overview.tensors[i])})</title>"
-                     + _text(LABEL_PX - 4, y, _short(name), "end") + "</g>")
-    base = top + rows * ROW_PX
+                     + _text(LABEL_PX - 4, y, label, "end") + "</g>")
+    base = top + rows * row_px
     lo, hi = float(overview.centers[0]), float(overview.centers[-1])
     for frac, value in ((0.0, lo), (0.5, (lo + hi) / 2), (1.0, hi)):
         x = LABEL_PX + frac * plot_w
@@ -133,10 +140,10 @@ def histogram_svg(stats: "WeightStats", title: str) -> str:
         base = top + plot_h
         parts.append(f'<line x1="{left}" x2="{left + plot_w}" y1="{base}" y2="{base}" '
                      f'stroke="currentColor"/>')
-        for frac in (0.0, 0.5, 1.0):
-            x = left + frac * plot_w
-            anchor = {0.0: "start", 0.5: "middle", 1.0: "end"}[frac]
-            parts.append(_text(x, base + 14, _tick(lo + frac * span), anchor))
+        middle = 0.0 if lo < 0 < hi else lo + span / 2  # 0 when the range holds it
+        for value, anchor in ((lo, "start"), (middle, "middle"), (hi, "end")):
+            x = left + (value - lo) / span * plot_w
+            parts.append(_text(x, base + 14, _tick(value), anchor))
         parts.append(_text(left - 4, top + 8, f"{int(peak):,}", "end"))
         parts.append(_text(left - 4, base, "0", "end"))
         mean = "?" if stats.mean is None else f"{stats.mean:.3g}"

@@ -7,8 +7,9 @@ the model file, so every one is escaped: text, never markup.
 Colours are inherited from the page (``currentColor``, transparent backgrounds), so the text
 has the page's own contrast on light and dark pages, in JupyterLab, GitHub, nbviewer or a
 saved page; frozen rows are marked by a ❄ and italics, never by a fainter colour.  Where a
-renderer strips ``<style>`` (GitHub), the hidden separators show and each row reads as one
-line: ``name · Class · (None, 4) · 1,234 params · frozen``.
+renderer strips ``<style>`` (GitHub), the hidden separators and indents show (GitHub also
+drops ``style`` attributes) and each row reads as one indented line:
+``name · Class · (None, 4) · 1,234 params · frozen``.
 """
 
 from __future__ import annotations
@@ -22,7 +23,8 @@ if TYPE_CHECKING:
     from ..model.tree import ModelTree, Node
 
 INDENT_PX = 14  # per nesting level
-MAX_CHILDREN = 500  # rows listed per node; the rest is counted in one line
+EM_SPACE = "\u2003"  # the indent where a renderer drops styles
+MAX_ROWS = 400  # rows listed in all (~250 KB); the rest is counted in one line per node
 
 # Scoped to .hw-static: nothing leaks into the page.  No colour is set anywhere: the page's.
 STYLE = """
@@ -74,12 +76,13 @@ def _row(node: "Node", depth: int) -> str:
     sep = '<span class="hw-s-sep"> · </span>'
     return (f'<div class="hw-s-row{frozen}" data-path="{esc(node.path)}">'
             f'<span class="hw-s-name" style="padding-left:{depth * INDENT_PX}px" '
-            f'title="{esc(node.path)}">{esc(node.name)}</span>{sep}'
+            f'title="{esc(node.path)}"><span class="hw-s-sep">{EM_SPACE * depth}</span>'
+            f"{esc(node.name)}</span>{sep}"
             f'<span class="hw-s-class">{esc(node.class_name)}</span>{sep}'
             f'<span class="hw-s-shape">{esc(shape)}</span>{sep}'
             f'<span class="hw-s-num">{node.params:,}</span>'
-            f'<span class="hw-s-sep"> params · </span>'
-            f'<span class="hw-s-status">{badges}</span></div>')
+            f'<span class="hw-s-sep"> params</span>'
+            f'<span class="hw-s-status">{sep + badges if badges else ""}</span></div>')
 
 
 def _notes(node: "Node", depth: int) -> str:
@@ -88,8 +91,11 @@ def _notes(node: "Node", depth: int) -> str:
                    f"{html.escape(note)}</div>" for note in node.notes)
 
 
-def _node(node: "Node", depth: int, open_: bool, out: list[str]) -> None:
-    children = list(node.children)
+def _node(node: "Node", depth: int, open_: bool, out: list[str], budget: list[int]) -> None:
+    """``node``'s row, and below it its children's while ``budget[0]`` rows are left (a
+    model of thousands of layers keeps a static copy of a few hundred KB)."""
+    budget[0] -= 1
+    children = node.children if node.has_children else []
     if not children:
         out.append(_row(node, depth))
         out.append(_notes(node, depth))
@@ -97,11 +103,17 @@ def _node(node: "Node", depth: int, open_: bool, out: list[str]) -> None:
     out.append(f'<details class="hw-s-node"{" open" if open_ else ""}>'
                f"<summary>{_row(node, depth)}</summary>")
     out.append(_notes(node, depth))
-    for child in children[:MAX_CHILDREN]:
-        _node(child, depth + 1, False, out)
-    if len(children) > MAX_CHILDREN:
-        out.append(f'<div class="hw-s-note" style="padding-left:{(depth + 1) * INDENT_PX + 24}px">'
-                   f"... and {len(children) - MAX_CHILDREN:,} more</div>")
+    listed = 0
+    for child in children:
+        if budget[0] <= 0:
+            break
+        _node(child, depth + 1, False, out, budget)
+        listed += 1
+    if listed < len(children):
+        pad = (depth + 1) * INDENT_PX + 24
+        out.append(f'<div class="hw-s-note hw-s-more" style="padding-left:{pad}px">'
+                   f"... and {len(children) - listed:,} more (the live explorer lists "
+                   "every one)</div>")
     out.append("</details>")
 
 
@@ -123,7 +135,7 @@ def tree_html(tree: "ModelTree") -> str:
                       '<div class="hw-s-head"><span>Layer</span><span>Class</span>'
                       '<span>Output shape</span><span class="hw-s-num">Params</span>'
                       "<span>Status</span></div>"]
-    _node(tree.root, 0, True, out)
+    _node(tree.root, 0, True, out, [MAX_ROWS])
     out.append("</div>")
     return "".join(out)
 

@@ -156,6 +156,8 @@ class Dashboard(SessionHandle, widgets.VBox):
             if fallback is None:  # a hidden part of the model view, kept in widget state
                 self.static_fallback = fallback = StaticFallback()
                 self.model_view.children = (*self.model_view.children, fallback)
+                # the copy follows the model, so a notebook saved later shows it as it is
+                self._stop_static = self.session.observe(self._update_static_copy)
             publish_static(self.static_html(fallback.token), fallback.token)
             self._static_complete = not self.weights.statistics_pending()
             bundle["text/html"] = ""  # the static copy just above stands for the widget
@@ -166,6 +168,14 @@ class Dashboard(SessionHandle, widgets.VBox):
         plots computed, when they are still current)."""
         stats = statistics_of(self.session, self.weights.bins).known(self.tree.variables())
         return static_view(self.tree, stats, token=token, extra_style=LIVE_WAIT)
+
+    def _update_static_copy(self, session: ModelSession, what: str) -> None:
+        """A freeze, an edit or new layers: every shown static copy is drawn again (the
+        pictures from the statistics known now)."""
+        fallback = getattr(self, "static_fallback", None)
+        if what == "selection" or fallback is None or not html_front_end():
+            return
+        publish_static(self.static_html(fallback.token), fallback.token, update=True)
 
     def refresh(self) -> None:
         """Re-read the live model (weights, flags, and its layers if they changed)."""
@@ -180,9 +190,10 @@ class Dashboard(SessionHandle, widgets.VBox):
         work = getattr(getattr(self, "weights", None), "statistics_work", None)
         if work is not None:
             work.stop()
-        stop = getattr(self, "_stop_tab_check", None)
-        if stop is not None:
-            stop()
+        for name in ("_stop_tab_check", "_stop_static"):
+            stop = getattr(self, name, None)
+            if stop is not None:
+                stop()
         self.release()
         super().close()
 
