@@ -19,33 +19,19 @@ from __future__ import annotations
 from typing import Any, Iterable
 
 from .adapters.common import short_name, variable_key
-from .layer_kinds import is_integer_variable, lora_rank, quantization_mode
+from .layer_kinds import base_weight, is_integer_variable, lora_rank, quantization_mode
 
-LORA_BASE_ATTRS = ("_kernel", "_embeddings")
 # what the layer's flag says about a base kernel the user unfroze by name
 BASE_TRAINS_ATTR = "_hubwidgets_lora_base_trains"
 __all__ = ["lora_rank", "quantization_mode", "is_integer_variable", "keep_lora_bases_frozen"]
 
 
 def lora_base_variable(layer: Any) -> Any | None:
-    """The base weight that ``enable_lora`` froze, None when the layer has no adapters."""
+    """The base weight that ``enable_lora`` froze (``_kernel``, an Embedding's
+    ``_embeddings``), None when the layer has no adapters."""
     if lora_rank(layer) is None:
         return None
-    for attr in LORA_BASE_ATTRS:
-        v = layer.__dict__.get(attr)
-        if v is not None and hasattr(v, "trainable"):
-            return v
-    return None
-
-
-def lora_factors(layer: Any) -> tuple[Any, Any] | None:
-    """The two LoRA factors (A, B) of the layer, None when it has none."""
-    if lora_rank(layer) is None:
-        return None
-    for a, b in (("lora_kernel_a", "lora_kernel_b"), ("lora_embeddings_a", "lora_embeddings_b")):
-        if getattr(layer, a, None) is not None and getattr(layer, b, None) is not None:
-            return getattr(layer, a), getattr(layer, b)
-    return None
+    return base_weight(layer)
 
 
 def quantized_reason(layer: Any, v: Any) -> str | None:

@@ -9,8 +9,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from .layer_kinds import (dtype_text, is_integer_variable, lora_rank, quantization_mode,
-                          quantization_summary)
+from .layer_kinds import (base_weight, dtype_text, is_integer_variable, lora_rank,
+                          quantization_mode, quantization_summary)
 
 if TYPE_CHECKING:
     from .tree import Node
@@ -57,9 +57,7 @@ def fine_tuning_notes(node: "Node") -> list[str]:
     if rank is not None:
         adapters = [v for v in layer.weights if "lora_" in str(getattr(v, "path", v.name))]
         size = sum(int(_size(v)) for v in adapters)
-        base = next((v for v in (layer.__dict__.get(a) for a in ("_kernel", "_embeddings"))
-                     if v is not None), None)
-        trains = bool(getattr(base, "trainable", False))
+        trains = bool(getattr(base_weight(layer), "trainable", False))
         notes.append(
             f"LoRA rank {rank} (alpha {getattr(layer, 'lora_alpha', rank)}): the adapters "
             f"({', '.join(_short(v) for v in adapters)}; {size:,} params) train; "
