@@ -119,3 +119,49 @@ def test_every_node_knows_its_parent_and_paths_are_unique(k3_nested_shared, tfk_
             assert node.path.startswith(node.parent.path + "/")
             assert tree.ancestors(node.path)[-1] is node.parent
             assert tree.find(node.path) is node
+
+
+def _hubwidgets_attributes(obj) -> set[str]:
+    return {name for name in vars(obj) if name.startswith("_hubwidgets")}
+
+
+def _explore_freeze_edit_compile_watch(model, K, part, x, y):
+    """Everything that used to leave state on the model: explore, a part freeze after
+    compile (compile staleness), edits with undo, LoRA scope freezes, a watched fit."""
+    hw.explore(model)
+    model.compile(optimizer=K.optimizers.SGD(0.01), loss="mse")
+    hw.freeze(model, part)  # one variable: Keras' compile record cannot show it
+    assert hw.needs_compile(model)
+    hw.unfreeze(model, part)
+    hw.freeze(model)
+    hw.unfreeze(model)
+    hw.scale_weights(model, "head", 0.5)
+    hw.undo(model)
+    model.compile(optimizer=K.optimizers.SGD(0.01), loss="mse")
+    callback = hw.watch(model)
+    model.fit(x, y, epochs=1, verbose=0, callbacks=[callback])
+    hw.explore(model)  # finds the watcher again
+
+
+def test_hubwidgets_puts_one_attribute_on_a_model(keras, tf_keras, hub, hub_backbone):
+    import numpy as np
+
+    from hubwidgets.model.watch import watcher_of
+
+    x, y = np.ones((4, 4), "float32"), np.zeros((4, 2), "float32")
+    k3 = keras.Sequential([keras.Input((4,)), keras.layers.Dense(3, name="body"),
+                           keras.layers.Dense(2, name="head")])
+    k3.get_layer("body").enable_lora(2)  # a freeze of a scope with adapters keeps flags
+    _explore_freeze_edit_compile_watch(k3, keras, "head/kernel", x, y)
+    tfk = tf_keras.Sequential([tf_keras.Input((4,)),
+                               hub.KerasLayer(hub_backbone, trainable=True, name="hub"),
+                               tf_keras.layers.Dense(2, name="head")])
+    # one variable of a Hub layer: tf_keras keeps the layer's weight order by hand
+    _explore_freeze_edit_compile_watch(tfk, tf_keras, "hub/block2_dense/kernel", x, y)
+    for model in (k3, tfk):
+        assert _hubwidgets_attributes(model) == {"_hubwidgets_session"}
+        session = vars(model)["_hubwidgets_session"]
+        assert session.watcher is watcher_of(model) is not None
+        for layer in model._flatten_layers(include_self=False, recursive=True):
+            assert _hubwidgets_attributes(layer) == set(), layer.name
+    assert len(vars(tfk)["_hubwidgets_session"].layers) >= 1  # the hub layer's order is kept

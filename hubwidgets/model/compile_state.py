@@ -1,17 +1,16 @@
 """Whether a compiled Keras model must be compiled again before training sees a change.
 
 Keras records the layers' ``trainable`` flags at ``compile()``; a per-variable change (part of
-a Hub module) does not show there, so hubwidgets remembers it against the objects that
-``compile()`` replaces each time it runs.
+a Hub module) does not show there, so the model's session remembers it against the objects
+that ``compile()`` replaces each time it runs.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
+from .session import existing_session, session_for
 from .tree import ModelTree
-
-STALE_ATTR = "_hubwidgets_changed_after_compile"  # set on a model: the compile it outdated
 
 
 def needs_compile(model: Any) -> bool:
@@ -20,7 +19,8 @@ def needs_compile(model: Any) -> bool:
     state = getattr(obj, "_compiled_trainable_state", None)
     if not is_compiled(obj) or not state:
         return False
-    stale = obj.__dict__.get(STALE_ATTR)
+    session = existing_session(obj)
+    stale = session.outdated_compile if session is not None else None
     if stale is not None and _same_compile(stale, _compile_token(obj)):
         return True
     return any(layer.trainable != was for layer, was in state.items())
@@ -44,4 +44,5 @@ def mark_variable_change(tree: ModelTree) -> None:
     """Per-variable changes do not show in Keras' layer-flag record: remember them."""
     model = tree.obj
     if is_compiled(model):
-        object.__setattr__(model, STALE_ATTR, _compile_token(model))
+        session = existing_session(model) or session_for(model)
+        session.outdated_compile = _compile_token(model)

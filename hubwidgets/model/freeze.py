@@ -45,7 +45,8 @@ from .lora import (forget_before_freeze, keep_lora_bases_frozen, keras3_flags, p
                    remember_before_freeze, remember_named_base, restore_after_unfreeze,
                    still_frozen_whole)
 from .matching import check_entries, matching_nodes, node_of_variable, outermost
-from .session import existing_session, notify_changed
+from .layer_bookkeeping import LayerBook
+from .session import existing_session, layer_book, notify_changed
 from .tree import ModelTree, Node
 from .variable_flags import (outside_trainable_set_reason, reset_module_variables,
                              set_variables_trainable, untrainable_reason)
@@ -133,23 +134,24 @@ def _done(tree: ModelTree) -> ModelTree:
 
 def _apply(tree: ModelTree, nodes: list[Node], flag: bool) -> None:
     owners = [_owner_for_change(node, flag) for node in nodes]  # check all, then act
+    book = layer_book(tree)
     for node, owner in zip(nodes, owners, strict=True):
         if owner is node:
             keras3 = keras_generation(node.obj) == KERAS3
             restore = flag and keras3 and still_frozen_whole(node.obj)
             if not flag and keras3:  # a scope with LoRA adapters: kept for the unfreeze
-                remember_before_freeze(node.obj)
+                remember_before_freeze(book, node.obj)
             elif flag and keras3 and not restore:
-                forget_before_freeze(node.obj)
+                forget_before_freeze(book, node.obj)
             if flag:
-                _unfreeze_ancestors(node)
-            _set_subtree(node.obj, flag)
+                _unfreeze_ancestors(node, book)
+            _set_subtree(node.obj, flag, book)
             if restore:
-                restore_after_unfreeze(node.obj)
+                restore_after_unfreeze(book, node.obj)
         else:
-            _set_part(tree, owner, node, flag)
+            _set_part(tree, owner, node, flag, book)
         if keras_generation(tree.obj) == KERAS3:  # Keras' trainable = True unfroze them
-            keep_lora_bases_frozen(tree.obj)
+            keep_lora_bases_frozen(tree.obj, book)
         tree.refresh()
 
 
@@ -190,18 +192,18 @@ def _owner_for_change(node: Node, flag: bool) -> Node:
     return owner
 
 
-def _set_part(tree: ModelTree, owner: Node, node: Node, flag: bool) -> None:
+def _set_part(tree: ModelTree, owner: Node, node: Node, flag: bool, book: LayerBook) -> None:
     keys = {v.key for v in node.all_variables() if v.can_train or not flag}
     if flag:
         was_frozen = _effectively_frozen(owner)
-        _unfreeze_ancestors(owner)
+        _unfreeze_ancestors(owner, book)
         if was_frozen:  # the layer trains again, but only the asked-for part
-            _set_subtree(owner.obj, True)
+            _set_subtree(owner.obj, True, book)
             others = {v.key for v in owner.all_variables()} - keys
-            set_variables_trainable(owner.obj, others, False)
-    set_variables_trainable(owner.obj, keys, flag)
+            set_variables_trainable(owner.obj, others, False, book)
+    set_variables_trainable(owner.obj, keys, flag, book)
     if node.class_name == "Variable":  # named: a LoRA base kernel follows the user's word
-        remember_named_base(owner.obj, keys, flag)
+        remember_named_base(book, owner.obj, keys, flag)
     mark_variable_change(tree)
 
 
@@ -214,7 +216,7 @@ def _keras_owner(node: Node) -> Node | None:
     return next((n for n in reversed(node.ancestors()) if n.keras_layer), None)
 
 
-def _set_subtree(root_layer: Any, flag: bool) -> None:
+def _set_subtree(root_layer: Any, flag: bool, book: LayerBook) -> None:
     """Set ``trainable`` on ``root_layer`` and every layer below it, and reset every
     per-variable flag there (Keras 3 skips its own reset when the flag is unchanged)."""
     stack = [root_layer]
@@ -233,11 +235,11 @@ def _set_subtree(root_layer: Any, flag: bool) -> None:
         if keras_generation(layer) == KERAS3:
             for v in getattr(layer, "_trainable_variables", ()):  # the ones that can train
                 v.trainable = flag
-        reset_module_variables(layer)
+        reset_module_variables(layer, book)
         stack.extend(direct_sublayers(layer))
 
 
-def _unfreeze_ancestors(node: Node) -> None:
+def _unfreeze_ancestors(node: Node, book: LayerBook) -> None:
     """Make every ancestor trainable, keeping the children off the path as they were."""
     chain = node.ancestors()
     frozen, effective = [], False
@@ -257,6 +259,6 @@ def _unfreeze_ancestors(node: Node) -> None:
         parent.obj.trainable = True  # Keras 3 passes this down to every child
         if keras_generation(parent.obj) != KERAS3:  # tf_keras: the others are frozen again
             for child in off_path:
-                _set_subtree(child.obj, False)
+                _set_subtree(child.obj, False, book)
     for flags in kept:
         put_back_flags(flags)

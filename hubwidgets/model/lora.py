@@ -19,10 +19,9 @@ from __future__ import annotations
 from typing import Any, Iterable
 
 from .adapters.common import short_name, variable_key
+from .layer_bookkeeping import LayerBook
 from .layer_kinds import base_weight, is_integer_variable, lora_rank, quantization_mode
 
-# what the layer's flag says about a base kernel the user unfroze by name
-BASE_TRAINS_ATTR = "_hubwidgets_lora_base_trains"
 __all__ = ["lora_rank", "quantization_mode", "is_integer_variable", "keep_lora_bases_frozen"]
 
 
@@ -61,19 +60,23 @@ def lora_layers(root: Any) -> Iterable[Any]:
     return [layer for layer in layers if getattr(layer, "lora_enabled", False)]
 
 
-def base_trains(layer: Any) -> bool:
-    """Whether the user unfroze this LoRA layer's base kernel by name."""
-    return bool(layer.__dict__.get(BASE_TRAINS_ATTR, False))
+def base_trains(book: LayerBook, layer: Any) -> bool:
+    """Whether the user unfroze this LoRA layer's base kernel by name (``book``: the model
+    session's layer notes)."""
+    notes = book.get(layer)
+    return notes is not None and notes.lora_base_trains
 
 
-def keep_lora_bases_frozen(root: Any) -> list[Any]:
+def keep_lora_bases_frozen(root: Any, book: LayerBook | None = None) -> list[Any]:
     """Freeze again every LoRA base kernel below ``root`` that a layer-level change made
     trainable (Keras' ``layer.trainable = True`` does), unless the user unfroze that
-    variable by name.  Returns the LoRA layers whose base stays frozen."""
+    variable by name (recorded in ``book``).  Returns the LoRA layers whose base stays
+    frozen."""
+    book = book if book is not None else LayerBook()
     kept = []
     for layer in lora_layers(root):
         base = lora_base_variable(layer)
-        if base is None or base_trains(layer):
+        if base is None or base_trains(book, layer):
             continue
         if base.trainable:
             base.trainable = False
@@ -81,12 +84,12 @@ def keep_lora_bases_frozen(root: Any) -> list[Any]:
     return kept
 
 
-def remember_named_base(layer: Any, keys: set[int], flag: bool) -> None:
-    """Record that the user froze or unfroze a LoRA base kernel by naming it (``keys``: the
-    variables named)."""
+def remember_named_base(book: LayerBook, layer: Any, keys: set[int], flag: bool) -> None:
+    """Record in ``book`` that the user froze or unfroze a LoRA base kernel by naming it
+    (``keys``: the variables named)."""
     base = lora_base_variable(layer)
     if base is not None and variable_key(base) in keys:
-        layer.__dict__[BASE_TRAINS_ATTR] = flag
+        book.of(layer).lora_base_trains = flag
 
 
 def frozen_bases_in(layers: Iterable[Any]) -> list[Any]:
@@ -124,19 +127,16 @@ def lora_refreeze_code(accessor: str) -> str:
 
 
 # -- freeze then unfreeze of a scope with LoRA adapters gives back what was there ------------
-BEFORE_FREEZE_ATTR = "_hubwidgets_before_freeze"
-
-
-def remember_before_freeze(layer: Any) -> None:
+def remember_before_freeze(book: LayerBook, layer: Any) -> None:
     """Before ``layer`` (a scope holding LoRA adapters) is frozen whole, keep its layers' and
-    variables' trainable flags on it, so unfreezing the same scope gives them back (after
+    variables' trainable flags in ``book``, so unfreezing the same scope gives them back (after
     ``backbone.enable_lora`` only the adapters train; a round trip must not train the rest)."""
     if not lora_layers(layer):
         return
     if not any(v.trainable for v in layer.weights):
-        layer.__dict__.pop(BEFORE_FREEZE_ATTR, None)
+        forget_before_freeze(book, layer)
         return
-    layer.__dict__[BEFORE_FREEZE_ATTR] = keras3_flags(layer)
+    book.of(layer).flags_before_freeze = keras3_flags(layer)
 
 
 def keras3_flags(layer: Any) -> tuple[list[tuple[Any, bool]], list[tuple[Any, bool]]]:
@@ -157,13 +157,15 @@ def put_back_flags(kept: tuple[list[tuple[Any, bool]], list[tuple[Any, bool]]]) 
         v.trainable = flag
 
 
-def restore_after_unfreeze(layer: Any) -> bool:
+def restore_after_unfreeze(book: LayerBook, layer: Any) -> bool:
     """After ``layer`` was unfrozen whole: when it was frozen whole by hubwidgets with LoRA
     adapters inside, and nothing below it changed since, put back every flag it had before
     (True); else False."""
-    kept = layer.__dict__.pop(BEFORE_FREEZE_ATTR, None)
+    notes = book.get(layer)
+    kept = notes.flags_before_freeze if notes is not None else None
     if kept is None:
         return False
+    notes.flags_before_freeze = None  # type: ignore[union-attr]
     put_back_flags(kept)
     return True
 
@@ -174,14 +176,18 @@ def still_frozen_whole(layer: Any) -> bool:
                                                                   recursive=True))
 
 
-def forget_before_freeze(layer: Any) -> None:
+def forget_before_freeze(book: LayerBook, layer: Any) -> None:
     """Drop what :func:`remember_before_freeze` kept (the scope changed in between)."""
-    layer.__dict__.pop(BEFORE_FREEZE_ATTR, None)
+    notes = book.get(layer)
+    if notes is not None:
+        notes.flags_before_freeze = None
 
 
-def will_restore(layer: Any) -> bool:
+def will_restore(book: LayerBook, layer: Any) -> bool:
     """Whether unfreezing ``layer`` now gives back the flags a freeze of it kept."""
-    return BEFORE_FREEZE_ATTR in getattr(layer, "__dict__", {}) and still_frozen_whole(layer)
+    notes = book.get(layer)
+    return notes is not None and notes.flags_before_freeze is not None \
+        and still_frozen_whole(layer)
 
 
 def quantized_layers(root: Any) -> list[Any]:

@@ -13,6 +13,7 @@ import weakref
 from typing import Any, Callable, Iterable, Literal
 
 from .build import build_tree
+from .layer_bookkeeping import LayerBook
 from .tree import ModelTree
 
 Change = Literal["structure", "flags", "values", "selection"]
@@ -44,6 +45,13 @@ class ModelSession:
         self.edit_history: Any = None
         """The model's undo/redo steps (:class:`hubwidgets.model.edits.EditHistory`), set by
         ``hubwidgets.undo_history(model)`` on first use; dropped with the session."""
+        self.watcher: Any = None
+        """The latest ``hubwidgets.watch(model)`` callback, found again by ``explore``."""
+        self.outdated_compile: tuple[Any, ...] | None = None
+        """The objects of the ``compile()`` that a per-variable trainable change outdated
+        (:mod:`hubwidgets.model.compile_state`); None when none did."""
+        self.layers = LayerBook()
+        """hubwidgets' notes on single layers (weight order, LoRA flags), by layer."""
 
     # -- reading ---------------------------------------------------------------------------
     def current_tree(self) -> ModelTree:
@@ -194,6 +202,13 @@ def session_for(model: Any, var_name: str | None = None) -> ModelSession:
     except (AttributeError, TypeError):  # an object without a __dict__: not shared
         pass
     return session
+
+
+def layer_book(tree: ModelTree) -> LayerBook:
+    """The per-layer notes of the model ``tree`` describes: its session's, or (an object that
+    keeps no session) notes for this one action."""
+    session = existing_session(tree.obj)
+    return session.layers if session is not None else LayerBook()
 
 
 def existing_session(model: Any) -> ModelSession | None:

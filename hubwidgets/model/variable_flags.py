@@ -10,6 +10,7 @@ from .adapters.keras import (HUB_KERAS_LAYER, HUB_LAYER, KERAS3, TF_KERAS,
                              is_module_wrapper, keras_generation, module_trainable_keys,
                              wrapped_module_attr)
 from .errors import FreezeError
+from .layer_bookkeeping import LayerBook
 from .layer_kinds import is_integer_variable
 from .notes import BN_STATISTIC_NAMES
 
@@ -96,8 +97,11 @@ def outside_trainable_set_reason(layer: Any, what: str) -> str:
             "keeps them frozen. Unfreeze another part.")
 
 
-def set_variables_trainable(layer: Any, keys: set[int], flag: bool) -> None:
-    """Freeze or unfreeze single variables of a Keras layer (keys from ``variable_key``)."""
+def set_variables_trainable(layer: Any, keys: set[int], flag: bool,
+                            book: LayerBook | None = None) -> None:
+    """Freeze or unfreeze single variables of a Keras layer (keys from ``variable_key``).
+    ``book``: the model session's layer notes, where a tf_keras layer's first weight order
+    is kept (None: only for this call)."""
 
     allowed = module_trainable_keys(layer)
     if flag and allowed is not None and not keys <= allowed:
@@ -115,8 +119,10 @@ def set_variables_trainable(layer: Any, keys: set[int], flag: bool) -> None:
     # tf_keras saves (.keras, .h5) and get_weights() in the order trainable + non-trainable:
     # remember the layer's first order, so each list keeps it and a layer whose parts are
     # all unfrozen again saves exactly as before (while parts are frozen, the order differs).
-    order = layer.__dict__.setdefault(ORIGINAL_ORDER, {id(v): i for i, v in
-                                                       enumerate(trainable + frozen)})
+    notes = (book if book is not None else LayerBook()).of(layer)
+    if notes.weight_order is None:
+        notes.weight_order = {id(v): i for i, v in enumerate(trainable + frozen)}
+    order = notes.weight_order
     source, target = (frozen, trainable) if flag else (trainable, frozen)
     moving = [v for v in source if variable_key(v) in keys and (v.trainable or not flag)]
     moved = {id(v) for v in moving}
@@ -124,10 +130,7 @@ def set_variables_trainable(layer: Any, keys: set[int], flag: bool) -> None:
     target[:] = sorted(target + moving, key=lambda v: order.get(id(v), len(order)))
 
 
-ORIGINAL_ORDER = "_hubwidgets_weight_order"
-
-
-def reset_module_variables(layer: Any) -> None:
+def reset_module_variables(layer: Any, book: LayerBook | None = None) -> None:
     """A whole-module toggle clears part freezes.  tf_keras: every variable back in the
     trainable list.  Keras 3: its setter does it, but TensorFlow's attribute tracking skips
     the setter when the flag does not change (``layer.trainable = True`` on a trainable
@@ -139,7 +142,7 @@ def reset_module_variables(layer: Any) -> None:
     if generation == TF_KERAS:  # within the module's trainable set, as hub.KerasLayer built it
         keys = {variable_key(v) for v in layer.weights}
         allowed = module_trainable_keys(layer)
-        set_variables_trainable(layer, keys if allowed is None else keys & allowed, True)
+        set_variables_trainable(layer, keys if allowed is None else keys & allowed, True, book)
     elif generation == KERAS3:
         for v in getattr(layer, "_trainable_variables", ()):
             v.trainable = bool(layer.trainable)

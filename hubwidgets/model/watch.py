@@ -19,7 +19,6 @@ import numpy as np
 from .errors import HubWidgetsError, UnbuiltModelError
 from .host_stats import dot_product
 
-WATCHER_ATTR = "_hubwidgets_watcher"  # set on a watched model: its latest watcher
 # the widget that displays a watcher, registered by hubwidgets.widgets.training (the backend
 # never imports widgets)
 PANEL_FACTORY: list[Any] = []
@@ -155,8 +154,9 @@ class _Watcher:
         self._running = False
         self.interrupted = False
         """Whether the last ``fit`` ended without reaching its end (an exception, Ctrl-C)."""
-        # found again by explore(model); object.__setattr__ so Keras does not track it
-        object.__setattr__(model, WATCHER_ATTR, self)
+        # found again by explore(model): kept by the model's session, not on the model
+        from .session import session_for
+        session_for(model).watcher = self
 
     # -- listeners (the panel) -----------------------------------------------------------
     def add_listener(self, listener: Callable[[Any, str], None]) -> None:
@@ -607,4 +607,6 @@ def watch(model: Any, every: str | int = "epoch", *, update_ratio: bool = True,
 
 def watcher_of(model: Any) -> Any | None:
     """The latest watcher created for ``model`` (or None)."""
-    return getattr(model, "__dict__", {}).get(WATCHER_ATTR)
+    from .session import existing_session
+    session = existing_session(model)
+    return session.watcher if session is not None else None

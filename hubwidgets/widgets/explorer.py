@@ -319,7 +319,7 @@ class LayerExplorer(SessionView, anywidget.AnyWidget):
     def set_trainable(self, path: str, value: bool) -> tuple[str, str]:
         """The row toggle: freeze (``value`` false) or unfreeze the node at ``path``."""
         node = self._node(path)
-        restored = value and node.keras_layer and will_restore(node.obj)
+        restored = value and node.keras_layer and will_restore(self.session.layers, node.obj)
         set_trainable(self.tree, node.path, value)
         code = codegen.set_trainable_code(self.tree, [node], value, self.var_name, restored)
         told = unfreeze_message(node.obj) if value and node.keras_layer else ""
