@@ -163,7 +163,7 @@ class SameDraws:
 
 def views(dashboard):
     weights = dashboard.weights
-    log_box, shared_box = weights.children[0].children
+    log_box, shared_box = weights.children[0].children[:2]
     return {"explorer": dashboard.explorer, "weights": weights, "header": dashboard.header,
             "probe": weights.probe, "log_box": log_box, "shared_box": shared_box,
             "picker": dashboard.training.layer_picker}
@@ -237,9 +237,8 @@ def check_views(dashboard, model):
     assert explorer.selected == session.selection == weights.selected
     panel = dashboard.training  # between messages no fit runs: the panel must not say so
     assert "(training)" not in panel.status.value
-    assert panel.layer_picker.value is None or panel.layer_picker.value in [
-        value for _, value in panel.layer_picker.options] or \
-        panel.layer_picker.value in panel.layer_picker.options
+    offered = [o[1] if isinstance(o, tuple) else o for o in panel.layer_picker.options]
+    assert panel.layer_picker.value is None or panel.layer_picker.value in offered
 
 
 @pytest.mark.filterwarnings("ignore")
@@ -253,7 +252,7 @@ def test_random_and_hostile_messages_never_escape_corrupt_or_desync(keras, monke
     draws = SameDraws(monkeypatch)
     model, twin = build(keras), build(keras)
     for m in (model, twin):
-        hw.undo_history(m).keep_originals = True  # as the explorer's first edit sets it
+        hw.undo_history(m).start_keeping_originals()  # as the explorer's first edit does
     with recording_comms():
         watcher = hw.watch(model, min_refresh_s=0)
         watcher.panel  # noqa: B018 - the dashboard shows it as its "Training" tab

@@ -94,12 +94,13 @@ class EditHistory:
     hold (None: the model's weight bytes, measured at each edit; twice that with
     ``keep_originals``).
 
-    With ``keep_originals`` (the explorer sets it at its first edit), the history also keeps,
-    for each variable edited since, its values before its first edit (``originals``, what the
-    explorer's "restore" puts back).  They are the arrays of that edit's own undo step, not a
-    second copy, and count in ``nbytes`` and the budget once; once that edit is undone the
-    variable holds them again and no copy is kept (a redo takes them back).  Values that
-    could not be kept within the budget are named in ``lost_originals``."""
+    With ``keep_originals`` (:meth:`start_keeping_originals`, called by the explorer at its
+    first edit), the history also keeps, for each variable edited since, its values before
+    its first edit (``originals``, what the explorer's "restore" puts back).  They are the
+    arrays of that edit's own undo step, not a second copy, and count in ``nbytes`` and the
+    budget once; once that edit is undone the variable holds them again and no copy is kept
+    (a redo takes them back).  Values that could not be kept within the budget are
+    named in ``lost_originals``."""
 
     undo_steps: list[EditStep] = field(default_factory=list)
     redo_steps: list[EditStep] = field(default_factory=list)
@@ -124,6 +125,61 @@ class EditHistory:
                   for a in c.before}
         arrays.update((id(a), a) for values in self.originals.values() for a in values)
         return sum(a.nbytes for a in arrays.values())
+
+    def start_keeping_originals(self) -> None:
+        """From the next edit on, keep each edited variable's values before its first edit
+        (what the explorer's "restore" puts back; ``keep_originals``)."""
+        self.keep_originals = True
+
+    def record(self, step: EditStep, written: list[np.ndarray], budget: int) -> None:
+        """Add ``step``, an edit just written (``written``: the values it wrote, one array
+        list per change), as the newest undo step; the redo steps go.  Keeps the originals
+        of variables edited for the first time, and drops the oldest steps beyond
+        ``budget`` bytes (with an :class:`UndoHistoryWarning`)."""
+        self.redo_steps.clear()
+        for change, new in zip(step.changes, written, strict=True):
+            kept = self.originals.get(change.path)
+            if kept is not None and len(kept) == 1 and new is kept[0]:  # before_first_edit's
+                del self.originals[change.path]  # the variable holds them again
+                change.restores = True
+        new_paths = [c.path for c in step.changes if c.path not in self.originals
+                     and c.path not in self.lost_originals] if self.keep_originals else []
+        if step.nbytes > budget:
+            self.dropped.append(step.description)
+            self.lost_originals.update(new_paths)
+            restorable = " or restored" if new_paths else ""
+            warnings.warn(f"Undo history: {step.description} replaced {step.nbytes:,} bytes, "
+                          f"more than the budget of {budget:,} bytes; it cannot be undone"
+                          f"{restorable}. Raise hubwidgets.undo_history(model).budget_bytes "
+                          "to keep it.", UndoHistoryWarning, stacklevel=_user_stacklevel())
+            self._trim(budget)  # the budget may have been lowered: older steps obey it too
+            return
+        self.undo_steps.append(step)
+        for change in step.changes:  # the step's own arrays: no second copy
+            if change.path in new_paths:
+                self.originals[change.path] = change.before
+                change.first = True
+        self._trim(budget)
+
+    def moved(self, undo: bool, replaced: list[list[np.ndarray]], budget: int) -> EditStep:
+        """Move the newest undo step (``undo``) or redo step to the other stack, after its
+        values were written back; ``replaced``: the values that write replaced, one array
+        list per change (what the next redo, or undo, puts back).  Returns the step."""
+        source, target = ((self.undo_steps, self.redo_steps) if undo
+                          else (self.redo_steps, self.undo_steps))
+        step = source[-1]
+        for change, values in zip(step.changes, replaced, strict=True):
+            change.written = _digest(change.before)
+            change.before = values
+            if (change.first or change.restores) and change.path not in self.lost_originals:
+                if undo == change.first:  # the variable holds its original values again
+                    self.originals.pop(change.path, None)
+                else:  # the values this move replaced are the originals
+                    self.originals[change.path] = values
+        source.pop()
+        target.append(step)
+        self._trim(budget)  # the budget may have been lowered since
+        return step
 
     def _trim(self, budget: int) -> None:
         """Drop the oldest steps until the history fits ``budget``; the originals go before
@@ -460,31 +516,7 @@ def _write(changes: list[_Change], values: list[list[np.ndarray]]) -> None:
 
 def _record(session: Any, step: EditStep, news: list[np.ndarray]) -> None:
     history = undo_history(session)
-    history.redo_steps.clear()
-    for change, new in zip(step.changes, news, strict=True):
-        kept = history.originals.get(change.path)
-        if kept is not None and len(kept) == 1 and new is kept[0]:  # before_first_edit's
-            del history.originals[change.path]  # the variable holds them again
-            change.restores = True
-    budget = _budget(history, session.tree)
-    new_paths = [c.path for c in step.changes if c.path not in history.originals
-                 and c.path not in history.lost_originals] if history.keep_originals else []
-    if step.nbytes > budget:
-        history.dropped.append(step.description)
-        history.lost_originals.update(new_paths)
-        restorable = " or restored" if new_paths else ""
-        warnings.warn(f"Undo history: {step.description} replaced {step.nbytes:,} bytes, more "
-                      f"than the budget of {budget:,} bytes; it cannot be undone{restorable}. "
-                      "Raise hubwidgets.undo_history(model).budget_bytes to keep it.",
-                      UndoHistoryWarning, stacklevel=_user_stacklevel())
-        history._trim(budget)  # the budget may have been lowered: older steps obey it too
-        return
-    history.undo_steps.append(step)
-    for change in step.changes:  # the step's own arrays: no second copy
-        if change.path in new_paths:
-            history.originals[change.path] = change.before
-            change.first = True
-    history._trim(budget)
+    history.record(step, news, _budget(history, session.tree))
 
 
 DEFAULT_BUDGET_CAP = 300 * 2**20
@@ -526,17 +558,7 @@ def _move(model: Any, undo: bool, force: bool = False) -> Any:
     _write([_Change(c.path, c.components, now) for c, now in zip(step.changes, current,
                                                                 strict=True)],
            [c.before for c in step.changes])
-    for change, values in zip(step.changes, current, strict=True):
-        change.written = _digest(change.before)
-        change.before = values  # what the next redo (or undo) puts back
-        if (change.first or change.restores) and change.path not in history.lost_originals:
-            if undo == change.first:  # the variable holds its original values again
-                history.originals.pop(change.path, None)
-            else:  # the values this move replaced are the originals
-                history.originals[change.path] = values
-    source.pop()
-    (history.redo_steps if undo else history.undo_steps).append(step)
-    history._trim(_budget(history, session.tree))  # the budget may have been lowered since
+    history.moved(undo, current, _budget(history, session.tree))
     return session.changed("values", [c.path for c in step.changes])
 
 

@@ -441,7 +441,7 @@ class LayerExplorer(SessionView, anywidget.AnyWidget):
         node_path = self._node(path).path if not self._is_variable(path) else path
         # "restore" puts back the values before the first edit: the edits' own undo copies
         history = edits.undo_history(self.session)
-        history.keep_originals = True
+        history.start_keeping_originals()
         last = history.undo_steps[-1] if history.undo_steps else None
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always", edits.UndoHistoryWarning)
