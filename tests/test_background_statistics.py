@@ -72,7 +72,7 @@ def test_a_value_assigned_while_the_work_runs_is_never_shown_stale(keras, in_bac
     assert read_old.wait(30)
     assert not dashboard.wait(timeout=0.05)  # the work is held: not done
     kernel.assign(np.full((5, 4), 7.0, np.float32))
-    dashboard.session.refresh("values", [dashboard.tree.find("b").variables[0].path])
+    dashboard.session.update("values", [dashboard.tree.find("b").variables[0].path])
     release.set()
     assert dashboard.wait(timeout=30)
     _assert_kept_match_numpy(dashboard)

@@ -94,7 +94,7 @@ def test_the_session_holds_views_weakly(keras):
     session.observe(view.on_change)
     del view
     gc.collect()
-    session.refresh("flags")
+    session.update("flags")
     assert session._observers == []
 
 
@@ -257,14 +257,14 @@ def test_stats_of_the_dashboard_follow_training_and_a_new_layer(keras):
     before = model.get_layer("a").kernel.numpy().copy()
     model.fit(np.ones((4, 3), "float32"), np.full((4, 2), 5.0, "float32"), epochs=1, verbose=0)
     assert not np.array_equal(before, model.get_layer("a").kernel.numpy())
-    session.refresh("values")
+    session.update("values")
     assert_every_view_is_numpys()
     assert_drawn("follows/a/kernel", model.get_layer("a").kernel)
 
     model.pop()
     model.add(keras.layers.Dense(5, name="c"))
     model.get_layer("c").kernel.assign(np.arange(20, dtype="float32").reshape(4, 5) - 4.0)
-    session.refresh("values")
+    session.update("values")
     assert_every_view_is_numpys()
     tree = hw.inspect(model)
     c = model.get_layer("c")

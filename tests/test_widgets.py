@@ -190,7 +190,7 @@ def test_a_dashboard_computes_each_statistic_once_per_change(keras, monkeypatch,
     reduced.clear()
     kernel = model.get_layer("b").kernel
     kernel.assign(np.where(np.eye(4, 2, dtype=bool), np.nan, kernel.numpy()))
-    dashboard.session.refresh("values")
+    dashboard.session.update("values")
     assert sorted(reduced) == sorted(paths)
     rows = {r["name"]: r for r in dashboard.explorer._rows}
     assert "NaN/Inf" in rows["b"]["badges"] and "NaN/Inf" not in rows["a"]["badges"]

@@ -461,7 +461,7 @@ def _apply(session: Any, variables: list[Any], compute: Compute, description: st
         change.written = _digest([new])
     _record(session, EditStep(description, changes), news)
     # the model's open views follow; only the written variables' statistics are recomputed
-    return session.changed("values", [v.path for v in variables])
+    return session.update("values", [v.path for v in variables], structure_checked=True)
 
 
 def _check_finite(path: str, old: np.ndarray, new: np.ndarray, description: str) -> None:
@@ -559,7 +559,8 @@ def _move(model: Any, undo: bool, force: bool = False) -> Any:
                                                                 strict=True)],
            [c.before for c in step.changes])
     history.moved(undo, current, _budget(history, session.tree))
-    return session.changed("values", [c.path for c in step.changes])
+    return session.update("values", [c.path for c in step.changes],
+                          structure_checked=True)
 
 
 def _host_values(components: list[Any]) -> list[np.ndarray]:

@@ -25,7 +25,7 @@ Rules (the same for Keras 3 and tf_keras):
   change needs ``compile()`` again (in Keras 3 with a new optimizer when more variables
   train).  :func:`needs_compile` detects it.
 
-Every change tells the model's open views (:func:`hubwidgets.model.session.notify_changed`).
+Every change tells the model's open views (:meth:`hubwidgets.model.session.ModelSession.update`).
 """
 
 from __future__ import annotations
@@ -46,7 +46,7 @@ from .lora import (forget_before_freeze, keep_lora_bases_frozen, keras3_flags, p
                    still_frozen_whole)
 from .matching import check_entries, matching_nodes, node_of_variable, outermost
 from .layer_bookkeeping import LayerBook
-from .session import existing_session, layer_book, notify_changed
+from .session import existing_session, layer_book
 from .tree import ModelTree, Node
 from .variable_flags import (outside_trainable_set_reason, reset_module_variables,
                              set_variables_trainable, untrainable_reason)
@@ -126,9 +126,10 @@ def _change(model: Any, entries: tuple[Any, ...], flag: bool, action: str) -> Mo
 def _done(tree: ModelTree) -> ModelTree:
     session = existing_session(tree.obj)
     if session is not None and session.tree is tree:  # checked by _live_tree: not again
-        return session.changed("flags")
+        return session.update("flags", structure_checked=True)
     tree.refresh()
-    notify_changed(tree.obj, "flags")
+    if session is not None:
+        session.update("flags")
     return tree
 
 

@@ -20,7 +20,7 @@ def inspect(obj: Any) -> ModelTree:
     if isinstance(obj, ModelTree):
         session = existing_session(obj.obj)
         if session is not None and session.tree is obj:
-            return session.current_tree()  # walked again if the model's layers changed
+            return session.update()  # walked again if the model's layers changed
         return obj.refresh()
     if isinstance(obj, (str, os.PathLike)):
         return build_tree(obj)

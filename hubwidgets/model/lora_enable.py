@@ -71,7 +71,7 @@ def enable_lora(model: Any, pattern: str, rank: int, *, search: bool = False) ->
     as the explorer's search box does (a regular expression searched in paths and class
     names).  Returns the tree."""
     from .inspect import inspect
-    from .session import notify_changed
+    from .session import existing_session
 
     rank = _check_rank(rank)
     if isinstance(model, str) or hasattr(model, "__fspath__"):
@@ -86,7 +86,9 @@ def enable_lora(model: Any, pattern: str, rank: int, *, search: bool = False) ->
                               "Nothing changed.")
     for node in found:
         node.obj.enable_lora(rank)
-    notify_changed(model, "values")
+    session = existing_session(model)
+    if session is not None:  # the open views show the adapters
+        session.update("values")
     return inspect(model)
 
 

@@ -3,7 +3,7 @@
 A session holds the model's :class:`~hubwidgets.model.tree.ModelTree`, a version counter,
 the selection, the variable name used in generated code, and the latest statistics.  Views
 (the explorer, the weight plots, the header, training and edit panels) :meth:`observe` it;
-actions (freezing, edits, a training callback) call :meth:`refresh` once and every open view
+actions (freezing, edits, a training callback) call :meth:`update` once and every open view
 follows.  Two dashboards of one model share one session: it is kept on the model object.
 """
 
@@ -53,52 +53,47 @@ class ModelSession:
         self.layers = LayerBook()
         """hubwidgets' notes on single layers (weight order, LoRA flags), by layer."""
 
-    # -- reading ---------------------------------------------------------------------------
-    def current_tree(self) -> ModelTree:
-        """The tree of the model as it is now: walked again when its structure changed
-        (layers added, removed or built), else its trainable flags re-read."""
-        if not self.still_current():
+    # -- bringing the session up to date ---------------------------------------------------
+    def update(self, changed: Change | None = None, paths: Iterable[str] | None = None, *,
+               structure_checked: bool = False) -> ModelTree:
+        """Bring the kept tree up to date with the live model, and tell every view what changed.
+
+        ``changed``: None when nothing is known to have changed (the structure is checked:
+        layers added, removed or built walk the model again and tell the views "structure";
+        else the trainable flags are re-read and no view is told); "values" after training
+        or edits (the statistics of ``paths``, variable paths, are computed again; of every
+        variable when None); "flags" after a trainable change.  ``structure_checked``: the
+        caller has just brought the tree up to date itself (no second look at the structure;
+        "flags" re-reads only the trainable flags).  Returns the tree.
+        """
+        version = self.version
+        if structure_checked:
+            if changed == "flags":
+                self.tree.refresh()
+        elif not self.matches_model():
             self.tree = build_tree(self.model)
             self._fingerprint = _fingerprint_of_new(self.tree)
             self._changed("structure")
+        if changed is None:
+            return self.tree
+        if changed == "values":
+            self._drop_statistics(paths)
+        if self.version == version or structure_checked:  # else "structure" covers it
+            self._changed(changed)
         return self.tree
 
-    def still_current(self) -> bool:
+    def matches_model(self) -> bool:
         """Whether the live model's structure is still the kept tree's (then its trainable
-        flags are re-read, as :meth:`current_tree` does); tells no view.  For work begun on
-        the kept tree before checking, which calls :meth:`current_tree` when this says no."""
+        flags are re-read); tells no view.  For work begun on the kept tree before checking,
+        which calls :meth:`update` when this says no."""
         if self.tree.fingerprint() != self._fingerprint:
             return False
         self.tree.refresh()
         return True
 
-    # -- changing --------------------------------------------------------------------------
     def refresh(self, what: Change = "values", paths: Iterable[str] | None = None) -> ModelTree:
-        """Re-read the live model after it changed, and tell every view.
-
-        ``what``: "values" after training or edits (the statistics of ``paths``, variable
-        paths, are computed again; of every variable when None), "flags" after a trainable
-        change; a structure change is found by itself.
-        """
-        version = self.version
-        tree = self.current_tree()
-        if what == "values":
-            self._drop_statistics(paths)
-        if self.version == version:  # else the structure change was told (and covers it)
-            self._changed(what)
-        return tree
-
-    def changed(self, what: Change, paths: Iterable[str] | None = None) -> ModelTree:
-        """Tell every view that an action changed the model's ``what`` ("values" of the
-        variables at ``paths``, every variable when None; or "flags"), when the action itself
-        just brought the tree up to date (:meth:`current_tree`): no second look at the
-        structure; "flags" re-reads only the trainable flags."""
-        if what == "flags":
-            self.tree.refresh()
-        if what == "values":
-            self._drop_statistics(paths)
-        self._changed(what)
-        return self.tree
+        """Deprecated: ``update(what, paths)``."""
+        return self.update(what, paths)
 
     def _drop_statistics(self, paths: Iterable[str] | None) -> None:
         """Forget the kept statistics of the variables at ``paths`` (all of them: None)."""
@@ -185,14 +180,14 @@ def _fingerprint_of_new(tree: ModelTree) -> Any:
 
 def session_for(model: Any, var_name: str | None = None) -> ModelSession:
     """The session of a live ``model`` (created on first use, then shared); an existing one
-    is first brought up to date with the model (:meth:`ModelSession.current_tree`)."""
+    is first brought up to date with the model (:meth:`ModelSession.update`)."""
     if isinstance(model, ModelSession):
         return model
     if isinstance(model, ModelTree):
         model = model.obj
     session = existing_session(model)
     if session is not None:
-        session.current_tree()
+        session.update()
         if var_name:
             session.var_name = var_name
         return session
@@ -217,12 +212,3 @@ def existing_session(model: Any) -> ModelSession | None:
         model = model.obj
     found = getattr(model, "__dict__", {}).get(SESSION_ATTR)
     return found if isinstance(found, ModelSession) else None
-
-
-def notify_changed(model: Any, what: Change = "values",
-                   paths: Iterable[str] | None = None) -> None:
-    """Tell the views of ``model`` (if any are open) that it changed (the values of the
-    variables at ``paths``: all when None)."""
-    session = existing_session(model)
-    if session is not None:
-        session.refresh(what, paths)

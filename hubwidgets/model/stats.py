@@ -384,7 +384,7 @@ def _plan_of(target: Any) -> StatsPlan:
 
 def _kept_plan(target: Any) -> tuple[StatsPlan, Callable[[], bool]] | None:
     """A live model's plan kept from an earlier call, with the check that its layers are
-    unchanged (:meth:`~hubwidgets.model.session.ModelSession.still_current`), which the
+    unchanged (:meth:`~hubwidgets.model.session.ModelSession.matches_model`), which the
     reads make while the kernel's threads reduce the first variables; None when there is
     none to reuse."""
     from .session import existing_session
@@ -396,7 +396,7 @@ def _kept_plan(target: Any) -> tuple[StatsPlan, Callable[[], bool]] | None:
     plan = session.tree.kept(PLAN_KEY) if session is not None else None
     if plan is None or not plan.is_current():
         return None
-    return plan, session.still_current
+    return plan, session.matches_model
 
 
 def _stats_of_all(plan: StatsPlan, check: Callable[[], bool] | None, bins: int,

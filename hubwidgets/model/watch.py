@@ -244,7 +244,7 @@ class _Watcher:
 
         session = existing_session(self.watched_model)
         if session is not None:  # every open view follows; what training can change is read
-            session.refresh("values", trainable_layer_paths(session.tree))
+            session.update("values", trainable_layer_paths(session.tree))
 
     def _drop_start_file(self) -> None:
         import os

@@ -179,7 +179,7 @@ class Dashboard(SessionHandle, widgets.VBox):
 
     def refresh(self) -> None:
         """Re-read the live model (weights, flags, and its layers if they changed)."""
-        self.session.refresh("values")
+        self.session.update("values")
 
     def close(self) -> None:
         """Close every view of the dashboard (they stop following the session)."""

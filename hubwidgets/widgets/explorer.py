@@ -275,7 +275,7 @@ class LayerExplorer(SessionView, anywidget.AnyWidget):
         fails, changes nothing and says why in ``message``."""
         try:
             name, fields = bind_message(type(self), content)
-            self.session.current_tree()  # the model may have changed since the rows were sent
+            self.session.update()  # the model may have changed since the rows were sent
             outcome = getattr(self, name)(**fields)
         except (HubWidgetsError, KeyError, ValueError, TypeError) as exc:
             self.message = _text(exc)
@@ -477,7 +477,7 @@ class LayerExplorer(SessionView, anywidget.AnyWidget):
 
     def refresh(self) -> None:
         """Re-read the model (after training or ``set_weights``): every view follows."""
-        self.session.refresh("values")
+        self.session.update("values")
 
 
 def _text(exc: BaseException) -> str:

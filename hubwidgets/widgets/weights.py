@@ -374,4 +374,4 @@ class WeightPlot(SessionView, widgets.VBox):
     def refresh(self) -> None:
         """Recompute after the weights changed (training, ``set_weights``): every view of
         the model follows."""
-        self.session.refresh("values")
+        self.session.update("values")
