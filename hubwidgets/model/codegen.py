@@ -15,7 +15,7 @@ from __future__ import annotations
 from typing import Any
 
 from .compile_state import needs_compile
-from .edit_lookups import edit_session, layer_initializer, variable_owners
+from .edit_targets import edit_session, layer_initializer, variable_owners
 from .errors import EditError
 from .lora import lora_layers, lora_refreeze_code
 from .lora_edits import plan_code_lines, special_layer

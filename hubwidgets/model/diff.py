@@ -265,9 +265,12 @@ class WeightDiff(Mapping):
         printer.text(self.summary())
 
 
-# -- sides ---------------------------------------------------------------------------------
+# -- the two states compared ----------------------------------------------------------------
 @dataclass
-class _Side:
+class _ComparedState:
+    """One of the two states ``diff`` compares: its weights, how the summary names it, and
+    the live model when it is one."""
+
     snap: Snapshot
     label: str
     model: Any = None  # the live object, when the side is one
@@ -368,27 +371,27 @@ def _below_root(path: str) -> str:
     return path.split("/", 1)[1] if "/" in path else path
 
 
-def _resolve(side: Any, other: Any) -> _Side:
+def _resolve(side: Any, other: Any) -> _ComparedState:
     if isinstance(side, Snapshot):
-        return _Side(side, f"snapshot of {side.root!r}")
+        return _ComparedState(side, f"snapshot of {side.root!r}")
     if isinstance(side, (str, os.PathLike)):
         return _resolve_path(os.fspath(side), other)
     snap = live_snapshot(side)  # read one variable at a time, as the comparison goes
     model = side.obj if hasattr(side, "root") and hasattr(side, "refresh") else side
-    return _Side(snap, f"live {snap.framework} {snap.root!r}", model=model)
+    return _ComparedState(snap, f"live {snap.framework} {snap.root!r}", model=model)
 
 
-def _resolve_path(path: str, other: Any) -> _Side:
+def _resolve_path(path: str, other: Any) -> _ComparedState:
     lower = path.lower()
     if lower.endswith(".npz"):
-        return _Side(Snapshot.open(path), f"snapshot file {path!r}")  # read on demand
+        return _ComparedState(Snapshot.open(path), f"snapshot file {path!r}")  # read on demand
     if os.path.isfile(path + ".index") or lower.endswith(".index"):
         prefix = path[:-len(".index")] if lower.endswith(".index") else path
-        return _Side(_checkpoint_snapshot(prefix, _live(other, path)), f"checkpoint {path!r}")
+        return _ComparedState(_checkpoint_snapshot(prefix, _live(other, path)), f"checkpoint {path!r}")
     if lower.endswith(".weights.h5") or (lower.endswith((".h5", ".hdf5")) and
                                          os.path.isfile(path) and not _h5_has_model(path)):
-        return _Side(_weights_file_snapshot(path, _live(other, path)), f"weights {path!r}")
-    return _Side(live_snapshot(path), f"saved model {path!r}")
+        return _ComparedState(_weights_file_snapshot(path, _live(other, path)), f"weights {path!r}")
+    return _ComparedState(live_snapshot(path), f"saved model {path!r}")
 
 
 def _live(other: Any, path: str) -> Any:

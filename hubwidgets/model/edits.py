@@ -27,7 +27,7 @@ Rules:
 
 The code shown for an edit (``edit_code``, re-exported here) is written by
 :mod:`hubwidgets.model.codegen`; the look-ups both need (the session, each variable's layer
-and its initializer) are in :mod:`hubwidgets.model.edit_lookups`; :class:`EditError` is in
+and its initializer) are in :mod:`hubwidgets.model.edit_targets`; :class:`EditError` is in
 :mod:`hubwidgets.model.errors`.
 """
 
@@ -44,7 +44,7 @@ import numpy as np
 
 from .codegen import describe_call, edit_action_code
 from .codegen import edit_code as edit_code  # the public name's old home, for its callers
-from .edit_lookups import edit_session, layer_initializer, variable_owners
+from .edit_targets import edit_session, layer_initializer, variable_owners
 from .errors import EditError
 from .lora_edits import fine_tuning_plan
 from .matching import matching_nodes

@@ -129,7 +129,7 @@ def effective_weight_stats(target: Any, bins: int, value_range: tuple[float, flo
     if tree is None:
         return results
     # kept with the tree: quantize() and enable_lora() change the structure, so a new tree
-    special = tree.derived("effective_special_bases", lambda: _special_bases(tree.obj))
+    special = tree.cached("effective_special_bases", lambda: _special_bases(tree.obj))
     for info in infos:
         layer = special.get(info.key)
         if layer is None or info.path not in results:

@@ -524,9 +524,9 @@ def _kernel_reductions(arrays: list[np.ndarray], bins: int,
 
 
 def _reductions(arrays: list[np.ndarray], bins: int, value_range: tuple[float, float] | None,
-                moments: np.ndarray, made_edges: np.ndarray, made_counts: np.ndarray,
-                made: np.ndarray) -> list[Reduction]:
-    """Reductions from the kernel's moments, and its histograms where ``made`` (the others
+                moments: np.ndarray, kernel_edges: np.ndarray, kernel_counts: np.ndarray,
+                histogram_done: np.ndarray) -> list[Reduction]:
+    """Reductions from the kernel's moments, and its histograms where ``histogram_done`` (the others
     are binned here, by the kernel's ``histograms`` or by numpy)."""
     if not arrays:
         return []
@@ -540,10 +540,11 @@ def _reductions(arrays: list[np.ndarray], bins: int, value_range: tuple[float, f
         lo, hi = np.full(len(arrays), value_range[0]), np.full(len(arrays), value_range[1])
     else:  # numpy's rules: (0, 1) when empty, +-0.5 around a constant
         lo, hi = np.where(finite > 0, lo_data, 0.0), np.where(finite > 0, hi_data, 1.0)
-    rest = np.flatnonzero(made == 0)
-    edges: list[np.ndarray | None] = list(made_edges) if made.any() else [None] * len(arrays)
+    rest = np.flatnonzero(histogram_done == 0)
+    edges: list[np.ndarray | None] = list(kernel_edges) if histogram_done.any() \
+        else [None] * len(arrays)
     reasons = [""] * len(arrays)
-    counts: list[np.ndarray] = list(made_counts) if made.any() \
+    counts: list[np.ndarray] = list(kernel_counts) if histogram_done.any() \
         else [np.zeros(0, np.int64)] * len(arrays)
     if rest.size:
         rest_edges, rest_reasons = _all_edges(lo[rest], hi[rest], bins)

@@ -25,7 +25,7 @@ from typing import Any, Callable
 
 import numpy as np
 
-from .edit_lookups import variable_owners
+from .edit_targets import variable_owners
 from .errors import EditError
 from .layer_kinds import is_integer_variable, lora_rank, quantization_mode
 

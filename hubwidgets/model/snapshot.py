@@ -208,7 +208,7 @@ def restore(model: Any, snapshot: Any) -> Any:
     Every path, shape and dtype is checked before anything is written (a value is never
     cast: a float64 snapshot does not go into float32 variables); a mismatch changes
     nothing.  ``Snapshot.restore`` is the same operation."""
-    from .edit_lookups import edit_session
+    from .edit_targets import edit_session
     from .edits import _apply
     from .memory_guard import ensure_fits
 

@@ -378,7 +378,7 @@ def _plan_of(target: Any) -> StatsPlan:
             hasattr(target, "assign") and hasattr(target, "dtype")):
         return stats_plan(_targets(target))
     tree = target if isinstance(target, ModelTree) else inspect(target)
-    return tree.derived(PLAN_KEY, lambda: stats_plan(
+    return tree.cached(PLAN_KEY, lambda: stats_plan(
         [(v.path, v.variable) for v in tree.variables()]), StatsPlan.is_current)
 
 
@@ -393,7 +393,7 @@ def _kept_plan(target: Any) -> tuple[StatsPlan, Callable[[], bool]] | None:
     if isinstance(target, ModelTree):
         return None
     session = existing_session(target)
-    plan = session.tree.kept(PLAN_KEY) if session is not None else None
+    plan = session.tree.cached_value(PLAN_KEY) if session is not None else None
     if plan is None or not plan.is_current():
         return None
     return plan, session.matches_model

@@ -369,7 +369,7 @@ class ModelTree:
         self._variables_by_path: dict[str, VariableInfo] | None = None
         self._all_variables: list[VariableInfo] | None = None
         self._census: dict[str, dict[str, int]] = {}
-        self._derived: dict[str, Any] = {}
+        self._cache: dict[str, Any] = {}
 
     @property
     def root(self) -> Node:
@@ -387,7 +387,7 @@ class ModelTree:
         self._index[node.path] = node
         self._variables_by_path = None
         self._all_variables = None
-        self._derived.clear()
+        self._cache.clear()
 
     def forget_path(self, path: str, node: Node) -> None:
         """Drop ``path`` from the index when it points to ``node`` (the node moved)."""
@@ -420,19 +420,19 @@ class ModelTree:
             self._all_variables = self.root.all_variables()
         return list(self._all_variables)
 
-    def derived(self, key: str, make: Callable[[], Any],
+    def cached(self, key: str, make: Callable[[], Any],
                 current: Callable[[Any], bool] | None = None) -> Any:
         """``make()``, computed once from the tree's variables and kept with the tree (what
         :meth:`variables` gives never changes once the tree is built); made again when
         ``current`` says the kept one is out of date."""
-        value = self._derived.get(key)
+        value = self._cache.get(key)
         if value is None or (current is not None and not current(value)):
-            value = self._derived[key] = make()
+            value = self._cache[key] = make()
         return value
 
-    def kept(self, key: str) -> Any:
-        """What :meth:`derived` keeps under ``key``, or None."""
-        return self._derived.get(key)
+    def cached_value(self, key: str) -> Any:
+        """What :meth:`cached` keeps under ``key``, or None."""
+        return self._cache.get(key)
 
     def ancestors(self, path_or_node: "str | Node") -> list[Node]:
         """The nodes above a node, from the root down."""
