@@ -109,10 +109,23 @@ if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
 def __getattr__(name: str) -> Any:
     module = _EXPORTS.get(name)
     if module is None:
-        raise AttributeError(f"module 'hubwidgets' has no attribute {name!r}")
+        return _registered_edit(name)
     value = getattr(importlib.import_module(module), name)
     globals()[name] = value
     return value
+
+
+def _registered_edit(name: str) -> Any:
+    """``hubwidgets.<edit>`` for an edit registered in the edit table at run time (the
+    built-in ones are in ``_EXPORTS``); not kept, so a replaced or removed entry is followed."""
+    if not name.startswith("_"):
+        from .model.edit_specs import EDITS  # numpy only: no TensorFlow
+
+        if name in EDITS:
+            from .model.edits import edit_function
+
+            return edit_function(name)
+    raise AttributeError(f"module 'hubwidgets' has no attribute {name!r}")
 
 
 def __dir__() -> list[str]:

@@ -15,7 +15,8 @@ from __future__ import annotations
 from typing import Any
 
 from .compile_state import needs_compile
-from .edit_targets import edit_session, layer_initializer, variable_owners
+from .edit_specs import CodeContext, edit_spec
+from .edit_targets import edit_session
 from .errors import EditError
 from .lora import lora_layers, lora_refreeze_code
 from .lora_edits import plan_code_lines, special_layer
@@ -116,6 +117,12 @@ def freeze_up_to_code(tree: ModelTree, cut: int, var: str = "model") -> str:
     return with_compile_reminder(tree, code, var)
 
 
+def enable_lora_code(tree: Any, nodes: list[Any], rank: int, var: str = "model") -> str:
+    """Keras' own code for what :func:`enable_lora` did: ``layer.enable_lora(rank)``."""
+    lines = [f"{layer_accessor(node, var)}.enable_lora({rank})" for node in nodes]
+    return with_compile_reminder(tree, "\n".join(lines), var)
+
+
 def with_compile_reminder(tree: ModelTree, code: str, var: str = "model") -> str:
     """``code``, plus the ``compile`` call training needs when the model was compiled."""
     if needs_compile(tree):
@@ -125,31 +132,7 @@ def with_compile_reminder(tree: ModelTree, code: str, var: str = "model") -> str
 
 
 # -- the code shown for a weight edit: the hubwidgets call, and plain TensorFlow / Keras with
-# -- the same effect, for teaching -----------------------------------------------------------
-EDIT_ACTIONS = frozenset({"scale_weights", "prune_weights", "add_noise", "reset_weights"})
-"""The weight edits :func:`edit_code` writes code for (those :mod:`.edits` applies)."""
-
-_PLAIN = {
-    "scale_weights": "layer.set_weights([w * {0!r} for w in layer.get_weights()])",
-    "prune_weights": "layer.set_weights([prune(w, {0!r}) for w in layer.get_weights()])",
-    "add_noise": "layer.set_weights([noisy(w, {0!r}) for w in layer.get_weights()])",
-}
-_HELPERS = {
-    "prune_weights": [
-        "def prune(w, fraction):  # the smallest |w| to zero; ties in C order",
-        "    w = w.copy()",
-        "    order = np.argsort(np.abs(w.astype('float64')), axis=None, kind='stable')",
-        "    w.flat[order[:math.floor(fraction * w.size)]] = 0",
-        "    return w"],
-    "add_noise": [
-        "rng = np.random.default_rng({seed!r})",
-        "def noisy(w, std):",
-        "    wide = w.astype('float64')",
-        "    sigma = {sigma}",
-        "    return (wide + rng.normal(0.0, sigma, w.shape)).astype(w.dtype)"],
-}
-
-
+# -- the same effect, for teaching (the templates are each edit's spec, edit_specs.EDITS) ----
 def edit_code(model: Any, action: str, target: str, *args: Any, var: str | None = None,
               **kwargs: Any) -> tuple[str, str]:
     """The hubwidgets call for an edit, and plain Keras / TensorFlow code with the same
@@ -169,49 +152,66 @@ def edit_action_code(tree: ModelTree, action: str, target: str, args: tuple[Any,
                      kwargs: dict[str, Any], var: str) -> tuple[str, str]:
     """:func:`edit_code`'s two strings from a tree already up to date with its model (what
     :func:`hubwidgets.model.edits.edit_with_code` shows: no second look at the structure)."""
-    if action not in EDIT_ACTIONS:
-        raise EditError(f"edit_code knows scale_weights, prune_weights, add_noise and "
-                        f"reset_weights, not {action!r}.")
+    spec = edit_spec(action)
     call = f"hubwidgets.{describe_call(action, var, target, args, kwargs)}"
     try:
         nodes = matching_nodes(tree, [target])
     except KeyError:
         raise EditError(f"{target!r} matches no layer or variable of the model.") from None
-    lines = {"prune_weights": ["import math", "import numpy as np"],
-             "add_noise": ["import numpy as np"]}.get(action, [])
-    if action == "add_noise":
-        seed, relative = kwargs.get("seed", args[1] if len(args) > 1 else None), \
-            kwargs.get("relative", args[2] if len(args) > 2 else False)
-        sigma = "std * float(wide.std()) if wide.size else std" if relative else "std"
-        lines += [h.format(seed=seed, sigma=sigma) for h in _HELPERS[action]]
-    elif action in _HELPERS:
-        lines += _HELPERS[action]
-    owners = variable_owners(tree) if action == "reset_weights" else {}
+    arguments = spec.arguments(args, kwargs)
+    lines = spec.helper_lines(arguments)
+
+    def reach(node: Node | None) -> str | None:
+        return _getter(tree, node, var)
+
     for node in nodes:
-        if action == "reset_weights" and not (special_layer(node) or (
-                node.class_name != "Variable" and any(special_layer(n) for n in node.walk()))):
-            lines += _reset_lines(tree, node, owners, var)
+        holds_special = node.class_name != "Variable" and any(
+            special_layer(n) for n in node.walk())
+        if spec.node_code is not None and not (special_layer(node) or holds_special):
+            lines += spec.node_code(CodeContext(tree, node, var, arguments, reach))
             continue
         getter = _getter(tree, node, var)
         if action in ("scale_weights", "reset_weights") and special_layer(node) \
                 and getter is not None:
             lines += plan_code_lines(node, action, args, getter)  # LoRA / quantized: its meaning
             continue
-        if node.class_name != "Variable" and any(special_layer(n) for n in node.walk()):
+        if holds_special:
             lines.append(f"# {node.path}: holds LoRA or quantized layers, where editing each "
                          "variable alone means something else: the hubwidgets call above "
                          "does it layer by layer")
             continue
-        if getter is not None:
-            lines += [f"layer = {getter}", _PLAIN[action].format(*args[:1])]
+        if getter is not None and spec.layer_code is not None:
+            lines += [f"layer = {getter}", spec.layer_code.format(**arguments)]
             continue
-        helper = {"scale_weights": f"w * {args[0]!r}", "prune_weights": f"prune(w, {args[0]!r})",
-                  "add_noise": f"noisy(w, {args[0]!r})"}[action]
         relative = node.path.split("/", 1)[1] if "/" in node.path else node.path
+        if spec.variable_code is None:
+            lines.append(f"# {node.path}: hubwidgets.{action} only (no plain code for it)")
+            continue
         lines += [f"for info in hubwidgets.inspect({var}).find({relative!r}).all_variables():",
                   "    w = info.variable.numpy()",
-                  f"    info.variable.assign({helper})"]
+                  f"    info.variable.assign({spec.variable_code.format(**arguments)})"]
     return call, "\n".join(lines)
+
+
+def edit_shown_code(call: str, plain: str) -> str:
+    """What the explorer shows for an edit: the hubwidgets call, then the plain code."""
+    return f"{call}\n# the same in plain Keras / TensorFlow:\n{plain}"
+
+
+def undo_code(var: str = "model") -> str:
+    """The call that undoes the last edit."""
+    return f"hubwidgets.undo({var})"
+
+
+def redo_code(var: str = "model") -> str:
+    """The call that redoes the last undone edit."""
+    return f"hubwidgets.redo({var})"
+
+
+def restore_before_first_edit_code(var: str = "model") -> str:
+    """What the explorer's "restore" stands for: a snapshot taken before the first edit."""
+    return (f"hubwidgets.restore({var}, before)  # before = hubwidgets.snapshot({var}), "
+            "taken before the first edit")
 
 
 def describe_call(action: str, var: str, target: str, args: tuple[Any, ...],
@@ -220,26 +220,6 @@ def describe_call(action: str, var: str, target: str, args: tuple[Any, ...],
     shown = ", ".join([repr(target)] + [repr(a) for a in args]
                       + [f"{k}={v!r}" for k, v in kwargs.items()])
     return f"{action}({var}, {shown})"
-
-
-def _reset_lines(tree: ModelTree, node: Node, owners: dict[int, Any], var: str) -> list[str]:
-    from .adapters.common import short_name
-
-    lines, current = [], None
-    for info in node.all_variables():
-        owner_node = owners.get(info.key)
-        layer = owner_node.obj if owner_node is not None else None
-        name = short_name(info.variable)
-        owner = _getter(tree, owner_node, var)
-        if layer_initializer(layer, info.variable) is None or owner is None:
-            lines.append(f"# {info.path}: no initializer reachable from plain code; left as is")
-            continue
-        if owner != current:
-            lines.append(f"layer = {owner}")
-            current = owner
-        lines.append(f"layer.{name}.assign(layer.{name}_initializer(layer.{name}.shape, "
-                     f"dtype=layer.{name}.dtype))")
-    return lines
 
 
 def _getter(tree: ModelTree, node: Node | None, var: str) -> str | None:

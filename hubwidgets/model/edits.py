@@ -1,6 +1,8 @@
 """Edit a live model's weights, with undo: ``scale_weights``, ``reset_weights``,
-``prune_weights``, ``add_noise``, ``undo``, ``redo`` (``restore``, the one edit that
-takes a snapshot, is in :mod:`hubwidgets.model.snapshot`, on top of this module's ``_apply``).
+``prune_weights``, ``add_noise`` (each made by :func:`edit_function` from its entry in
+:mod:`hubwidgets.model.edit_specs`, where a new edit is added), ``undo``, ``redo``
+(``restore``, the one edit that takes a snapshot, is in :mod:`hubwidgets.model.snapshot`, on
+top of this module's ``_apply``).
 
 Rules:
 
@@ -34,7 +36,7 @@ and its initializer) are in :mod:`hubwidgets.model.edit_targets`; :class:`EditEr
 from __future__ import annotations
 
 import hashlib
-import math
+import inspect
 import numbers
 import warnings
 from dataclasses import dataclass, field
@@ -44,7 +46,8 @@ import numpy as np
 
 from .codegen import describe_call, edit_action_code
 from .codegen import edit_code as edit_code  # the public name's old home, for its callers
-from .edit_targets import edit_session, layer_initializer, variable_owners
+from .edit_specs import Compute, edit_spec
+from .edit_targets import edit_session
 from .errors import EditError
 from .lora_edits import fine_tuning_plan
 from .matching import matching_nodes
@@ -225,42 +228,35 @@ def undo_history(model: Any) -> EditHistory:
     return session.edit_history
 
 
-# -- the edits ------------------------------------------------------------------------------
-def scale_weights(model: Any, target: str, factor: float) -> Any:
-    """Multiply every variable of ``target`` by ``factor``, in the variable's own dtype
-    (``w * factor`` with ``factor`` cast to that dtype: bit for bit what numpy gives)."""
-    return _edit(model, "scale_weights", target, factor)
+# -- the edits: one function per entry of the table (edit_specs.EDITS) ----------------------
+def edit_function(name: str) -> Callable[..., Any]:
+    """``hubwidgets.<name>(model, target, ...)`` for the edit ``name`` of the table: its
+    parameters are its spec's (``make_compute``'s after the tree), its docstring the spec's.
+    Required arguments are recorded positionally, the others by keyword where given."""
+    spec = edit_spec(name)
+
+    def run(model: Any, target: str, *args: Any, **kwargs: Any) -> Any:
+        arguments = spec.arguments(args, kwargs)
+        positional = tuple(arguments[f.name] for f in spec.fields)
+        given = {p.name: arguments[p.name] for p in spec.parameters
+                 if p.default is not inspect.Parameter.empty
+                 and arguments[p.name] is not p.default}
+        return _edit(model, spec.name, target, *positional, **given)
+
+    run.__name__ = run.__qualname__ = spec.name
+    run.__doc__ = spec.doc
+    run.__module__ = __name__
+    run.__signature__ = inspect.Signature(  # type: ignore[attr-defined]
+        [inspect.Parameter("model", inspect.Parameter.POSITIONAL_OR_KEYWORD),
+         inspect.Parameter("target", inspect.Parameter.POSITIONAL_OR_KEYWORD)]
+        + list(spec.parameters))
+    return run
 
 
-def prune_weights(model: Any, target: str, fraction: float) -> Any:
-    """Set the ``floor(fraction * size)`` smallest-magnitude values of each variable of
-    ``target`` to zero.  Ties are broken by position (the earlier value, in C order, goes
-    first), so the result is deterministic; NaN counts as the largest magnitude."""
-    return _edit(model, "prune_weights", target, fraction)
-
-
-def add_noise(model: Any, target: str, std: float, seed: int | None = None,
-              relative: bool = False) -> Any:
-    """Add Gaussian noise to every variable of ``target``.  Absolute by default: each value
-    gets N(0, std**2); with ``relative=True`` the noise of each variable is ``std`` times that
-    variable's own standard deviation (a constant variable then gets none).  The noise is
-    drawn in float64 from ``numpy.random.default_rng(seed)`` (variables in model order), added
-    in float64, and rounded once to the variable's dtype."""
-    kind = {"relative": True} if relative else {}
-    return _edit(model, "add_noise", target, std, seed=seed, **kind)
-
-
-def reset_weights(model: Any, target: str) -> Any:
-    """Re-initialize every variable of ``target`` with its layer's own initializer
-    (``layer.<name>_initializer``: ``kernel_initializer``, ``bias_initializer``,
-    ``gamma_initializer``, ``moving_variance_initializer``...), Keras 3 and tf_keras alike.
-    A variable with no known initializer (a restored Hub variable, a plain ``tf.Module``'s)
-    is refused with an :class:`EditError`, and nothing changes.
-
-    Seeded or unseeded, an initializer is called as Keras calls it: tf_keras' unseeded
-    initializers give the same values at every call, so there a reset brings back the
-    layer's first initial values; Keras 3's unseeded ones draw new values."""
-    return _edit(model, "reset_weights", target)
+scale_weights = edit_function("scale_weights")
+prune_weights = edit_function("prune_weights")
+add_noise = edit_function("add_noise")
+reset_weights = edit_function("reset_weights")
 
 
 def undo(model: Any, force: bool = False) -> Any:
@@ -289,103 +285,7 @@ def edit_with_code(model: Any, action: str, target: str, *args: Any, var: str | 
     return code
 
 
-# -- what each edit computes (arguments checked before the model is touched) ----------------
-Compute = Callable[[np.ndarray, Any], np.ndarray]
-
-
-def _scaler(_tree: Any, factor: float) -> Compute:
-    value = _finite_number(factor, "factor")
-
-    def scaled(old: np.ndarray, _var: Any) -> np.ndarray:
-        with np.errstate(over="ignore"):
-            cast = np.asarray(value, dtype=old.dtype)
-        if not np.isfinite(cast):
-            raise EditError(f"factor {factor!r} is not finite in {old.dtype}; nothing changed.")
-        return old * cast
-    return scaled
-
-
-def _pruner(_tree: Any, fraction: float) -> Compute:
-    value = _finite_number(fraction, "fraction")
-    if not 0.0 <= value <= 1.0:
-        raise EditError(f"fraction must be between 0 and 1, got {fraction!r}; nothing changed.")
-
-    def pruned(old: np.ndarray, _var: Any) -> np.ndarray:
-        flat = old.reshape(-1)
-        count = math.floor(value * flat.size)
-        order = np.argsort(np.abs(flat.astype(np.float64)), kind="stable")
-        new = flat.copy()
-        new[order[:count]] = 0
-        return new.reshape(old.shape)
-    return pruned
-
-
-def _noiser(_tree: Any, std: float, seed: int | None = None, relative: bool = False) -> Compute:
-    scale = _finite_number(std, "std")
-    if scale < 0:
-        raise EditError(f"std must be >= 0, got {std!r}; nothing changed.")
-    rng = np.random.default_rng(seed)
-
-    def noisy(old: np.ndarray, _var: Any) -> np.ndarray:
-        wide = old.astype(np.float64)
-        sigma = scale * float(wide.std()) if relative and wide.size else scale
-        return (wide + rng.normal(0.0, sigma, size=old.shape)).astype(old.dtype)
-    return noisy
-
-
-def _resetter(tree: Any) -> Compute:
-    owners = variable_owners(tree)
-
-    def initial(old: np.ndarray, info: Any) -> np.ndarray:
-        owner = owners.get(info.key)
-        init = layer_initializer(owner.obj if owner is not None else None, info.variable)
-        if init is None:
-            raise EditError(
-                f"{info.path!r} has no known initializer (a restored Hub or SavedModel "
-                "variable keeps only its values); nothing changed. Reset only Keras layers, "
-                "or restore a snapshot taken before training.")
-        init = _freshly_seeded(init)
-        with warnings.catch_warnings():  # tf_keras: "unseeded ... identical values", as said
-            warnings.filterwarnings("ignore", message=".*unseeded.*", category=UserWarning)
-            value = init(tuple(old.shape), dtype=str(old.dtype))
-        return np.asarray(_to_numpy(value), dtype=old.dtype).reshape(old.shape)
-    return initial
-
-
-def _freshly_seeded(init: Any) -> Any:
-    """A Keras 3 random initializer built without a seed fixes one at construction and gives
-    the same values at every call: a copy with a new seed draws new values, as the user of an
-    unseeded initializer expects.  The seed is drawn as Keras draws its default seeds (Python's
-    ``random``), so ``keras.utils.set_random_seed`` makes resets reproducible.  Seeded
-    initializers (and tf_keras') are called as they are."""
-    import random
-
-    if getattr(init, "_init_seed", 0) is not None or not hasattr(init, "get_config"):
-        return init
-    try:
-        config = dict(init.get_config())
-        config["seed"] = random.randint(1, int(1e9))
-        return type(init).from_config(config)
-    except Exception:  # noqa: BLE001 - a custom initializer: called as it is
-        return init
-
-
-# one per name in codegen.EDIT_ACTIONS (the edits edit_code writes code for)
-_COMPUTES: dict[str, Callable[..., Compute]] = {
-    "scale_weights": _scaler, "prune_weights": _pruner, "add_noise": _noiser,
-    "reset_weights": _resetter}
-
-
 # -- internals ------------------------------------------------------------------------------
-def _finite_number(value: Any, what: str) -> float:
-    if isinstance(value, bool) or not isinstance(value, numbers.Real):
-        raise EditError(f"{what} must be a number, got {value!r}; nothing changed.")
-    out = float(value)
-    if not math.isfinite(out):
-        raise EditError(f"{what} must be finite, got {value!r}; nothing changed.")
-    return out
-
-
 def _edit(model: Any, action: str, target: str, *args: Any, **kwargs: Any) -> Any:
     session = edit_session(model)
     return _edit_session(session, action, target, args, kwargs)
@@ -394,7 +294,7 @@ def _edit(model: Any, action: str, target: str, *args: Any, **kwargs: Any) -> An
 def _edit_session(session: Any, action: str, target: str, args: tuple[Any, ...],
                   kwargs: dict[str, Any]) -> Any:
     tree = session.tree  # brought up to date by edit_session: no second look at the structure
-    compute = _COMPUTES[action](tree, *args, **kwargs)
+    compute = edit_spec(action).make_compute(tree, *args, **kwargs)
     if not isinstance(target, str) or not target:
         raise EditError(f"target must be a non-empty layer or variable path, name or regular "
                         f"expression, got {target!r}; nothing changed.")
@@ -580,7 +480,3 @@ def _user_stacklevel() -> int:
             .split("/site-packages/")[-1].split("/"):
         frame, level = frame.f_back, level + 1
     return level
-
-
-def _to_numpy(value: Any) -> np.ndarray:
-    return np.asarray(value.numpy() if hasattr(value, "numpy") else value)

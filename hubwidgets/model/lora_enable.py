@@ -12,7 +12,6 @@ from __future__ import annotations
 
 from typing import Any
 
-from .codegen import layer_accessor, with_compile_reminder
 from .errors import HubWidgetsError
 from .layer_kinds import lora_rank, quantization_mode
 
@@ -98,12 +97,6 @@ def _check_rank(rank: Any) -> int:
         raise HubWidgetsError(f"rank must be a whole number of 1 or more (e.g. 4 or 8), got "
                               f"{rank!r}; nothing changed.")
     return int(rank)
-
-
-def enable_lora_code(tree: Any, nodes: list[Any], rank: int, var: str = "model") -> str:
-    """Keras' own code for what :func:`enable_lora` did: ``layer.enable_lora(rank)``."""
-    lines = [f"{layer_accessor(node, var)}.enable_lora({rank})" for node in nodes]
-    return with_compile_reminder(tree, "\n".join(lines), var)
 
 
 def enable_lora_message(nodes: list[Any], skipped: list[str], rank: int) -> str:

@@ -32,8 +32,25 @@ def action(method: Callable[..., Any]) -> Callable[..., Any]:
 
 
 def actions_of(cls: type) -> dict[str, Callable[..., Any]]:
-    """The actions a widget class offers, by name."""
-    return {name: spec.method for name, spec in _action_specs(cls).items()}
+    """The actions a widget class offers, by name: its :func:`action` methods, and those
+    its ``generated_actions()`` classmethod makes from a table (read at each call, so an
+    entry added at run time is offered at once)."""
+    return {name: spec.method for name, spec in _all_specs(cls).items()}
+
+
+def _all_specs(cls: type) -> dict[str, _ActionSpec]:
+    specs = dict(_action_specs(cls))
+    generated = getattr(cls, "generated_actions", None)
+    for name, method in (generated() if generated is not None else {}).items():
+        specs.setdefault(name, _spec_of(method))
+    return specs
+
+
+@functools.lru_cache(maxsize=None)
+def _spec_of(method: Callable[..., Any]) -> _ActionSpec:
+    params = {p.name: p for p in inspect.signature(method).parameters.values()
+              if p.name != "self"}
+    return _ActionSpec(method, params, typing.get_type_hints(method))
 
 
 class _ActionSpec(NamedTuple):
@@ -50,9 +67,7 @@ def _action_specs(cls: type) -> dict[str, _ActionSpec]:
     for name in dir(cls):
         member = getattr(cls, name)
         if getattr(member, ACTION_MARK, False):
-            params = {p.name: p for p in inspect.signature(member).parameters.values()
-                      if p.name != "self"}
-            specs[name] = _ActionSpec(member, params, typing.get_type_hints(member))
+            specs[name] = _spec_of(member)
     return specs
 
 
@@ -61,7 +76,7 @@ def bind_message(cls: type, content: Any) -> tuple[str, dict[str, Any]]:
     if not isinstance(content, dict):
         raise MessageError(f"Ignored a message that is not an object: {type(content).__name__}.")
     name = content.get("action")
-    table = _action_specs(cls)
+    table = _all_specs(cls)
     if not isinstance(name, str) or name not in table:
         raise MessageError(f"Unknown action {name!r}; known: {', '.join(sorted(table))}.")
     _, params, hints = table[name]

@@ -10,6 +10,8 @@ change made anywhere (another view, ``hw.freeze``, training) shows here.
 
 from __future__ import annotations
 
+import functools
+import inspect
 import warnings
 from pathlib import Path
 from typing import Any, Callable
@@ -18,10 +20,11 @@ import anywidget
 import traitlets
 
 from ..model import codegen, edits
+from ..model.edit_specs import EDITS, EditSpec
 from ..model.errors import HubWidgetsError
 from ..model.lora import unfreeze_message, will_restore
 from ..model.lora_edits import plan_note
-from ..model.lora_enable import (enable_lora, enable_lora_code, enable_lora_message,
+from ..model.lora_enable import (enable_lora, enable_lora_message,
                                  lora_candidates)
 from ..model.formatting import format_bytes, format_shape, trainable_label
 from ..model.freeze import (freeze_up_to, needs_compile, set_trainable,
@@ -33,7 +36,7 @@ from ..model.session_stats import nonfinite_paths
 from ..model.snapshot import before_first_edit, restore
 from ..model.tree import Node, VariableInfo
 from ..model.variable_flags import why_not_trained
-from .actions import action, bind_message
+from .actions import action, actions_of, bind_message
 from .session_view import GONE, SessionView, count_views
 
 STATIC = Path(__file__).parent / "static"
@@ -84,6 +87,22 @@ def variable_row(var: VariableInfo, nonfinite: set[str]) -> dict[str, Any]:
             "params": var.size}
 
 
+ROW_MENU_ACTIONS = [
+    {"action": "restore_snapshot", "label": "Restore (before the first edit)", "fields": []},
+    {"action": "enable_lora", "label": "LoRA\u2026", "fields": [{
+        "name": "rank", "example": "4",
+        "question": "Add LoRA adapters of rank (to every Dense, EinsumDense and Embedding "
+                    "here; the base kernels are frozen). Keras cannot remove adapters: this "
+                    "cannot be undone."}]},
+]
+"""The row menu's entries after the weight edits: the explorer's own row actions."""
+
+
+def row_menu() -> list[dict[str, Any]]:
+    """The row menu the browser draws: every edit of the table, then :data:`ROW_MENU_ACTIONS`."""
+    return [spec.menu_entry() for spec in EDITS.values()] + ROW_MENU_ACTIONS
+
+
 class LayerExplorer(SessionView, anywidget.AnyWidget):
     """A collapsible tree of ``model``'s layers: counts, shapes, badges and freeze toggles.
 
@@ -105,6 +124,9 @@ class LayerExplorer(SessionView, anywidget.AnyWidget):
     """The outcome of the last action, or the error that stopped it."""
     totals = traitlets.Dict().tag(sync=True)
     """The model's parameter totals."""
+    row_menu = traitlets.List().tag(sync=True)
+    """Each row's menu: one entry per weight edit of the edit table, then restore and LoRA
+    (``{"action", "label", "fields": [{"name", "question", "example"}]}``)."""
     _rows = traitlets.List().tag(sync=True)
     _expanded = traitlets.List().tag(sync=True)
 
@@ -122,6 +144,7 @@ class LayerExplorer(SessionView, anywidget.AnyWidget):
         self._shown: dict[str, int] = {}  # node path -> how many children are listed
         self._search_error = ""
         self._expanded = [self.tree.root.path]
+        self.row_menu = row_menu()
         self.selected = selected or self.session.selection
         self.on_msg(self._on_custom_msg)
         self._follow(session)
@@ -276,7 +299,7 @@ class LayerExplorer(SessionView, anywidget.AnyWidget):
         try:
             name, fields = bind_message(type(self), content)
             self.session.update()  # the model may have changed since the rows were sent
-            outcome = getattr(self, name)(**fields)
+            outcome = actions_of(type(self))[name](self, **fields)
         except (HubWidgetsError, KeyError, ValueError, TypeError) as exc:
             self.message = _text(exc)
             return
@@ -386,30 +409,16 @@ class LayerExplorer(SessionView, anywidget.AnyWidget):
     def _enable_lora(self, target: str, rank: float, search: bool = False) -> tuple[str, str]:
         found, skipped = lora_candidates(self.tree, target, search)
         whole = int(rank) if float(rank).is_integer() else rank
-        code = enable_lora_code(self.tree, found, whole, self.var_name) if found else ""
+        code = codegen.enable_lora_code(self.tree, found, whole, self.var_name) if found else ""
         enable_lora(self.tree.obj, target, whole, search=search)  # all checked, then done
         return code, self._compile_hint(enable_lora_message(found, skipped, whole))
 
-    # -- edits (values, never flags) ---------------------------------------------------------
-    @action
-    def scale_weights(self, path: str, factor: float) -> tuple[str, str]:
-        """Multiply the weights at ``path`` by ``factor`` (one undo step)."""
-        return self._edit("scale_weights", path, float(factor))
-
-    @action
-    def reset_weights(self, path: str) -> tuple[str, str]:
-        """Re-initialize the weights at ``path`` with their layers' own initializers."""
-        return self._edit("reset_weights", path)
-
-    @action
-    def prune_weights(self, path: str, fraction: float) -> tuple[str, str]:
-        """Zero the ``fraction`` of smallest-magnitude values of each variable at ``path``."""
-        return self._edit("prune_weights", path, float(fraction))
-
-    @action
-    def add_noise(self, path: str, std: float) -> tuple[str, str]:
-        """Add Gaussian noise of standard deviation ``std`` (absolute) at ``path``."""
-        return self._edit("add_noise", path, float(std))
+    # -- edits (values, never flags): one action per entry of the edit table ----------------
+    @classmethod
+    def generated_actions(cls) -> dict[str, Callable[..., Any]]:
+        """One action per weight edit of :data:`hubwidgets.model.edit_specs.EDITS`: its
+        fields are ``path`` and the numbers the edit's spec asks for."""
+        return {name: _edit_action(spec) for name, spec in EDITS.items()}
 
     @action
     def restore_snapshot(self, path: str) -> tuple[str, str]:
@@ -420,22 +429,21 @@ class LayerExplorer(SessionView, anywidget.AnyWidget):
             raise ValueError(f"Nothing to restore: no weight of {node.name!r} was edited from "
                              "this explorer.")
         restore(self.session, part)  # handle_action brought the tree up to date
-        return (f"hubwidgets.restore({self.var_name}, before)  # before = "
-                f"hubwidgets.snapshot({self.var_name}), taken before the first edit",
+        return (codegen.restore_before_first_edit_code(self.var_name),
                 f"Restored {len(part.values)} variable(s) of {node.name!r}. "
-                f"Undo: hubwidgets.undo({self.var_name}).")
+                f"Undo: {codegen.undo_code(self.var_name)}.")
 
     @action
     def undo(self) -> tuple[str, str]:
         """Undo the last edit, bit for bit."""
         edits.undo(self.session)
-        return f"hubwidgets.undo({self.var_name})", "Undone."
+        return codegen.undo_code(self.var_name), "Undone."
 
     @action
     def redo(self) -> tuple[str, str]:
         """Redo the last undone edit, bit for bit."""
         edits.redo(self.session)
-        return f"hubwidgets.redo({self.var_name})", "Redone."
+        return codegen.redo_code(self.var_name), "Redone."
 
     def _edit(self, name: str, path: str, *args: Any) -> tuple[str, str]:
         node_path = self._node(path).path if not self._is_variable(path) else path
@@ -452,9 +460,9 @@ class LayerExplorer(SessionView, anywidget.AnyWidget):
             warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
             if issubclass(w.category, edits.UndoHistoryWarning):
                 told.append(str(w.message))
-        code = f"{call}\n# the same in plain Keras / TensorFlow:\n{plain}"
+        code = codegen.edit_shown_code(call, plain)
         kept = bool(history.undo_steps) and history.undo_steps[-1] is not last
-        undo = f" Undo: hubwidgets.undo({self.var_name})." if kept else ""
+        undo = f" Undo: {codegen.undo_code(self.var_name)}." if kept else ""
         meaning = plan_note(self.tree, name, node_path)  # LoRA / quantized: what it did
         return code, " ".join(t for t in [f"Done: {call}.{undo}", meaning, *told] if t)
 
@@ -478,6 +486,25 @@ class LayerExplorer(SessionView, anywidget.AnyWidget):
     def refresh(self) -> None:
         """Re-read the model (after training or ``set_weights``): every view follows."""
         self.session.update("values")
+
+
+@functools.lru_cache(maxsize=None)  # one function per spec: the action table reuses it
+def _edit_action(spec: EditSpec) -> Callable[..., tuple[str, str]]:
+    """The explorer's action for one edit: ``path`` and the spec's fields (numbers)."""
+    names = [f.name for f in spec.fields]
+
+    def run(self: LayerExplorer, path: str, **fields: float) -> tuple[str, str]:
+        return self._edit(spec.name, path, *(float(fields[n]) for n in names))
+
+    run.__name__ = run.__qualname__ = spec.name
+    run.__doc__ = f"{spec.label.rstrip(chr(0x2026))} the weights at ``path`` (one undo step)."
+    run.__annotations__ = {"path": "str", **{n: "float" for n in names}}
+    run.__signature__ = inspect.Signature(  # type: ignore[attr-defined]
+        [inspect.Parameter("self", inspect.Parameter.POSITIONAL_OR_KEYWORD),
+         inspect.Parameter("path", inspect.Parameter.POSITIONAL_OR_KEYWORD, annotation="str")]
+        + [inspect.Parameter(n, inspect.Parameter.KEYWORD_ONLY, annotation="float")
+           for n in names])
+    return run
 
 
 def _text(exc: BaseException) -> str:

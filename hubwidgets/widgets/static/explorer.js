@@ -79,37 +79,33 @@ function render({ model, el: root }) {
   container.append(header, toolbar, message, table, code);
   root.append(container);
 
-  // The row menu: edits of the weights (values only; trainable flags never change). A number
-  // is asked for where the edit needs one; Python checks it before anything runs.
-  const EDITS = [
-    ["", "✎"],
-    ["scale_weights", "Scale…", "factor", "Multiply the weights by", "2"],
-    ["reset_weights", "Reset to initializers"],
-    ["prune_weights", "Prune…", "fraction", "Zero this fraction of the smallest weights (0 to 1)", "0.5"],
-    ["add_noise", "Add noise…", "std", "Add Gaussian noise with standard deviation", "0.01"],
-    ["restore_snapshot", "Restore (before the first edit)"],
-    ["enable_lora", "LoRA…", "rank", "Add LoRA adapters of rank (to every Dense, EinsumDense and Embedding here; the base kernels are frozen). Keras cannot remove adapters: this cannot be undone.", "4"],
-  ];
+  // The row menu: the weight edits (values only; trainable flags never change), then restore
+  // and LoRA, as Python's edit table sends them (row_menu). A number is asked for where the
+  // entry needs one; Python checks it before anything runs.
   function editMenu(path, name) {
+    const entries = model.get("row_menu") || [];
     const menu = el("select", "hw-menu");
     menu.tabIndex = -1;
     menu.title = `Edit the weights of ${name}`;
     menu.setAttribute("aria-label", `Edit the weights of ${name}`);
-    for (const [action, label] of EDITS) {
-      const option = el("option", "", label);
-      option.value = action;
+    const blank = el("option", "", "\u270e");
+    blank.value = "";
+    menu.append(blank);
+    for (const entry of entries) {
+      const option = el("option", "", entry.label);
+      option.value = entry.action;
       menu.append(option);
     }
     menu.addEventListener("click", (e) => e.stopPropagation());
     menu.addEventListener("change", () => {
-      const [action, , field, question, example] = EDITS.find((e) => e[0] === menu.value) || [];
+      const entry = entries.find((e) => e.action === menu.value);
       menu.value = "";
-      if (!action) return;
-      const msg = { action, path };
-      if (field) {
-        const answer = window.prompt(question, example);
+      if (!entry) return;
+      const msg = { action: entry.action, path };
+      for (const field of entry.fields || []) {
+        const answer = window.prompt(field.question, field.example);
         if (answer === null) return;
-        msg[field] = Number(answer.trim());
+        msg[field.name] = Number(answer.trim());
       }
       send(msg);
     });

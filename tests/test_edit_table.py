@@ -1,0 +1,125 @@
+"""The weight edits are one table (hubwidgets.model.edit_specs.EDITS): one entry gives the
+``hubwidgets.<edit>`` function, its code, the explorer's action and the row menu's entry."""
+
+from __future__ import annotations
+
+import inspect
+
+import numpy as np
+import pytest
+
+import hubwidgets as hw
+from hubwidgets.model.edit_specs import EDITS, EditField, EditSpec, register_edit, unregister_edit
+from recording_comm import recording_comms
+
+
+def _negate(_tree):
+    return lambda old, _info: -old
+
+
+def _shift(_tree, offset):
+    value = float(offset)
+    return lambda old, _info: old + np.asarray(value, old.dtype)
+
+
+NEGATE = EditSpec(name="negate", label="Negate", make_compute=_negate,
+                  layer_code="layer.set_weights([-w for w in layer.get_weights()])",
+                  variable_code="-w", doc="Flip the sign of every weight of ``target``.")
+SHIFT = EditSpec(name="shift_weights", label="Shift\u2026", make_compute=_shift,
+                 fields=(EditField("offset", "Add to every weight", "0.1"),),
+                 layer_code="layer.set_weights([w + {offset!r} for w in layer.get_weights()])",
+                 variable_code="w + {offset!r}", doc="Add ``offset`` to every weight.")
+
+
+@pytest.fixture
+def added_edits():
+    register_edit(NEGATE)
+    register_edit(SHIFT)
+    yield
+    unregister_edit("negate")
+    unregister_edit("shift_weights")
+
+
+def _message(widget, content) -> None:
+    """A custom message, as the browser's view sends it through the widget's comm."""
+    widget._handle_msg({"content": {"data": {"method": "custom", "content": content}},
+                        "buffers": []})
+
+
+def _model(keras, name):
+    keras.utils.set_random_seed(1)
+    return keras.Sequential([keras.Input((3,)), keras.layers.Dense(4, name="d1"),
+                             keras.layers.Dense(2, name="d2")], name=name)
+
+
+def test_the_built_in_edits_are_the_table():
+    assert list(EDITS) == ["scale_weights", "reset_weights", "prune_weights", "add_noise"]
+    for name in EDITS:  # the hw functions, the explorer's actions and menu come from it
+        assert getattr(hw, name).__doc__ == EDITS[name].doc
+    assert list(hw.LayerExplorer.generated_actions()) == list(EDITS)
+
+
+def test_a_new_edit_is_one_entry(keras, added_edits):
+    model = _model(keras, "table_edit")
+    before = [w.numpy().copy() for w in model.weights]
+
+    # the hubwidgets function, with the spec's parameters
+    assert callable(hw.negate) and hw.negate.__doc__ == NEGATE.doc
+    assert list(inspect.signature(hw.shift_weights).parameters) == [
+        "model", "target", "offset"]
+    hw.shift_weights(model, "table_edit/d2", 0.5)
+    np.testing.assert_array_equal(model.get_layer("d2").kernel.numpy(), before[2] + 0.5)
+    assert hw.undo_history(model).undo_steps[-1].description == \
+        "shift_weights(model, 'table_edit/d2', 0.5)"
+    hw.undo(model)
+    np.testing.assert_array_equal(model.get_layer("d2").kernel.numpy(), before[2])
+
+    # the code shown for it
+    call, plain = hw.edit_code(model, "negate", "table_edit/d1")
+    assert call == "hubwidgets.negate(model, 'table_edit/d1')"
+    assert plain == ("layer = model.get_layer('d1')\n"
+                     "layer.set_weights([-w for w in layer.get_weights()])")
+
+    # the explorer: its synced menu, and the action run from a browser message
+    with recording_comms() as recorder:
+        dashboard = hw.explore(model)
+        explorer = dashboard.explorer
+        menu = {e["action"]: e for e in explorer.row_menu}
+        assert menu["negate"] == {"action": "negate", "label": "Negate", "fields": []}
+        assert menu["shift_weights"]["fields"] == [
+            {"name": "offset", "question": "Add to every weight", "example": "0.1"}]
+        assert list(menu)[:4] == ["scale_weights", "reset_weights", "prune_weights",
+                                  "add_noise"]
+        sent = recorder.bytes_sent()
+        _message(explorer, {"action": "negate", "path": "table_edit/d1"})
+        assert recorder.bytes_sent() > sent  # the new code and rows went to the browser
+    assert explorer.code.startswith("hubwidgets.negate(model, 'table_edit/d1')\n")
+    assert "layer.set_weights([-w for w in layer.get_weights()])" in explorer.code
+    assert explorer.message.startswith("Done: hubwidgets.negate(model, 'table_edit/d1').")
+    np.testing.assert_array_equal(model.get_layer("d1").kernel.numpy(), -before[0])
+    np.testing.assert_array_equal(model.get_layer("d1").bias.numpy(), -before[1])
+    np.testing.assert_array_equal(model.get_layer("d2").kernel.numpy(), before[2])
+
+    # its fields are checked as every action's are, before anything runs
+    _message(explorer, {"action": "shift_weights", "path": "table_edit/d2"})
+    assert explorer.message == "Action 'shift_weights' needs the field 'offset'."
+    _message(explorer, {"action": "shift_weights", "path": "table_edit/d2", "offset": "1"})
+    assert "must be a finite number" in explorer.message
+    np.testing.assert_array_equal(model.get_layer("d2").kernel.numpy(), before[2])
+
+    _message(explorer, {"action": "undo"})
+    assert explorer.code == "hubwidgets.undo(model)"
+    for w, b in zip(model.weights, before, strict=True):
+        np.testing.assert_array_equal(w.numpy(), b)
+
+
+def test_a_removed_edit_is_gone_everywhere(keras):
+    register_edit(NEGATE)
+    unregister_edit("negate")
+    assert not hasattr(hw, "negate")
+    explorer = hw.LayerExplorer(_model(keras, "table_gone"))
+    assert "negate" not in {e["action"] for e in explorer.row_menu}
+    _message(explorer, {"action": "negate", "path": "table_gone/d1"})
+    assert explorer.message.startswith("Unknown action 'negate'")
+    with pytest.raises(hw.EditError, match="not 'negate'"):
+        hw.edit_code(explorer.tree.obj, "negate", "table_gone/d1")
