@@ -179,6 +179,29 @@ def test_a_watched_model_shows_its_training_panel_as_a_tab(keras):
     assert hw.explore(model).training is callback.panel  # a new dashboard opens with it
 
 
+def test_the_training_panel_observes_the_session_like_every_view(keras):
+    import hubwidgets.model.watch as backend_watch
+
+    assert not hasattr(backend_watch, "PANEL_FACTORY")  # no import side effect plugs it in
+    model = small_model(keras, "watched_session")
+    model.compile("sgd", "mse")
+    callback = backend_watch.watch(model)  # the backend's watcher: no widget asked for
+    x, y = np.ones((8, 3), "float32"), np.zeros((8, 2), "float32")
+    model.fit(x, y, epochs=1, verbose=0, callbacks=[callback])
+    dashboard = hw.explore(model)
+    panel = dashboard.training  # the dashboard gives the watcher its panel
+    assert panel is callback.panel and panel.session is dashboard.session
+    assert dashboard.explorer.session is dashboard.weights.session is dashboard.session
+    assert dashboard.header.session is dashboard.session
+    model.fit(x, y, epochs=2, verbose=0, callbacks=[callback])
+    assert "(done)" in panel.status.value and "3 intervals" in panel.status.value
+    assert len(panel.curves.data) == 1 and list(panel.curves.data[0].y) == pytest.approx(
+        callback.history.logs["loss"])
+    panel.close()  # a closed view stops following, as every view does
+    model.fit(x, y, epochs=1, verbose=0, callbacks=[callback])
+    assert callback.history.intervals == 4 and "3 intervals" in panel.status.value
+
+
 def test_explorer_edits_in_tf_keras_and_the_histogram_follows(tf_keras):
     model = tf_keras.Sequential([tf_keras.Input((3,)), tf_keras.layers.Dense(4, name="a"),
                                  tf_keras.layers.Dense(2, name="head")], name="tk_edits")

@@ -17,6 +17,8 @@ from .layer_bookkeeping import LayerBook
 from .tree import ModelTree
 
 Change = Literal["structure", "flags", "values", "selection"]
+"""What changed: told to every view.  Views that ask (``observe(..., training=True)``) are
+also told "training" at each event of a watched ``fit``."""
 Observer = Callable[["ModelSession", str], None]
 SESSION_ATTR = "_hubwidgets_session"
 
@@ -47,6 +49,9 @@ class ModelSession:
         ``hubwidgets.undo_history(model)`` on first use; dropped with the session."""
         self.watcher: Any = None
         """The latest ``hubwidgets.watch(model)`` callback, found again by ``explore``."""
+        self.training_event: tuple[Any, str] | None = None
+        """The last (watcher, event) of a watched ``fit`` (:meth:`training_progressed`)."""
+        self._training_observers: list[Any] = []  # the refs in _observers told "training"
         self.outdated_compile: tuple[Any, ...] | None = None
         """The objects of the ``compile()`` that a per-variable trainable change outdated
         (:mod:`hubwidgets.model.compile_state`); None when none did."""
@@ -115,21 +120,34 @@ class ModelSession:
             self.selection = path
             self._changed("selection")
 
-    def observe(self, callback: Observer) -> Callable[[], None]:
+    def observe(self, callback: Observer, *, training: bool = False) -> Callable[[], None]:
         """Call ``callback(session, change)`` after every change; returns the function that
-        stops it.  A bound method is held weakly, so a closed view is not kept alive."""
+        stops it.  A bound method is held weakly, so a closed view is not kept alive.
+        ``training``: also after each event of a watched ``fit`` ("training"; the watcher
+        and its event are :attr:`training_event`)."""
         ref: Callable[[], Observer | None]
         if hasattr(callback, "__self__") and hasattr(callback, "__func__"):
             ref = weakref.WeakMethod(callback)  # type: ignore[arg-type]
         else:
             ref = lambda: callback  # noqa: E731 - a strong reference for plain functions
         self._observers.append(ref)
+        if training:
+            self._training_observers.append(ref)
         observers = self._observers  # not the session: a view's stop() never holds the model
+        training_observers = self._training_observers
 
         def stop() -> None:
             if ref in observers:
                 observers.remove(ref)
+            training_observers[:] = [r for r in training_observers if r is not ref]
         return stop
+
+    def training_progressed(self, watcher: Any, event: str) -> None:
+        """A watcher of this model recorded ``event`` ("begin", "interval", "end" of a
+        ``fit``): the views observing training are told "training" (the model itself is
+        told "values" once, at the end, by the watcher).  No version change."""
+        self.training_event = (watcher, event)
+        self._tell("training", only=self._training_observers)
 
     def _changed(self, what: str) -> None:
         self.version += 1
@@ -138,10 +156,17 @@ class ModelSession:
         if what == "structure":
             for store in self.statistics.values():
                 store.keep_only(self.tree)
+        self._tell(what)
+
+    def _tell(self, what: str, only: Any = None) -> None:
         for ref in list(self._observers):
+            if only is not None and not any(r is ref for r in only):
+                continue
             callback = ref()
             if callback is None:
                 self._observers.remove(ref)
+                self._training_observers[:] = [r for r in self._training_observers
+                                               if r is not ref]
             else:
                 callback(self, what)
 

@@ -19,9 +19,6 @@ import numpy as np
 from .errors import HubWidgetsError, UnbuiltModelError
 from .host_stats import dot_product
 
-# the widget that displays a watcher, registered by hubwidgets.widgets.training (the backend
-# never imports widgets)
-PANEL_FACTORY: list[Any] = []
 
 
 class ReplicaDriftWarning(UserWarning):
@@ -151,6 +148,9 @@ class _Watcher:
         self._epoch = 0
         self._epoch_first_step = 0
         self._listeners: list[Callable[[Any, str], None]] = []
+        self.panel_factory: Callable[[Any], Any] | None = None
+        """Makes :attr:`panel` (the widget layer's ``hubwidgets.watch`` sets it: the backend
+        never imports widgets)."""
         self._running = False
         self.interrupted = False
         """Whether the last ``fit`` ended without reaching its end (an exception, Ctrl-C)."""
@@ -167,6 +167,11 @@ class _Watcher:
     def _notify(self, event: str) -> None:
         for listener in list(self._listeners):
             listener(self, event)
+        from .session import existing_session
+
+        session = existing_session(self.watched_model)
+        if session is not None:  # its views that follow training (the training panel)
+            session.training_progressed(self, event)
 
     # -- the fit -----------------------------------------------------------------------------
     @property
@@ -324,10 +329,10 @@ class _Watcher:
         """The live :class:`~hubwidgets.TrainingPanel` of this watcher (created on first use)."""
         existing = getattr(self, "_panel", None)
         if existing is None:
-            if not PANEL_FACTORY:
+            if self.panel_factory is None:
                 raise RuntimeError("The training panel is a widget: call hubwidgets.watch "
-                                   "(it loads hubwidgets.widgets.training) to display it.")
-            existing = self._panel = PANEL_FACTORY[0](self)
+                                   "(hubwidgets.widgets.training.watch) to display it.")
+            existing = self._panel = self.panel_factory(self)
         return existing
 
     def _repr_mimebundle_(self, **kwargs: Any) -> Any:

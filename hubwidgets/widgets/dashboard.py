@@ -63,7 +63,7 @@ class Dashboard(SessionHandle, widgets.VBox):
         if probe is not None:  # a Probe, a batch x, or (x, y): probed before any view exists
             from .activations import ActivationsPanel
 
-            self.activations = ActivationsPanel(self.session.model, probe)
+            self.activations = ActivationsPanel(self.session, probe)
         # the tree at once; the statistics fill in on a thread (the explorer badges NaN from
         # them as they come), so the kernel is free for the next cell
         self.explorer = LayerExplorer(self.session, scan_weights=True)
@@ -97,7 +97,7 @@ class Dashboard(SessionHandle, widgets.VBox):
 
     def _show_training_tab(self) -> None:
         """A watched model (``hubwidgets.watch``) gets a "Training" tab with its live panel."""
-        panel = training_panel_for(self.session.model)
+        panel = training_panel_for(self.session)
         if panel is None or panel is self.training:
             return
         self.training = panel

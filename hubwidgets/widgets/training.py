@@ -26,18 +26,23 @@ import numpy as np
 import plotly.graph_objects as go
 
 from ..model import watch as watch_module
-from ..model.watch import watcher_of
+from ..model.session import ModelSession, existing_session, session_for
 from .figure import StatefulFigure
+from .session_view import SessionView
 
 FIGURE_WIDTH = 440
 HEATMAP_BINS = 48  # rows of the heatmap: each interval's histogram re-binned onto them
 
 
-class TrainingPanel(widgets.VBox):
+class TrainingPanel(SessionView, widgets.VBox):
     """The live training panel of a watcher (``hubwidgets.watch(model)``); ``refresh()``
-    redraws from its history.  ``layer`` selects the heatmap's layer."""
+    redraws from its history.  ``layer`` selects the heatmap's layer.
 
-    def __init__(self, callback: Any) -> None:
+    It observes the watched model's session as every view does (``session``: that session,
+    found from the callback's model when not given), redrawing at each "training" event of
+    its own watcher."""
+
+    def __init__(self, callback: Any, session: ModelSession | None = None) -> None:
         self.callback = callback
         self.status = widgets.HTML(self._status_text())
         self.layer_picker = widgets.Dropdown(description="Layer", options=[],
@@ -63,11 +68,19 @@ class TrainingPanel(widgets.VBox):
             self.status,
             widgets.HBox([self.curves, self.ratios], layout={"flex_flow": "row wrap"}),
             self.layer_picker, self.heatmap, self.audit])
-        callback.add_listener(self._on_event)
+        session = session if session is not None else session_for(callback.watched_model)
+        self.session = session
+        self._stop_observing = session.observe(self._on_session_change, training=True)
         self.refresh()
 
-    # -- events from the callback ---------------------------------------------------------
-    def _on_event(self, _callback: Any, event: str) -> None:
+    # -- events from the session --------------------------------------------------------
+    def _on_session_change(self, session: ModelSession, what: str) -> None:
+        if what == "training" and session.training_event is not None:
+            watcher, event = session.training_event
+            if watcher is self.callback:
+                self._on_event(event)
+
+    def _on_event(self, event: str) -> None:
         now = time.monotonic()
         if event == "interval" and now - self._last_draw < self.callback.min_refresh_s:
             self._pending = True  # drawn with the next interval, or at the end
@@ -203,10 +216,15 @@ def audit_html(d: Any) -> str:
 
 def training_panel_for(model: Any) -> TrainingPanel | None:
     """The training panel of a watched model (its latest ``hubwidgets.watch``), or None when
-    the model was never watched.  The dashboard adds it as a "Training" tab."""
-    obj = getattr(model, "obj", model)  # a ModelTree: its live model
-    callback = watcher_of(obj)
-    return None if callback is None else callback.panel
+    the model was never watched.  ``model``: the model, its tree or its session.  The
+    dashboard adds it as a "Training" tab."""
+    session = model if isinstance(model, ModelSession) else existing_session(model)
+    callback = session.watcher if session is not None else None
+    if callback is None:
+        return None
+    if callback.panel_factory is None:  # made by hubwidgets.model.watch.watch
+        callback.panel_factory = TrainingPanel
+    return callback.panel
 
 
 def _default_layer(history: Any) -> str:
@@ -235,9 +253,9 @@ def _sync_traces(fig: StatefulFigure, names: list[str], kind: str) -> None:
 def watch(model: Any, every: str | int = "epoch", **options: Any) -> Any:
     """See :func:`hubwidgets.model.watch.watch` (this is it, with the panel that displays the
     callback loaded)."""
-    return watch_module.watch(model, every, **options)
+    callback = watch_module.watch(model, every, **options)
+    callback.panel_factory = TrainingPanel  # displayed (the cell's last value): its panel
+    return callback
 
 
 watch.__doc__ = watch_module.watch.__doc__
-if TrainingPanel not in watch_module.PANEL_FACTORY:
-    watch_module.PANEL_FACTORY.append(TrainingPanel)
