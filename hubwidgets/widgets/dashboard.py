@@ -14,7 +14,6 @@ import ipywidgets as widgets
 
 from ..model.formatting import format_bytes
 from ..model.session import ModelSession, session_for
-from ..model.session_stats import statistics_of
 from ..model.tree import ModelTree
 from ..render.static_html import static_view
 from .explorer import LayerExplorer
@@ -166,7 +165,7 @@ class Dashboard(SessionHandle, widgets.VBox):
     def static_html(self, token: str = "") -> str:
         """The static view of the model as the dashboard shows it now (the statistics its
         plots computed, when they are still current)."""
-        stats = statistics_of(self.session, self.weights.bins).known(self.tree.variables())
+        stats = self.weights.statistics_store().known(self.tree.variables())
         return static_view(self.tree, stats, token=token, extra_style=LIVE_WAIT)
 
     def _update_static_copy(self, session: ModelSession, what: str) -> None:
