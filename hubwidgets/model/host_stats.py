@@ -60,10 +60,7 @@ try:
     BFLOAT16: np.dtype | None = np.dtype(_bfloat16)
 except ImportError:  # pragma: no cover - TensorFlow always brings ml_dtypes
     BFLOAT16 = None
-# 16-bit arrays go to the kernel as they are (bfloat16 as its uint16 bit patterns) and are
-# widened there a block at a time: a bfloat16 model is never converted whole.
-KERNEL_KINDS = tuple(k for k in (np.dtype(np.float32), np.dtype(np.float64),
-                                 np.dtype(np.float16), BFLOAT16) if k is not None)
+KERNEL_KINDS = (np.dtype(np.float32), np.dtype(np.float64))  # 16-bit: by bit pattern
 THREADS = min(8, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity")
               else os.cpu_count() or 1)
 # float64 magnitudes whose shifted sums of squares cannot overflow or lose precision to
