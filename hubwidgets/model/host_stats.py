@@ -305,9 +305,12 @@ def _pattern_ready(a: np.ndarray | None) -> bool:
 
 
 @functools.lru_cache(maxsize=2)
-def _pattern_values(dtype: np.dtype) -> np.ndarray:
-    """The float64 value of each of the 65,536 bit patterns of a 16-bit float type."""
-    return np.arange(1 << 16, dtype=np.uint16).view(dtype).astype(np.float64)
+def _pattern_table(dtype: np.dtype) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """For each of the 65,536 bit patterns of a 16-bit float type: its float64 value, and
+    whether it is finite, NaN, or zero."""
+    with np.errstate(invalid="ignore"):  # the NaN patterns
+        values = np.arange(1 << 16, dtype=np.uint16).view(dtype).astype(np.float64)
+    return values, np.isfinite(values), np.isnan(values), values == 0
 
 
 def _by_patterns(arrays: list[np.ndarray | None], out: list[Reduction | None],
@@ -323,26 +326,28 @@ def _by_patterns(arrays: list[np.ndarray | None], out: list[Reduction | None],
         table = np.empty((len(part), 1 << 16), np.int64)
         _host_reduce.pattern_counts([_kernel_view(arrays[i]) for i in part], table, THREADS)
         for row, i in zip(table, part, strict=True):
-            out[i] = pattern_reduction(row, _pattern_values(arrays[i].dtype), bins, value_range)
+            out[i] = pattern_reduction(row, _pattern_table(arrays[i].dtype), bins, value_range)
 
 
-def pattern_reduction(counts: np.ndarray, values: np.ndarray, bins: int,
+def pattern_reduction(counts: np.ndarray, table: tuple[np.ndarray, ...], bins: int,
                       value_range: tuple[float, float] | None) -> Reduction:
-    """The :class:`Reduction` of values given as ``counts`` of each of ``values``."""
-    nan_at, inf_at = np.isnan(values), np.isinf(values)
-    n, nan, inf = int(counts.sum()), int(counts[nan_at].sum()), int(counts[inf_at].sum())
-    keep = (counts > 0) & ~nan_at & ~inf_at
+    """The :class:`Reduction` of values given as ``counts`` of each pattern of ``table``
+    (:func:`_pattern_table`).  Sums of count x value (x value) are exact in float64
+    (counts < 2**32 times 8- or 11-bit mantissas), and added in one pass each."""
+    values, finite_at, nan_at, zero_at = table
+    n, nan = int(counts.sum()), int(counts[nan_at].sum())
+    keep = finite_at & (counts > 0)
     present, weight = values[keep], counts[keep]
-    finite = n - nan - inf
-    zeros = int(counts[values == 0].sum())
+    finite = int(weight.sum())
+    inf, zeros = n - nan - finite, int(counts[zero_at].sum())
     missing: dict[str, str] = {}
     if finite:
         lo, hi = float(present.min()), float(present.max())
         weighted = weight.astype(np.float64)
-        mean = math.fsum(weighted * present) / finite  # each product exact in float64
+        mean = dot_product(weighted, present) / finite
         centred = present - mean
-        std = math.sqrt(max(math.fsum(weighted * centred * centred) / finite, 0.0))
-        l2: float | None = math.sqrt(math.fsum(weighted * present * present))
+        std = math.sqrt(max(dot_product(weighted * centred, centred) / finite, 0.0))
+        l2: float | None = math.sqrt(dot_product(weighted * present, present))
     else:
         lo, hi, mean, std, l2 = math.inf, -math.inf, 0.0, 0.0, 0.0
     first, last = value_range if value_range is not None else ((lo, hi) if finite else (0.0, 1.0))
