@@ -194,3 +194,17 @@ def test_a_dashboard_computes_each_statistic_once_per_change(keras, monkeypatch,
     assert sorted(reduced) == sorted(paths)
     rows = {r["name"]: r for r in dashboard.explorer._rows}
     assert "NaN/Inf" in rows["b"]["badges"] and "NaN/Inf" not in rows["a"]["badges"]
+
+
+# -- Hostile names -------------------------------------------------------------------------
+def test_a_layer_with_a_long_hostile_name_is_text_and_freezes(keras):
+    name = "x" * 2000 + "<img src=x onerror=alert(1)>"
+    model = keras.Sequential([keras.Input((2,)), keras.layers.Dense(2, name=name),
+                              keras.layers.Dense(2, name="ok")], name="hostile")
+    explorer = hw.LayerExplorer(model)
+    assert explorer._rows[1]["name"] == name
+    explorer.handle_action({"action": "set_trainable", "path": f"hostile/{name}", "value": False})
+    assert explorer.message == ""
+    assert [layer.trainable for layer in model.layers] == [False, True]
+    dash = hw.explore(model)
+    assert "<img" not in dash.header.value or "&lt;img" in dash.header.value
