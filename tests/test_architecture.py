@@ -1,10 +1,15 @@
-"""The package's shape: no import cycles (in-function imports included), a lint that runs,
-adapters found along the MRO, and the tree's own invariants (unique paths, parents)."""
+"""The package's shape: no import cycles (in-function imports included), the backend free of
+widget imports, one public surface (the TYPE_CHECKING block names every export; every error
+and warning in errors.py, exported), every widget refusing unknown keywords, adapters found
+along the MRO, and the tree's own invariants (unique paths, parents).  Private TensorFlow in
+one module: tests/test_tf_compat.py."""
 
 from __future__ import annotations
 
 import ast
 from pathlib import Path
+
+import pytest
 
 import hubwidgets as hw
 
@@ -91,6 +96,118 @@ def test_backend_never_imports_widgets():
     backend = [m for m in graph if m.startswith("hubwidgets.model")]
     assert backend and not [(m, d) for m in backend for d in graph[m]
                             if d.startswith("hubwidgets.widgets")]
+
+
+def _type_checking_imports() -> dict[str, str]:
+    """Name -> module of every import under ``if TYPE_CHECKING:`` in hubwidgets/__init__.py."""
+    tree = ast.parse((PACKAGE / "__init__.py").read_text())
+    [block] = [n for n in tree.body if isinstance(n, ast.If)
+               and getattr(n.test, "id", "") == "TYPE_CHECKING"]
+    found = {}
+    for node in ast.walk(block):
+        if isinstance(node, ast.ImportFrom):
+            module = "hubwidgets" + ("." + node.module if node.module else "")
+            assert node.level == 1, ast.dump(node)
+            found.update({alias.asname or alias.name: module for alias in node.names})
+    return found
+
+
+def _defined_in_init() -> set[str]:
+    """The public functions hubwidgets/__init__.py defines itself (the IPython hooks)."""
+    return {n.name for n in ast.parse((PACKAGE / "__init__.py").read_text()).body
+            if isinstance(n, ast.FunctionDef) and not n.name.startswith("_")}
+
+
+def test_the_type_checking_block_names_every_public_name_from_its_module():
+    listed = _type_checking_imports()
+    exports = {name: module for name, module in hw._EXPORTS.items()
+               if name not in _defined_in_init()}
+    assert {"explore", "Dashboard", "LayerExplorer", "WeightPlot", "MessageError"} <= set(listed)
+    assert listed == exports
+    assert set(hw.__all__) == set(hw._EXPORTS)
+
+
+def test_every_public_name_is_what_its_module_defines():
+    import importlib
+
+    assert _defined_in_init() == {"load_ipython_extension", "unload_ipython_extension"}
+    for name, module in hw._EXPORTS.items():
+        if name not in _defined_in_init():
+            assert getattr(hw, name) is getattr(importlib.import_module(module), name), name
+
+
+def _exception_classes() -> dict[str, str]:
+    """Every class the package defines that derives from an exception or warning class
+    (by name: ...Error, ...Warning, Exception), with its module."""
+    found = {}
+    for name, path in {_module_name(p): p for p in PACKAGE.rglob("*.py")}.items():
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ClassDef) and any(
+                    getattr(b, "id", getattr(b, "attr", "")).endswith(("Error", "Warning"))
+                    or getattr(b, "id", "") in ("Exception", "BaseException")
+                    for b in node.bases):
+                found[node.name] = name
+    return found
+
+
+INTERNAL_ERRORS = {"OutOfDate"}  # a signal weight_stats catches; it never reaches the user
+
+
+def test_every_error_and_warning_lives_in_errors_py_and_is_exported():
+    from hubwidgets.model import errors
+
+    classes = _exception_classes()
+    assert {name: module for name, module in classes.items()
+            if module != "hubwidgets.model.errors"} == {}
+    for name in classes:
+        cls = getattr(errors, name)
+        assert issubclass(cls, (errors.HubWidgetsError, errors.HubWidgetsWarning)), name
+        if name not in INTERNAL_ERRORS:
+            assert hw._EXPORTS.get(name) == "hubwidgets.model.errors", name
+    assert issubclass(errors.HubWidgetsWarning, UserWarning)
+    assert {"MessageError", "ModelGoneError", "UnknownKeywordError", "UndoHistoryWarning"} <= set(
+        classes)
+
+
+@pytest.mark.parametrize("module, name", [
+    ("hubwidgets.model.edits", "EditError"), ("hubwidgets.model.edits", "UndoHistoryWarning"),
+    ("hubwidgets.model.stats", "NonFiniteWeightsWarning"),
+    ("hubwidgets.model.watch", "ReplicaDriftWarning"),
+    ("hubwidgets.model.matching", "SearchTooSlowError"),
+    ("hubwidgets.model.memory_guard", "InsufficientMemoryError"),
+    ("hubwidgets.model.probe", "ProbeError"), ("hubwidgets.model.host_stats", "OutOfDate"),
+    ("hubwidgets.widgets.session_view", "ModelGoneError"),
+    ("hubwidgets.widgets.actions", "MessageError"),
+])
+def test_an_error_imported_from_its_old_module_is_the_same_class(module, name):
+    import importlib
+
+    from hubwidgets.model import errors
+
+    assert getattr(importlib.import_module(module), name) is getattr(errors, name)
+
+
+def test_every_widget_class_refuses_unknown_keywords():
+    import importlib
+
+    import ipywidgets
+
+    from hubwidgets.widgets.keywords import KnownKeywords
+
+    for path in (PACKAGE / "widgets").glob("*.py"):
+        importlib.import_module(_module_name(path))
+    widgets = [cls for cls in _subclasses(ipywidgets.Widget)
+               if cls.__module__.startswith("hubwidgets.")]
+    assert {"Dashboard", "LayerExplorer", "WeightPlot", "StatefulFigure"} <= {
+        cls.__name__ for cls in widgets}
+    assert [cls for cls in widgets if cls.__mro__[1] is not KnownKeywords] == []
+
+
+def _subclasses(cls: type) -> set[type]:
+    found = set(cls.__subclasses__())
+    for sub in list(found):
+        found |= _subclasses(sub)
+    return found
 
 
 def test_adapters_are_found_along_the_mro(keras, tf_keras, hub, tf, plain_module):
