@@ -9,6 +9,7 @@ from __future__ import annotations
 import ast
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 import hubwidgets as hw
@@ -236,3 +237,103 @@ def test_every_node_knows_its_parent_and_paths_are_unique(k3_nested_shared, tfk_
             assert node.path.startswith(node.parent.path + "/")
             assert tree.ancestors(node.path)[-1] is node.parent
             assert tree.find(node.path) is node
+
+
+# -- what hubwidgets leaves on the user's objects --------------------------------------------
+def _hubwidgets_attributes(model) -> dict[str, set[str]]:
+    """Every attribute whose name starts with "_hubwidgets" on ``model`` itself, on its
+    layers and on its variables."""
+    def own(obj):
+        return {name for name in getattr(obj, "__dict__", {}) if name.startswith("_hubwidgets")}
+
+    layers = [layer for layer in model._flatten_layers(include_self=False, recursive=True)]
+    return {"model": own(model),
+            "layers": set().union(*map(own, layers)),
+            "variables": set().union(*map(own, model.weights))}
+
+
+def _use_every_feature(model, part, x, y):
+    """Explore, freeze and unfreeze ``part`` and the first layer, edit, undo, redo, snapshot,
+    restore, diff, compile then freeze ``part`` (stale compile), watch a fit, probe; yields
+    after each step."""
+    first, last = model.layers[0].name, model.layers[-1].name
+    hw.explore(model)
+    hw.undo_history(model).budget_bytes = 10 ** 6  # every step kept: no warning
+    yield
+    for freeze, target in ((hw.freeze, part), (hw.unfreeze, part), (hw.freeze, first),
+                           (hw.unfreeze, None)):
+        freeze(model, *([target] if target else []))
+        yield
+    hw.scale_weights(model, last, 2.0)
+    yield
+    hw.undo(model)
+    hw.redo(model)
+    yield
+    before = hw.snapshot(model)
+    hw.restore(model, before)
+    hw.diff(before, model)
+    yield
+    model.compile(optimizer="sgd", loss="mse")
+    hw.freeze(model, part)
+    assert hw.needs_compile(model)
+    yield
+    hw.unfreeze(model)
+    model.compile(optimizer="sgd", loss="mse")
+    model.fit(x, y, epochs=1, verbose=0, callbacks=[hw.watch(model)])
+    yield
+    hw.probe(model, x, y)
+    yield
+
+
+@pytest.fixture(scope="module")
+def attributes_seen(keras, tf_keras, hub, hub_backbone):
+    """The hubwidgets attributes seen, after any step of :func:`_use_every_feature`, on a
+    Keras 3 model with a LoRA layer and on a tf_keras model holding a Hub module."""
+    keras.utils.set_random_seed(0)
+    k3 = keras.Sequential([keras.Input((4,)), keras.layers.Dense(4, name="a"),
+                           keras.layers.Dense(2, name="b")], name="used")
+    hw.enable_lora(k3, "a", 2)
+    tfk = tf_keras.Sequential([tf_keras.Input((4,)), hub.KerasLayer(hub_backbone, trainable=True,
+                                                                    name="hub"),
+                               tf_keras.layers.Dense(2, name="head")], name="used_tfk")
+    x, y = np.ones((8, 4), np.float32), np.zeros((8, 2), np.float32)
+    seen = {}
+    for generation, model, part in (("keras3", k3, "used/a/kernel"),
+                                    ("tf_keras", tfk, "used_tfk/hub/block2_dense")):
+        found = {"model": set(), "layers": set(), "variables": set()}
+        for _ in _use_every_feature(model, part, x, y):
+            for kind, names in _hubwidgets_attributes(model).items():
+                found[kind] |= names
+        seen[generation] = found
+    return seen
+
+
+# What hubwidgets sets on a user's objects today (issue 26 item 1 leaves the session handle)
+ATTRIBUTES_TODAY = {
+    "model": {"_hubwidgets_session", "_hubwidgets_watcher", "_hubwidgets_changed_after_compile"},
+    # tf_keras Hub layers' first weight order; a LoRA layer's base flag and flags before a freeze
+    "layers": {"_hubwidgets_weight_order", "_hubwidgets_lora_base_trains",
+               "_hubwidgets_before_freeze"},
+    "variables": set(),
+}
+
+
+@pytest.mark.parametrize("generation", ["keras3", "tf_keras"])
+def test_the_attributes_hubwidgets_sets_on_a_model_are_the_known_ones(attributes_seen,
+                                                                     generation):
+    from hubwidgets.model.session import SESSION_ATTR
+
+    found = attributes_seen[generation]
+    assert SESSION_ATTR in found["model"]
+    assert {kind: names - ATTRIBUTES_TODAY[kind] for kind, names in found.items()} == {
+        "model": set(), "layers": set(), "variables": set()}
+
+
+@pytest.mark.xfail(strict=True, reason="issue 26 item 1")
+@pytest.mark.parametrize("generation", ["keras3", "tf_keras"])
+def test_the_only_attribute_hubwidgets_sets_on_a_model_is_its_session(attributes_seen,
+                                                                      generation):
+    from hubwidgets.model.session import SESSION_ATTR
+
+    assert attributes_seen[generation] == {
+        "model": {SESSION_ATTR}, "layers": set(), "variables": set()}
