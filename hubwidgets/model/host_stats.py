@@ -39,6 +39,8 @@ from typing import Callable
 
 import numpy as np
 
+from .errors import OutOfDate
+
 KERNEL_SWITCH = "HUBWIDGETS_KERNEL"
 """Set to "0" to run every statistic on the numpy path (the suite runs once that way)."""
 
@@ -386,11 +388,6 @@ def host_reductions(arrays: list[np.ndarray | None], bins: int,
     for i, reduction in zip(batch, _kernel_reductions(ready, bins, value_range), strict=True):
         out[i] = reduction
     return _numpy_for_the_rest(arrays, out, bins, value_range)
-
-
-class OutOfDate(Exception):
-    """A check given to :func:`variable_reductions` said its plan no longer describes the
-    model: the reductions were dropped."""
 
 
 def _confirm(check: Callable[[], bool] | None) -> None:

@@ -16,17 +16,13 @@ from typing import Any, Callable
 
 import numpy as np
 
-from .errors import HubWidgetsError, UnbuiltModelError
+from .errors import HubWidgetsError, ReplicaDriftWarning, UnbuiltModelError
 from .host_stats import dot_product
 
 WATCHER_ATTR = "_hubwidgets_watcher"  # set on a watched model: its latest watcher
 # the widget that displays a watcher, registered by hubwidgets.widgets.training (the backend
 # never imports widgets)
 PANEL_FACTORY: list[Any] = []
-
-
-class ReplicaDriftWarning(UserWarning):
-    """The replicas of a mirrored variable no longer hold the same value."""
 
 
 @dataclass

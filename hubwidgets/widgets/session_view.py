@@ -6,16 +6,12 @@ from __future__ import annotations
 import weakref
 from typing import Any, Callable
 
-from ..model.errors import HubWidgetsError
+from ..model.errors import ModelGoneError
 from ..model.session import ModelSession
 from ..model.tree import ModelTree
 
 GONE = ("This model no longer exists: its views were closed or cleared and the last "
         "reference to it was deleted. Run hubwidgets.explore(model) on a live model.")
-
-
-class ModelGoneError(HubWidgetsError, ReferenceError):
-    """A view whose model was garbage collected after the view stopped holding it."""
 
 
 class SessionHandle:

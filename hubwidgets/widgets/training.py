@@ -28,16 +28,17 @@ import plotly.graph_objects as go
 from ..model import watch as watch_module
 from ..model.watch import watcher_of
 from .figure import StatefulFigure
+from .keywords import KnownKeywords
 
 FIGURE_WIDTH = 440
 HEATMAP_BINS = 48  # rows of the heatmap: each interval's histogram re-binned onto them
 
 
-class TrainingPanel(widgets.VBox):
+class TrainingPanel(KnownKeywords, widgets.VBox):
     """The live training panel of a watcher (``hubwidgets.watch(model)``); ``refresh()``
     redraws from its history.  ``layer`` selects the heatmap's layer."""
 
-    def __init__(self, callback: Any) -> None:
+    def __init__(self, callback: Any, **kwargs: Any) -> None:
         self.callback = callback
         self.status = widgets.HTML(self._status_text())
         self.layer_picker = widgets.Dropdown(description="Layer", options=[],
@@ -62,7 +63,7 @@ class TrainingPanel(widgets.VBox):
         super().__init__([
             self.status,
             widgets.HBox([self.curves, self.ratios], layout={"flex_flow": "row wrap"}),
-            self.layer_picker, self.heatmap, self.audit])
+            self.layer_picker, self.heatmap, self.audit], **kwargs)
         callback.add_listener(self._on_event)
         self.refresh()
 

@@ -33,6 +33,7 @@ from ..model.stats import NonFiniteWeightsWarning, WeightStats, weight_stats
 from ..model.tree import Node
 from . import overview as ov
 from .figure import StatefulFigure
+from .keywords import KnownKeywords
 from .session_view import SessionView
 
 STATIC = Path(__file__).parent / "static"
@@ -84,7 +85,7 @@ def theme_template(theme: dict[str, Any]) -> go.layout.Template:
     ))
 
 
-class ThemeProbe(anywidget.AnyWidget):
+class ThemeProbe(KnownKeywords, anywidget.AnyWidget):
     """Reports the front end's theme (dark or light, and its text, border and background
     colours) to Python; renders nothing visible."""
 
@@ -92,7 +93,7 @@ class ThemeProbe(anywidget.AnyWidget):
     theme = traitlets.Dict().tag(sync=True)
 
 
-class WeightPlot(SessionView, widgets.VBox):
+class WeightPlot(KnownKeywords, SessionView, widgets.VBox):
     """Histograms of the selected variable or layer, and a whole-model overview.
 
     ``selected`` follows the model session's selection (what the explorer selects), and a
@@ -109,9 +110,6 @@ class WeightPlot(SessionView, widgets.VBox):
 
     def __init__(self, model: Any, *, bins: int = 64, overview: bool = True,
                  on_statistics: Any = None, **kwargs: Any) -> None:
-        unknown = set(kwargs) - {"layout", "selected"}
-        if unknown:
-            raise TypeError(f"WeightPlot got unexpected keyword arguments: {sorted(unknown)}")
         selected = kwargs.pop("selected", "")
         super().__init__(**kwargs)
         self.add_class("hw-weights")
