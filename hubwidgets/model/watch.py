@@ -160,6 +160,14 @@ class _Watcher:
         "end" of fit."""
         self._listeners.append(listener)
 
+    def remove_listener(self, listener: Callable[[Any, str], None]) -> None:
+        """Stop calling ``listener``; a closed panel is forgotten (the next one is new)."""
+        if listener in self._listeners:
+            self._listeners.remove(listener)
+        owner = getattr(listener, "__self__", None)
+        if owner is not None and getattr(self, "_panel", None) is owner:
+            self._panel = None
+
     def _notify(self, event: str) -> None:
         for listener in list(self._listeners):
             listener(self, event)

@@ -77,7 +77,17 @@ class SessionView(SessionHandle):
             self._stop_observing()
             self._stop_observing = None
         self.release()
+        close_children(self)
         super().close()  # type: ignore[misc]
+
+
+def close_children(widget: Any) -> None:
+    """Close every widget below ``widget`` (ipywidgets' ``close()`` closes only the widget
+    itself: its children stay in the registry with their callbacks, and keep alive what
+    those callbacks hold, up to a model)."""
+    for child in list(getattr(widget, "children", ()) or ()):
+        close_children(child)
+        child.close()
 
 
 def count_views(counter: Any, change: Any) -> int | None:

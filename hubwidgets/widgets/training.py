@@ -29,6 +29,7 @@ from ..model import watch as watch_module
 from ..model.watch import watcher_of
 from .figure import StatefulFigure
 from .keywords import KnownKeywords
+from .session_view import close_children
 
 FIGURE_WIDTH = 440
 HEATMAP_BINS = 48  # rows of the heatmap: each interval's histogram re-binned onto them
@@ -66,6 +67,16 @@ class TrainingPanel(KnownKeywords, widgets.VBox):
             self.layer_picker, self.heatmap, self.audit], **kwargs)
         callback.add_listener(self._on_event)
         self.refresh()
+
+    def close(self) -> None:
+        """Close the panel and its figures; it stops following the callback and holds it no
+        longer, so the model is freed once the user's own references are gone."""
+        callback = getattr(self, "callback", None)
+        if callback is not None:
+            callback.remove_listener(self._on_event)
+            self.callback = None
+        close_children(self)
+        super().close()
 
     # -- events from the callback ---------------------------------------------------------
     def _on_event(self, _callback: Any, event: str) -> None:
