@@ -6,6 +6,8 @@ Backend (no widgets): :func:`inspect`, :func:`weight_stats`, :func:`freeze`,
 :func:`unfreeze`, :func:`set_trainable`, :func:`search`, :class:`HubLayer`, and
 :class:`ModelSession` (:func:`session_for`), the live state every view observes.
 Widgets: :func:`explore`, :class:`LayerExplorer`, :class:`WeightPlot`.
+Errors and warnings (all in ``hubwidgets.model.errors``): :class:`HubWidgetsError` and
+:class:`HubWidgetsWarning` are the bases of every one.
 In IPython: ``%load_ext hubwidgets``.
 """
 
@@ -26,23 +28,15 @@ _EXPORTS = {
     "effective_weights": "hubwidgets.model.effective",
     "enable_lora": "hubwidgets.model.lora_enable",
     "WeightStats": "hubwidgets.model.stats",
-    "NonFiniteWeightsWarning": "hubwidgets.model.stats",
-    "ReplicaDriftWarning": "hubwidgets.model.watch",
     "freeze": "hubwidgets.model.freeze",
     "unfreeze": "hubwidgets.model.freeze",
     "set_trainable": "hubwidgets.model.freeze",
     "freeze_up_to": "hubwidgets.model.freeze",
     "needs_compile": "hubwidgets.model.compile_state",
     "search": "hubwidgets.model.matching",
-    "SearchTooSlowError": "hubwidgets.model.matching",
     "ModelSession": "hubwidgets.model.session",
     "session_for": "hubwidgets.model.session",
     "HubLayer": "hubwidgets.model.hub_layer",
-    "HubWidgetsError": "hubwidgets.model.errors",
-    "UnbuiltModelError": "hubwidgets.model.errors",
-    "NotAModelError": "hubwidgets.model.errors",
-    "ModelLoadError": "hubwidgets.model.errors",
-    "FreezeError": "hubwidgets.model.errors",
     "snapshot": "hubwidgets.model.snapshot",
     "Snapshot": "hubwidgets.model.snapshot",
     "diff": "hubwidgets.model.diff",
@@ -60,13 +54,9 @@ _EXPORTS = {
     "redo": "hubwidgets.model.edits",
     "undo_history": "hubwidgets.model.edits",
     "edit_code": "hubwidgets.model.codegen",
-    "EditError": "hubwidgets.model.edits",
-    "InsufficientMemoryError": "hubwidgets.model.memory_guard",
     "probe": "hubwidgets.model.probe",
     "Probe": "hubwidgets.model.probe",
     "ActivationStats": "hubwidgets.model.probe",
-    "ProbeError": "hubwidgets.model.probe",
-    "UndoHistoryWarning": "hubwidgets.model.edits",
     "to_html": "hubwidgets.render.static_html",
     "save_html": "hubwidgets.render.static_html",
     "explore": "hubwidgets.widgets.dashboard",
@@ -76,34 +66,55 @@ _EXPORTS = {
     "ActivationsPanel": "hubwidgets.widgets.activations",
     "load_ipython_extension": "hubwidgets.ipython",
     "unload_ipython_extension": "hubwidgets.ipython",
+    "HubWidgetsError": "hubwidgets.model.errors",
+    "UnbuiltModelError": "hubwidgets.model.errors",
+    "NotAModelError": "hubwidgets.model.errors",
+    "ModelLoadError": "hubwidgets.model.errors",
+    "FreezeError": "hubwidgets.model.errors",
+    "EditError": "hubwidgets.model.errors",
+    "SearchTooSlowError": "hubwidgets.model.errors",
+    "InsufficientMemoryError": "hubwidgets.model.errors",
+    "ProbeError": "hubwidgets.model.errors",
+    "MessageError": "hubwidgets.model.errors",
+    "ModelGoneError": "hubwidgets.model.errors",
+    "UnknownKeywordError": "hubwidgets.model.errors",
+    "HubWidgetsWarning": "hubwidgets.model.errors",
+    "NonFiniteWeightsWarning": "hubwidgets.model.errors",
+    "ReplicaDriftWarning": "hubwidgets.model.errors",
+    "UndoHistoryWarning": "hubwidgets.model.errors",
 }
 
 __all__ = sorted(_EXPORTS)
 
-if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
-    from .model.errors import (FreezeError, HubWidgetsError, ModelLoadError, NotAModelError,
-                               UnbuiltModelError)
-    from .model.freeze import freeze, freeze_up_to, needs_compile, set_trainable, unfreeze
-    from .model.diff import VariableDiff, WeightDiff, diff
+if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs; tests/test_architecture.py
+    # checks that it names every entry of _EXPORTS, from the same module
     from .model.codegen import edit_code
-    from .model.edits import (EditError, UndoHistoryWarning, add_noise,
-                              prune_weights, redo, reset_weights, scale_weights, undo,
-                              undo_history)
+    from .model.compile_state import needs_compile
+    from .model.diff import VariableDiff, WeightDiff, diff
+    from .model.edits import (add_noise, prune_weights, redo, reset_weights,
+                              scale_weights, undo, undo_history)
+    from .model.effective import effective_weights
+    from .model.errors import (EditError, FreezeError, HubWidgetsError, HubWidgetsWarning,
+                               InsufficientMemoryError, MessageError, ModelGoneError,
+                               ModelLoadError, NonFiniteWeightsWarning, NotAModelError,
+                               ProbeError, ReplicaDriftWarning, SearchTooSlowError,
+                               UnbuiltModelError, UndoHistoryWarning, UnknownKeywordError)
+    from .model.freeze import freeze, freeze_up_to, set_trainable, unfreeze
     from .model.hub_layer import HubLayer
     from .model.inspect import inspect
-    from .model.matching import SearchTooSlowError, search
-    from .model.memory_guard import InsufficientMemoryError
-    from .model.probe import ActivationStats, Probe, ProbeError, probe
+    from .model.lora_enable import enable_lora
+    from .model.matching import search
+    from .model.probe import ActivationStats, Probe, probe
     from .model.session import ModelSession, session_for
     from .model.snapshot import Snapshot, restore, snapshot
-    from .model.effective import effective_weights
-    from .model.lora_enable import enable_lora
-    from .model.stats import NonFiniteWeightsWarning, WeightStats, weight_stats
+    from .model.stats import WeightStats, weight_stats
     from .model.tree import ModelTree, Node, SignatureInfo, VariableInfo
-    from .model.watch import ReplicaDriftWarning
-    from .widgets.activations import ActivationsPanel
     from .render.static_html import save_html, to_html
+    from .widgets.activations import ActivationsPanel
+    from .widgets.dashboard import Dashboard, explore
+    from .widgets.explorer import LayerExplorer
     from .widgets.training import TrainingPanel, training_panel_for, watch
+    from .widgets.weights import WeightPlot
 
 
 def __getattr__(name: str) -> Any:

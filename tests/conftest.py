@@ -16,7 +16,7 @@ import pytest
 @pytest.fixture(autouse=True)
 def _keras_name_scopes_left_as_found():
     """Keras 3 leaves a model's name scope on its stack when a layer whose name holds '['
-    is called inside the model (the hostile-name tests do that on purpose); every variable
+    is called inside the model (tests of hostile names do that on purpose); every variable
     made later in the process would then get that scope in its path.  Each test starts
     from the stack the previous one found."""
     state = sys.modules.get("keras.src.backend.common.global_state")
@@ -128,6 +128,16 @@ def k3_nested_shared(keras):
     h = shared(h)
     out = keras.layers.Dense(2, name="head")(h)
     return keras.Model(inp, out, name="nested_shared")
+
+
+@pytest.fixture
+def three_dense(keras):
+    """A fresh Sequential "m" of Dense layers d1, d2 and d3 (3 -> 3 -> 3 -> 2), for cases
+    that change or try to change it."""
+    keras.utils.set_random_seed(4)
+    return keras.Sequential([keras.Input((3,)), keras.layers.Dense(3, name="d1"),
+                             keras.layers.Dense(3, name="d2"), keras.layers.Dense(2, name="d3")],
+                            name="m")
 
 
 @pytest.fixture(scope="session")

@@ -60,8 +60,8 @@ def test_a_value_assigned_while_the_work_runs_is_never_shown_stale(keras, in_bac
     read_old, release = threading.Event(), threading.Event()
     real = session_stats.weight_stats
 
-    def slow(variables, bins):
-        result = real(variables, bins=bins)  # the old values are read ...
+    def slow(variables, **options):
+        result = real(variables, **options)  # the old values are read ...
         if any(v.variable is kernel for v in variables):
             read_old.set()
             release.wait(30)  # ... and the result arrives after the change

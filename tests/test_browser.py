@@ -35,7 +35,7 @@ MOBILENET_CELL = ("import keras, hubwidgets as hw\n"
                   "model = keras.applications.MobileNetV2(weights=None)  # nothing downloaded\n"
                   "hw.explore(model)")
 
-pytestmark = pytest.mark.browser
+pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
 
 def _free_port() -> int:

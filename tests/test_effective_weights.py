@@ -136,3 +136,23 @@ def test_weight_stats_effective_on_a_node_and_a_variable(keras):
         s = hw.weight_stats(target, effective=True)[kernel.path]
         assert s.shape == effective.shape == (5, 2, 3)
         np.testing.assert_allclose([s.min, s.max], [effective.min(), effective.max()], rtol=1e-6)
+
+
+def test_the_overview_draws_effective_weights_with_the_toggle_back(keras):
+    """The whole-model overview, like the selection, shows the kernel a quantized layer
+    computes with, not its int8 codes; the box switches it to the stored codes."""
+    model, layer = build(keras, "dense", "int8", True)
+    dashboard = hw.explore(model)
+    assert dashboard.wait(timeout=60)
+    plot = dashboard.weights
+    path = hw.inspect(model).find("d").path + "/kernel"
+    shown = plot.statistics_store().known(dashboard.tree.variables())[path]
+    effective = hw.effective_weights(model, "d").astype(np.float64)
+    np.testing.assert_allclose([shown.min, shown.max], [effective.min(), effective.max()],
+                               rtol=1e-6)
+    assert abs(plot.overview.centers).max() < 50  # the heatmap's value axis: weights, not codes
+    plot.effective = False
+    assert dashboard.wait(timeout=60)
+    shown = plot.statistics_store().known(dashboard.tree.variables())[path]
+    assert shown.dtype == "int8" and shown.max > 50
+    dashboard.close()

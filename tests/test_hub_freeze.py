@@ -10,6 +10,8 @@ import numpy as np
 import pytest
 
 import hubwidgets as hw
+from model_state import (UNDO_FREEZES, moving_statistic_ids, sgd_step_changes,
+                         trainable_weight_ids, undo_freezes)
 
 
 def one_step(model, x, y):
@@ -541,3 +543,68 @@ def test_a_module_without_a_trainable_list_follows_the_variable_flags(text_modul
     layer = hw.HubLayer(text_module, trainable=True, name="embed")
     assert layer.trainable_source.startswith("each variable's own trainable flag")
     assert len(layer.trainable_weights) == len(layer.weights) == 3
+
+
+# -- Unfreezing undoes a part freeze of a Hub module; "Freeze matches" inside one ----------
+@pytest.fixture(scope="module")
+def hub_model_factory(hub_backbone, keras):
+    def make():
+        layer = hw.HubLayer(hub_backbone, trainable=True, name="hub")
+        return keras.Sequential([keras.Input((4,)), layer, keras.layers.Dense(2, name="head")],
+                                name="hm")
+    return make
+
+
+@pytest.mark.parametrize("how", UNDO_FREEZES)
+def test_unfreeze_undoes_a_hub_layer_block_freeze(how, hub_model_factory, keras, tf):
+    model = hub_model_factory()
+    can_train = {v.key for v in hw.inspect(model).variables() if v.can_train}
+    hw.freeze(model, "hm/hub/block1_dense")
+    assert hw.inspect(model).find("hm/hub").trainable == "mixed"
+    undo_freezes(model, how)
+    tree = hw.inspect(model)
+    assert {v.key for v in tree.variables() if v.trainable} == can_train
+    assert tree.find("hm/hub").trainable is True
+    assert tree.root.trainable_params == model.count_params() - 2 * 8  # BN moving stats
+    model.compile(optimizer=keras.optimizers.SGD(0.1), loss="mse")
+    changed = sgd_step_changes(model, tf, 4, 2)
+    assert changed - moving_statistic_ids(model) == trainable_weight_ids(model) == {
+        id(w) for w in model.weights} - moving_statistic_ids(model)
+
+
+def test_unfreeze_undoes_a_hub_keras_layer_part_freeze_in_tf_keras(hub_backbone, hub, tf_keras,
+                                                                    tf):
+    layer = hub.KerasLayer(hub_backbone, trainable=True, name="hub")
+    model = tf_keras.Sequential([tf_keras.Input((4,)), layer,
+                                 tf_keras.layers.Dense(2, name="head")], name="tm")
+    hw.freeze(model, "tm/hub/block2_dense")
+    assert hw.inspect(model).find("tm/hub").trainable == "mixed"
+    hw.unfreeze(model)
+    tree = hw.inspect(model)
+    assert all(v.trainable for v in tree.variables() if v.can_train)
+    model.compile(optimizer=tf_keras.optimizers.SGD(0.1), loss="mse")
+    changed = sgd_step_changes(model, tf, 4, 2)
+    assert changed - moving_statistic_ids(model) == trainable_weight_ids(model)
+    assert {id(w) for w in layer.weights if "block2" in w.name} <= changed
+
+
+def test_freeze_matches_inside_a_hub_layer_freezes_the_shown_parts(hub_model_factory, keras,
+                                                                   tf):
+    model = hub_model_factory()
+    explorer = hw.LayerExplorer(model)
+    explorer.query = "BLOCK1"
+    assert [r["path"] for r in explorer._rows] == [
+        "hm", "hm/hub", "hm/hub/block1_dense", "hm/hub/block1_bn"]
+    explorer.handle_action({"action": "freeze_pattern", "pattern": "BLOCK1"})
+    assert explorer.message.startswith("Froze 2 layer(s): hub/block1_dense, hub/block1_bn")
+    hub_layer = model.get_layer("hub")
+    block1 = {id(w) for w in hub_layer.weights if w.name.startswith("block1_")}
+    assert trainable_weight_ids(model) == {id(w) for w in model.weights} - block1
+    model.compile(optimizer=keras.optimizers.SGD(0.1), loss="mse")
+    changed = sgd_step_changes(model, tf, 4, 2)
+    # the module runs in training mode as a whole: its frozen BatchNorm still updates its
+    # moving statistics, and the row says so
+    assert changed - moving_statistic_ids(model) == trainable_weight_ids(model)
+    assert not (changed - moving_statistic_ids(model)) & block1
+    assert any("still runs in training mode" in note
+               for note in hw.inspect(model).find("hm/hub/block1_bn").notes)

@@ -23,6 +23,8 @@ import tensorflow as tf_module
 
 import hubwidgets as hw
 
+pytestmark = pytest.mark.slow
+
 RAW, FROM_KERAS = "SavedRaw", "SavedFromKeras"
 BOTH_FORMATS = pytest.mark.parametrize("fmt", [RAW, FROM_KERAS])
 

@@ -6,9 +6,11 @@ import subprocess
 import sys
 import textwrap
 
+import numpy as np
 import pytest
 
 import hubwidgets as hw
+from model_state import GENERATIONS, chain_model, repeated_names_model
 from tree_invariants import assert_tree_consistent, oracle_of_restored
 
 
@@ -220,3 +222,99 @@ def test_inspect_changes_nothing(k3_nested_shared):
     assert_tree_consistent(hw.inspect(k3_nested_shared), k3_nested_shared.count_params())
     assert [(v.path, v.trainable) for v in k3_nested_shared.weights] == before
     assert [layer.trainable for layer in k3_nested_shared.layers] == flags
+
+
+# -- Hostile names and inputs: layers that share a name, names like a path's suffix or with a slash,
+#    Keras' name scopes, files and objects that are not models
+@pytest.mark.parametrize("generation", GENERATIONS)
+def test_repeated_names_get_distinct_nodes_and_paths(generation, request, tf):
+    K = request.getfixturevalue(generation)
+    model = repeated_names_model(K, tf)
+    tree = hw.inspect(model)
+    nodes = list(tree.root.children)
+    assert [n.path for n in nodes] == ["m/hidden", "m/hidden[1]", "m/hidden[2]"]
+    assert [n.obj for n in nodes] == model.h and len({id(n.obj) for n in nodes}) == 3
+    assert [tree.find(p).obj for p in ("m/hidden", "m/hidden[1]", "m/hidden[2]")] == model.h
+    assert all(n.parent is tree.root for n in nodes)
+    assert tree.root.params == model.count_params() == 3 * (4 * 4 + 4)
+    assert [v.path for v in tree.variables()] == [
+        f"m/hidden{s}/{w}" for s in ("", "[1]", "[2]") for w in ("kernel", "bias")]
+    assert len(model.trainable_weights) == 6  # nothing was frozen by looking
+
+
+@pytest.mark.parametrize("generation", GENERATIONS)
+def test_a_layer_literally_named_like_a_suffix_keeps_paths_unique(generation, request, tf):
+    K = request.getfixturevalue(generation)
+    model = chain_model(K, tf, ["hidden", "hidden[1]", "hidden"], 2)
+    tree = hw.inspect(model)
+    paths = [n.path for n in tree.root.children]
+    assert len(set(paths)) == 3 and paths[:2] == ["m/hidden", "m/hidden[1]"]
+    assert [tree.find(p).obj for p in paths] == model.h
+    assert len(hw.weight_stats(model)) == 6
+    explorer = hw.LayerExplorer(model)
+    explorer.handle_action({"action": "set_trainable", "path": paths[2], "value": False})
+    assert [layer.trainable for layer in model.h] == [True, True, False]
+
+
+def test_hubwidgets_leaves_keras_name_scopes_as_it_found_them(keras, tf):
+    """Looking at a model, its statistics, a freeze, an edit and a snapshot push no Keras
+    name scope that stays (variables the user makes afterwards keep their own paths)."""
+    from keras.src.backend.common import global_state
+
+    def scopes():
+        return [getattr(s, "name", s) for s in
+                global_state.get_global_attribute("name_scope_stack") or []]
+
+    model = chain_model(keras, tf, ["a", "b"], 2)
+    before = scopes()
+    hw.inspect(model)
+    hw.weight_stats(model)
+    explorer = hw.LayerExplorer(model)
+    explorer.handle_action({"action": "set_trainable", "path": "m/b", "value": False})
+    hw.scale_weights(model, "m/a", 1.0)
+    hw.snapshot(model)
+    assert scopes() == before
+    assert keras.Variable(1.0, name="later").path == "/".join([*before, "later"])
+
+
+def test_a_tf_keras_name_with_a_slash_is_one_layer(tf_keras):
+    model = tf_keras.Sequential([tf_keras.Input((2,)), tf_keras.layers.Dense(2, name="a"),
+                                 tf_keras.layers.Dense(2, name="a/b")], name="q")
+    tree = hw.inspect(model)
+    assert [n.path for n in tree] == ["q", "q/a", "q/a/b"]
+    assert tree.find("q/a/b").obj is model.layers[1]
+    explorer = hw.LayerExplorer(model)
+    explorer.handle_action({"action": "set_trainable", "path": "q/a/b", "value": False})
+    assert [layer.trainable for layer in model.layers] == [True, False]
+    assert sorted(hw.weight_stats(model)) == sorted(v.path for v in tree.variables())
+
+
+def test_a_truncated_keras_file_is_not_reported_as_missing(three_dense, tmp_path):
+    path = tmp_path / "cut.keras"
+    three_dense.save(tmp_path / "whole.keras")
+    data = (tmp_path / "whole.keras").read_bytes()
+    path.write_bytes(data[: len(data) // 2])
+    with pytest.raises(hw.ModelLoadError) as err:
+        hw.inspect(str(path))
+    assert "not found" not in str(err.value).lower()
+    assert "corrupt" in str(err.value) or "truncated" in str(err.value)
+
+
+def test_an_unbuilt_model_is_refused_everywhere_and_left_unbuilt(keras):
+    model = keras.Sequential([keras.layers.Dense(2)])
+    for call in (hw.inspect, hw.freeze, hw.unfreeze, hw.explore, hw.LayerExplorer):
+        with pytest.raises(hw.UnbuiltModelError, match=r"model.build\(input_shape\)"):
+            call(model)
+    assert not model.built and model.trainable
+
+
+@pytest.mark.parametrize("obj", [42, object(), np.zeros(3)])
+def test_not_a_model_is_refused(obj):
+    for call in (hw.inspect, hw.freeze, hw.explore):
+        with pytest.raises(hw.NotAModelError, match="it is not a TensorFlow model"):
+            call(obj)
+
+
+def test_a_missing_path_says_check_the_path(tmp_path):
+    with pytest.raises(hw.ModelLoadError, match="No file or directory at .* Check the path"):
+        hw.inspect(str(tmp_path / "nope.keras"))

@@ -10,6 +10,7 @@ import hubwidgets as hw
 from hubwidgets.widgets import overview as ov
 from hubwidgets.widgets.weights import DARK, LIGHT
 from figure_state import state_data, state_layout
+from model_state import GENERATIONS, repeated_names_model
 
 
 @pytest.fixture(scope="module")
@@ -105,3 +106,17 @@ def test_overview_of_many_layers_stays_small(keras):
     assert plot.figure.layout.height < 1000  # a window of rows, panned, not 300 rows tall
     # ~3 bytes a cell (JSON digits), the names, and the layout
     assert figure_payload(plot.figure) < 300 * ov.OVERVIEW_BINS * 3.5 + 300 * 14 + 5_000
+
+
+# -- Layers that share a name --------------------------------------------------------------
+@pytest.mark.parametrize("generation", GENERATIONS)
+def test_overview_shows_each_repeated_layer_once(generation, request, tf):
+    K = request.getfixturevalue(generation)
+    model = repeated_names_model(K, tf)
+    plot = hw.WeightPlot(model)
+    [heatmap] = [t for t in plot.overview_figure.data if t.type == "heatmap"]
+    assert list(heatmap.y) == ["hidden", "hidden[1]", "hidden[2]"]
+    # each row is its own layer's kernel
+    root = plot.tree.root.path
+    assert plot.overview.paths == [f"{root}/{name}" for name in ("hidden", "hidden[1]", "hidden[2]")]
+    assert plot.overview.tensors == ["kernel"] * 3

@@ -23,6 +23,9 @@ import hubwidgets as hw
 from hubwidgets.model.adapters.trackable import TRAINING_STATE_NAME, is_training_state_node
 from tree_invariants import assert_tree_consistent, oracle_of_restored
 
+pytestmark = pytest.mark.slow
+
+
 @pytest.fixture(autouse=True)
 def _tensorflow_configured(tf):
     """TensorFlow set up by the session fixture (two logical CPUs) before any model loads."""

@@ -10,6 +10,7 @@ import pytest
 
 import hubwidgets as hw
 from hubwidgets.widgets.actions import action, actions_of
+from model_state import GENERATIONS, model_state, sgd_step_changes
 
 
 def small_model(keras, name):
@@ -295,3 +296,134 @@ def test_stats_of_the_dashboard_follow_training_and_a_new_layer(keras):
     assert_numpys(hw.weight_stats(tree.find_variable("follows/c/kernel")),
                   {"follows/c/kernel": c.kernel})
     assert_drawn("follows/c/kernel", c.kernel)
+
+
+# -- Structure changes under open views: layers popped and added, with and without refresh ---
+@pytest.fixture(params=GENERATIONS)
+def poppable(request):
+    K = request.getfixturevalue(request.param)
+    K.utils.set_random_seed(1)
+    return K.Sequential([K.Input((4,)), K.layers.Dense(5, name="a"), K.layers.Dense(3, name="b"),
+                         K.layers.Dense(2, name="c")], name="s")
+
+
+def keras_of(model):
+    """The Keras package (Keras 3 or tf_keras) ``model`` belongs to."""
+    import keras
+    import tf_keras
+
+    return keras if isinstance(model, keras.Model) else tf_keras
+
+
+def test_dashboard_refresh_after_pop_shows_the_new_structure(poppable):
+    dash = hw.explore(poppable)
+    dash.explorer.handle_action({"action": "select", "path": "s/c"})
+    assert dash.weights.selected == "s/c"
+    poppable.pop()
+    dash.refresh()
+    assert [n.path for n in dash.tree] == ["s", "s/a", "s/b"]
+    assert dash.tree.root.params == poppable.count_params() == 4 * 5 + 5 + 5 * 3 + 3
+    assert dash.explorer.totals["params"] == poppable.count_params()
+    assert f"{poppable.count_params():,} params" in dash.header.value
+    assert [r["path"] for r in dash.explorer._rows] == ["s", "s/a", "s/b"]
+    [heatmap] = [t for t in dash.weights.overview_figure.data if t.type == "heatmap"]
+    assert list(heatmap.y) == ["a", "b"]
+    assert dash.explorer.selected == "" and dash.weights.selected == ""  # the removed pick
+
+
+@pytest.mark.parametrize("message", [
+    {"action": "select", "path": "s/c"},
+    {"action": "set_trainable", "path": "s/c", "value": False},
+    {"action": "expand", "path": "s/c"},
+    {"action": "freeze_up_to", "path": "s/c"},
+    {"action": "freeze_pattern", "pattern": "^c$"},
+])
+def test_a_removed_layer_can_no_longer_be_selected_or_frozen(poppable, message):
+    dash = hw.explore(poppable)
+    poppable.pop()
+    dash.refresh()
+    before = model_state(poppable)
+    dash.explorer.handle_action(message)
+    assert model_state(poppable) == before
+    text = dash.explorer.message
+    assert text.startswith(("No layer", "No variable")) and ("'s/c'" in text or "'^c$'" in text)
+    assert dash.explorer.selected == ""
+
+
+def test_dashboard_refresh_after_add_shows_and_freezes_the_new_layer(poppable, tf):
+    keras = keras_of(poppable)
+    dash = hw.explore(poppable)
+    poppable.pop()
+    poppable.add(keras.layers.Dense(7, name="e"))
+    dash.refresh()
+    assert [n.path for n in dash.tree] == ["s", "s/a", "s/b", "s/e"]
+    assert dash.tree.root.params == poppable.count_params() == 43 + 3 * 7 + 7
+    dash.explorer.handle_action({"action": "set_trainable", "path": "s/e", "value": False})
+    assert dash.explorer.message == ""
+    assert dash.explorer.code == "model.get_layer('e').trainable = False"
+    assert poppable.get_layer("e").trainable is False
+    assert dash.explorer.totals["frozen"] == 3 * 7 + 7
+    poppable.compile(optimizer=keras.optimizers.SGD(0.1), loss="mse")
+    changed = sgd_step_changes(poppable, tf, 4, 7)
+    assert changed == {id(w) for name in "ab" for w in poppable.get_layer(name).weights}
+
+
+def test_generated_code_after_pop_names_only_existing_layers(poppable):
+    keras = keras_of(poppable)
+    dash = hw.explore(poppable, var_name="net")
+    poppable.pop()
+    dash.refresh()
+    dash.explorer.handle_action({"action": "select", "path": "s/b"})
+    dash.explorer.handle_action({"action": "freeze_up_to"})
+    assert dash.explorer.message == ""
+    assert "'c'" not in dash.explorer.code and "[2]" not in dash.explorer.code
+    assert [layer.trainable for layer in poppable.layers] == [False, False]
+    twin = keras.Sequential([keras.Input((4,)), keras.layers.Dense(5, name="a"),
+                             keras.layers.Dense(3, name="b")])
+    exec(dash.explorer.code, {"net": twin})
+    assert [layer.trainable for layer in twin.layers] == [False, False]
+
+
+def test_two_dashboards_of_one_model_both_follow_a_pop(poppable):
+    first, second = hw.explore(poppable), hw.explore(poppable)
+    poppable.pop()
+    first.refresh()
+    for dash in (first, second):
+        assert dash.explorer.totals["params"] == poppable.count_params()
+        assert [r["path"] for r in dash.explorer._rows] == ["s", "s/a", "s/b"]
+
+
+@pytest.mark.parametrize("generation", GENERATIONS)
+@pytest.mark.parametrize("message", [
+    pytest.param({"action": "set_trainable", "path": "s/c", "value": False},
+                 id="toggle"),
+    pytest.param({"action": "select", "path": "s/c"}, id="select"),
+])
+def test_a_stale_row_of_a_removed_layer_is_refused_without_refresh(generation, request,
+                                                                   message):
+    K = request.getfixturevalue(generation)
+    model = K.Sequential([K.Input((4,)), K.layers.Dense(5, name="a"), K.layers.Dense(3, name="b"),
+                          K.layers.Dense(2, name="c")], name="s")
+    dash = hw.explore(model)
+    removed = model.layers[-1]
+    model.pop()  # no dash.refresh(): the page still shows the row s/c
+    before = model_state(model)
+    dash.explorer.handle_action(message)
+    assert model_state(model) == before and removed.trainable
+    assert "'s/c'" in dash.explorer.message and dash.explorer.code == ""
+    assert dash.explorer.selected == ""
+    assert dash.explorer.totals["params"] == model.count_params()
+
+
+@pytest.mark.parametrize("generation", GENERATIONS)
+def test_an_action_after_add_without_refresh_covers_the_new_layer(generation, request):
+    K = request.getfixturevalue(generation)
+    model = K.Sequential([K.Input((4,)), K.layers.Dense(5, name="a")], name="s")
+    dash = hw.explore(model)
+    model.add(K.layers.Dense(7, name="e"))  # no refresh
+    dash.explorer.handle_action({"action": "freeze_all"})
+    assert [layer.trainable for layer in model.layers] == [False, False]
+    assert dash.explorer.totals == {**dash.explorer.totals, "params": model.count_params(),
+                                    "trainable": 0, "frozen": model.count_params()}
+    assert [r["path"] for r in dash.explorer._rows] == ["s", "s/a", "s/e"]
+    assert f"{model.count_params():,} params" in dash.header.value

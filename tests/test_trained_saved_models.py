@@ -17,6 +17,8 @@ import hubwidgets as hw
 from hubwidgets.model.adapters.trackable import TRAINING_STATE_NAME, is_training_state_node
 from tree_invariants import assert_tree_consistent, oracle_of_restored
 
+pytestmark = pytest.mark.slow
+
 LAYERS = {  # name -> (class, output shape) of every layer of the trained model
     "dense_a": ("Dense", (None, 6)), "relu_b": ("ReLU", (None, 6)),
     "inner_block": ("Sequential", (None, 6)), "add": ("Add", (None, 6)),

@@ -86,3 +86,21 @@ def test_malformed_view_messages_change_nothing(keras):
     for bad in ({"view": "gone"}, {"view": 3}, {"view": "removed", "x": 1}):
         dashboard.explorer._on_custom_msg(dashboard.explorer, bad, [])
     assert dashboard.explorer.views_shown == 0 and dashboard.session.model is model
+
+
+def test_a_closed_training_panel_frees_its_model(keras):
+    """The panel's figures and picker used to stay registered with their callbacks after
+    close(), keeping the panel, its watcher and the model alive."""
+    model = _model(keras, "release_panel")
+    model.compile(optimizer="sgd", loss="mse")
+    callback = hw.watch(model)
+    panel = hw.training_panel_for(model)
+    model.fit(np.ones((8, 4), np.float32), np.zeros((8, 2), np.float32), epochs=1, verbose=0,
+              callbacks=[callback])
+    assert panel.callback is callback and len(panel.heatmap.figure["data"]) > 0
+    alive = weakref.ref(model)
+    panel.close()
+    assert panel.callback is None  # it let go of the watcher (and so of the model)
+    del model, callback
+    gc.collect()
+    assert alive() is None

@@ -163,7 +163,9 @@ class SameDraws:
 
 def views(dashboard):
     weights = dashboard.weights
-    log_box, shared_box = weights.children[0].children[:2]
+    boxes = {box.description: box for box in weights.children[0].children
+             if hasattr(box, "description")}
+    log_box, shared_box = boxes["log y"], boxes["shared bins"]
     return {"explorer": dashboard.explorer, "weights": weights, "header": dashboard.header,
             "probe": weights.probe, "log_box": log_box, "shared_box": shared_box,
             "picker": dashboard.training.layer_picker}

@@ -209,3 +209,68 @@ def test_a_message_with_an_empty_path_acts_on_nothing(keras, explorer_of, action
     explorer.handle_action({"action": action, "path": path, **fields})
     assert [(w.numpy().tobytes(), w.trainable) for w in model.weights] == before
     assert "No layer or variable path was given" in explorer.message
+
+
+# -- Hostile names -------------------------------------------------------------------------
+def test_a_layer_with_a_long_hostile_name_is_text_and_freezes(keras):
+    name = "x" * 2000 + "<img src=x onerror=alert(1)>"
+    model = keras.Sequential([keras.Input((2,)), keras.layers.Dense(2, name=name),
+                              keras.layers.Dense(2, name="ok")], name="hostile")
+    explorer = hw.LayerExplorer(model)
+    assert explorer._rows[1]["name"] == name
+    explorer.handle_action({"action": "set_trainable", "path": f"hostile/{name}", "value": False})
+    assert explorer.message == ""
+    assert [layer.trainable for layer in model.layers] == [False, True]
+    dash = hw.explore(model)
+    assert "<img" not in dash.header.value or "&lt;img" in dash.header.value
+
+
+# -- keyword arguments: every widget refuses an unknown one, before it reads the model ---------
+WIDGET_ARGUMENTS = {  # the positional arguments each public widget class is built with
+    "Dashboard": lambda model, x: (model,),
+    "LayerExplorer": lambda model, x: (model,),
+    "WeightPlot": lambda model, x: (model,),
+    "ActivationsPanel": lambda model, x: (model, x),
+    "TrainingPanel": lambda model, x: (hw.watch(model),),
+}
+
+
+def test_every_public_widget_class_is_checked_for_keywords():
+    import ipywidgets
+
+    public = {name for name in hw.__all__ if isinstance(getattr(hw, name), type)
+              and issubclass(getattr(hw, name), ipywidgets.Widget)}
+    assert public == set(WIDGET_ARGUMENTS)
+
+
+@pytest.mark.parametrize("name", sorted(WIDGET_ARGUMENTS))
+def test_an_unknown_keyword_is_refused_before_the_model_is_read(name, keras):
+    from hubwidgets.model.session import existing_session
+    from hubwidgets.widgets.keywords import accepted_keywords
+
+    cls = getattr(hw, name)
+    model = keras.Sequential([keras.Input((3,)), keras.layers.Dense(2, name="d")],
+                             name=f"kw_{name.lower()}")
+    args = WIDGET_ARGUMENTS[name](model, np.ones((2, 3), np.float32))
+    session = existing_session(model)
+    with pytest.raises(hw.UnknownKeywordError) as err:
+        cls(*args, colour="red", layot={"width": "321px"})
+    assert isinstance(err.value, TypeError) and isinstance(err.value, hw.HubWidgetsError)
+    text = str(err.value)
+    assert text.startswith(f"{name} got unexpected keyword argument(s) 'colour', 'layot'; ")
+    accepted = accepted_keywords(cls)
+    assert "layout" in accepted and text.endswith(f"it takes: {', '.join(accepted)}.")
+    assert existing_session(model) is session  # nothing was built or looked at
+    widget = cls(*args, layout={"width": "321px"})  # a trait is a keyword it takes
+    assert widget.layout.width == "321px"
+
+
+def test_explore_refuses_an_unknown_keyword_as_the_dashboard_does(keras):
+    from hubwidgets.model.session import existing_session
+
+    model = keras.Sequential([keras.Input((3,)), keras.layers.Dense(2, name="d")], name="kw")
+    with pytest.raises(hw.UnknownKeywordError, match=r"Dashboard got unexpected keyword "
+                                                     r"argument\(s\) 'bin'; it takes: .*bins"):
+        hw.explore(model, bin=32)
+    assert existing_session(model) is None
+    assert hw.explore(model, layout={"width": "500px"}).layout.width == "500px"

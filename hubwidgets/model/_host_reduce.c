@@ -1,7 +1,9 @@
 /* Fused, threaded passes over many float32/float64 host buffers, for host_stats.py.
- * float16 ('e') and bfloat16 buffers (passed as their uint16 bit patterns, 'H') are read in
- * place too, widened to float32 HALF_BLOCK values at a time (exact), so a 16-bit model is
- * never converted whole.
+ *
+ *   pattern_counts(arrays, counts, threads)
+ *       counts[i, p] = how many 16-bit values of arrays[i] (bfloat16 as uint16, float16)
+ *       have bit pattern p: one pass over memory, from which host_stats derives every
+ *       figure of a 16-bit array exactly (a bfloat16 model is never converted).
  *
  *   moments(arrays, out, threads)
  *       out[i] = [finite, nan, inf, zeros, min, max, shift, s1, s2] for arrays[i]: counts of
@@ -86,16 +88,10 @@
 #define FUSE_MAX ((Py_ssize_t)1 << 22) /* values: 16 MB of float32, kept in L3 between passes */
 #define COARSE_EDGES 268435456.0    /* 2**28: host_stats.COARSE_EDGES */
 
-/* What a source's buffer holds: float32 ('f'), float64 ('d'), or 16-bit floats read through
- * float32 blocks: bfloat16 (passed as uint16 bit patterns, 'H') and float16 ('e'). */
-enum { KIND_F32 = 0, KIND_F64 = 1, KIND_BF16 = 2, KIND_F16 = 3 };
-#define HALF_BLOCK 16384            /* 16-bit values widened per step (64 KB of float32) */
-
 typedef struct {
     const void *data;
     Py_ssize_t n;
     int is_double;
-    int kind;
     double shift;
 } Source;
 
@@ -127,41 +123,8 @@ struct Job {
 #endif
 };
 
-/* A float16 bit pattern as a float (exact: every float16 is a float32). */
-static inline float float16_value(uint16_t h) {
-    uint32_t sign = (uint32_t)(h & 0x8000u) << 16, exponent = (h >> 10) & 0x1fu,
-             mantissa = h & 0x3ffu, bits;
-    float f;
-    if (exponent == 0) {  /* zero or subnormal: mantissa * 2^-24 */
-        f = ldexpf((float)mantissa, -24);
-        return sign ? -f : f;
-    }
-    if (exponent == 31) bits = sign | 0x7f800000u | (mantissa << 13);  /* Inf, NaN */
-    else bits = sign | ((exponent + 112u) << 23) | (mantissa << 13);
-    memcpy(&f, &bits, sizeof f);
-    return f;
-}
-
-/* Values [start, start + n) of a 16-bit source widened to float32 into out. */
-static void widen_block(const Source *s, Py_ssize_t start, Py_ssize_t n, float *out) {
-    const uint16_t *u = (const uint16_t *)s->data + start;
-    if (s->kind == KIND_BF16) {
-        for (Py_ssize_t i = 0; i < n; i++) {
-            uint32_t bits = (uint32_t)u[i] << 16;
-            memcpy(&out[i], &bits, sizeof(float));
-        }
-    } else {
-        for (Py_ssize_t i = 0; i < n; i++) out[i] = float16_value(u[i]);
-    }
-}
-
 static double value_at(const Source *s, Py_ssize_t i) {
-    float f;
-    switch (s->kind) {
-    case KIND_F64: return ((const double *)s->data)[i];
-    case KIND_F32: return (double)((const float *)s->data)[i];
-    default: widen_block(s, i, 1, &f); return (double)f;
-    }
+    return s->is_double ? ((const double *)s->data)[i] : (double)((const float *)s->data)[i];
 }
 
 /* ---- the checked loops: any value may be NaN or Inf, or fall outside the edges ---- */
@@ -482,69 +445,12 @@ FAST_LOOPS(float, float32)
 FAST_LOOPS(double, float64)
 
 /* The moments of values [start, stop) of a source into out (MOMENT_FIELDS). */
-static void start_moments(double *r, double shift);
-static void merge_moments(double *r, const double *p);
-
 static void moments_of(const Source *s, Py_ssize_t start, Py_ssize_t stop, double *out) {
     Py_ssize_t n = stop - start;
-    if (s->kind >= KIND_BF16) {  /* widened block by block: the float32 loop on each */
-        float block[HALF_BLOCK];
-        double p[MOMENT_FIELDS];
-        start_moments(out, s->shift);
-        for (Py_ssize_t b = start; b < stop; b += HALF_BLOCK) {
-            Py_ssize_t m = stop - b < HALF_BLOCK ? stop - b : HALF_BLOCK;
-            widen_block(s, b, m, block);
-            if (!moments_fast_float32(block, m, s->shift, p)) {
-                moments_checked(s, start, stop, out);
-                return;
-            }
-            merge_moments(out, p);
-        }
-        return;
-    }
     int done = s->is_double
         ? moments_fast_float64((const double *)s->data + start, n, s->shift, out)
         : moments_fast_float32((const float *)s->data + start, n, s->shift, out);
     if (!done) moments_checked(s, start, stop, out);
-}
-
-/* histogram_fast of values [start, start + n) (n <= CHUNK) of any source: counts gets the
- * piece's counts (and pairs go to pair_table, as histogram_fast's); 16-bit sources are
- * widened block by block.  0 where the range cannot be scaled (the checked loop must do it). */
-static int histogram_piece(const Source *s, Py_ssize_t start, Py_ssize_t n,
-                           const double *edges, int bins, int64_t *counts,
-                           uint32_t *pair_table) {
-    if (s->kind == KIND_F64)
-        return histogram_fast_float64((const double *)s->data + start, n, edges, bins, counts,
-                                      pair_table);
-    if (s->kind == KIND_F32)
-        return histogram_fast_float32((const float *)s->data + start, n, edges, bins, counts,
-                                      pair_table);
-    float block[HALF_BLOCK];
-    int64_t part[MAX_FAST_BINS];
-    uint32_t own[(PAIR_MAX_BINS + 1) * (PAIR_MAX_BINS + 1)];
-    uint32_t *table = pair_table;
-    if (bins > MAX_FAST_BINS) return 0;
-    if (table == NULL && bins <= PAIR_MAX_BINS) {  /* pairs of every block, added up here */
-        table = own;
-        memset(own, 0, sizeof(uint32_t) * (bins + 1) * (bins + 1));
-    }
-    int pairs = 0;
-    memset(counts, 0, sizeof(int64_t) * bins);
-    for (Py_ssize_t b = start; b < start + n; b += HALF_BLOCK) {
-        Py_ssize_t m = start + n - b < HALF_BLOCK ? start + n - b : HALF_BLOCK;
-        widen_block(s, b, m, block);
-        int fast = histogram_fast_float32(block, m, edges, bins, part, table);
-        if (!fast) return 0;
-        pairs |= fast == 2;
-        for (int k = 0; k < bins; k++) counts[k] += part[k];
-    }
-    if (!pairs) return 1;
-    if (table == own) {
-        add_pair_table(own, bins, counts);
-        return 1;
-    }
-    return 2;
 }
 
 static void moments_chunk(const Job *job, Py_ssize_t index) {
@@ -560,9 +466,14 @@ static void histogram_chunk(const Job *job, Py_ssize_t index) {
     const double *edges = job->edges + (Py_ssize_t)c->source * (bins + 1);
     int64_t *counts = job->partial_counts + index * bins;
     Py_ssize_t n = c->stop - c->start;
-    if (!job->clipped && job->clean[c->source] &&
-        histogram_piece(s, c->start, n, edges, bins, counts, NULL))
-        return;
+    if (!job->clipped && job->clean[c->source]) {
+        int done = s->is_double
+            ? histogram_fast_float64((const double *)s->data + c->start, n, edges, bins, counts,
+                                     NULL)
+            : histogram_fast_float32((const float *)s->data + c->start, n, edges, bins, counts,
+                                     NULL);
+        if (done) return;
+    }
     histogram_checked(s, c->start, c->stop, job->clipped, edges, bins, counts);
 }
 
@@ -632,8 +543,11 @@ static void stats_task(const Job *job, Py_ssize_t index) {
     if (pair_table != NULL) memset(table, 0, sizeof(uint32_t) * (bins + 1) * (bins + 1));
     for (Py_ssize_t start = 0; start < s->n; start += CHUNK) {
         Py_ssize_t n = s->n - start < CHUNK ? s->n - start : CHUNK;
-        int fast = piece_counts == NULL ? 0
-            : histogram_piece(s, start, n, edges, bins, part, pair_table);
+        int fast = piece_counts == NULL ? 0 : s->is_double
+            ? histogram_fast_float64((const double *)s->data + start, n, edges, bins, part,
+                                     pair_table)
+            : histogram_fast_float32((const float *)s->data + start, n, edges, bins, part,
+                                     pair_table);
         pairs_counted |= fast == 2;
         if (fast) {
             for (int b = 0; b < bins; b++) counts[b] += part[b];
@@ -708,19 +622,7 @@ static void close_inputs(Inputs *in) {
     Py_XDECREF(in->seq);
 }
 
-/* The kind of a buffer of this struct format and item size into s; -1 if not one. */
-static int source_kind(const char *format, Py_ssize_t itemsize, Source *s) {
-    if (strcmp(format, "f") == 0 && itemsize == 4) s->kind = KIND_F32;
-    else if (strcmp(format, "d") == 0 && itemsize == 8) s->kind = KIND_F64;
-    else if (strcmp(format, "H") == 0 && itemsize == 2) s->kind = KIND_BF16;
-    else if (strcmp(format, "e") == 0 && itemsize == 2) s->kind = KIND_F16;
-    else return -1;
-    s->is_double = s->kind == KIND_F64;
-    return 0;
-}
-
-/* Each of `arrays` (C-contiguous float32, float64, float16, or bfloat16 as uint16) as a
- * Source, cut into chunks. */
+/* Each of `arrays` (C-contiguous float32 or float64) as a Source, cut into chunks. */
 static int open_inputs(PyObject *arrays, Inputs *in) {
     memset(in, 0, sizeof(*in));
     in->seq = PySequence_Fast(arrays, "arrays must be a list of float32/float64 arrays");
@@ -738,9 +640,13 @@ static int open_inputs(PyObject *arrays, Inputs *in) {
         const char *format = view->format ? view->format : "B";
         if (strchr("<=@", format[0]) && format[0] != '\0') format++;
         Source *s = &in->sources[i];
-        if (source_kind(format, view->itemsize, s) < 0) {
-            PyErr_Format(PyExc_TypeError, "array %zd: expected float32, float64, float16 or "
-                         "bfloat16 (as uint16), got '%s'", i, view->format ? view->format : "B");
+        if (strcmp(format, "f") == 0 && view->itemsize == 4) {
+            s->is_double = 0;
+        } else if (strcmp(format, "d") == 0 && view->itemsize == 8) {
+            s->is_double = 1;
+        } else {
+            PyErr_Format(PyExc_TypeError, "array %zd: expected float32 or float64, got '%s'",
+                         i, view->format ? view->format : "B");
             goto fail;
         }
         s->data = view->buf;
@@ -925,15 +831,17 @@ static int open_source(PyObject *obj, Py_ssize_t i, Py_buffer *view, Source *s) 
     if (PyObject_GetBuffer(obj, view, PyBUF_C_CONTIGUOUS | PyBUF_FORMAT) < 0) return -1;
     const char *format = view->format ? view->format : "B";
     if (strchr("<=@", format[0]) && format[0] != '\0') format++;
-    if (source_kind(format, view->itemsize, s) == 0) {
+    if ((strcmp(format, "f") == 0 && view->itemsize == 4) ||
+        (strcmp(format, "d") == 0 && view->itemsize == 8)) {
+        s->is_double = view->itemsize == 8;
         s->data = view->buf;
         s->n = view->len / view->itemsize;
         s->shift = s->n ? value_at(s, 0) : 0.0;
         if (!isfinite(s->shift)) s->shift = 0.0;
         return 0;
     }
-    PyErr_Format(PyExc_TypeError, "array %zd: expected float32, float64, float16 or bfloat16 "
-                 "(as uint16), got '%s'", i, view->format ? view->format : "B");
+    PyErr_Format(PyExc_TypeError, "array %zd: expected float32 or float64, got '%s'", i,
+                 view->format ? view->format : "B");
     PyBuffer_Release(view);
     return -1;
 }

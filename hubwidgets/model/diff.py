@@ -295,7 +295,7 @@ def diff(before: Any, after: Any) -> WeightDiff:
     only_before: list[str] = []
     matched: set[str] = set()
     live = second.model if second.model is not None else first.model
-    for path, value in a.values.items():
+    for path in a.values:
         other = pairs.get(path)
         if other is None:
             only_before.append(path)
@@ -304,7 +304,8 @@ def diff(before: Any, after: Any) -> WeightDiff:
         # "trainable as the model says now": the live side, else the later side
         use_a = (second.model is None and first.model is not None) or other not in b.trainable
         flags, flag_path = (a, path) if use_a else (b, other)
-        results[other] = _compare(other, value, b.values[other],
+        results[other] = _compare(other, _for_reading(a.values, path),
+                                  _for_reading(b.values, other),
                                   trainable=bool(flags.trainable.get(flag_path, True)),
                                   can_train=bool(flags.can_train.get(flag_path, True)),
                                   owner=b.owners.get(other) or a.owners.get(path, ""))
@@ -614,19 +615,31 @@ def _compare(path: str, before: np.ndarray, after: np.ndarray, trainable: bool, 
                         delta_sq=delta_sq, before_sq=before_sq, scale=unit, **common)
 
 
-_CHUNK = 1 << 14
-"""Values compared at a time (float64 temporaries of 128 KiB each)."""
+_CHUNK = 1 << 16
+"""Values compared at a time (float64 temporaries of 512 KiB each: few enough pieces that a
+5 GB model is not compared in Python-sized steps)."""
 
 
-def _same_bits(before: np.ndarray, after: np.ndarray) -> bool:
-    """Whether two arrays of one shape and dtype hold the same bytes (compared in chunks, no
-    copy of either)."""
+def _same_bits(before: Any, after: Any) -> bool:
+    """Whether two values of one shape and dtype hold the same bytes (compared in pieces:
+    no copy of either, and a file's value is read a piece at a time)."""
     if before.dtype.kind == "O":
-        return before.tolist() == after.tolist()
-    x = np.ascontiguousarray(before).reshape(-1).view(np.uint8)
-    y = np.ascontiguousarray(after).reshape(-1).view(np.uint8)
+        return np.asarray(before).tolist() == np.asarray(after).tolist()
+    x, y = before.reshape(-1), after.reshape(-1)
     step = _CHUNK * 8
-    return all(np.array_equal(x[i:i + step], y[i:i + step]) for i in range(0, x.size, step))
+
+    def raw(piece: np.ndarray) -> np.ndarray:
+        return np.ascontiguousarray(piece).view(np.uint8)
+
+    return all(np.array_equal(raw(x[i:i + step]), raw(y[i:i + step]))
+               for i in range(0, int(x.size), step))
+
+
+def _for_reading(values: Any, path: str) -> Any:
+    """A value for comparing only: in place or piece by piece where the side can (a live
+    model, a snapshot file), else the value itself."""
+    read = getattr(values, "for_reading", None)
+    return read(path) if read is not None else values[path]
 
 
 def _ratio(delta_sq: float, before_sq: float) -> float:

@@ -48,13 +48,9 @@ from .codegen import describe_call, edit_action_code
 from .codegen import edit_code as edit_code  # the public name's old home, for its callers
 from .edit_specs import Compute, edit_spec
 from .edit_targets import edit_session
-from .errors import EditError
+from .errors import EditError, HubWidgetsWarning, UndoHistoryWarning
 from .lora_edits import fine_tuning_plan
 from .matching import matching_nodes
-
-
-class UndoHistoryWarning(UserWarning):
-    """An undo step was dropped (the history's memory budget), or could not be kept."""
 
 
 @dataclass
@@ -354,7 +350,7 @@ def _apply(session: Any, variables: list[Any], compute: Compute, description: st
             _digest([n]) == _digest(c.before) for c, n in zip(changes, news, strict=True)):
         warnings.warn(f"{description} changed nothing: the initializers gave the values the "
                       "variables already hold (e.g. zeros for a zero bias). No undo step was "
-                      "recorded.", UserWarning, stacklevel=_user_stacklevel())
+                      "recorded.", HubWidgetsWarning, stacklevel=_user_stacklevel())
         return session.tree
     _write(changes, [[n] for n in news])
     for change, new in zip(changes, news, strict=True):

@@ -143,6 +143,11 @@ def effective_weight_stats(target: Any, bins: int, value_range: tuple[float, flo
     return results
 
 
+def has_special_layers(tree: Any) -> bool:
+    """Whether the tree's model has a quantized or LoRA layer (kept with the tree)."""
+    return bool(tree.cached("effective_special_bases", lambda: _special_bases(tree.obj)))
+
+
 def _variable_infos(target: Any) -> list[Any]:
     """The VariableInfos ``target`` names (a model, tree, node, VariableInfo or a list)."""
     from .inspect import inspect

@@ -38,7 +38,7 @@ from .adapters.common import variable_key
 from .adapters.keras import KERAS3, direct_sublayers, is_module_wrapper
 from .adapters.registry import keras_generation
 from .compile_state import mark_variable_change, needs_compile
-from .errors import FreezeError
+from .errors import FreezeError, HubWidgetsWarning
 from .inspect import inspect
 from .lora import (forget_before_freeze, keep_lora_bases_frozen, keras3_flags, put_back_flags,
                    quantized_reason,
@@ -230,7 +230,7 @@ def _set_subtree(root_layer: Any, flag: bool, book: LayerBook) -> None:
         reason = untrainable_reason(layer) if flag else None
         if reason:
             layer.trainable = False
-            warnings.warn(f"Left frozen: {reason}", stacklevel=4)
+            warnings.warn(f"Left frozen: {reason}", HubWidgetsWarning, stacklevel=4)
             continue
         layer.trainable = flag
         if keras_generation(layer) == KERAS3:

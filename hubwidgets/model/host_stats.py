@@ -39,6 +39,8 @@ from typing import Callable
 
 import numpy as np
 
+from .errors import OutOfDate
+
 KERNEL_SWITCH = "HUBWIDGETS_KERNEL"
 """Set to "0" to run every statistic on the numpy path (the suite runs once that way)."""
 
@@ -60,10 +62,7 @@ try:
     BFLOAT16: np.dtype | None = np.dtype(_bfloat16)
 except ImportError:  # pragma: no cover - TensorFlow always brings ml_dtypes
     BFLOAT16 = None
-# 16-bit arrays go to the kernel as they are (bfloat16 as its uint16 bit patterns) and are
-# widened there a block at a time: a bfloat16 model is never converted whole.
-KERNEL_KINDS = tuple(k for k in (np.dtype(np.float32), np.dtype(np.float64),
-                                 np.dtype(np.float16), BFLOAT16) if k is not None)
+KERNEL_KINDS = (np.dtype(np.float32), np.dtype(np.float64))  # 16-bit: by bit pattern
 THREADS = min(8, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity")
               else os.cpu_count() or 1)
 # float64 magnitudes whose shifted sums of squares cannot overflow or lose precision to
@@ -308,9 +307,12 @@ def _pattern_ready(a: np.ndarray | None) -> bool:
 
 
 @functools.lru_cache(maxsize=2)
-def _pattern_values(dtype: np.dtype) -> np.ndarray:
-    """The float64 value of each of the 65,536 bit patterns of a 16-bit float type."""
-    return np.arange(1 << 16, dtype=np.uint16).view(dtype).astype(np.float64)
+def _pattern_table(dtype: np.dtype) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """For each of the 65,536 bit patterns of a 16-bit float type: its float64 value, and
+    whether it is finite, NaN, or zero."""
+    with np.errstate(invalid="ignore"):  # the NaN patterns
+        values = np.arange(1 << 16, dtype=np.uint16).view(dtype).astype(np.float64)
+    return values, np.isfinite(values), np.isnan(values), values == 0
 
 
 def _by_patterns(arrays: list[np.ndarray | None], out: list[Reduction | None],
@@ -326,26 +328,28 @@ def _by_patterns(arrays: list[np.ndarray | None], out: list[Reduction | None],
         table = np.empty((len(part), 1 << 16), np.int64)
         _host_reduce.pattern_counts([_kernel_view(arrays[i]) for i in part], table, THREADS)
         for row, i in zip(table, part, strict=True):
-            out[i] = pattern_reduction(row, _pattern_values(arrays[i].dtype), bins, value_range)
+            out[i] = pattern_reduction(row, _pattern_table(arrays[i].dtype), bins, value_range)
 
 
-def pattern_reduction(counts: np.ndarray, values: np.ndarray, bins: int,
+def pattern_reduction(counts: np.ndarray, table: tuple[np.ndarray, ...], bins: int,
                       value_range: tuple[float, float] | None) -> Reduction:
-    """The :class:`Reduction` of values given as ``counts`` of each of ``values``."""
-    nan_at, inf_at = np.isnan(values), np.isinf(values)
-    n, nan, inf = int(counts.sum()), int(counts[nan_at].sum()), int(counts[inf_at].sum())
-    keep = (counts > 0) & ~nan_at & ~inf_at
+    """The :class:`Reduction` of values given as ``counts`` of each pattern of ``table``
+    (:func:`_pattern_table`).  Sums of count x value (x value) are exact in float64
+    (counts < 2**32 times 8- or 11-bit mantissas), and added in one pass each."""
+    values, finite_at, nan_at, zero_at = table
+    n, nan = int(counts.sum()), int(counts[nan_at].sum())
+    keep = finite_at & (counts > 0)
     present, weight = values[keep], counts[keep]
-    finite = n - nan - inf
-    zeros = int(counts[values == 0].sum())
+    finite = int(weight.sum())
+    inf, zeros = n - nan - finite, int(counts[zero_at].sum())
     missing: dict[str, str] = {}
     if finite:
         lo, hi = float(present.min()), float(present.max())
         weighted = weight.astype(np.float64)
-        mean = math.fsum(weighted * present) / finite  # each product exact in float64
+        mean = dot_product(weighted, present) / finite
         centred = present - mean
-        std = math.sqrt(max(math.fsum(weighted * centred * centred) / finite, 0.0))
-        l2: float | None = math.sqrt(math.fsum(weighted * present * present))
+        std = math.sqrt(max(dot_product(weighted * centred, centred) / finite, 0.0))
+        l2: float | None = math.sqrt(dot_product(weighted * present, present))
     else:
         lo, hi, mean, std, l2 = math.inf, -math.inf, 0.0, 0.0, 0.0
     first, last = value_range if value_range is not None else ((lo, hi) if finite else (0.0, 1.0))
@@ -384,11 +388,6 @@ def host_reductions(arrays: list[np.ndarray | None], bins: int,
     for i, reduction in zip(batch, _kernel_reductions(ready, bins, value_range), strict=True):
         out[i] = reduction
     return _numpy_for_the_rest(arrays, out, bins, value_range)
-
-
-class OutOfDate(Exception):
-    """A check given to :func:`variable_reductions` said its plan no longer describes the
-    model: the reductions were dropped."""
 
 
 def _confirm(check: Callable[[], bool] | None) -> None:

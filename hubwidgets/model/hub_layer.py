@@ -30,7 +30,7 @@ import keras
 import tensorflow as tf
 
 from .adapters.common import variable_key
-from .errors import FreezeError, ModelLoadError
+from .errors import FreezeError, HubWidgetsWarning, ModelLoadError
 
 TF1_HUB_MARKER = "tfhub_module.pb"
 KERAS_EXPORT_ENDPOINT = "serve"  # what keras.Model.export() writes; TFSMLayer's default
@@ -321,7 +321,7 @@ class HubLayer(keras.layers.Layer):
         reason = untrainable_reason(self) if value and hasattr(self, "trainable_keys") else None
         if reason:
             warnings.warn(f"Left frozen: trainable=True is unsupported here: {reason}",
-                          UserWarning, stacklevel=3)
+                          HubWidgetsWarning, stacklevel=3)
             value = False
         keras.layers.Layer.trainable.fset(self, value)
         if value and hasattr(self, "_warned_zero_trainable"):
@@ -342,7 +342,7 @@ class HubLayer(keras.layers.Layer):
         warnings.warn(
             f"HubLayer {self.name!r} is trainable but has zero trainable weights: the module "
             f"at {self.handle!r} has no variable in its trainable set ({self.trainable_source})"
-            ", so fine-tuning leaves it unchanged.", UserWarning, stacklevel=3)
+            ", so fine-tuning leaves it unchanged.", HubWidgetsWarning, stacklevel=3)
 
     # -- construction checks ----------------------------------------------------------------
     def _check_output_arguments(self) -> None:

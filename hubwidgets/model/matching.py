@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any, Iterable
 
 import regex
 
-from .errors import HubWidgetsError
+from .errors import SearchTooSlowError
 from .inspect import inspect
 from .tree import Node
 
@@ -23,10 +23,6 @@ if TYPE_CHECKING:
 
 SEARCH_BUDGET_S = 0.5  # the whole search, all nodes together
 MAX_PATTERN_LENGTH = 1000
-
-
-class SearchTooSlowError(HubWidgetsError, ValueError):
-    """A pattern took longer than the search budget."""
 
 
 def compile_search(pattern: str) -> "regex.Pattern[str]":

@@ -11,7 +11,7 @@ Jupyter already installs; a headroom is kept for the kernel's own work.
 
 from __future__ import annotations
 
-from .errors import HubWidgetsError
+from .errors import InsufficientMemoryError
 from .formatting import format_bytes
 
 HEADROOM_BYTES = 256 * 2**20
@@ -19,10 +19,6 @@ HEADROOM_BYTES = 256 * 2**20
 
 SMALL_BYTES = 64 * 2**20
 """Allocations below this are never checked (not worth a system call)."""
-
-
-class InsufficientMemoryError(HubWidgetsError, MemoryError):
-    """A host allocation was refused because it would not fit; nothing was allocated."""
 
 
 def available_bytes() -> int:

@@ -28,7 +28,7 @@ from typing import Any, Callable
 
 import numpy as np
 
-from .errors import HubWidgetsError, UnbuiltModelError
+from .errors import HubWidgetsError, ProbeError, UnbuiltModelError
 from .formatting import format_bytes, format_shape
 
 __all__ = ["probe", "Probe", "ActivationStats", "ProbeError", "SATURATION"]
@@ -45,10 +45,6 @@ weights change, as the probe then no longer describes the model) for the explore
 
 _SATURATING = {"tanh": "tanh", "sigmoid": "sigmoid", "hard_sigmoid": "sigmoid",
                "hard_tanh": "tanh", "softsign": "tanh"}
-
-
-class ProbeError(HubWidgetsError, ValueError):
-    """A probe that cannot run as asked; the model was not run and nothing changed."""
 
 
 @dataclass(frozen=True)

@@ -40,8 +40,8 @@ class ModelSession:
         self._observers: list[Callable[[], Observer | None]] = []
         self.cache: dict[Any, Any] = {}
         """Results derived from the weights, emptied when values change."""
-        self.statistics: dict[int, Any] = {}
-        """Per-variable statistics by bin count
+        self.statistics: dict[tuple[int, bool], Any] = {}
+        """Per-variable statistics by (bin count, effective weights)
         (:class:`~hubwidgets.model.session_stats.VariableStatistics`): a change drops only
         the variables it touched; a structure change keeps those still there."""
         self.edit_history: Any = None

@@ -38,8 +38,11 @@ class VariableStatistics:
     """Per-variable statistics of one model at one bin count, each kept until its variable
     changes.  Thread-safe: the background work stores results while views read them."""
 
-    def __init__(self, bins: int = 64) -> None:
+    def __init__(self, bins: int = 64, effective: bool = False) -> None:
         self.bins = bins
+        self.effective = effective
+        """Quantized and LoRA layers' base weights as the kernel they compute with
+        (:func:`~hubwidgets.effective_weights`), not their stored codes."""
         self._lock = threading.Lock()
         self._computing = threading.Lock()  # one reduction at a time: none is done twice
         self._kept: dict[int, WeightStats] = {}
@@ -83,7 +86,7 @@ class VariableStatistics:
             return
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", NonFiniteWeightsWarning)
-            results = weight_stats(unique, bins=self.bins)
+            results = weight_stats(unique, bins=self.bins, effective=self.effective)
         with self._lock:
             if self._all_epoch != started[0]:
                 return
@@ -127,9 +130,10 @@ class BackgroundStatistics:
     """
 
     def __init__(self, session: Any, bins: int,
-                 on_progress: Callable[[int, int], None] | None = None) -> None:
+                 on_progress: Callable[[int, int], None] | None = None,
+                 effective: bool = False) -> None:
         self._session = weakref.ref(session)
-        self.store = statistics_of(session, bins)
+        self.store = statistics_of(session, bins, effective)
         self._on_progress = on_progress
         self._idle = threading.Event()
         self._stopped = threading.Event()
@@ -227,12 +231,14 @@ def _variables_under(tree: ModelTree, path: str) -> set[int]:
         return set()
 
 
-def statistics_of(session: Any, bins: int = 64) -> VariableStatistics:
-    """The session's kept statistics at ``bins`` bins (made on first use; the session drops
-    what each change touched, see ``ModelSession.statistics``)."""
-    store = session.statistics.get(bins)
+def statistics_of(session: Any, bins: int = 64, effective: bool = False) -> VariableStatistics:
+    """The session's kept statistics at ``bins`` bins, of the stored variables or (with
+    ``effective``) of the kernels quantized and LoRA layers compute with (made on first use;
+    the session drops what each change touched, see ``ModelSession.statistics``)."""
+    key = (bins, bool(effective))
+    store = session.statistics.get(key)
     if store is None:
-        store = session.statistics[bins] = VariableStatistics(bins)
+        store = session.statistics[key] = VariableStatistics(bins, bool(effective))
     return store
 
 

@@ -30,11 +30,21 @@ class LazyValues(Mapping):
     the live variable), so that a whole model's values are never in host memory at once."""
 
     def __init__(self, paths: list[str], read: Callable[[str], np.ndarray],
-                 specs: dict[str, tuple[tuple[int, ...], str, int]]) -> None:
+                 specs: dict[str, tuple[tuple[int, ...], str, int]],
+                 read_only: Callable[[str], Any] | None = None) -> None:
         self._paths = list(paths)
         self._known = set(self._paths)
         self._read = read
+        self._read_only = read_only or read
         self._specs = specs  # path -> (shape, dtype name, bytes)
+
+    def for_reading(self, path: str) -> Any:
+        """The value of ``path`` for reading only: a view of a live variable's buffer (no
+        copy), or a file's value read piece by piece; what ``diff`` and writing a file use,
+        so a 1 GB variable is never copied."""
+        if path not in self._known:
+            raise KeyError(path)
+        return self._read_only(path)
 
     def __getitem__(self, path: str) -> np.ndarray:
         if path not in self._known:
@@ -62,7 +72,8 @@ class LazyValues(Mapping):
     def only(self, paths: list[str]) -> "LazyValues":
         """The same reader, for ``paths`` only."""
         wanted = set(paths)
-        return LazyValues([p for p in self._paths if p in wanted], self._read, self._specs)
+        return LazyValues([p for p in self._paths if p in wanted], self._read, self._specs,
+                          self._read_only)
 
 
 @dataclass(eq=False)
@@ -177,7 +188,8 @@ class Snapshot:
             source += ".npz"
         reader = SnapshotFile(source)
         meta = reader.meta
-        return cls(values=LazyValues(reader.paths, reader.read, reader.specs),
+        return cls(values=LazyValues(reader.paths, reader.read, reader.specs,
+                                     reader.read_in_pieces),
                    framework=meta["framework"], root=meta["root"], source=source,
                    **{t: meta[t] for t in TABLES})
 
@@ -290,7 +302,8 @@ def snapshot(model: Any, path: str | os.PathLike[str] | None = None,
     """
     lazy = live_snapshot(model)
     if path is not None:
-        written = write_file(path, compress, lazy._meta(), lazy.values.items())
+        written = write_file(path, compress, lazy._meta(),  # each value seen in place
+                             ((p, lazy.values.for_reading(p)) for p in lazy.values))
         return Snapshot.open(written)
     from .memory_guard import ensure_fits
 
@@ -338,8 +351,28 @@ def live_snapshot(model: Any) -> Snapshot:
                 raise HubWidgetsError(f"Cannot snapshot {var.path!r}: {NOT_INITIALISED}.")
         return value
 
-    snap.values = LazyValues(list(found), read, specs)
+    def view(path: str) -> Any:
+        var = found[path]
+        value = host_view(var.variable, var.shape) if var.size else None
+        return value if value is not None else read(path)
+
+    snap.values = LazyValues(list(found), read, specs, view)
     return snap
+
+
+def host_view(variable: Any, shape: Any) -> np.ndarray | None:
+    """A read-only numpy view of a host variable's current value (TensorFlow copies on the
+    next write, so the view keeps these values); None when it cannot be seen so."""
+    from .adapters.common import backing_variable
+    from .host_stats import host_array
+
+    try:
+        flat = host_array(backing_variable(variable))
+    except Exception:  # noqa: BLE001 - any variable it cannot read in place: copied instead
+        return None
+    if flat is None:
+        return None
+    return flat.reshape(tuple(shape)) if shape is not None else flat
 
 
 def _numpy_dtype_name(dtype: str) -> str:

@@ -13,7 +13,9 @@ from __future__ import annotations
 
 import json
 import os
+import struct
 import zipfile
+import zlib
 from collections.abc import Mapping
 from typing import Any
 
@@ -161,6 +163,44 @@ class SnapshotFile:
             raise self._error(f"{path!r} is described as {name} but stored as {stored}")
         return tuple(shape), wanted
 
+    def read_in_pieces(self, path: str) -> "np.ndarray | FileArray":
+        """The value of ``path`` read piece by piece from the file when it is stored
+        uncompressed (:class:`FileArray`; its bytes are checked against the entry's CRC
+        first, in pieces too), else read whole as :meth:`read` does.  For reading only
+        (``diff``): a 1 GB embedding is compared without being held."""
+        i = self._index[path]
+        info = self._npz.zip.getinfo(f"v{i}.npy")
+        shape, dtype = self._headers[path]
+        if info.compress_type != zipfile.ZIP_STORED:
+            return self.read(path)
+        try:
+            with open(self.source, "rb") as f:
+                f.seek(info.header_offset)
+                local = f.read(30)
+                name_length, extra_length = struct.unpack("<HH", local[26:30])
+                start = info.header_offset + 30 + name_length + extra_length
+                f.seek(start)
+                crc, left = 0, info.file_size
+                while left > 0:
+                    piece = f.read(min(left, PIECE_BYTES))
+                    if not piece:
+                        break
+                    crc, left = zlib.crc32(piece, crc), left - len(piece)
+                if left or crc != info.CRC:
+                    raise ValueError("its bytes do not match the entry's checksum")
+                f.seek(start)
+                version = np.lib.format.read_magic(f)
+                read_header = (np.lib.format.read_array_header_1_0 if version == (1, 0)
+                               else np.lib.format.read_array_header_2_0)
+                stored_shape, fortran, stored = read_header(f)
+                data = f.tell()
+        except Exception as exc:  # noqa: BLE001 - truncation, CRC, header errors
+            raise self._error(f"the value of {path!r} is damaged ({type(exc).__name__}: "
+                              f"{exc})") from exc
+        if fortran or tuple(stored_shape) != shape:
+            return self.read(path)
+        return FileArray(self.source, data, shape, stored, dtype)
+
     def read(self, path: str) -> np.ndarray:
         i = self._index[path]
         try:
@@ -172,6 +212,59 @@ class SnapshotFile:
         if stored.shape != shape:  # pragma: no cover - the header was read before
             raise self._error(f"the value of {path!r} changed shape while reading")
         return _restored(stored, dtype.name)
+
+
+PIECE_BYTES = 16 * 2**20
+"""Bytes read at a time when a stored value is checked or read in pieces."""
+
+
+class FileArray:
+    """A value of a snapshot file read piece by piece: ``shape``, ``size``, ``dtype``,
+    ``reshape(-1)`` and ``flat[start:stop]`` (a numpy array of those values, read then),
+    what ``diff`` uses; ``numpy.asarray`` reads it whole."""
+
+    def __init__(self, source: str, offset: int, shape: tuple[int, ...], stored: np.dtype,
+                 dtype: np.dtype) -> None:
+        self.source, self.offset = source, offset
+        self.shape, self.dtype, self._stored = tuple(shape), dtype, stored
+        self.size = int(np.prod(self.shape, dtype=np.int64))
+        self._file: Any = None
+
+    @property
+    def ndim(self) -> int:
+        return len(self.shape)
+
+    def reshape(self, *shape: Any) -> "FileArray | np.ndarray":
+        wanted = shape[0] if len(shape) == 1 and isinstance(shape[0], tuple) else shape
+        if tuple(wanted) in ((-1,), (self.size,)):
+            flat = FileArray(self.source, self.offset, (self.size,), self._stored, self.dtype)
+            return flat
+        return np.asarray(self).reshape(*shape)
+
+    def __getitem__(self, key: Any) -> np.ndarray:
+        if not isinstance(key, slice) or self.ndim != 1:
+            return np.asarray(self)[key]
+        start, stop, step = key.indices(self.size)
+        if step != 1:
+            return np.asarray(self)[key]
+        if self._file is None:
+            self._file = open(self.source, "rb")  # noqa: SIM115 - closed with the array
+        self._file.seek(self.offset + start * self._stored.itemsize)
+        count = max(stop - start, 0)
+        values = np.fromfile(self._file, self._stored, count)
+        if values.size != count:
+            raise HubWidgetsError(f"Could not read the snapshot {self.source!r}: it was "
+                                  "truncated while being read.")
+        return values if self._stored == self.dtype else values.view(self.dtype)
+
+    def __array__(self, dtype: Any = None, copy: Any = None) -> np.ndarray:
+        whole = FileArray(self.source, self.offset, (self.size,), self._stored,
+                          self.dtype)[0:self.size].reshape(self.shape)
+        return whole if dtype is None else whole.astype(dtype)
+
+    def __del__(self) -> None:
+        if self._file is not None:
+            self._file.close()
 
 
 def _dtype_named(name: str) -> np.dtype | None:

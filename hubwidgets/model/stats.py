@@ -26,6 +26,7 @@ from typing import Any, Callable
 
 import numpy as np
 
+from .errors import NonFiniteWeightsWarning, OutOfDate, ReplicaDriftWarning
 from .host_stats import SAFE_MAGNITUDE, histogram_edges
 
 FLOAT_KINDS = ("float16", "bfloat16", "float32", "float64")
@@ -33,10 +34,6 @@ INT_KINDS = ("int8", "int16", "int32", "int64", "uint8", "uint16", "uint32", "ui
 MAX_BINS = 10_000
 """The most histogram bins :func:`weight_stats` accepts: counts and edges take 16 bytes per
 bin and variable, so 10,000 bins over ResNet50's 320 variables are 51 MB."""
-
-
-class NonFiniteWeightsWarning(UserWarning):
-    """Some weights are NaN or Inf."""
 
 
 @dataclass
@@ -245,7 +242,6 @@ def weight_stats(target: Any, bins: int = 64,
         return effective_weight_stats(target, bins, value_range, reduce=weight_stats)
     bins = check_bins(bins)
     value_range = check_value_range(value_range, bins)
-    from .host_stats import OutOfDate
 
     kept = _kept_plan(target)
     try:
@@ -264,7 +260,6 @@ def weight_stats(target: Any, bins: int = 64,
     drifted = [s.path for s in results.values() if s.replicas and not s.replicas_agree]
     if drifted:
         from .notes import BN_STATISTIC_NAMES
-        from .watch import ReplicaDriftWarning
 
         shown = ", ".join(drifted[:5]) + (" ..." if len(drifted) > 5 else "")
         statistics = [p for p in drifted if p.rsplit("/", 1)[-1] in BN_STATISTIC_NAMES]

@@ -16,13 +16,9 @@ from typing import Any, Callable
 
 import numpy as np
 
-from .errors import HubWidgetsError, UnbuiltModelError
+from .errors import HubWidgetsError, ReplicaDriftWarning, UnbuiltModelError
 from .host_stats import dot_product
 
-
-
-class ReplicaDriftWarning(UserWarning):
-    """The replicas of a mirrored variable no longer hold the same value."""
 
 
 @dataclass
@@ -163,6 +159,14 @@ class _Watcher:
         """``listener(callback, event)`` after every record ("interval"), at "begin" and
         "end" of fit."""
         self._listeners.append(listener)
+
+    def remove_listener(self, listener: Callable[[Any, str], None]) -> None:
+        """Stop calling ``listener``; a closed panel is forgotten (the next one is new)."""
+        if listener in self._listeners:
+            self._listeners.remove(listener)
+        owner = getattr(listener, "__self__", None)
+        if owner is not None and getattr(self, "_panel", None) is owner:
+            self._panel = None
 
     def _notify(self, event: str) -> None:
         for listener in list(self._listeners):

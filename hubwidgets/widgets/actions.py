@@ -15,14 +15,10 @@ import math
 import typing
 from typing import Any, Callable, NamedTuple
 
-from ..model.errors import HubWidgetsError
+from ..model.errors import MessageError
 
 MAX_STRING = 10_000
 ACTION_MARK = "_hubwidgets_action"
-
-
-class MessageError(HubWidgetsError, ValueError):
-    """A message from the browser that does not fit any action."""
 
 
 def action(method: Callable[..., Any]) -> Callable[..., Any]:

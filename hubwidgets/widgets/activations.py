@@ -27,6 +27,7 @@ import traitlets
 from ..model.probe import MARKS_KEY, Probe, probe
 from ..model.session import ModelSession, session_for
 from . import overview as ov
+from .keywords import KnownKeywords
 from .session_view import SessionView
 from .weights import DARK, LIGHT, StatefulFigure, ThemeProbe, theme_template
 
@@ -115,7 +116,7 @@ def feature_map_grid(value: np.ndarray, sample: int = 0,
     return image, columns, channels
 
 
-class ActivationsPanel(SessionView, widgets.VBox):
+class ActivationsPanel(KnownKeywords, SessionView, widgets.VBox):
     """The probe of a model on one batch: activation heatmap, gradient bars, feature maps.
 
     ``probe`` is a :class:`~hubwidgets.model.probe.Probe`, a batch ``x`` or ``(x, y)``.
@@ -126,8 +127,8 @@ class ActivationsPanel(SessionView, widgets.VBox):
     feature_layer = traitlets.Unicode("")
     sample = traitlets.Int(0)
 
-    def __init__(self, model: Any, probe: Any) -> None:
-        super().__init__()
+    def __init__(self, model: Any, probe: Any, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
         self.add_class("hw-activations")
         self.session: ModelSession = session_for(model)
         self.result = as_probe(self.session.model, probe)

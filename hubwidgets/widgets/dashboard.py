@@ -14,10 +14,10 @@ import ipywidgets as widgets
 
 from ..model.formatting import format_bytes
 from ..model.session import ModelSession, session_for
-from ..model.session_stats import statistics_of
 from ..model.tree import ModelTree
 from ..render.static_html import static_view
 from .explorer import LayerExplorer
+from .keywords import KnownKeywords
 from .session_view import GONE, SessionHandle, SessionView
 from .static_fallback import LIVE_WAIT, StaticFallback, html_front_end, publish_static
 from .training import training_panel_for
@@ -35,7 +35,7 @@ def header_html(tree: ModelTree) -> str:
             f"on {html.escape(', '.join(devices) or 'no device')}")
 
 
-class ModelHeader(SessionView, widgets.HTML):
+class ModelHeader(KnownKeywords, SessionView, widgets.HTML):
     """The model's totals line, kept up to date from its session."""
 
     def __init__(self, session: ModelSession) -> None:
@@ -47,7 +47,7 @@ class ModelHeader(SessionView, widgets.HTML):
             self.value = header_html(session.tree)
 
 
-class Dashboard(SessionHandle, widgets.VBox):
+class Dashboard(KnownKeywords, SessionHandle, widgets.VBox):
     """The views of one model together; ``refresh()`` re-reads the model after its weights
     or layers changed.
 
@@ -57,7 +57,7 @@ class Dashboard(SessionHandle, widgets.VBox):
     """
 
     def __init__(self, model: Any, *, var_name: str | None = None, bins: int = 64,
-                 probe: Any = None) -> None:
+                 probe: Any = None, **kwargs: Any) -> None:
         self.session = session_for(model, var_name)
         self.activations: widgets.Widget | None = None
         if probe is not None:  # a Probe, a batch x, or (x, y): probed before any view exists
@@ -86,7 +86,7 @@ class Dashboard(SessionHandle, widgets.VBox):
                          layout={"flex_flow": "row wrap", "align_items": "flex-start",
                                  "grid_gap": "8px 16px"})])
         self.training: widgets.Widget | None = None
-        super().__init__([self.model_view])
+        super().__init__([self.model_view], **kwargs)
         self._show_tabs()
         self._show_training_tab()
         self._stop_tab_check = self.session.observe(self._on_session_change)
@@ -166,7 +166,7 @@ class Dashboard(SessionHandle, widgets.VBox):
     def static_html(self, token: str = "") -> str:
         """The static view of the model as the dashboard shows it now (the statistics its
         plots computed, when they are still current)."""
-        stats = statistics_of(self.session, self.weights.bins).known(self.tree.variables())
+        stats = self.weights.statistics_store().known(self.tree.variables())
         return static_view(self.tree, stats, token=token, extra_style=LIVE_WAIT)
 
     def _update_static_copy(self, session: ModelSession, what: str) -> None:
@@ -199,11 +199,13 @@ class Dashboard(SessionHandle, widgets.VBox):
 
 
 def explore(model: Any, *, var_name: str | None = None, bins: int = 64,
-            probe: Any = None) -> Dashboard:
+            probe: Any = None, **kwargs: Any) -> Dashboard:
     """Show ``model`` (anything :func:`hubwidgets.inspect` accepts) as an interactive dashboard.
 
     ``var_name`` is the variable name used in the generated Python code (default "model").
     ``probe``: a batch ``x``, ``(x, y)`` or a :class:`~hubwidgets.model.probe.Probe` adds an
     "Activations" tab (:class:`~hubwidgets.widgets.activations.ActivationsPanel`).
+    Other keyword arguments are the dashboard's widget traits (``layout``); an unknown one is
+    refused (:class:`~hubwidgets.model.errors.UnknownKeywordError`) before the model is read.
     """
-    return Dashboard(model, var_name=var_name, bins=bins, probe=probe)
+    return Dashboard(model, var_name=var_name, bins=bins, probe=probe, **kwargs)

@@ -37,6 +37,7 @@ from ..model.snapshot import before_first_edit, restore
 from ..model.tree import Node, VariableInfo
 from ..model.variable_flags import why_not_trained
 from .actions import action, actions_of, bind_message
+from .keywords import KnownKeywords
 from .session_view import GONE, SessionView, count_views
 
 STATIC = Path(__file__).parent / "static"
@@ -103,7 +104,7 @@ def row_menu() -> list[dict[str, Any]]:
     return [spec.menu_entry() for spec in EDITS.values()] + ROW_MENU_ACTIONS
 
 
-class LayerExplorer(SessionView, anywidget.AnyWidget):
+class LayerExplorer(KnownKeywords, SessionView, anywidget.AnyWidget):
     """A collapsible tree of ``model``'s layers: counts, shapes, badges and freeze toggles.
 
     ``selected`` (a node or variable path) is the session's selection, so every view of the
@@ -132,9 +133,6 @@ class LayerExplorer(SessionView, anywidget.AnyWidget):
 
     def __init__(self, model: Any, *, scan_weights: bool = False, var_name: str | None = None,
                  **kwargs: Any) -> None:
-        unknown = set(kwargs) - {"layout", "selected", "query"}
-        if unknown:
-            raise TypeError(f"LayerExplorer got unexpected keyword arguments: {sorted(unknown)}")
         selected = kwargs.pop("selected", "")
         super().__init__(**kwargs)
         self._ready = False

@@ -24,11 +24,13 @@ import plotly.graph_objects as go
 import plotly.io as pio
 import traitlets
 
+from .keywords import KnownKeywords
+
 STATIC = Path(__file__).parent / "static"
 ClickCallback = Callable[[Any, Any, Any], None]  # (trace, points, state), as plotly's on_click
 
 
-class PlotlyBundle(anywidget.AnyWidget):
+class PlotlyBundle(KnownKeywords, anywidget.AnyWidget):
     """plotly.js itself, once per kernel: the figures' views evaluate it once per page."""
 
     _esm = "export default { render() {} };"
@@ -54,7 +56,7 @@ def figure_json(figure: go.Figure) -> dict[str, Any]:
     return json.loads(pio.to_json(figure, validate=False, engine="json"))
 
 
-class StatefulFigure(anywidget.AnyWidget):
+class StatefulFigure(KnownKeywords, anywidget.AnyWidget):
     """A plotly figure whose widget state is the figure (``figure``: data and layout JSON).
 
     Change it through the ``go.Figure`` API (``fig.data``, ``fig.layout``, ``fig.add_bar``,

@@ -6,16 +6,12 @@ from __future__ import annotations
 import weakref
 from typing import Any, Callable
 
-from ..model.errors import HubWidgetsError
+from ..model.errors import ModelGoneError
 from ..model.session import ModelSession
 from ..model.tree import ModelTree
 
 GONE = ("This model no longer exists: its views were closed or cleared and the last "
         "reference to it was deleted. Run hubwidgets.explore(model) on a live model.")
-
-
-class ModelGoneError(HubWidgetsError, ReferenceError):
-    """A view whose model was garbage collected after the view stopped holding it."""
 
 
 class SessionHandle:
@@ -81,7 +77,17 @@ class SessionView(SessionHandle):
             self._stop_observing()
             self._stop_observing = None
         self.release()
+        close_children(self)
         super().close()  # type: ignore[misc]
+
+
+def close_children(widget: Any) -> None:
+    """Close every widget below ``widget`` (ipywidgets' ``close()`` closes only the widget
+    itself: its children stay in the registry with their callbacks, and keep alive what
+    those callbacks hold, up to a model)."""
+    for child in list(getattr(widget, "children", ()) or ()):
+        close_children(child)
+        child.close()
 
 
 def count_views(counter: Any, change: Any) -> int | None:

@@ -21,6 +21,8 @@ from typing import Any
 import anywidget
 import traitlets
 
+from .keywords import KnownKeywords
+
 STATIC = Path(__file__).parent / "static"
 WAIT_S = 4  # how long a live page keeps the static copy hidden while the widget loads
 
@@ -31,7 +33,7 @@ LIVE_WAIT = (".lm-Widget.jp-OutputArea-output .hw-static{animation:hw-s-wait %ds
              "to{visibility:visible}}" % WAIT_S)
 
 
-class StaticFallback(anywidget.AnyWidget):
+class StaticFallback(KnownKeywords, anywidget.AnyWidget):
     """Hides the static copy whose block carries ``token`` wherever this view renders."""
 
     _esm = STATIC / "static_fallback.js"

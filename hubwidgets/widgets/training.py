@@ -28,21 +28,23 @@ import plotly.graph_objects as go
 from ..model import watch as watch_module
 from ..model.session import ModelSession, existing_session, session_for
 from .figure import StatefulFigure
+from .keywords import KnownKeywords
 from .session_view import SessionView
 
 FIGURE_WIDTH = 440
 HEATMAP_BINS = 48  # rows of the heatmap: each interval's histogram re-binned onto them
 
 
-class TrainingPanel(SessionView, widgets.VBox):
+class TrainingPanel(KnownKeywords, SessionView, widgets.VBox):
     """The live training panel of a watcher (``hubwidgets.watch(model)``); ``refresh()``
     redraws from its history.  ``layer`` selects the heatmap's layer.
 
     It observes the watched model's session as every view does (``session``: that session,
     found from the callback's model when not given), redrawing at each "training" event of
-    its own watcher."""
+    its own watcher; closed, it stops and holds neither the callback nor the model."""
 
-    def __init__(self, callback: Any, session: ModelSession | None = None) -> None:
+    def __init__(self, callback: Any, session: ModelSession | None = None,
+                 **kwargs: Any) -> None:
         self.callback = callback
         self.status = widgets.HTML(self._status_text())
         self.layer_picker = widgets.Dropdown(description="Layer", options=[],
@@ -67,17 +69,23 @@ class TrainingPanel(SessionView, widgets.VBox):
         super().__init__([
             self.status,
             widgets.HBox([self.curves, self.ratios], layout={"flex_flow": "row wrap"}),
-            self.layer_picker, self.heatmap, self.audit])
+            self.layer_picker, self.heatmap, self.audit], **kwargs)
         session = session if session is not None else session_for(callback.watched_model)
         self.session = session
         self._stop_observing = session.observe(self._on_session_change, training=True)
         self.refresh()
 
+    def close(self) -> None:
+        """Close the panel and its figures; it stops following the session and holds the
+        callback no longer, so the model is freed once the user's own references are gone."""
+        self.callback = None
+        super().close()  # SessionView: stops observing, lets the session go, closes children
+
     # -- events from the session --------------------------------------------------------
     def _on_session_change(self, session: ModelSession, what: str) -> None:
         if what == "training" and session.training_event is not None:
             watcher, event = session.training_event
-            if watcher is self.callback:
+            if watcher is self.callback and watcher is not None:
                 self._on_event(event)
 
     def _on_event(self, event: str) -> None:

@@ -33,6 +33,7 @@ from ..model.stats import NonFiniteWeightsWarning, WeightStats, weight_stats
 from ..model.tree import Node
 from . import overview as ov
 from .figure import StatefulFigure
+from .keywords import KnownKeywords
 from .session_view import SessionView
 
 STATIC = Path(__file__).parent / "static"
@@ -84,7 +85,7 @@ def theme_template(theme: dict[str, Any]) -> go.layout.Template:
     ))
 
 
-class ThemeProbe(anywidget.AnyWidget):
+class ThemeProbe(KnownKeywords, anywidget.AnyWidget):
     """Reports the front end's theme (dark or light, and its text, border and background
     colours) to Python; renders nothing visible."""
 
@@ -92,7 +93,7 @@ class ThemeProbe(anywidget.AnyWidget):
     theme = traitlets.Dict().tag(sync=True)
 
 
-class WeightPlot(SessionView, widgets.VBox):
+class WeightPlot(KnownKeywords, SessionView, widgets.VBox):
     """Histograms of the selected variable or layer, and a whole-model overview.
 
     ``selected`` follows the model session's selection (what the explorer selects), and a
@@ -109,9 +110,6 @@ class WeightPlot(SessionView, widgets.VBox):
 
     def __init__(self, model: Any, *, bins: int = 64, overview: bool = True,
                  on_statistics: Any = None, **kwargs: Any) -> None:
-        unknown = set(kwargs) - {"layout", "selected"}
-        if unknown:
-            raise TypeError(f"WeightPlot got unexpected keyword arguments: {sorted(unknown)}")
         selected = kwargs.pop("selected", "")
         super().__init__(**kwargs)
         self.add_class("hw-weights")
@@ -124,7 +122,7 @@ class WeightPlot(SessionView, widgets.VBox):
         self.progress = widgets.IntProgress(min=0, max=1, description="Statistics",
                                             layout={"width": "320px"})
         if overview:  # a small model's statistics at once; a large one's in the background
-            store = statistics_of(self.session, bins)
+            store = self.statistics_store()
             missing = store.missing(self.tree.variables())
             if sum(v.nbytes for v in missing) <= SYNC_BYTES:
                 store.compute(missing)
@@ -140,14 +138,16 @@ class WeightPlot(SessionView, widgets.VBox):
         effective_box = widgets.Checkbox(description="effective weights", value=True,
                                          indent=False)  # quantized / LoRA: not the codes
         widgets.link((effective_box, "value"), (self, "effective"))
-        self.children = [widgets.HBox([log_box, shared_box, effective_box, self.progress]), self.figure,
+        self.children = [widgets.HBox([log_box, shared_box, effective_box, self.progress]),
+                         self.figure,
                          self.probe]
         self.selected = selected or self.session.selection  # nothing drawn until a pick
         self._follow(self.session)
         self.statistics_work: BackgroundStatistics | None = None
         """The thread that fills in the overview's statistics (None without an overview)."""
         if overview:
-            self.statistics_work = BackgroundStatistics(self.session, bins, self._on_progress)
+            self.statistics_work = BackgroundStatistics(self.session, bins, self._on_progress,
+                                                        self._overview_effective())
             self._on_progress(*self._progress_now())
 
     def wait(self, timeout: float | None = None) -> bool:
@@ -164,6 +164,39 @@ class WeightPlot(SessionView, widgets.VBox):
             self._on_progress(*self._progress_now())
         return done
 
+    def _work_on_the_shown_store(self) -> None:
+        """The background work fills the store the overview shows (which changes with the
+        "effective weights" box, and when a layer is quantized or gets LoRA adapters)."""
+        work = self.statistics_work
+        if work is None or work.store is self.statistics_store():
+            return
+        work.stop()
+        self.statistics_work = BackgroundStatistics(self.session, self.bins, self._on_progress,
+                                                    self._overview_effective())
+
+    @traitlets.observe("effective")
+    def _on_effective(self, _change: Any) -> None:
+        if self.statistics_work is None:
+            return
+        self._work_on_the_shown_store()
+        store = self.statistics_store()
+        missing = store.missing(self.tree.variables())
+        if sum(v.nbytes for v in missing) <= SYNC_BYTES:
+            store.compute(missing)
+        self.draw_overview()
+        self._on_progress(*self._progress_now())
+
+    def _overview_effective(self) -> bool:
+        """Whether the overview reads effective weights: asked for, and the model has a
+        quantized or LoRA layer (else they are the stored ones: one store serves both)."""
+        from ..model.effective import has_special_layers
+
+        return bool(self.effective) and has_special_layers(self.tree)
+
+    def statistics_store(self) -> Any:
+        """The session's kept statistics the overview draws (stored or effective weights)."""
+        return statistics_of(self.session, self.bins, self._overview_effective())
+
     def statistics_pending(self) -> bool:
         """Whether some variable's statistics are still to be computed."""
         done, total = self._progress_now()
@@ -171,7 +204,7 @@ class WeightPlot(SessionView, widgets.VBox):
 
     def _progress_now(self) -> tuple[int, int]:
         variables = self.tree.variables()
-        missing = statistics_of(self.session, self.bins).missing(variables)
+        missing = self.statistics_store().missing(variables)
         return len(variables) - len(missing), len(variables)
 
     def _on_progress(self, done: int, total: int) -> None:
@@ -191,8 +224,9 @@ class WeightPlot(SessionView, widgets.VBox):
         if what == "selection":
             self.selected = session.selection
         elif what in ("values", "structure"):
+            self._work_on_the_shown_store()
             if self.statistics_work is not None:  # a few layers (an edit): computed now
-                store = statistics_of(session, self.bins)
+                store = self.statistics_store()
                 missing = store.missing(session.tree.variables())
                 if sum(v.nbytes for v in missing) <= SYNC_BYTES:
                     store.compute(missing)
@@ -339,7 +373,7 @@ class WeightPlot(SessionView, widgets.VBox):
     def _compute_overview(self) -> ov.Overview:
         """The heatmap's rows from the statistics known now (the background work fills in
         the rest, and each step redraws): no weight is read here."""
-        known = statistics_of(self.session, self.bins).known(self.tree.variables())
+        known = self.statistics_store().known(self.tree.variables())
         return ov.build_overview(self.tree, known, bins=min(self.bins, ov.OVERVIEW_BINS))
 
     def _overview_traces(self) -> list[dict[str, Any]]:
