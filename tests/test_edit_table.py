@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 
 import hubwidgets as hw
-from hubwidgets.model.edit_specs import EDITS, EditField, EditSpec, register_edit, unregister_edit
+from hubwidgets import EditField, EditSpec, register_edit
+from hubwidgets.model.edit_specs import EDITS, unregister_edit
 from recording_comm import recording_comms
 
 
