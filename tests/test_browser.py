@@ -35,6 +35,20 @@ MOBILENET_CELL = ("import keras, hubwidgets as hw\n"
                   "model = keras.applications.MobileNetV2(weights=None)  # nothing downloaded\n"
                   "hw.explore(model)")
 
+BACKGROUND_CELL = (  # every model "large": its statistics come from the background thread
+    "import keras, hubwidgets as hw\n"
+    "from hubwidgets.model import session_stats\n"
+    "from hubwidgets.widgets import weights\n"
+    "session_stats.SYNC_BYTES = weights.SYNC_BYTES = -1\n"
+    "session_stats.BATCH_BYTES = 1  # one variable a step: many updates from the thread\n"
+    "keras.utils.set_random_seed(0)\n"
+    "model = keras.Sequential([keras.Input((64,))] + [keras.layers.Dense(64, name=f'd{i}')\n"
+    "                          for i in range(12)], name='large')\n"
+    "dash = hw.explore(model)\n"
+    "dash")
+BACKGROUND_WAIT = ("print('WAITED', dash.wait(timeout=120), "
+                   "int(dash.weights.overview.density.max(axis=1).min()))")
+
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
 
@@ -168,6 +182,8 @@ def jupyter_lab(tmp_path_factory):
     _training_notebook(root / "training.ipynb")
     _activations_notebook(root / "activations.ipynb")
     _lora_notebook(root / "lora.ipynb")
+    _write_notebook(root / "background.ipynb", BACKGROUND_CELL,
+                    "print('NEXT CELL RAN')", BACKGROUND_WAIT)
     port = _free_port()
     cmd = [sys.executable, "-m", "jupyter", "lab", "--no-browser", "--ip", "127.0.0.1",
            f"--port={port}", "--ServerApp.token=", "--ServerApp.password=",
@@ -930,3 +946,40 @@ def test_where_styles_are_stripped_each_row_reads_as_one_indented_line(keras):
         page.locator("summary", has_text="block").click()
         expect(rows.nth(3)).to_have_text(regex.compile("^\u2003\u2003inner_a · Dense"))
         browser.close()
+
+
+def test_a_large_models_overview_fills_in_from_the_background(jupyter_lab):
+    """explore() of a "large" model returns with the tree; the statistics come from a
+    thread, step by step, while the next cell runs; the browser's overview ends with every
+    row drawn and the progress bar gone, with no console error."""
+    from playwright.sync_api import expect, sync_playwright
+
+    console_errors: list[str] = []
+    dialogs: list[str] = []
+    with sync_playwright() as p:
+        browser, page = _open(p, f"{jupyter_lab}/lab/tree/background.ipynb?reset",
+                              console_errors, dialogs)
+        page.get_by_text("Python 3 (ipykernel) | Idle").wait_for(timeout=90_000)
+        cells = page.locator(".jp-Notebook .jp-CodeCell")
+        run_cell(page, cells.nth(0))
+        expect(page.locator(".hw-row .hw-name", has_text="d11")).to_be_visible(timeout=120_000)
+        run_cell(page, cells.nth(1))  # the kernel is free while the thread works
+        expect(cells.nth(1).locator(".jp-RenderedText")).to_contain_text("NEXT CELL RAN",
+                                                                         timeout=60_000)
+        run_cell(page, cells.nth(2))
+        expect(cells.nth(2).locator(".jp-RenderedText")).to_contain_text("WAITED True 100",
+                                                                         timeout=120_000)
+        expect(page.locator(".hw-weights .widget-hprogress")).to_be_hidden(timeout=30_000)
+        # the heatmap the browser draws has a non-empty row for each of the 12 layers
+        rows = page.wait_for_function(
+            """() => {
+                const plot = document.querySelector('.hw-weights .js-plotly-plot');
+                const heat = plot && (plot._fullData || []).find(t => t.type === 'heatmap');
+                if (!heat || !heat.z || heat.z.length !== 12) return null;
+                const filled = Array.from(heat.z, row => Math.max(...Array.from(row)));
+                return filled.every(v => v > 0) ? filled.length : null;
+            }""", timeout=60_000).json_value()
+        assert rows == 12
+        browser.close()
+    assert dialogs == []
+    assert _our_errors(console_errors) == []
