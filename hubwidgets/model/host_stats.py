@@ -309,8 +309,10 @@ def _pattern_ready(a: np.ndarray | None) -> bool:
 
 @functools.lru_cache(maxsize=2)
 def _pattern_values(dtype: np.dtype) -> np.ndarray:
-    """The float64 value of each of the 65,536 bit patterns of a 16-bit float type."""
-    return np.arange(1 << 16, dtype=np.uint16).view(dtype).astype(np.float64)
+    """The float64 value of each of the 65,536 bit patterns of a 16-bit float type (its NaN
+    patterns too: ml_dtypes' cast warns of them, to no purpose here)."""
+    with np.errstate(invalid="ignore"):
+        return np.arange(1 << 16, dtype=np.uint16).view(dtype).astype(np.float64)
 
 
 def _by_patterns(arrays: list[np.ndarray | None], out: list[Reduction | None],
