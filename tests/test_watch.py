@@ -392,6 +392,10 @@ def test_bad_arguments_say_what_to_pass(keras, plain_module):
         hw.watch(model, every=0)
     with pytest.raises(hw.HubWidgetsError, match="Keras 3 or tf_keras model"):
         hw.watch(plain_module)
+    with pytest.raises(hw.HubWidgetsError, match=r"No layer or module 'nope'.*layers=None"):
+        hw.watch(model, layers=["nope"])  # said now, not as a KeyError when fit begins
+    with pytest.raises(hw.HubWidgetsError, match=r"a list of layer paths"):
+        hw.watch(model, layers="head")
     unbuilt = keras.Sequential([keras.layers.Dense(2)], name="unbuilt")
     with pytest.raises(hw.UnbuiltModelError, match="Build it first"):
         hw.watch(unbuilt)

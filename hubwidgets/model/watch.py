@@ -197,7 +197,7 @@ class _Watcher:
         tree = inspect(model)
         nodes = [n for n in tree if _pick_weights(n)]
         if self._layer_filter is not None:
-            wanted = [tree.find(p) for p in self._layer_filter]
+            wanted = _find_layers(tree, self._layer_filter)
             keep = {id(n) for w in wanted for n in w.walk()}
             nodes = [n for n in nodes if id(n) in keep]
         self._layers = [_Layer(n.path, [reduce.watched_weight(v) for v in _pick_weights(n)])
@@ -443,6 +443,20 @@ class _Watcher:
                 f"{self.history.intervals} intervals recorded>")
 
 
+def _find_layers(tree: Any, layers: list[str]) -> list[Any]:
+    """The nodes ``layers`` name; a name that is not there is refused (before ``fit``)."""
+    found = []
+    for path in layers:
+        try:
+            found.append(tree.find(path))
+        except (KeyError, TypeError) as exc:
+            reason = exc.args[0] if exc.args else exc
+            raise HubWidgetsError(f"hubwidgets.watch(layers=[...]): {reason} Pass the paths or "
+                                  "names of layers as the explorer shows them, or "
+                                  "layers=None for every layer.") from None
+    return found
+
+
 def _fit_running(model: Any) -> bool:
     """Whether a ``fit`` (``fit_generator``) of ``model`` is on the stack of any thread now."""
     import sys
@@ -591,6 +605,13 @@ def watch(model: Any, every: str | int = "epoch", *, update_ratio: bool = True,
             "them in its first step, too late to record where training started. Build it "
             "first, e.g. model(x[:1]) or model.build((None, ...)), then call "
             "hubwidgets.watch(model).")
+    if layers is not None:
+        from .inspect import inspect
+
+        if isinstance(layers, str):
+            raise HubWidgetsError(f"layers={layers!r}: pass a list of layer paths or names, "
+                                  f"e.g. layers=[{layers!r}].")
+        _find_layers(inspect(model), list(layers))
     per_step = every != "epoch"
     cls = _callback_class(generation, per_step)
     callback = cls()
