@@ -50,6 +50,7 @@ BACKGROUND_WAIT = ("print('WAITED', dash.wait(timeout=120), "
                    "int(dash.weights.overview.density.max(axis=1).min()))")
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
+LAB_LOGS: list[Path] = []  # the JupyterLab server's log (its kernels' stderr too), per fixture
 
 
 def _free_port() -> int:
@@ -146,6 +147,50 @@ def _activations_notebook(path: Path) -> None:
         "hw.explore(model, probe=(x, np.zeros((6, 3), 'float32')))")
 
 
+FUZZ_ORACLE = (  # every weight of these Dense layers (LoRA's too) is created trainable
+    "import json, numpy as np\n"
+    "ids = {id(v) for v in model.trainable_weights}\n"
+    "def layers_of(layer, prefix):\n"
+    "    for sub in getattr(layer, 'layers', []):\n"
+    "        yield f'{prefix}/{sub.name}', sub\n"
+    "        yield from layers_of(sub, f'{prefix}/{sub.name}')\n"
+    "def state(layer):\n"
+    "    on = [id(v) in ids for v in layer.weights]\n"
+    "    return 'trainable' if all(on) else 'frozen' if not any(on) else 'mixed'\n"
+    "layers = dict(layers_of(model, model.name))\n"
+    "size = lambda vs: int(sum(np.prod(v.shape) for v in vs))\n"
+    "layer = model.get_layer('head')\n"
+    "drawn = {v.name: np.asarray(v.numpy(), np.float64) for v in layer.weights}\n"
+    "if getattr(layer, 'lora_enabled', False):  # the kernel drawn is the effective one\n"
+    "    drawn['kernel'] = drawn['kernel'] + (layer.lora_alpha / layer.lora_rank) * (\n"
+    "        drawn['lora_kernel_a'] @ drawn['lora_kernel_b'])\n"
+    "# a layer's histograms in the dashboard share one range: its weights' min to max\n"
+    "low = min(float(w.min()) for w in drawn.values())\n"
+    "high = max(float(w.max()) for w in drawn.values())\n"
+    "print('ORACLE' + json.dumps(dict(\n"
+    "    nodes={p: state(l) for p, l in layers.items() if l.weights},\n"
+    "    variables={f'{p}/{v.name}': 'trainable' if id(v) in ids else 'frozen'\n"
+    "               for p, l in layers.items() if not getattr(l, 'layers', None)\n"
+    "               for v in l.weights},\n"
+    "    trainable=size(model.trainable_weights), frozen=size(model.non_trainable_weights),\n"
+    "    params=model.count_params(),\n"
+    "    head={name: np.histogram(w, bins=64, range=(low, high))[0].tolist()\n"
+    "          for name, w in drawn.items()})))")
+
+
+def _fuzz_notebook(path: Path) -> None:
+    _write_notebook(
+        path,
+        "import keras, hubwidgets as hw\n"
+        "keras.utils.set_random_seed(0)\n"
+        "block = keras.Sequential([keras.Input((4,)), keras.layers.Dense(4, name='inner_a'),\n"
+        "    keras.layers.Dense(4, name='inner_b')], name='block')\n"
+        "model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(4, name='stem'), block,\n"
+        "    keras.layers.Dense(2, name='head')], name='fuzz')\n"
+        "hw.explore(model)",
+        FUZZ_ORACLE)
+
+
 def _executed_notebook(path: Path) -> None:
     """The notebook, run by nbclient, saved with its outputs and widget state (what
     "Save Widget State Automatically" or ``jupyter nbconvert --execute`` writes)."""
@@ -184,6 +229,7 @@ def jupyter_lab(tmp_path_factory):
     _lora_notebook(root / "lora.ipynb")
     _write_notebook(root / "background.ipynb", BACKGROUND_CELL,
                     "print('NEXT CELL RAN')", BACKGROUND_WAIT)
+    _fuzz_notebook(root / "fuzz.ipynb")
     port = _free_port()
     cmd = [sys.executable, "-m", "jupyter", "lab", "--no-browser", "--ip", "127.0.0.1",
            f"--port={port}", "--ServerApp.token=", "--ServerApp.password=",
@@ -193,6 +239,7 @@ def jupyter_lab(tmp_path_factory):
     if hasattr(os, "geteuid") and os.geteuid() == 0:
         cmd.append("--allow-root")
     log = open(root / "lab.log", "w")
+    LAB_LOGS.append(root / "lab.log")
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", JUPYTER_PLATFORM_DIRS="1")
     # as if the user had saved it: JupyterLab signs what it saves, and trusts what it signed
     subprocess.run([sys.executable, "-m", "jupyter", "trust", str(root / "saved_state.ipynb")],
@@ -983,3 +1030,187 @@ def test_a_large_models_overview_fills_in_from_the_background(jupyter_lab):
         browser.close()
     assert dialogs == []
     assert _our_errors(console_errors) == []
+# -- random clicks, keys and text in the dashboard ------------------------------------------
+
+FUZZ_SECONDS = 30
+FUZZ_SEED = 27
+UI_STATE_JS = """() => {
+  const root = document.querySelector('.jp-OutputArea-output .hw-explorer');
+  const toggle = (r) => { const t = r.querySelector('.hw-toggle');
+    return !t ? null : t.indeterminate ? 'mixed' : t.checked ? 'trainable' : 'frozen'; };
+  const label = (r) => { const b = r.querySelector('.hw-badge-fixed');
+    if (b) return 'not trained';
+    const t = r.querySelector('.hw-train-label');
+    return t ? (t.textContent.startsWith('trainable') ? 'trainable' : 'frozen') : null; };
+  return {
+    totals: root.querySelector('.hw-totals').textContent,
+    nodes: [...root.querySelectorAll('.hw-row[data-kind=node]')].map(r => [r.dataset.path, toggle(r)]),
+    variables: [...root.querySelectorAll('.hw-row[data-kind=variable]')].map(r => [r.dataset.path, label(r)]),
+  };
+}"""
+HEAD_BARS_JS = """() => {
+  const plots = [...document.querySelectorAll('.js-plotly-plot')].filter(
+    (p) => (p.querySelector('.gtitle') || {}).textContent?.includes('fuzz/head'));
+  if (plots.length !== 1) return null;
+  return (plots[0]._fullData || []).filter((t) => t.type === 'bar').map(
+    (t) => [t.name, Array.from(t.y || [], Number)]);
+}"""
+
+
+def _fuzz_step(page, rng, explorer) -> str:
+    """One random action on the dashboard: what was done, for the failure message."""
+    kind = rng.choice(["row", "row", "caret", "toggle", "toggle", "menu", "menu", "search",
+                       "button", "button", "key", "key", "key"])
+    if kind == "search":
+        text = rng.choice(["", "", "inner", "head", "stem|head", "[", "(a", ".*", "<b>x",
+                           "block/inner_b", "zzz", "\\", "a" * 300])
+        explorer.locator(".hw-search").fill(text)
+        return f"search {text[:20]!r}"
+    if kind == "key":
+        key = rng.choice(["ArrowDown", "ArrowUp", "ArrowLeft", "ArrowRight", "Enter", " ",
+                          "Escape", "Home", "z", "Delete"])
+        explorer.locator(".hw-table").focus()
+        page.keyboard.press("Space" if key == " " else key)
+        return f"key {key!r}"
+    if kind == "button":
+        buttons = explorer.locator(".hw-toolbar button")
+        shown = buttons.count()  # counted once: the rows redraw under the pointer
+        if shown == 0:
+            return "button: no explorer shown"
+        target = buttons.nth(rng.randrange(shown))
+        name = target.inner_text()
+        if target.is_enabled():
+            target.click(timeout=2_000)
+        return f"button {name!r}"
+    selector = {"row": ".hw-row .hw-name", "caret": ".hw-caret", "toggle": ".hw-toggle",
+                "menu": ".hw-menu"}[kind]
+    targets = explorer.locator(selector)
+    shown = targets.count()
+    if shown == 0:
+        return f"{kind}: none shown"
+    index = rng.randrange(shown)
+    target = targets.nth(index)
+    if kind == "menu":
+        value = rng.choice(["scale_weights", "reset_weights", "prune_weights", "add_noise",
+                            "restore_snapshot", "enable_lora", ""])
+        target.select_option(value, timeout=2_000)
+        return f"menu {index} {value}"
+    target.click(timeout=2_000)
+    return f"{kind} {index}"
+
+
+def test_random_clicks_keys_and_text_leave_the_ui_and_the_model_in_agreement(jupyter_lab):
+    """For a bounded time, random (seeded) clicks on rows, carets, toggles and toolbar
+    buttons, random row-menu edits (their prompts answered with good, bad and no numbers),
+    random text in the search box and random keys in the table.  Then: no console error of
+    ours, no traceback in any output, and a cell that reads the model with Keras and numpy
+    agrees with what the page shows: every row's toggle, every variable's label, the totals,
+    and the histograms of the selected layer's weights."""
+    import json
+    import random
+
+    from playwright.sync_api import expect, sync_playwright
+
+    rng = random.Random(FUZZ_SEED)
+    console_errors: list[str] = []
+    prompts: list[str] = []
+    done: list[str] = []
+
+    def answer(dialog):
+        prompts.append(dialog.message)
+        if dialog.type != "prompt" or rng.random() < 0.15:
+            dialog.dismiss()
+            return
+        dialog.accept(rng.choice(["2", "0.5", "0", "-1", "abc", "", "1e400", "nan", "4",
+                                  "0.01", " 3 ", "1e-30"]))
+
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, headless=True,
+                                    args=["--no-sandbox", "--disable-gpu", "--no-first-run"])
+        page = browser.new_page(viewport={"width": 1500, "height": 1000})
+        page.on("console", lambda m: m.type == "error" and console_errors.append(m.text))
+        page.on("dialog", answer)
+        page.goto(f"{jupyter_lab}/lab/tree/fuzz.ipynb?reset")
+        page.get_by_text("Python 3 (ipykernel) | Idle").wait_for(timeout=90_000)
+        cells = page.locator(".jp-Notebook .jp-CodeCell")
+        run_cell(page, cells.nth(0))
+        explorer = cells.nth(0).locator(".hw-explorer")
+        expect(explorer.locator(".hw-row .hw-name", has_text="head")).to_be_visible(
+            timeout=120_000)
+        news = page.get_by_role("button", name="No", exact=True)  # JupyterLab's news prompt
+        if news.count():
+            news.first.click()
+        log_start = LAB_LOGS[-1].stat().st_size
+        end = time.monotonic() + FUZZ_SECONDS
+        while time.monotonic() < end:
+            try:
+                done.append(_fuzz_step(page, rng, explorer))
+            except Exception as error:  # noqa: BLE001 - a row redrawn under the pointer
+                if "Timeout" not in type(error).__name__:
+                    raise
+                done.append(f"(timed out: {done[-1] if done else ''})")
+            page.wait_for_timeout(rng.choice([0, 20, 100, 300]))
+        # settle: every message handled, every row listed, the head selected
+        explorer.locator(".hw-search").fill("")
+        page.wait_for_timeout(500)  # the search box sends its text after 150 ms
+        page.get_by_text("Python 3 (ipykernel) | Idle").wait_for(timeout=60_000)
+        closed = explorer.locator(".hw-row[data-kind=node][data-expandable='1']"
+                                  "[data-expanded='']")
+        for _ in range(20):  # expand every node (the rows redraw after each)
+            if closed.count() == 0:
+                break
+            path = closed.first.get_attribute("data-path")
+            closed.first.locator(".hw-caret").click()
+            expect(explorer.locator(f".hw-row[data-kind=node][data-path='{path}']")).to_have_attribute(
+                "data-expanded", "1", timeout=10_000)
+        explorer.locator(".hw-row[data-kind=node] .hw-name", has_text="head").click()
+        page.get_by_text("Python 3 (ipykernel) | Idle").wait_for(timeout=60_000)
+        run_cell(page, cells.nth(1))
+        oracle_text = page.locator(".jp-RenderedText", has_text="ORACLE")
+        expect(oracle_text).to_be_visible(timeout=60_000)
+        oracle = json.loads(oracle_text.inner_text().split("ORACLE", 1)[1].splitlines()[0])
+        trail = f"after {len(done)} actions: {done[-15:]}, prompts {prompts[-5:]}"
+
+        def shown_and_expected():
+            ui = page.evaluate(UI_STATE_JS)
+            numbers = [int(n.replace(",", "")) for n in re.findall(r"[\d,]+(?= (?:params|"
+                                                                    r"trainable|non-))",
+                                                                    ui["totals"])]
+            shown = dict(totals=numbers,
+                         nodes={p: s for p, s in ui["nodes"] if p in oracle["nodes"]},
+                         variables=dict(ui["variables"]))
+            expected = dict(totals=[oracle["params"], oracle["trainable"], oracle["frozen"]],
+                            nodes=oracle["nodes"],
+                            variables={p: oracle["variables"].get(p)
+                                       for p in shown["variables"]})
+            return shown, expected
+
+        deadline = time.monotonic() + 20
+        shown, expected = shown_and_expected()
+        while shown != expected and time.monotonic() < deadline:
+            page.wait_for_timeout(250)
+            shown, expected = shown_and_expected()
+        assert shown == expected, trail
+        assert len(shown["variables"]) >= 8, shown  # every layer's variables were listed
+        bars = None
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            bars = page.evaluate(HEAD_BARS_JS)
+            drawn = {name.rsplit("/", 1)[-1]: y for name, y in bars or []}
+            if drawn == oracle["head"]:
+                break
+            page.wait_for_timeout(250)
+        drawn = {name.rsplit("/", 1)[-1]: y for name, y in bars or []}
+        assert drawn == oracle["head"], json.dumps([drawn, oracle, trail])
+        outputs = page.locator(".jp-OutputArea-output").all_inner_texts()
+        stderr = page.locator(".jp-OutputArea-output[data-mime-type="
+                              "'application/vnd.jupyter.stderr']").all_inner_texts()
+        browser.close()
+    assert not [o for o in outputs if "Traceback" in o], (outputs, trail)
+    assert not [o for o in stderr if "Error" in o], (stderr, trail)
+    with open(LAB_LOGS[-1], errors="replace") as log:  # a comm handler's error goes here
+        log.seek(log_start)
+        kernel_log = log.read()
+    assert "Traceback" not in kernel_log, (kernel_log[-3000:], trail)
+    assert _our_errors(console_errors) == [], trail
+    assert len(done) >= 40, done  # the fuzz did run for its time

@@ -118,11 +118,13 @@ def test_update_ratio_false_holds_no_copy(keras, tf, xy):
     model.compile(optimizer="sgd", loss="mse")
     cb = hw.watch(model, update_ratio=False, diff=False)
     held = []
-    probe = keras.callbacks.LambdaCallback(
-        on_epoch_end=lambda *a: held.append((dict(cb._previous), cb._start)))
+    probe = keras.callbacks.LambdaCallback(on_epoch_end=lambda *a: held.append(
+        ([w.previous for layer in cb._layers for w in layer.weights], cb.held_bytes,
+         cb._start)))
     model.fit(*xy, epochs=2, batch_size=16, verbose=0, callbacks=[cb, probe])
-    assert held == [({}, None), ({}, None)] and cb.held_bytes == 0
+    assert held == [([None] * 6, 0, None)] * 2 and cb.held_bytes == 0
     assert all(math.isnan(r.update_ratio) for r in cb.history.records)
+    assert {r.ratio_note for r in cb.history.records} == {"update_ratio=False: not recorded"}
     assert cb.diff is None and len(cb.history) == 6
 
 
@@ -135,6 +137,184 @@ def test_update_ratio_holds_exactly_one_copy_of_the_weights(keras, tf, xy):
     model.fit(*xy, epochs=2, batch_size=16, verbose=0, callbacks=[cb, probe])
     weights = sum(v.nbytes for v in hw.inspect(model).variables() if v.can_train)
     assert sizes == [weights, weights]
+
+
+def test_the_copy_held_is_of_the_weights_that_can_train_only(keras, tf, xy):
+    """A frozen weight cannot move in fit: the watcher keeps no copy of it (on a LoRA
+    fine-tune of a large model that copy would be most of the model)."""
+    model = k3_model(keras)
+    model.get_layer("base").trainable = False
+    model.compile(optimizer="sgd", loss="mse")
+    cb = hw.watch(model, diff=False)
+    sizes = []
+    probe = keras.callbacks.LambdaCallback(on_epoch_end=lambda *a: sizes.append(cb.held_bytes))
+    model.fit(*xy, epochs=2, batch_size=16, verbose=0, callbacks=[cb, probe])
+    trainable = sum(np.asarray(v.numpy()).nbytes for v in model.trainable_weights)
+    assert trainable == (8 + 8 + 8 * 2 + 2) * 4  # bn gamma, beta; head kernel, bias
+    assert sizes == [trainable, trainable]
+    assert [r.update_ratio for r in cb.history.layer("net/base")] == [0.0, 0.0]
+
+
+def test_ratios_with_frozen_weights_equal_numpy_and_a_frozen_weight_that_moved_is_unknown(
+        keras, tf, xy):
+    """A layer with a frozen kernel and a trainable bias: its ratio is numpy's ‖Δw‖/‖w‖
+    over both (the kernel's part of ‖w‖ without a copy of it).  A frozen layer written by a
+    callback during fit: NaN with the reason (no copy was kept to say how far it moved),
+    then exactly 0 again once it stays put."""
+    keras.utils.set_random_seed(0)
+    model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(8, name="base"),
+                              keras.layers.Dense(8, name="mid"),
+                              keras.layers.Dense(2, name="head")], name="net")
+    hw.freeze(model, "net/base/kernel", "net/mid")
+    model.compile(optimizer=keras.optimizers.SGD(0.05), loss="mse")
+    cb = hw.watch(model, diff=False)
+    oracle = Oracle(keras, model)
+    mid = model.get_layer("mid").kernel
+
+    def write(epoch, logs=None):
+        if epoch == 1:
+            mid.assign(mid * 1.5)
+
+    writer = keras.callbacks.LambdaCallback(on_epoch_end=write)
+    model.fit(*xy, epochs=3, batch_size=8, verbose=0,
+              callbacks=[oracle.begin, writer, cb, oracle.callback])
+    assert cb.held_bytes == (8 + 8 * 2 + 2) * 4  # base's bias, head's kernel and bias
+    weights = [v.path for v in hw.inspect(model).variables()]
+    for path in ("net/base", "net/head"):
+        for record in cb.history.layer(path):
+            now = np.concatenate(layer_weights(oracle.states[record.interval], path, weights))
+            before = np.concatenate(layer_weights(
+                oracle.states[record.interval - 1] if record.interval else oracle.start,
+                path, weights))
+            assert record.update_ratio == pytest.approx(
+                np.linalg.norm(now - before) / np.linalg.norm(before), rel=1e-9)
+            assert record.update_ratio > 0 and record.ratio_note == ""
+    ratios = [r.update_ratio for r in cb.history.layer("net/mid")]
+    assert ratios[0] == 0.0 and math.isnan(ratios[1]) and ratios[2] == 0.0
+    assert "frozen when fit began changed" in cb.history.layer("net/mid")[1].ratio_note
+    check_records_but_ratios = [r for r in cb.history.layer("net/mid")]
+    for record in check_records_but_ratios:  # its statistics are still numpy's
+        values = np.concatenate(layer_weights(oracle.states[record.interval], "net/mid",
+                                              weights))
+        assert record.norm == pytest.approx(np.linalg.norm(values), rel=1e-9)
+        assert (record.min, record.max) == (values.min(), values.max())
+        np.testing.assert_array_equal(record.counts, np.histogram(values, bins=record.edges)[0])
+
+
+def test_a_record_holds_no_host_copy_of_the_model(keras, tf, monkeypatch):
+    """Every record reads the weights in place, a few layers at a time: the host memory it
+    allocates (tracemalloc traces numpy's) stays under a quarter of one layer, on a model of
+    64 MB with two frozen layers and two that train."""
+    import tracemalloc
+
+    keras.utils.set_random_seed(0)
+    model = keras.Sequential([keras.Input((2048,))] + [
+        keras.layers.Dense(2048, name=f"d{i}") for i in range(4)], name="wide")
+    model.get_layer("d0").trainable = model.get_layer("d1").trainable = False
+    model.compile(optimizer=keras.optimizers.SGD(1e-3), loss="mse")
+    x = np.random.default_rng(0).normal(size=(8, 2048)).astype("float32")
+    cb = hw.watch(model, diff=False)
+    peaks = []
+    before = keras.callbacks.LambdaCallback(on_epoch_end=lambda *a: tracemalloc.reset_peak())
+    after = keras.callbacks.LambdaCallback(on_epoch_end=lambda *a: peaks.append(
+        tracemalloc.get_traced_memory()[1] - start[0]))
+    start = [0]
+    tracemalloc.start()
+    try:
+        probe = keras.callbacks.LambdaCallback(
+            on_epoch_end=lambda *a: start.__setitem__(0, tracemalloc.get_traced_memory()[0]))
+        model.fit(x, x, epochs=2, batch_size=8, verbose=0, callbacks=[probe, before, cb, after])
+    finally:
+        tracemalloc.stop()
+    layer_bytes = 2048 * 2048 * 4
+    assert cb.held_bytes == 2 * (layer_bytes + 2048 * 4)  # d2 and d3
+    assert len(peaks) == 2 and max(peaks) < layer_bytes / 4, peaks
+    assert [r.update_ratio for r in cb.history.layer("wide/d0")] == [0.0, 0.0]
+    assert all(r.update_ratio > 0 for r in cb.history.layer("wide/d3"))
+
+
+def test_a_copy_of_the_trainable_weights_that_would_not_fit_is_refused_before_fit(
+        keras, tf, xy, monkeypatch):
+    from hubwidgets.model import memory_guard
+
+    model = k3_model(keras)
+    model.get_layer("base").trainable = False
+    model.compile(optimizer="sgd", loss="mse")
+    start = [np.array(v.numpy()) for v in model.weights]
+    trainable = sum(np.asarray(v.numpy()).nbytes for v in model.trainable_weights)
+    monkeypatch.setattr(memory_guard, "SMALL_BYTES", 0)
+    monkeypatch.setattr(memory_guard, "available_bytes",
+                        lambda: memory_guard.HEADROOM_BYTES + trainable - 1)
+    cb = hw.watch(model, diff=False)
+    with pytest.raises(hw.InsufficientMemoryError) as refused:
+        model.fit(*xy, epochs=1, batch_size=8, verbose=0, callbacks=[cb])
+    message = str(refused.value)
+    assert "update_ratio=False" in message and "layers=[" in message
+    assert "nothing was allocated" in message
+    assert cb.held_bytes == 0 and not cb.running
+    for value, kept in zip(model.weights, start):  # fit never began
+        np.testing.assert_array_equal(value.numpy(), kept)
+    # exactly the trainable weights fit: the frozen layer needs no room
+    monkeypatch.setattr(memory_guard, "available_bytes",
+                        lambda: memory_guard.HEADROOM_BYTES + trainable)
+    model.fit(*xy, epochs=1, batch_size=8, verbose=0, callbacks=[cb])
+    assert cb.held_bytes == trainable
+    # and update_ratio=False needs none at all
+    monkeypatch.setattr(memory_guard, "available_bytes", lambda: 0)
+    quiet = hw.watch(model, diff=False, update_ratio=False)
+    model.fit(*xy, epochs=1, batch_size=8, verbose=0, callbacks=[quiet])
+    assert len(quiet.history) == 3
+
+
+@pytest.mark.parametrize("case", ["bias inside", "bias outside", "nan and inf", "bfloat16",
+                                  "float16 beside float32", "an empty part", "constant"])
+def test_a_layer_of_several_variables_is_reduced_without_concatenating_them(case):
+    """A layer's figures from its variables' own reductions (combined, and binned again on
+    the layer's range where a variable's own edges differ) equal numpy's on the layer's
+    values concatenated (NaN and Inf left out and counted)."""
+    from hubwidgets.model import watch_reductions as reduce
+    from hubwidgets.model.host_stats import BFLOAT16
+
+    rng = np.random.default_rng(7)
+    kernel = rng.normal(size=3000).astype(np.float32)
+    bias = rng.normal(size=40).astype(np.float32) * 0.1
+    parts = {"bias inside": [kernel, bias], "bias outside": [kernel, bias + 10.0],
+             "nan and inf": [np.append(kernel, [np.nan, np.inf]), np.append(bias, -np.inf)],
+             "bfloat16": [kernel.astype(BFLOAT16), bias.astype(BFLOAT16) - 5],
+             "float16 beside float32": [kernel.astype(np.float16), bias * 50],
+             "an empty part": [kernel, np.zeros(0, np.float32)],
+             "constant": [np.full(10, 2.0, np.float32), np.full(3, 2.0, np.float32)]}[case]
+    [stats] = reduce.layer_stats([parts], 16)
+    values = np.concatenate([p.astype(np.float64) for p in parts])
+    finite = values[np.isfinite(values)]
+    assert stats["nonfinite"] == values.size - finite.size
+    assert stats["mean"] == pytest.approx(finite.mean(), rel=1e-12, abs=1e-15)
+    assert stats["std"] == pytest.approx(finite.std(), rel=1e-9, abs=1e-15)
+    assert stats["norm"] == pytest.approx(np.linalg.norm(finite), rel=1e-12)
+    assert (stats["min"], stats["max"]) == (finite.min(), finite.max())
+    counts, edges = np.histogram(finite, bins=16)
+    np.testing.assert_array_equal(stats["edges"], edges)
+    np.testing.assert_array_equal(stats["counts"], counts)
+
+
+def test_the_copy_is_updated_in_place_and_an_unchanged_block_adds_exactly_zero():
+    from hubwidgets.model import watch_reductions as reduce
+
+    rng = np.random.default_rng(3)
+    before = rng.normal(size=3 * reduce.RATIO_BLOCK + 5).astype(np.float32)
+    now = before.copy()
+    now[-3:] += 1e-3  # only the last block moves
+    held = before.copy()
+    address = held.__array_interface__["data"][0]
+    delta_sq, before_sq = reduce.moved_and_kept(now, held)
+    wide = before.astype(np.float64)
+    assert delta_sq == pytest.approx(np.sum((now - wide) ** 2), rel=1e-12)
+    assert before_sq == pytest.approx(np.sum(wide ** 2), rel=1e-12)
+    np.testing.assert_array_equal(held, now)  # the copy now holds this record's values
+    assert held.__array_interface__["data"][0] == address  # no new allocation
+    assert reduce.moved_and_kept(now, held)[0] == 0.0  # exactly
+    assert reduce.digest(now) != reduce.digest(before)
+    assert reduce.digest(now) == reduce.digest(held)
 
 
 def test_history_as_arrays_and_dataframe(keras, tf, xy):
@@ -212,6 +392,10 @@ def test_bad_arguments_say_what_to_pass(keras, plain_module):
         hw.watch(model, every=0)
     with pytest.raises(hw.HubWidgetsError, match="Keras 3 or tf_keras model"):
         hw.watch(plain_module)
+    with pytest.raises(hw.HubWidgetsError, match=r"No layer or module 'nope'.*layers=None"):
+        hw.watch(model, layers=["nope"])  # said now, not as a KeyError when fit begins
+    with pytest.raises(hw.HubWidgetsError, match=r"a list of layer paths"):
+        hw.watch(model, layers="head")
     unbuilt = keras.Sequential([keras.layers.Dense(2)], name="unbuilt")
     with pytest.raises(hw.UnbuiltModelError, match="Build it first"):
         hw.watch(unbuilt)
@@ -295,23 +479,31 @@ def test_callback_displays_as_the_panel_and_unwatched_models_have_none(keras, tf
 
 def test_device_path_gives_the_host_paths_numbers(keras, tf):
     """The GPU path (reductions where the variables live) run on CPU variables: the same
-    figures as the host path, and a ratio of exactly 0 for an unchanged layer."""
-    from hubwidgets.model import watch as watch_module
+    figures as the host path, the same digest, and a ratio of exactly 0 for an unchanged
+    layer."""
+    from hubwidgets.model import watch_reductions as reduce
 
     model = k3_model(keras)
-    variables = model.get_layer("head").weights
-    prev = [watch_module._copy(v) for v in variables]
-    device = watch_module._device_stats(variables, [tf.constant(p) for p in prev], 16)
-    host = watch_module._host_layer_stats([watch_module._host_flat(variables)], 16)[0]
-    assert device.pop("ratio") == 0.0
+    layer = model.get_layer("head")
+    weights = [reduce.watched_weight(v) for v in hw.inspect(model).find("head").variables]
+    reads = [w.read for w in weights]
+    prev = [reduce.device_copy(r) for r in reads]
+    device = reduce.device_stats(reads, 16)
+    [host] = reduce.layer_stats([reduce.host_views(weights)], 16)
     for key in ("mean", "std", "norm", "min", "max"):
         assert device[key] == pytest.approx(host[key], rel=1e-6), key
     np.testing.assert_array_equal(device["counts"], host["counts"])
-    variables[0].assign(variables[0] * 2.0)
-    moved = watch_module._device_stats(variables, [tf.constant(p) for p in prev], 16)["ratio"]
+    assert [reduce.device_moved(r, tf.constant(p))[0] for r, p in zip(reads, prev)] == [0, 0]
+    assert [reduce.device_digest(r) for r in reads] == [
+        reduce.digest(v) for v in reduce.host_views(weights)]
+    layer.kernel.assign(layer.kernel * 2.0)
+    moved = [reduce.device_moved(r, tf.constant(p)) for r, p in zip(reads, prev)]
     flat_prev = np.concatenate([p.ravel() for p in prev]).astype(np.float64)
-    delta = np.concatenate([np.asarray(v.numpy()).ravel() for v in variables]) - flat_prev
-    assert moved == pytest.approx(np.linalg.norm(delta) / np.linalg.norm(flat_prev), rel=1e-6)
+    delta = np.concatenate([np.asarray(v.numpy()).ravel() for v in reads]) - flat_prev
+    assert reduce.ratio(sum(d for d, _ in moved), sum(b for _, b in moved)) == \
+        pytest.approx(np.linalg.norm(delta) / np.linalg.norm(flat_prev), rel=1e-6)
+    assert reduce.device_sum_of_squares(reads[0]) == pytest.approx(
+        float(np.sum(np.asarray(reads[0].numpy(), np.float64) ** 2)), rel=1e-12)
 
 
 @pytest.mark.parametrize("generation", ["keras", "tf_keras"])

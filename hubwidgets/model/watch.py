@@ -16,8 +16,9 @@ from typing import Any, Callable
 
 import numpy as np
 
+from . import watch_reductions as reduce
 from .errors import HubWidgetsError, ReplicaDriftWarning, UnbuiltModelError
-from .host_stats import dot_product
+from .watch_reductions import WatchedWeight
 
 
 
@@ -25,8 +26,10 @@ from .host_stats import dot_product
 class LayerRecord:
     """One layer at the end of one interval.  Statistics are over the layer's weights (the
     variables an optimizer could train; BatchNorm moving statistics are left out, since no
-    gradient moves them).  ``update_ratio`` is ‖w_t − w_{t−1}‖ / ‖w_{t−1}‖ over the interval
-    (NaN with ``update_ratio=False``; exactly 0 when no weight moved)."""
+    gradient moves them).  ``update_ratio`` is ‖w_t − w_{t−1}‖ / ‖w_{t−1}‖ over the interval:
+    exactly 0 when no weight moved; NaN with ``update_ratio=False``, or when a weight that was
+    frozen when ``fit`` began changed (no copy of frozen weights is kept, so how far it moved
+    is unknown).  ``ratio_note`` says why a ratio is NaN ("" otherwise)."""
 
     interval: int
     step: int
@@ -41,6 +44,7 @@ class LayerRecord:
     counts: np.ndarray
     edges: np.ndarray
     nonfinite: int = 0
+    ratio_note: str = ""
 
 
 @dataclass
@@ -68,13 +72,14 @@ class TrainingHistory:
     def to_arrays(self) -> dict[str, np.ndarray]:
         """Plain numpy arrays, one row per (interval, layer): ``interval``, ``step``,
         ``epoch``, ``path``, ``mean``, ``std``, ``norm``, ``min``, ``max``, ``update_ratio``,
-        ``counts`` (rows x bins) and ``edges`` (rows x bins+1)."""
+        ``ratio_note``, ``counts`` (rows x bins) and ``edges`` (rows x bins+1)."""
         rows = self.records
         out: dict[str, np.ndarray] = {
             "interval": np.array([r.interval for r in rows], dtype=np.int64),
             "step": np.array([r.step for r in rows], dtype=np.int64),
             "epoch": np.array([r.epoch for r in rows], dtype=np.int64),
             "path": np.array([r.path for r in rows], dtype=str),
+            "ratio_note": np.array([r.ratio_note for r in rows], dtype=str),
         }
         for name in ("mean", "std", "norm", "min", "max", "update_ratio"):
             out[name] = np.array([getattr(r, name) for r in rows], dtype=np.float64)
@@ -99,22 +104,25 @@ class TrainingHistory:
         return frame
 
 
-@dataclass
+@dataclass(eq=False)
 class _Layer:
     path: str
-    variables: list[Any]  # the live variables (Keras 3 wrappers or tf.Variables)
+    weights: list[WatchedWeight]
+    last: dict[str, Any] | None = None  # the last record's statistics
+
+    @property
+    def variables(self) -> list[Any]:
+        """The live variables (Keras 3 wrappers or tf.Variables)."""
+        return [w.variable for w in self.weights]
+
+    @property
+    def host(self) -> bool:
+        return all(w.host for w in self.weights)
 
 
 def _pick_weights(node: Any) -> list[Any]:
     weights = [v for v in node.variables if v.can_train] or list(node.variables)
     return [v for v in weights if v.dtype.startswith(("float", "bfloat"))]
-
-
-def _on_host(variable: Any) -> bool:
-    from .adapters.common import backing_variable
-
-    device = str(getattr(backing_variable(variable), "device", "") or "")
-    return "GPU" not in device.upper() and "TPU" not in device.upper()
 
 
 class _Watcher:
@@ -138,7 +146,6 @@ class _Watcher:
         self.replica_drift: list[tuple[int, str]] = []
         self._layer_filter = list(layers) if layers is not None else None
         self._layers: list[_Layer] = []
-        self._previous: dict[str, list[Any]] = {}
         self._start = None
         self._step = 0
         self._epoch = 0
@@ -199,19 +206,16 @@ class _Watcher:
         tree = inspect(model)
         nodes = [n for n in tree if _pick_weights(n)]
         if self._layer_filter is not None:
-            wanted = [tree.find(p) for p in self._layer_filter]
+            wanted = _find_layers(tree, self._layer_filter)
             keep = {id(n) for w in wanted for n in w.walk()}
             nodes = [n for n in nodes if id(n) in keep]
-        self._layers = [_Layer(n.path, [v.variable for v in _pick_weights(n)]) for n in nodes]
+        self._layers = [_Layer(n.path, [reduce.watched_weight(v) for v in _pick_weights(n)])
+                        for n in nodes]
         for layer in self._layers:
             if layer.path not in self.history.layers:
                 self.history.layers.append(layer.path)
-        self._previous = {}
-        if self.update_ratio:  # the one copy: flat on the host, per variable on a GPU
-            self._previous = {
-                layer.path: _host_flat(layer.variables)
-                if all(_on_host(v) for v in layer.variables)
-                else [_copy(v) for v in layer.variables] for layer in self._layers}
+        if self.update_ratio:
+            self._keep_previous()
         self._start = self._start_snapshot(model) if self.keep_diff else None
         self._running = True
         self.interrupted = False
@@ -277,38 +281,137 @@ class _Watcher:
         for series in self.history.logs.values():
             if len(series) < interval + 1:
                 series.append(math.nan)
-        host = [layer for layer in self._layers if all(_on_host(v) for v in layer.variables)]
-        flats = {layer.path: _host_flat(layer.variables) for layer in host}
-        stats = dict(zip(flats, _host_layer_stats(list(flats.values()), self.bins),
-                         strict=True))
+        stats: dict[int, tuple[dict[str, Any], float, str]] = {}
+        host = [layer for layer in self._layers if layer.host]
+        for batch in reduce.host_batches(host, reduce.RECORD_BATCH_BYTES):
+            stats.update(self._reduce_host(batch))
         for layer in self._layers:
-            prev = self._previous.get(layer.path)
-            if layer.path in flats:
-                values = flats[layer.path]
-                record = stats[layer.path]
-                if prev is not None:
-                    record["ratio"] = _host_ratio(values, prev)
-                    self._previous[layer.path] = values  # this read becomes the copy held
-            else:
-                record = _device_stats(layer.variables, prev, self.bins)
-                if prev is not None:
-                    self._previous[layer.path] = [_copy(v) for v in layer.variables]
-            ratio = record.pop("ratio") if prev is not None else math.nan
-            record.pop("ratio", None)
+            if not layer.host:
+                stats[id(layer)] = self._reduce_on_device(layer)
+        for layer in self._layers:
+            record, ratio, note = stats[id(layer)]
+            layer.last = record
             self.history.records.append(LayerRecord(
                 interval=interval, step=self._step, epoch=self._epoch, path=layer.path,
-                update_ratio=ratio, **record))
+                update_ratio=ratio, ratio_note=note, **record))
         self._notify("interval")
+
+    # -- the previous values: a copy of what can train, a digest of what cannot ----------
+    def _keep_previous(self) -> None:
+        """At the start of fit: a copy of each weight that can train now, the digest of each
+        frozen one; the host copy is first checked by the memory guard (nothing allocated
+        when it refuses)."""
+        from .memory_guard import ensure_fits
+
+        weights = [w for layer in self._layers for w in layer.weights]
+        copied = [w for w in weights if w.trains and w.host]
+        ensure_fits(
+            sum(w.nbytes for w in copied),
+            f"hubwidgets.watch's copy of the previous values of the {len(copied)} weights "
+            "that can train (for update ratios)",
+            "pass update_ratio=False (no update ratios, no copy), or watch fewer layers: "
+            "hw.watch(model, layers=['path/of/a/layer', ...])")
+        for layer in self._layers:
+            layer.last = None
+            for w in layer.weights:
+                w.previous = w.digest = w.sum_sq = None
+        for batch in reduce.host_batches([layer for layer in self._layers if layer.host],
+                                         reduce.RECORD_BATCH_BYTES):
+            mine = [w for layer in batch for w in layer.weights]
+            views = reduce.host_views(mine)
+            frozen = [(w, v) for w, v in zip(mine, views, strict=True) if not w.trains]
+            for (w, _), d in zip(frozen, reduce.digests([v for _, v in frozen]), strict=True):
+                w.digest = d
+            for w, v in zip(mine, views, strict=True):
+                if w.trains:
+                    w.previous = np.array(v, copy=True)
+            del views
+        for layer in self._layers:
+            if not layer.host:
+                for w in layer.weights:
+                    if w.trains:
+                        w.previous = reduce.device_copy(w.read)
+                    else:
+                        w.digest = reduce.device_digest(w.read)
+
+    def _reduce_host(self, batch: list[_Layer]) -> dict[int, tuple[dict[str, Any], float, str]]:
+        """Statistics and update ratios of a batch of host layers, from views of their
+        buffers; each copy held is updated in place."""
+        weights = [w for layer in batch for w in layer.weights]
+        views = dict(zip(map(id, weights), reduce.host_views(weights), strict=True))
+        moved: dict[int, tuple[float, float | None] | None] = {}
+        if self.update_ratio:
+            frozen = [w for w in weights if w.previous is None]
+            for w, d in zip(frozen, reduce.digests([views[id(w)] for w in frozen]),
+                            strict=True):
+                moved[id(w)] = (0.0, None) if d == w.digest else None
+                if d != w.digest:
+                    w.digest, w.sum_sq = d, None
+            for w in weights:
+                if w.previous is not None:
+                    moved[id(w)] = reduce.moved_and_kept(views[id(w)], w.previous)
+        unchanged = {id(layer) for layer in batch if self.update_ratio and layer.last is not None
+                     and all(w.previous is None and moved[id(w)] is not None
+                             for w in layer.weights)}
+        todo = [layer for layer in batch if id(layer) not in unchanged]
+        fresh = reduce.layer_stats([[views[id(w)] for w in layer.weights] for layer in todo],
+                                   self.bins)
+        records = dict(zip(map(id, todo), fresh, strict=True))
+        out = {}
+        for layer in batch:
+            # a layer whose weights were all frozen and are bit for bit what they were: the
+            # figures of the last record (the digests proved it)
+            record = records.get(id(layer)) or {
+                k: v.copy() if isinstance(v, np.ndarray) else v for k, v in layer.last.items()}
+            ratio, note = self._layer_ratio(layer, moved, lambda w: reduce.sum_of_squares(
+                views[id(w)]))
+            out[id(layer)] = (record, ratio, note)
+        return out
+
+    def _reduce_on_device(self, layer: _Layer) -> tuple[dict[str, Any], float, str]:
+        """A layer on a GPU: reduced there; the copies held stay there."""
+        record = reduce.device_stats([w.read for w in layer.weights], self.bins)
+        moved: dict[int, tuple[float, float | None] | None] = {}
+        if self.update_ratio:
+            for w in layer.weights:
+                if w.previous is not None:
+                    moved[id(w)] = reduce.device_moved(w.read, w.previous)
+                    w.previous = reduce.device_copy(w.read)
+                    continue
+                d = reduce.device_digest(w.read)
+                moved[id(w)] = (0.0, None) if d == w.digest else None
+                if d != w.digest:
+                    w.digest, w.sum_sq = d, None
+        ratio, note = self._layer_ratio(layer, moved,
+                                        lambda w: reduce.device_sum_of_squares(w.read))
+        return record, ratio, note
+
+    def _layer_ratio(self, layer: _Layer, moved: dict[int, Any],
+                     squares: Callable[[WatchedWeight], float]) -> tuple[float, str]:
+        """‖Δw‖/‖w‖ of the layer: exactly 0 when no weight moved (a frozen one proved
+        unchanged by its digest), NaN with the reason when a frozen weight changed."""
+        if not self.update_ratio:
+            return math.nan, reduce.NOT_RECORDED
+        parts = [moved[id(w)] for w in layer.weights]
+        if any(p is None for p in parts):
+            return math.nan, reduce.FROZEN_CHANGED
+        delta_sq = sum(p[0] for p in parts)
+        if delta_sq == 0:
+            return 0.0, ""
+        before_sq = 0.0
+        for w, (_, before) in zip(layer.weights, parts, strict=True):
+            if before is None:  # frozen and unchanged: Σw² now is Σw² then
+                if w.sum_sq is None:
+                    w.sum_sq = squares(w)
+                before = w.sum_sq
+            before_sq += before
+        return reduce.ratio(delta_sq, before_sq), ""
 
     @property
     def held_bytes(self) -> int:
-        """Bytes of the weight copy held for update ratios (0 with ``update_ratio=False``)."""
-        total = 0
-        for copy in self._previous.values():
-            parts = copy if isinstance(copy, list) else [copy]
-            total += sum(int(np.prod(p.shape)) * p.dtype.size if not isinstance(p, np.ndarray)
-                         else p.nbytes for p in parts)
-        return total
+        """Bytes of the copy of previous values held for update ratios: the weights that
+        could train when ``fit`` began (0 with ``update_ratio=False``)."""
+        return sum(w.held_bytes for layer in self._layers for w in layer.weights)
 
     def _check_drift(self) -> None:
         """Mirrored variables: every replica must hold the primary's bits."""
@@ -349,6 +452,20 @@ class _Watcher:
                 f"{self.history.intervals} intervals recorded>")
 
 
+def _find_layers(tree: Any, layers: list[str]) -> list[Any]:
+    """The nodes ``layers`` name; a name that is not there is refused (before ``fit``)."""
+    found = []
+    for path in layers:
+        try:
+            found.append(tree.find(path))
+        except (KeyError, TypeError) as exc:
+            reason = exc.args[0] if exc.args else exc
+            raise HubWidgetsError(f"hubwidgets.watch(layers=[...]): {reason} Pass the paths or "
+                                  "names of layers as the explorer shows them, or "
+                                  "layers=None for every layer.") from None
+    return found
+
+
 def _fit_running(model: Any) -> bool:
     """Whether a ``fit`` (``fit_generator``) of ``model`` is on the stack of any thread now."""
     import sys
@@ -384,123 +501,6 @@ def _end_after_the_cell(watcher: Any) -> None:
             live.running  # noqa: B018 - ends the run when its fit is gone
 
     shell.events.register("post_run_cell", after_cell)
-
-
-def _copy(variable: Any) -> Any:
-    """One copy of a variable's value where it lives: numpy on the host, a tensor on a GPU."""
-    if _on_host(variable):
-        return np.array(variable.numpy(), copy=True)
-    import tensorflow as tf
-
-    from .adapters.common import backing_variable
-
-    inner = backing_variable(variable)
-    with tf.device(inner.device):
-        return tf.identity(inner)
-
-
-def _host_flat(variables: list[Any]) -> np.ndarray:
-    """The layer's weights as one flat array that owns its data (``.numpy()`` copies)."""
-    arrays = [np.asarray(v.numpy()).reshape(-1) for v in variables]
-    if len(arrays) == 1:
-        return arrays[0]
-    dtype = arrays[0].dtype if all(a.dtype == arrays[0].dtype for a in arrays) else np.float64
-    return np.concatenate(arrays).astype(dtype, copy=False)
-
-
-def _host_layer_stats(flats: list[np.ndarray], bins: int) -> list[dict[str, Any]]:
-    """Mean, std, norm, min, max and a ``numpy.histogram`` of each flat array, all arrays in
-    one call of the compiled kernel of :mod:`hubwidgets.model.host_stats` (numpy where it
-    cannot be used)."""
-    from .host_stats import host_reductions
-
-    kernel_ready = [f if f.dtype.name in ("float32", "float64") else None for f in flats]
-    out = []
-    for flat, r in zip(flats, host_reductions(kernel_ready, bins, None), strict=True):
-        if r is None or r.nan or r.inf:
-            out.append(_numpy_stats(flat, bins))
-            continue
-        empty = r.count == 0
-        out.append(dict(mean=math.nan if empty else r.mean, std=math.nan if empty else r.std,
-                        norm=r.l2, min=0.0 if empty else r.min, max=0.0 if empty else r.max,
-                        counts=r.counts, edges=r.edges, nonfinite=0))
-    return out
-
-
-def _numpy_stats(flat: np.ndarray, bins: int) -> dict[str, Any]:
-    """Any dtype, NaN/Inf left out of every figure and counted in ``nonfinite``."""
-    x = flat.astype(np.float64)
-    finite = x[np.isfinite(x)]
-    count = finite.size
-    lo, hi = (float(finite.min()), float(finite.max())) if count else (0.0, 0.0)
-    counts, edges = np.histogram(finite, bins=bins, range=(lo, hi) if hi > lo else None)
-    return dict(mean=float(finite.mean()) if count else math.nan,
-                std=float(finite.std()) if count else math.nan,
-                norm=math.sqrt(dot_product(finite, finite)), min=lo, max=hi,
-                counts=counts.astype(np.int64), edges=edges, nonfinite=int(x.size - count))
-
-
-def _host_ratio(values: np.ndarray, prev: np.ndarray) -> float:
-    """‖values − prev‖ / ‖prev‖ in float64; exactly 0 when no bit moved."""
-    if values.dtype == prev.dtype and np.array_equal(values.view(f"u{values.itemsize}"),
-                                                     prev.view(f"u{prev.itemsize}")):
-        return 0.0
-    delta = np.subtract(values, prev, dtype=np.float64)
-    before = prev.astype(np.float64)
-    return _ratio(dot_product(delta, delta), dot_product(before, before))
-
-
-def _device_stats(values: list[Any], prev: list[Any] | None, bins: int) -> dict[str, Any]:
-    """The same statistics reduced on the variables' device; only scalars and counts move."""
-    import tensorflow as tf
-
-    sums, sqs, los, his, counts_n, deltas, befores = [], [], [], [], [], [], []
-    flats = []
-    from .adapters.common import backing_variable
-
-    values = [backing_variable(v) for v in values]
-    for i, var in enumerate(values):
-        with tf.device(var.device):
-            x = tf.reshape(tf.cast(tf.convert_to_tensor(var), tf.float32), [-1])
-            ok = tf.math.is_finite(x)
-            xf = tf.boolean_mask(x, ok)
-            flats.append(xf)
-            sums.append(tf.reduce_sum(tf.cast(xf, tf.float64)))
-            sqs.append(tf.reduce_sum(tf.square(tf.cast(xf, tf.float64))))
-            los.append(tf.reduce_min(xf) if tf.size(xf) > 0 else tf.constant(np.inf, tf.float32))
-            his.append(tf.reduce_max(xf) if tf.size(xf) > 0 else tf.constant(-np.inf, tf.float32))
-            counts_n.append((tf.size(xf), tf.size(x)))
-            if prev is not None:
-                p = tf.reshape(tf.cast(prev[i], tf.float64), [-1])
-                deltas.append(tf.reduce_sum(tf.square(tf.cast(x, tf.float64) - p)))
-                befores.append(tf.reduce_sum(tf.square(p)))
-    count = int(sum(int(c) for c, _ in counts_n))
-    nonfinite = int(sum(int(t) for _, t in counts_n)) - count
-    lo = float(min(float(v) for v in los)) if count else 0.0
-    hi = float(max(float(v) for v in his)) if count else 0.0
-    hi_edge = hi if hi > lo else lo + 1e-12
-    counts = np.zeros(bins, dtype=np.int64)
-    for xf, var in zip(flats, values, strict=True):
-        with tf.device(var.device):
-            counts += tf.histogram_fixed_width(tf.cast(xf, tf.float64), [lo, hi_edge],
-                                               nbins=bins).numpy()
-    total = float(sum(float(s) for s in sums))
-    sq = float(sum(float(s) for s in sqs))
-    mean = total / count if count else math.nan
-    var = max(sq / count - mean * mean, 0.0) if count else math.nan
-    out = dict(mean=mean, std=math.sqrt(var) if count else math.nan, norm=math.sqrt(sq), min=lo,
-               max=hi, counts=counts, edges=np.linspace(lo, hi_edge, bins + 1),
-               nonfinite=nonfinite)
-    if prev is not None:
-        out["ratio"] = _ratio(float(sum(float(d) for d in deltas)),
-                              float(sum(float(b) for b in befores)))
-    return out
-
-
-def _ratio(delta_sq: float, before_sq: float) -> float:
-    if delta_sq == 0:
-        return 0.0
-    return math.sqrt(delta_sq / before_sq) if before_sq > 0 else math.inf
 
 
 # -- the two generations -----------------------------------------------------------------
@@ -577,9 +577,16 @@ def watch(model: Any, every: str | int = "epoch", *, update_ratio: bool = True,
             callback is of the model's own generation.
         every: ``"epoch"``, or a number of training steps between records.
         update_ratio: record ‖w_t − w_{t−1}‖/‖w_{t−1}‖ per layer.  This needs the previous
-            values: the watcher holds exactly one copy of the watched weights, on the
-            weights' own device (a GPU's memory when they live there, host memory
-            otherwise).  ``update_ratio=False`` holds none.
+            values: the watcher holds one copy of the watched weights that can train when
+            ``fit`` begins, on their own device (a GPU's memory when they live there, host
+            memory otherwise; the memory guard refuses a host copy that would not fit,
+            before fit starts).  A frozen weight cannot move in fit, so no copy is kept:
+            a SHA-256 digest of its bytes proves at each record that it did not move, and
+            a layer whose weights did not move has a ratio of exactly 0.  If a frozen
+            weight changed anyway (a callback wrote it, it was unfrozen during fit) the
+            layer's ratio is NaN, with the reason in ``LayerRecord.ratio_note``.
+            ``update_ratio=False`` holds no copy.  Records read the weights in place, a
+            few layers at a time, so they hold no host copy of the model.
         bins: histogram bins per layer and interval.
         layers: paths or names of the layers (and what is below them) to record; default all
             layers that hold weights.
@@ -607,6 +614,13 @@ def watch(model: Any, every: str | int = "epoch", *, update_ratio: bool = True,
             "them in its first step, too late to record where training started. Build it "
             "first, e.g. model(x[:1]) or model.build((None, ...)), then call "
             "hubwidgets.watch(model).")
+    if layers is not None:
+        from .inspect import inspect
+
+        if isinstance(layers, str):
+            raise HubWidgetsError(f"layers={layers!r}: pass a list of layer paths or names, "
+                                  f"e.g. layers=[{layers!r}].")
+        _find_layers(inspect(model), list(layers))
     per_step = every != "epoch"
     cls = _callback_class(generation, per_step)
     callback = cls()
