@@ -30,6 +30,20 @@ def _model(keras, name):
                             name=name)
 
 
+def reductions_counted(monkeypatch) -> list[str]:
+    """The paths of every variable reduced from now on (the count is the behaviour here:
+    what a change makes the dashboard read again)."""
+    reduced: list[str] = []
+    real = stats._stats_of_all
+
+    def counting(plan, *args):
+        reduced.extend(plan.paths)
+        return real(plan, *args)
+
+    monkeypatch.setattr(stats, "_stats_of_all", counting)
+    return reduced
+
+
 def _assert_kept_match_numpy(dashboard):
     known = session_stats.statistics_of(dashboard.session, 64).known(
         dashboard.tree.variables())
@@ -86,14 +100,7 @@ def test_an_edit_recomputes_only_the_variables_it_wrote(keras, monkeypatch):
     model = _model(keras, "bg_edit")
     dashboard = hw.explore(model)
     assert dashboard.wait(timeout=30)
-    reduced: list[str] = []
-    real = stats._stats_of_all
-
-    def counting(plan, *args):
-        reduced.extend(plan.paths)
-        return real(plan, *args)
-
-    monkeypatch.setattr(stats, "_stats_of_all", counting)
+    reduced = reductions_counted(monkeypatch)
     hw.scale_weights(model, "b", 2.0)
     assert dashboard.wait(timeout=30)
     assert sorted(reduced) == sorted(v.path for v in dashboard.tree.find("b").variables)
@@ -114,14 +121,7 @@ def test_after_a_watched_fit_only_what_training_changes_is_recomputed(keras, mon
     model.compile(optimizer=keras.optimizers.SGD(0.1), loss="mse")
     dashboard = hw.explore(model)
     assert dashboard.wait(timeout=30)
-    reduced: list[str] = []
-    real = stats._stats_of_all
-
-    def counting(plan, *args):
-        reduced.extend(plan.paths)
-        return real(plan, *args)
-
-    monkeypatch.setattr(stats, "_stats_of_all", counting)
+    reduced = reductions_counted(monkeypatch)
     x, y = np.ones((8, 6), np.float32), np.zeros((8, 3), np.float32)
     model.fit(x, y, epochs=1, verbose=0, callbacks=[hw.watch(model)])
     assert dashboard.wait(timeout=30)
