@@ -129,3 +129,21 @@ def test_after_a_watched_fit_only_what_training_changes_is_recomputed(keras, mon
     assert sorted(reduced) == sorted(trained)
     _assert_kept_match_numpy(dashboard)  # the frozen layer's kept figures are still right
     dashboard.close()
+
+
+def test_the_selected_layer_is_not_read_again_after_an_edit_elsewhere(keras, monkeypatch):
+    """The selection's histogram comes from the kept statistics: editing another layer
+    reads that layer only (a selected 1 GB embedding was read on every edit)."""
+    model = _model(keras, "bg_selected")
+    dashboard = hw.explore(model)
+    assert dashboard.wait(timeout=30)
+    kernel = dashboard.tree.find("a").variables[0].path
+    dashboard.weights.selected = kernel
+    reduced = reductions_counted(monkeypatch)
+    hw.scale_weights(model, "c", 3.0)
+    assert dashboard.wait(timeout=30)
+    assert sorted(reduced) == sorted(v.path for v in dashboard.tree.find("c").variables)
+    [bar] = dashboard.weights.selection_traces
+    values = np.asarray(model.get_layer("a").kernel.numpy(), np.float64).ravel()
+    assert list(bar.y) == np.histogram(values, 64)[0].tolist()
+    dashboard.close()

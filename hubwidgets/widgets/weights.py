@@ -17,7 +17,6 @@ from __future__ import annotations
 import html
 import threading
 import time
-import warnings
 from pathlib import Path
 from typing import Any
 
@@ -29,7 +28,7 @@ import traitlets
 
 from ..model.session import ModelSession, session_for
 from ..model.session_stats import SYNC_BYTES, BackgroundStatistics, statistics_of
-from ..model.stats import NonFiniteWeightsWarning, WeightStats, weight_stats
+from ..model.stats import WeightStats, weight_stats
 from ..model.tree import Node
 from . import overview as ov
 from .figure import StatefulFigure
@@ -302,9 +301,10 @@ class WeightPlot(KnownKeywords, SessionView, widgets.VBox):
     def _selection_stats(self) -> tuple[str, dict[str, WeightStats], int]:
         """(title, statistics of what the figure draws, how many variables were selected)."""
         path = self.selected
+        kept = self.statistics_store()  # each variable's own bins: kept until it changes
         try:
             var = self.tree.find_variable(path)
-            return var.path, weight_stats(var, bins=self.bins, effective=self.effective), 1
+            return var.path, kept.of([var]), 1
         except KeyError:
             pass
         node: Node = self.tree.find(path)
@@ -312,17 +312,14 @@ class WeightPlot(KnownKeywords, SessionView, widgets.VBox):
         variables = selected[:MAX_OVERLAY]  # only what the figure draws
         if not variables:
             return node.path, {}, 0
-        value_range = None
-        if self.shared_bins and len(variables) > 1:
-            with warnings.catch_warnings():  # the second pass below warns, once
-                warnings.simplefilter("ignore", NonFiniteWeightsWarning)
-                per_var = weight_stats(variables, bins=self.bins, effective=self.effective)
-            lows = [s.min for s in per_var.values() if s.min is not None]
-            highs = [s.max for s in per_var.values() if s.max is not None]
-            if lows and highs and min(lows) < max(highs):
-                value_range = (min(lows), max(highs))
-            else:
-                return node.path, per_var, len(selected)
+        per_var = kept.of(variables)
+        if not self.shared_bins or len(variables) == 1:
+            return node.path, per_var, len(selected)
+        lows = [s.min for s in per_var.values() if s.min is not None]
+        highs = [s.max for s in per_var.values() if s.max is not None]
+        if not (lows and highs and min(lows) < max(highs)):
+            return node.path, per_var, len(selected)
+        value_range = (min(lows), max(highs))  # one shared range: a second pass, over them only
         try:
             shared = weight_stats(variables, bins=self.bins, value_range=value_range,
                                   effective=self.effective)
