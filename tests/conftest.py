@@ -247,3 +247,22 @@ def tf1_hub_module(tf, saved_dir):
     with open(os.path.join(path, "tfhub_module.pb"), "wb") as f:
         f.write(b"\x08\x03")  # hub's ModuleDef proto: format = FORMAT_V3 (TF1 Hub format)
     return path
+
+
+@pytest.fixture
+def reductions_counted(monkeypatch):
+    """``start()`` returns the list of the paths of every variable reduced from then on
+    (where the count is the behaviour: what a change makes a view read again)."""
+    def start() -> list[str]:
+        from hubwidgets.model import stats
+
+        reduced: list[str] = []
+        real = stats._stats_of_all
+
+        def counting(plan, *args):
+            reduced.extend(plan.paths)
+            return real(plan, *args)
+
+        monkeypatch.setattr(stats, "_stats_of_all", counting)
+        return reduced
+    return start

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 import hubwidgets as hw
-from hubwidgets.model import session_stats, stats
+from hubwidgets.model import session_stats
 
 
 @pytest.fixture
@@ -19,29 +19,12 @@ def in_background(monkeypatch):
     background work takes one variable per step."""
     monkeypatch.setattr(session_stats, "SYNC_BYTES", -1)
     monkeypatch.setattr(session_stats, "BATCH_BYTES", 1)
-    from hubwidgets.widgets import weights
-
-    monkeypatch.setattr(weights, "SYNC_BYTES", -1)
 
 
 def _model(keras, name):
     return keras.Sequential([keras.Input((6,)), keras.layers.Dense(5, name="a"),
                              keras.layers.Dense(4, name="b"), keras.layers.Dense(3, name="c")],
                             name=name)
-
-
-def reductions_counted(monkeypatch) -> list[str]:
-    """The paths of every variable reduced from now on (the count is the behaviour here:
-    what a change makes the dashboard read again)."""
-    reduced: list[str] = []
-    real = stats._stats_of_all
-
-    def counting(plan, *args):
-        reduced.extend(plan.paths)
-        return real(plan, *args)
-
-    monkeypatch.setattr(stats, "_stats_of_all", counting)
-    return reduced
 
 
 def _assert_kept_match_numpy(dashboard):
@@ -96,11 +79,11 @@ def test_a_value_assigned_while_the_work_runs_is_never_shown_stale(keras, in_bac
     dashboard.close()
 
 
-def test_an_edit_recomputes_only_the_variables_it_wrote(keras, monkeypatch):
+def test_an_edit_recomputes_only_the_variables_it_wrote(keras, reductions_counted):
     model = _model(keras, "bg_edit")
     dashboard = hw.explore(model)
     assert dashboard.wait(timeout=30)
-    reduced = reductions_counted(monkeypatch)
+    reduced = reductions_counted()
     hw.scale_weights(model, "b", 2.0)
     assert dashboard.wait(timeout=30)
     assert sorted(reduced) == sorted(v.path for v in dashboard.tree.find("b").variables)
@@ -115,13 +98,13 @@ def test_an_edit_recomputes_only_the_variables_it_wrote(keras, monkeypatch):
     dashboard.close()
 
 
-def test_after_a_watched_fit_only_what_training_changes_is_recomputed(keras, monkeypatch):
+def test_after_a_watched_fit_only_what_training_changes_is_recomputed(keras, reductions_counted):
     model = _model(keras, "bg_fit")
     hw.freeze(model, "a")
     model.compile(optimizer=keras.optimizers.SGD(0.1), loss="mse")
     dashboard = hw.explore(model)
     assert dashboard.wait(timeout=30)
-    reduced = reductions_counted(monkeypatch)
+    reduced = reductions_counted()
     x, y = np.ones((8, 6), np.float32), np.zeros((8, 3), np.float32)
     model.fit(x, y, epochs=1, verbose=0, callbacks=[hw.watch(model)])
     assert dashboard.wait(timeout=30)
@@ -131,7 +114,8 @@ def test_after_a_watched_fit_only_what_training_changes_is_recomputed(keras, mon
     dashboard.close()
 
 
-def test_the_selected_layer_is_not_read_again_after_an_edit_elsewhere(keras, monkeypatch):
+def test_the_selected_layer_is_not_read_again_after_an_edit_elsewhere(keras,
+                                                                      reductions_counted):
     """The selection's histogram comes from the kept statistics: editing another layer
     reads that layer only (a selected 1 GB embedding was read on every edit)."""
     model = _model(keras, "bg_selected")
@@ -139,7 +123,7 @@ def test_the_selected_layer_is_not_read_again_after_an_edit_elsewhere(keras, mon
     assert dashboard.wait(timeout=30)
     kernel = dashboard.tree.find("a").variables[0].path
     dashboard.weights.selected = kernel
-    reduced = reductions_counted(monkeypatch)
+    reduced = reductions_counted()
     hw.scale_weights(model, "c", 3.0)
     assert dashboard.wait(timeout=30)
     assert sorted(reduced) == sorted(v.path for v in dashboard.tree.find("c").variables)

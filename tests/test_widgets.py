@@ -168,22 +168,13 @@ def test_dashboard_badges_nan_weights_from_its_overview(keras):
 
 
 @pytest.mark.parametrize("bins", [64, 32])
-def test_a_dashboard_computes_each_statistic_once_per_change(keras, monkeypatch, bins):
+def test_a_dashboard_computes_each_statistic_once_per_change(keras, reductions_counted, bins):
     """The weight plot's overview and the explorer's NaN scan share the session's statistics,
     whatever the bins: each variable is reduced once when the dashboard opens and once after
     its values change, and the NaN badge still appears."""
-    from hubwidgets.model import stats
-
     model = keras.Sequential([keras.Input((3,)), keras.layers.Dense(4, name="a"),
                               keras.layers.Dense(2, name="b")], name=f"once_{bins}")
-    reduced: list[str] = []
-    real = stats._stats_of_all
-
-    def counting(plan, *args):
-        reduced.extend(plan.paths)
-        return real(plan, *args)
-
-    monkeypatch.setattr(stats, "_stats_of_all", counting)
+    reduced = reductions_counted()
     dashboard = hw.explore(model, bins=bins)
     paths = [v.path for v in hw.inspect(model).variables()]
     assert sorted(reduced) == sorted(paths)

@@ -3,6 +3,8 @@ from the live layer.  No imports: the tree, the notes and :mod:`.lora` all read 
 
 from __future__ import annotations
 
+import math
+
 from typing import Any
 
 INTEGER_DTYPES = frozenset({"int4", "int8", "uint8", "int16", "uint4"})
@@ -56,17 +58,12 @@ def logical_weight_count(layer: Any) -> int | None:
     base = base_weight(layer)
     if mode is None or base is None:
         return None
-    stored = 1
-    for d in base.shape:
-        stored *= int(d)
+    stored = math.prod(int(d) for d in base.shape)
     if mode != "int4":
         return stored
     original = getattr(layer, "original_kernel_shape", None)  # EinsumDense
     if original is not None:
-        count = 1
-        for d in original:
-            count *= int(d)
-        return count
+        return math.prod(int(d) for d in original)
     rows = int(base.shape[0]) if len(base.shape) else 1
     unpacked = getattr(layer, "_orig_output_dim", None)  # Dense, Embedding
     return rows * int(unpacked) if unpacked else 2 * stored
@@ -79,9 +76,7 @@ def quantization_summary(layer: Any) -> str | None:
     base = base_weight(layer)
     if count is None or base is None:
         return None
-    stored = 1
-    for d in base.shape:
-        stored *= int(d)
+    stored = math.prod(int(d) for d in base.shape)
     itemsize = {"int8": 1, "uint8": 1, "int16": 2, "float16": 2, "bfloat16": 2,
                 "float32": 4, "float64": 8}.get(dtype_text(base), 0)
     mode = quantization_mode(layer)

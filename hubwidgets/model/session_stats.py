@@ -71,6 +71,15 @@ class VariableStatistics:
         return self.known(variables)
 
     # -- changing ----------------------------------------------------------------------------
+    def compute_if_small(self, variables: Iterable[VariableInfo]) -> bool:
+        """Compute the missing statistics of ``variables`` now when they hold at most
+        :data:`SYNC_BYTES` of weights (an edited layer, a small model); True when it did."""
+        missing = self.missing(variables)
+        if sum(v.nbytes for v in missing) > SYNC_BYTES:
+            return False
+        self.compute(missing)
+        return True
+
     def compute(self, variables: list[VariableInfo]) -> None:
         """Read and reduce ``variables`` now, and keep each result unless its variable was
         dropped while it was computed."""

@@ -27,7 +27,7 @@ import plotly.graph_objects as go
 import traitlets
 
 from ..model.session import ModelSession, session_for
-from ..model.session_stats import SYNC_BYTES, BackgroundStatistics, statistics_of
+from ..model.session_stats import BackgroundStatistics, statistics_of
 from ..model.stats import WeightStats, weight_stats
 from ..model.tree import Node
 from . import overview as ov
@@ -121,10 +121,7 @@ class WeightPlot(KnownKeywords, SessionView, widgets.VBox):
         self.progress = widgets.IntProgress(min=0, max=1, description="Statistics",
                                             layout={"width": "320px"})
         if overview:  # a small model's statistics at once; a large one's in the background
-            store = self.statistics_store()
-            missing = store.missing(self.tree.variables())
-            if sum(v.nbytes for v in missing) <= SYNC_BYTES:
-                store.compute(missing)
+            self.statistics_store().compute_if_small(self.tree.variables())
         self.overview: ov.Overview | None = self._compute_overview() if overview else None
         self.figure = StatefulFigure(data=self._overview_traces(), layout=self._base_layout())
         self.figure.on_click(self._on_overview_click, trace_type="heatmap")
@@ -178,10 +175,7 @@ class WeightPlot(KnownKeywords, SessionView, widgets.VBox):
         if self.statistics_work is None:
             return
         self._work_on_the_shown_store()
-        store = self.statistics_store()
-        missing = store.missing(self.tree.variables())
-        if sum(v.nbytes for v in missing) <= SYNC_BYTES:
-            store.compute(missing)
+        self.statistics_store().compute_if_small(self.tree.variables())
         self.draw_overview()
         self._on_progress(*self._progress_now())
 
@@ -225,12 +219,9 @@ class WeightPlot(KnownKeywords, SessionView, widgets.VBox):
         elif what in ("values", "structure"):
             self._work_on_the_shown_store()
             if self.statistics_work is not None:  # a few layers (an edit): computed now
-                store = self.statistics_store()
-                missing = store.missing(session.tree.variables())
-                if sum(v.nbytes for v in missing) <= SYNC_BYTES:
-                    store.compute(missing)
-                    if self._on_statistics is not None:
-                        self._on_statistics()
+                if self.statistics_store().compute_if_small(session.tree.variables()) \
+                        and self._on_statistics is not None:
+                    self._on_statistics()
             self.draw_overview()
             try:
                 self.draw_selection()
