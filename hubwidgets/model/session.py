@@ -96,10 +96,6 @@ class ModelSession:
         self.tree.refresh()
         return True
 
-    def refresh(self, what: Change = "values", paths: Iterable[str] | None = None) -> ModelTree:
-        """Deprecated: ``update(what, paths)``."""
-        return self.update(what, paths)
-
     def _drop_statistics(self, paths: Iterable[str] | None) -> None:
         """Forget the kept statistics of the variables at ``paths`` (all of them: None)."""
         keys: list[int] | None = None

@@ -133,8 +133,8 @@ def _renamed(stats: WeightStats, path: str) -> WeightStats:
 class BackgroundStatistics:
     """Fills a session's :class:`VariableStatistics` on a thread, layer by layer.
 
-    ``priority()`` gives the path whose variables go first (the selection); then the model
-    in order.  ``on_progress(done, total)`` is called from the thread after every step.
+    The variables of the session's selection go first, then the model in order.
+    ``on_progress(done, total)`` is called from the thread after every step.
     The thread holds the session weakly and ends with it, or at :meth:`stop`.
     """
 
@@ -169,11 +169,6 @@ class BackgroundStatistics:
             self.store.changed.set()
             if deadline is not None and time.monotonic() >= deadline:
                 return False
-
-    @property
-    def running(self) -> bool:
-        """Whether the thread is computing now."""
-        return not self._idle.is_set()
 
     def stop(self, timeout: float = 5.0) -> None:
         """End the thread (what it computes now is still kept), waiting up to ``timeout``
