@@ -320,9 +320,7 @@ def _by_patterns(arrays: list[np.ndarray | None], out: list[Reduction | None],
                  value_range: tuple[float, float] | None) -> None:
     """Reductions of 16-bit arrays into ``out``: the kernel counts each array's values by
     bit pattern in one pass over memory (two threads' tables in L2, no conversion), and
-    every figure follows exactly from the 65,536 counts (sums of products that float64
-    holds exactly, added by ``math.fsum``; the histogram is numpy's on the distinct values,
-    weighted by their counts)."""
+    every figure follows from the 65,536 counts (see :func:`pattern_reduction`)."""
     for start in range(0, len(indices), 64):  # 512 KB of counts per array: a few at a time
         part = indices[start:start + 64]
         table = np.empty((len(part), 1 << 16), np.int64)
@@ -334,8 +332,10 @@ def _by_patterns(arrays: list[np.ndarray | None], out: list[Reduction | None],
 def pattern_reduction(counts: np.ndarray, table: tuple[np.ndarray, ...], bins: int,
                       value_range: tuple[float, float] | None) -> Reduction:
     """The :class:`Reduction` of values given as ``counts`` of each pattern of ``table``
-    (:func:`_pattern_table`).  Sums of count x value (x value) are exact in float64
-    (counts < 2**32 times 8- or 11-bit mantissas), and added in one pass each."""
+    (:func:`_pattern_table`).  Each product count x value (x value) is exact in float64
+    (counts < 2**32 times 8- or 11-bit mantissas); they are added in one pass each, over at
+    most 65,536 distinct values.  The histogram is numpy's rule on the distinct values,
+    weighted by their counts."""
     values, finite_at, nan_at, zero_at = table
     n, nan = int(counts.sum()), int(counts[nan_at].sum())
     keep = finite_at & (counts > 0)
