@@ -70,6 +70,7 @@ _EXPORTS = {
     "load_ipython_extension": "hubwidgets.ipython",
     "unload_ipython_extension": "hubwidgets.ipython",
     "HubWidgetsError": "hubwidgets.model.errors",
+    "ArgumentError": "hubwidgets.model.errors",
     "UnbuiltModelError": "hubwidgets.model.errors",
     "NotAModelError": "hubwidgets.model.errors",
     "ModelLoadError": "hubwidgets.model.errors",
@@ -98,7 +99,7 @@ if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs; tests/test_a
     from .model.edits import (add_noise, prune_weights, redo, reset_weights,
                               scale_weights, undo, undo_history)
     from .model.effective import effective_weights
-    from .model.errors import (EditError, FreezeError, HubWidgetsError, HubWidgetsWarning,
+    from .model.errors import (ArgumentError, EditError, FreezeError, HubWidgetsError, HubWidgetsWarning,
                                InsufficientMemoryError, MessageError, ModelGoneError,
                                ModelLoadError, NonFiniteWeightsWarning, NotAModelError,
                                ProbeError, ReplicaDriftWarning, SearchTooSlowError,

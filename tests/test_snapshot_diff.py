@@ -610,6 +610,10 @@ def test_a_snapshot_that_cannot_be_written_says_so_and_leaves_no_file(keras, tmp
     with pytest.raises(hw.HubWidgetsError, match="Could not write the snapshot"):
         hw.snapshot(model).save(tmp_path / "taken.npz")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["taken.npz"]  # no .partial left
+    (tmp_path / "runs").mkdir()  # a folder given as the target: not "runs.npz" beside it
+    with pytest.raises(hw.HubWidgetsError, match="is a directory.*runs/before.npz"):
+        hw.snapshot(model, tmp_path / "runs")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["runs", "taken.npz"]
 
 
 def test_a_tf_keras_checkpoint_of_an_auto_named_twin_pairs_nothing_by_leaf_name(tf_keras, tf,

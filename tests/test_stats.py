@@ -51,9 +51,9 @@ def test_shared_value_range_and_bins(k3_sequential):
     _, counts, edges = expected(kernel.numpy(), bins=10, value_range=(-0.1, 0.1))
     np.testing.assert_array_equal(stat.counts, counts)
     np.testing.assert_allclose(stat.edges, edges)
-    with pytest.raises(ValueError, match="lo < hi"):
+    with pytest.raises(hw.ArgumentError, match="lo < hi"):
         hw.weight_stats(k3_sequential, value_range=(1, 0))
-    with pytest.raises(ValueError, match="positive integer"):
+    with pytest.raises(hw.ArgumentError, match="positive integer"):
         hw.weight_stats(k3_sequential, bins=0)
 
 

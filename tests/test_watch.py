@@ -388,8 +388,10 @@ def test_mirrored_strategy_reads_one_replica_and_checks_drift(generation, reques
 
 def test_bad_arguments_say_what_to_pass(keras, plain_module):
     model = k3_model(keras)
-    with pytest.raises(ValueError, match="'epoch' or a number of steps"):
+    with pytest.raises(hw.ArgumentError, match="'epoch' or a number of steps"):
         hw.watch(model, every=0)
+    with pytest.raises(hw.ArgumentError, match="histogram bins >= 1"):
+        hw.watch(model, bins=0)  # a HubWidgetsError (and still a ValueError)
     with pytest.raises(hw.HubWidgetsError, match="Keras 3 or tf_keras model"):
         hw.watch(plain_module)
     with pytest.raises(hw.HubWidgetsError, match=r"No layer or module 'nope'.*layers=None"):

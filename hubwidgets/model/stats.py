@@ -26,7 +26,7 @@ from typing import Any, Callable
 
 import numpy as np
 
-from .errors import NonFiniteWeightsWarning, OutOfDate, ReplicaDriftWarning
+from .errors import ArgumentError, NonFiniteWeightsWarning, OutOfDate, ReplicaDriftWarning
 from .host_stats import SAFE_MAGNITUDE, histogram_edges
 
 FLOAT_KINDS = ("float16", "bfloat16", "float32", "float64")
@@ -188,11 +188,11 @@ def _kernels() -> _Kernels:
 def check_bins(bins: Any) -> int:
     """``bins`` as an int, or a ValueError that says what is accepted."""
     if not isinstance(bins, numbers.Integral) or isinstance(bins, (bool, np.bool_)):
-        raise ValueError(f"bins must be a positive integer (at most {MAX_BINS:,}), got "
+        raise ArgumentError(f"bins must be a positive integer (at most {MAX_BINS:,}), got "
                          f"{bins!r} of type {type(bins).__name__}.")
     bins = int(bins)
     if not 1 <= bins <= MAX_BINS:
-        raise ValueError(f"bins must be a positive integer of at most {MAX_BINS:,} "
+        raise ArgumentError(f"bins must be a positive integer of at most {MAX_BINS:,} "
                          f"(hubwidgets.model.stats.MAX_BINS), got {bins:,}; each bin costs "
                          "memory for every variable. Use fewer bins.")
     return bins
@@ -205,14 +205,14 @@ def check_value_range(value_range: Any, bins: int) -> tuple[float, float] | None
     try:
         lo, hi = (float(v) for v in value_range)
     except (TypeError, ValueError):
-        raise ValueError(f"value_range must be two numbers (lo, hi), got {value_range!r}.") \
+        raise ArgumentError(f"value_range must be two numbers (lo, hi), got {value_range!r}.") \
             from None
     if not (math.isfinite(lo) and math.isfinite(hi) and lo < hi):
-        raise ValueError(f"value_range must be two finite numbers (lo, hi) with lo < hi, "
+        raise ArgumentError(f"value_range must be two finite numbers (lo, hi) with lo < hi, "
                          f"got {value_range!r}.")
     edges, reason = histogram_edges(lo, hi, bins)
     if edges is None:
-        raise ValueError(f"value_range {value_range!r} cannot be used: {reason}.")
+        raise ArgumentError(f"value_range {value_range!r} cannot be used: {reason}.")
     return lo, hi
 
 
