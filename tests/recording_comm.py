@@ -13,6 +13,7 @@ class CommRecorder:
 
     def __init__(self) -> None:
         self.sizes: list[int] = []
+        self.messages: list[dict] = []  # what each message sent, as it was sent
         self.count = 0
 
     def bytes_sent(self) -> int:
@@ -20,6 +21,7 @@ class CommRecorder:
 
     def clear(self) -> None:
         self.sizes.clear()
+        self.messages.clear()
 
     def comm(self, *args, **kwargs) -> "RecordingComm":
         self.count += 1
@@ -36,6 +38,7 @@ class RecordingComm:
         self.comm_id = comm_id
 
     def send(self, data=None, metadata=None, buffers=None) -> None:
+        self.recorder.messages.append(data or {})
         self.recorder.sizes.append(len(json.dumps(data or {}, default=str))
                                    + sum(len(memoryview(b)) for b in buffers or ()))
 
