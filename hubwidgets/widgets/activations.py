@@ -17,6 +17,7 @@ A click on a row of the heatmap selects the layer for every view of the model.
 
 from __future__ import annotations
 
+import dataclasses
 import html
 from typing import Any
 
@@ -131,7 +132,7 @@ class ActivationsPanel(KnownKeywords, SessionView, widgets.VBox):
         super().__init__(**kwargs)
         self.add_class("hw-activations")
         self.session: ModelSession = session_for(model)
-        self.result = as_probe(self.session.model, probe)
+        self._probe = dataclasses.replace(as_probe(self.session.model, probe), model=None)
         self.session.cache[MARKS_KEY] = self.result.marks(MARK_AT)  # the explorer's badges
         self.root = self.session.tree.root.path
         self.heatmap = activation_heatmap(self.result, self.root)
@@ -165,6 +166,13 @@ class ActivationsPanel(KnownKeywords, SessionView, widgets.VBox):
         if spatial:
             self.feature_layer = spatial[0]
         self._follow(self.session)
+
+    @property
+    def result(self) -> Probe:
+        """The probe this panel shows, bound to the live model.  The panel keeps it without
+        the model (the session holds that, weakly once the panel is closed or cleared), so
+        a panel never keeps a model alive on its own."""
+        return dataclasses.replace(self._probe, model=self.session.model)
 
     def spatial_layers(self) -> list[str]:
         """Paths of the probed layers whose output is ``(batch, height, width, channels)``,
