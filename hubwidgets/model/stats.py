@@ -349,7 +349,10 @@ class StatsPlan:
         return not any(getattr(v, "_value", None) is not None for v in self.unbacked)
 
 
-PLAN_KEY = "stats_plan"  # where a tree keeps its StatsPlan (ModelTree.derived)
+PLAN_KEY = "stats_plan"
+"""Where a session's cache keeps the model's StatsPlan (dropped by a structure change only:
+freezes, edits and training keep it; :meth:`StatsPlan.is_current` says when it is out of
+date otherwise)."""
 
 
 def stats_plan(targets: list[tuple[str, Any]]) -> StatsPlan:
@@ -365,16 +368,17 @@ def stats_plan(targets: list[tuple[str, Any]]) -> StatsPlan:
 
 def _plan_of(target: Any) -> StatsPlan:
     """The plan of what :func:`weight_stats` was given: a model's (or tree's) from its
-    tree, made once per tree."""
+    tree, kept in its session's cache (made each time for a tree no session keeps)."""
     from .inspect import inspect
+    from .session import cached_for_tree
     from .tree import ModelTree, Node, VariableInfo
 
     if isinstance(target, (VariableInfo, Node, list, tuple)) or (
             hasattr(target, "assign") and hasattr(target, "dtype")):
         return stats_plan(_targets(target))
     tree = target if isinstance(target, ModelTree) else inspect(target)
-    return tree.cached(PLAN_KEY, lambda: stats_plan(
-        [(v.path, v.variable) for v in tree.variables()]), StatsPlan.is_current)
+    return cached_for_tree(tree, PLAN_KEY, lambda: stats_plan(
+        [(v.path, v.variable) for v in tree.variables()]), current=StatsPlan.is_current)
 
 
 def _kept_plan(target: Any) -> tuple[StatsPlan, Callable[[], bool]] | None:
@@ -388,7 +392,7 @@ def _kept_plan(target: Any) -> tuple[StatsPlan, Callable[[], bool]] | None:
     if isinstance(target, ModelTree):
         return None
     session = existing_session(target)
-    plan = session.tree.cached_value(PLAN_KEY) if session is not None else None
+    plan = session.cache.get(PLAN_KEY) if session is not None else None
     if plan is None or not plan.is_current():
         return None
     return plan, session.matches_model
