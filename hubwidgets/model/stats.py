@@ -8,7 +8,8 @@ not be compiled).  Variables elsewhere (a GPU) are reduced where they live
 the bin counts come back to the host.  No value is cached: a pass on the device costs about
 what a checksum of the bits would, and a checksum can collide (two different bfloat16 values
 with the same sum served stale statistics), so every call reads the current values; only
-what to read (:class:`StatsPlan`) is kept, with the model's tree.
+what to read (:class:`StatsPlan`) is kept, in the model session's cache until the
+structure changes.
 
 Every figure is computed so that it cannot overflow for the input's range (see
 ``host_stats``); a figure that does not fit in float64, or a histogram numpy could not make,
@@ -330,8 +331,8 @@ class StatsPlan:
     """A fixed list of variables ready to be reduced: each one's path with the components
     read one by one (a mirrored variable's replicas, see ``replica_components``), and the
     :class:`~hubwidgets.model.host_stats.ReadPlan` of every component in that order.  A
-    model's plan is kept with its tree, whose variables never change, so a warm call goes
-    straight to reading."""
+    model's plan is kept in its session's cache until the structure changes (a tree's
+    variables never change), so a warm call goes straight to reading."""
 
     parts: tuple[tuple[str, tuple[Any, ...]], ...]
     reads: Any
