@@ -39,7 +39,8 @@ class SessionCache:
     def cached(self, key: str, make: Callable[[], Any], depends_on: Iterable[Dependency] = (),
                current: Callable[[Any], bool] | None = None) -> Any:
         """The value kept under ``key``; ``make()`` kept there when there is none, or when
-        ``current(value)`` says the kept one is out of date."""
+        ``current(value)`` says the kept one is out of date (None stands for "none kept":
+        a ``make`` that gives None is called again next time)."""
         value = self.get(key)
         if value is None or (current is not None and not current(value)):
             value = self.put(key, make(), depends_on)
