@@ -460,7 +460,7 @@ def _figures_match_numpy(stats, values, bins=64):
 
 @pytest.mark.parametrize("generation", ["keras", "tf_keras"])
 def test_a_models_kept_plan_reads_the_values_of_every_update(generation, request, tmp_path):
-    """A model's statistics plan is made once and kept with its tree (the speed of warm
+    """A model's statistics plan is made once and kept for its tree (the speed of warm
     calls), but never its values: after an assign, set_weights, load_weights, and one
     optimizer step each with SGD and with a new Adam (BatchNormalization's moving
     statistics move too), every variable's figures are numpy's on its own values, on the

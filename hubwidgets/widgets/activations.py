@@ -133,7 +133,7 @@ class ActivationsPanel(KnownKeywords, SessionView, widgets.VBox):
         self.add_class("hw-activations")
         self.session: ModelSession = session_for(model)
         self._probe = dataclasses.replace(as_probe(self.session.model, probe), model=None)
-        self.session.cache[MARKS_KEY] = self.result.marks(MARK_AT)  # the explorer's badges
+        self.session.cache.put(MARKS_KEY, self._probe.marks(MARK_AT), depends_on=["values"])
         self.root = self.session.tree.root.path
         self.heatmap = activation_heatmap(self.result, self.root)
         self.activations_figure = StatefulFigure(data=self._heatmap_traces(),
