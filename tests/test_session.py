@@ -252,7 +252,7 @@ def test_stats_of_the_dashboard_follow_training_and_a_new_layer(keras):
     ``refresh("values")``, then after a layer is popped and another added: every variable
     of the model as it is now, each with numpy's figures, also through the new tree's Node
     and VariableInfo."""
-    from hubwidgets.model.session_stats import session_stats
+    from hubwidgets.model.session_stats import every_variable_statistics
 
     model = small_model(keras, "follows")
     model.compile(optimizer=keras.optimizers.SGD(0.5), loss="mse")
@@ -283,7 +283,7 @@ def test_stats_of_the_dashboard_follow_training_and_a_new_layer(keras):
         np.testing.assert_allclose(np.asarray(bar.x), (edges[:-1] + edges[1:]) / 2)
 
     def assert_every_view_is_numpys():
-        assert_numpys(session_stats(session), weights_of(*model.layers))
+        assert_numpys(every_variable_statistics(session), weights_of(*model.layers))
         assert_numpys(hw.weight_stats(model), weights_of(*model.layers))
         assert_numpys(hw.weight_stats(session.tree), weights_of(*model.layers))
 
