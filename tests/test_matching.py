@@ -230,3 +230,15 @@ def test_a_huge_name_in_the_python_api_is_refused_quickly(long_names_model, call
 def test_a_search_for_something_not_a_string_is_a_clear_type_error(three_dense, bad):
     with pytest.raises(TypeError, match="A search pattern is a string"):
         hw.search(three_dense, bad)
+
+
+def test_freeze_matches_code_run_where_nothing_matches_freezes_nothing(named_model, keras):
+    """The shown code is run later, on a model whose auto-names changed: it must not turn
+    into ``freeze(model)``, which freezes every layer."""
+    hw.unfreeze(named_model)
+    explorer = hw.LayerExplorer(named_model)
+    explorer.handle_action({"action": "freeze_pattern", "pattern": "block2"})
+    assert "hubwidgets.search(model, 'block2')" in explorer.code
+    renamed = keras.Sequential([keras.Input((2,)), keras.layers.Dense(2, name="other")])
+    exec(explorer.code, {"model": renamed, "hubwidgets": hw})
+    assert all(layer.trainable for layer in renamed.layers)

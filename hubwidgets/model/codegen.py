@@ -100,8 +100,9 @@ def set_trainable_code(tree: ModelTree, nodes: list[Node], flag: bool,
 def freeze_pattern_code(tree: ModelTree, pattern: str, var: str = "model") -> str:
     """The call that freezes what the search box matches."""
     return with_compile_reminder(
-        tree, f"hubwidgets.freeze({var}, *[n.path for n in hubwidgets.search({var}, "
-              f"{pattern!r})])", var)
+        tree, f"matches = [n.path for n in hubwidgets.search({var}, {pattern!r})]\n"
+              f"if matches:  # hubwidgets.freeze({var}) with no path freezes every layer\n"
+              f"    hubwidgets.freeze({var}, *matches)", var)
 
 
 def freeze_up_to_code(tree: ModelTree, cut: int, var: str = "model") -> str:

@@ -101,7 +101,8 @@ def search(model: Any, pattern: str) -> list["Node"]:
     """The layers the explorer's search box shows for ``pattern``: nodes whose name or class
     matches it as a case-insensitive regular expression (plain text if it is not one).
     ``hubwidgets.freeze(model, *[n.path for n in hubwidgets.search(model, "block2")])``
-    freezes exactly what the box shows."""
+    freezes exactly what the box shows (when it shows something: with no path, ``freeze``
+    freezes the whole model)."""
     return search_nodes(inspect(model), pattern)
 
 
