@@ -152,3 +152,16 @@ def test_overview_shows_each_repeated_layer_once(generation, request, tf):
     root = plot.tree.root.path
     assert plot.overview.paths == [f"{root}/{name}" for name in ("hidden", "hidden[1]", "hidden[2]")]
     assert plot.overview.tensors == ["kernel"] * 3
+
+
+def test_layers_named_like_numbers_are_rows_not_a_number_axis(keras):
+    """plotly guesses an axis type from its labels: names "5", "7", "9" made a linear axis
+    (no heatmap drawn, ticks 0-2, the frame on the wrong row). The rows are categories."""
+    model = keras.Sequential([keras.Input((16,)), keras.layers.Dense(8, name="5"),
+                              keras.layers.Dense(8, name="7"), keras.layers.Dense(4, name="9")])
+    plot = hw.WeightPlot(model)
+    plot.wait(timeout=30)
+    layout = state_layout(plot.figure)
+    assert layout["yaxis2"]["type"] == "category"
+    [heatmap] = [t for t in state_data(plot.figure) if t["type"] == "heatmap"]
+    assert list(heatmap["y"]) == ["5", "7", "9"]

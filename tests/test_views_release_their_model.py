@@ -120,3 +120,21 @@ def test_a_closed_dashboard_with_an_activations_panel_frees_its_model(keras):
     del model
     gc.collect()
     assert alive() is None
+
+
+def test_a_closed_dashboard_of_a_watched_model_frees_it(keras):
+    """The Training tab (the watcher's panel) closes with the dashboard: left open in the
+    widget registry, it held the callback, and the callback the model."""
+    model = _model(keras, "release_watched")
+    model.compile(optimizer="sgd", loss="mse")
+    dashboard = hw.explore(model)
+    dashboard.wait(timeout=30)
+    callback = hw.watch(model)
+    model.fit(np.ones((4, 4), np.float32), np.zeros((4, 2), np.float32), epochs=1,
+              verbose=0, callbacks=[callback])
+    assert dashboard.training is not None  # the tab appeared
+    alive = weakref.ref(model)
+    dashboard.close()
+    del model, callback
+    gc.collect()
+    assert alive() is None

@@ -212,7 +212,8 @@ class ActivationsPanel(KnownKeywords, SessionView, widgets.VBox):
                                font=dict(size=13)),
                     xaxis=dict(title=dict(text="activation value · colour: density per layer",
                                           font=dict(size=11)), fixedrange=True),
-                    yaxis=dict(range=[shown - 0.5, -0.5], automargin=True, dtick=1,
+                    yaxis=dict(type="category", range=[shown - 0.5, -0.5], automargin=True,
+                               dtick=1,
                                tickfont=dict(size=10)))
 
     def _on_row_click(self, _trace: Any, points: Any, _state: Any) -> None:
@@ -243,7 +244,8 @@ class ActivationsPanel(KnownKeywords, SessionView, widgets.VBox):
                     title=dict(text=f"Gradient norm per layer{loss}", font=dict(size=13)),
                     xaxis=dict(title=dict(text=f"L2 norm · {FROZEN_MARK} frozen: zero",
                                           font=dict(size=11)), rangemode="tozero"),
-                    yaxis=dict(range=[shown - 0.5, -0.5], automargin=True, dtick=1,
+                    yaxis=dict(type="category", range=[shown - 0.5, -0.5], automargin=True,
+                               dtick=1,
                                tickfont=dict(size=10)))
 
     # -- feature maps ----------------------------------------------------------------------

@@ -183,7 +183,8 @@ class Dashboard(KnownKeywords, SessionHandle, widgets.VBox):
 
     def close(self) -> None:
         """Close every view of the dashboard (they stop following the session)."""
-        for name in ("explorer", "weights", "header", "activations", "static_fallback"):
+        for name in ("explorer", "weights", "header", "activations", "training",
+                     "static_fallback"):
             view = getattr(self, name, None)  # None when construction failed part way
             if view is not None:
                 view.close()

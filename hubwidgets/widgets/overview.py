@@ -151,7 +151,8 @@ def overview_layout(overview: Overview, selected_row: int | None = None) -> dict
         top = max(0, min(selected_row - VISIBLE_ROWS // 2, n - VISIBLE_ROWS))
     shown = min(n, VISIBLE_ROWS)
     return dict(
-        yaxis2=dict(range=[top + shown - 0.5, top - 0.5], tickfont=dict(size=10), dtick=1,
+        yaxis2=dict(type="category",  # names like "5" or "2024-01" are labels, not numbers
+                    range=[top + shown - 0.5, top - 0.5], tickfont=dict(size=10), dtick=1,
                     automargin=True, title=None, fixedrange=False),
         xaxis2=dict(title=dict(text="weight value · colour: density per layer",
                                font=dict(size=11)), fixedrange=True),  # rows pan, bins stay
