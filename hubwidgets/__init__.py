@@ -72,6 +72,7 @@ _EXPORTS = {
     "unload_ipython_extension": "hubwidgets.ipython",
     "HubWidgetsError": "hubwidgets.model.errors",
     "ArgumentError": "hubwidgets.model.errors",
+    "NotFoundError": "hubwidgets.model.errors",
     "UnbuiltModelError": "hubwidgets.model.errors",
     "NotAModelError": "hubwidgets.model.errors",
     "ModelLoadError": "hubwidgets.model.errors",
@@ -100,11 +101,12 @@ if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs; tests/test_a
     from .model.edits import (add_noise, prune_weights, redo, reset_weights,
                               scale_weights, undo, undo_history)
     from .model.effective import effective_weights
-    from .model.errors import (ArgumentError, EditError, FreezeError, HubWidgetsError, HubWidgetsWarning,
-                               InsufficientMemoryError, MessageError, ModelGoneError,
-                               ModelLoadError, NonFiniteWeightsWarning, NotAModelError,
-                               ProbeError, ReplicaDriftWarning, SearchTooSlowError,
-                               UnbuiltModelError, UndoHistoryWarning, UnknownKeywordError)
+    from .model.errors import (ArgumentError, EditError, FreezeError, HubWidgetsError,
+                               HubWidgetsWarning, InsufficientMemoryError, MessageError,
+                               ModelGoneError, ModelLoadError, NonFiniteWeightsWarning,
+                               NotAModelError, NotFoundError, ProbeError,
+                               ReplicaDriftWarning, SearchTooSlowError, UnbuiltModelError,
+                               UndoHistoryWarning, UnknownKeywordError)
     from .model.freeze import freeze, freeze_up_to, set_trainable, unfreeze
     from .model.hub_layer import HubLayer
     from .model.inspect import inspect

@@ -255,3 +255,15 @@ def test_freeze_up_to_include_must_be_a_bool(three_dense, include):
     with pytest.raises(TypeError, match="True or False"):
         hw.freeze_up_to(three_dense, "d2", include=include)
     assert model_state(three_dense) == before
+
+
+def test_a_name_that_matches_nothing_is_a_hubwidgets_error_naming_a_layer(keras):
+    model = keras.Sequential([keras.Input((3,)), keras.layers.Dense(2, name="dense_a")],
+                             name="nf")
+    for call in (lambda: hw.freeze(model, "dense_b"), lambda: hw.freeze_up_to(model, "dense_b"),
+                 lambda: hw.unfreeze(model, "(a*)*c")):
+        with pytest.raises(hw.NotFoundError, match="No layer or module") as caught:
+            call()
+        assert isinstance(caught.value, hw.HubWidgetsError) and isinstance(caught.value, KeyError)
+        assert not str(caught.value).startswith(("'", '"'))  # not KeyError's quoted text
+    assert model.layers[0].trainable

@@ -23,7 +23,7 @@ from typing import Any, Iterator
 
 import numpy as np
 
-from .errors import HubWidgetsError, ModelLoadError
+from .errors import HubWidgetsError, ModelLoadError, NotFoundError
 from .host_stats import dot_product
 from .lora_audit import frozen_by_design
 from .notes import BN_STATISTIC_NAMES, is_batch_norm_class
@@ -182,7 +182,7 @@ class WeightDiff(Mapping):
         try:
             return self.nodes[path.strip("/")]
         except KeyError:
-            raise KeyError(f"No layer or module {path!r} holds a compared variable. Known: "
+            raise NotFoundError(f"No layer or module {path!r} holds a compared variable. Known: "
                            f"{', '.join(list(self.nodes)[:8])}") from None
 
     def to_dataframe(self) -> Any:

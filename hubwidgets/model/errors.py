@@ -19,6 +19,14 @@ class ArgumentError(HubWidgetsError, ValueError):
     pattern); nothing ran."""
 
 
+class NotFoundError(HubWidgetsError, KeyError):
+    """No layer, module or variable has the path or name given (the message names the
+    closest ones).  A ``KeyError`` too, shown without the quotes ``KeyError`` adds."""
+
+    def __str__(self) -> str:
+        return str(self.args[0]) if self.args else ""
+
+
 class UnbuiltModelError(HubWidgetsError, ValueError):
     """The model has no weights yet because it was never built or called."""
 

@@ -97,8 +97,11 @@ def top_level_index(tree: ModelTree, path: str) -> int:
     or a variable path)."""
     try:
         node = tree.find(path)
-    except KeyError:
-        node = node_of_variable(tree, path)
+    except KeyError as missing_layer:
+        try:
+            node = node_of_variable(tree, path)
+        except KeyError:
+            raise missing_layer from None  # a layer was most likely meant: say so
     chain = [*node.ancestors(), node]
     if len(chain) < 2 or chain[0] is not tree.root:
         raise FreezeError(f"{node.path!r} is the model itself; pick one of its layers.")

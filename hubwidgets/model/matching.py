@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any, Iterable
 
 import regex
 
-from .errors import ArgumentError, SearchTooSlowError
+from .errors import ArgumentError, NotFoundError, SearchTooSlowError
 from .inspect import inspect
 from .tree import Node
 
@@ -125,13 +125,13 @@ def matching_nodes(tree: "ModelTree", paths_or_patterns: Iterable[str]) -> list[
         except KeyError as exc:
             miss = exc
         if len(entry) > MAX_PATTERN_LENGTH:
-            raise KeyError(f"No layer or variable is named by the {len(entry):,}-character "
+            raise NotFoundError(f"No layer or variable is named by the {len(entry):,}-character "
                            f"text given, and it is too long to be used as a regular expression "
                            f"(at most {MAX_PATTERN_LENGTH:,} characters).")
         try:
             pattern = regex.compile(entry, regex.VERSION0)
         except regex.error as exc:
-            raise KeyError(f"{entry!r} is neither a layer path or name nor a valid regular "
+            raise NotFoundError(f"{entry!r} is neither a layer path or name nor a valid regular "
                            f"expression ({exc}). {miss.args[0]}") from None
         deadline = time.monotonic() + SEARCH_BUDGET_S
         hits = [n for n in tree if n is not tree.root

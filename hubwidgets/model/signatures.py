@@ -10,7 +10,7 @@ from typing import Any
 
 from dataclasses import dataclass
 
-from .errors import NotAModelError
+from .errors import NotAModelError, NotFoundError
 from .formatting import dtype_name, format_shape, shape_tuple
 
 @dataclass(frozen=True)
@@ -117,7 +117,7 @@ def _census_function(obj: Any, signature: str | None) -> Any:
     sigs = getattr(target, "signatures", None) or {}
     if signature is not None:
         if signature not in sigs:
-            raise KeyError(f"No signature {signature!r}; this model has: {sorted(sigs) or 'none'}.")
+            raise NotFoundError(f"No signature {signature!r}; this model has: {sorted(sigs) or 'none'}.")
         return sigs[signature]
     if sigs:
         return sigs[sorted(sigs)[0]]

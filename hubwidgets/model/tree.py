@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from collections.abc import Sequence
 from typing import Any, Callable, Iterator, Protocol
 
+from .errors import NotFoundError
 from .formatting import Shape, Trainable, format_shape, shape_size, trainable_label, unique_segment
 from .signatures import SignatureInfo, TensorSpecInfo, op_census
 from .layer_kinds import logical_weight_count
@@ -445,7 +446,7 @@ class ModelTree:
                 return by_name[0]
             if len(by_name) > 1:
                 paths = ", ".join(repr(n.path) for n in by_name[:8])
-                raise KeyError(f"{wanted!r} names {len(by_name)} layers; pass a full path: "
+                raise NotFoundError(f"{wanted!r} names {len(by_name)} layers; pass a full path: "
                                f"{paths}")
         node = self._find_by_path(wanted)
         if node is not None:
@@ -455,11 +456,11 @@ class ModelTree:
             return by_name[0]
         if by_name:
             paths = ", ".join(repr(n.path) for n in by_name[:8])
-            raise KeyError(f"{wanted!r} names {len(by_name)} nodes; pass a full path: {paths}")
+            raise NotFoundError(f"{wanted!r} names {len(by_name)} nodes; pass a full path: {paths}")
         candidates = {n.path for n in self} | {n.name for n in self}
         close = difflib.get_close_matches(wanted, sorted(candidates), n=5, cutoff=0.4)
         hint = f" Closest matches: {', '.join(map(repr, close))}." if close else ""
-        raise KeyError(f"No layer or module {wanted!r} in {self.root.name!r}.{hint}")
+        raise NotFoundError(f"No layer or module {wanted!r} in {self.root.name!r}.{hint}")
 
     def named(self, name: str) -> list[Node]:
         """The nodes called ``name``, one per distinct layer or module (a shared layer
@@ -500,7 +501,7 @@ class ModelTree:
             return found
         close = difflib.get_close_matches(path, list(self._variables_by_path), n=5, cutoff=0.4)
         hint = f" Closest matches: {', '.join(map(repr, close))}." if close else ""
-        raise KeyError(f"No variable {path!r}.{hint}")
+        raise NotFoundError(f"No variable {path!r}.{hint}")
 
     # -- graph census ----------------------------------------------------------------------
     def op_census(self, signature: str | None = None) -> dict[str, int]:
