@@ -747,8 +747,10 @@ def test_a_budget_that_is_not_a_byte_count_is_refused_when_set(keras, budget):
     assert explorer.message.endswith("Undo: hubwidgets.undo(model)."), explorer.message
 
 
-def test_restore_survives_undo_and_redo_inside_the_default_budget(keras):
+def test_restore_survives_undo_and_redo_inside_a_budget_of_the_weight_bytes(keras):
     model = small(keras, "undo_restore")
+    weights = sum(v.nbytes for v in hw.inspect(model).variables())
+    hw.undo_history(model).budget_bytes = 2 * weights  # as the explorer's default was here
     explorer = hw.LayerExplorer(model)
     kernel = model.get_layer("d1").kernel
     original = kernel.numpy().copy()
@@ -765,7 +767,6 @@ def test_restore_survives_undo_and_redo_inside_the_default_budget(keras):
     with pytest.warns(hw.UndoHistoryWarning, match="oldest undo step"):  # scale's, then
         explorer.handle_action({"action": "restore_snapshot", "path": "undo_restore/d1"})
     np.testing.assert_array_equal(kernel.numpy(), original)
-    weights = sum(v.nbytes for v in hw.inspect(model).variables())
     assert hw.undo_history(model).nbytes <= 2 * weights
 
 
@@ -797,3 +798,15 @@ def test_an_edit_undo_or_redo_does_not_walk_the_model_again(K):
     hw.freeze(model, "d1")
     assert model.get_layer("d1").trainable is False
     assert hw.inspect(model) is tree and tree.find("d1").trainable is False
+
+
+def test_a_small_models_default_history_keeps_many_steps(keras):
+    """The default budget is at least 64 MB: on a small model a second edit does not drop
+    the first (the weight bytes alone held one whole-model edit)."""
+    model = dense_model(keras, name="small_history")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", hw.UndoHistoryWarning)
+        for factor in (2.0, 3.0, 0.5):
+            hw.scale_weights(model, ".*", factor)
+        hw.prune_weights(model, ".*", 0.5)
+    assert len(hw.undo_history(model).undo_steps) == 4

@@ -19,7 +19,8 @@ Rules:
   touched (host copies; one copy for a mirrored variable whose replicas agree).  Undo and
   redo swap those values with the variables' current ones, so a step always holds one copy.
   The history of a model keeps its steps within a memory budget (default: the model's
-  weight bytes; ``undo_history(model).budget_bytes`` changes it).  The oldest steps are
+  weight bytes, at least 64 MB and at most 10% of them + 300 MB;
+  ``undo_history(model).budget_bytes`` changes it).  The oldest steps are
   dropped first, each with an :class:`UndoHistoryWarning`; a new edit clears the redo steps.
 - The history lives on the model's :class:`~hubwidgets.model.session.ModelSession` (one per
   live model, dropped with it).  Its step descriptions name the model as the session's
@@ -90,8 +91,8 @@ class EditStep:
 @dataclass
 class EditHistory:
     """The undo and redo steps of one model.  ``budget_bytes``: the most memory the steps may
-    hold (None: the model's weight bytes, measured at each edit; twice that with
-    ``keep_originals``).
+    hold (None: the model's weight bytes, at least 64 MB, at most 10% + 300 MB, measured at
+    each edit; twice that with ``keep_originals``).
 
     With ``keep_originals`` (:meth:`start_keeping_originals`, called by the explorer at its
     first edit), the history also keeps, for each variable edited since, its values before
@@ -421,15 +422,18 @@ def _record(session: Any, step: EditStep, news: list[np.ndarray]) -> None:
 DEFAULT_BUDGET_CAP = 300 * 2**20
 """The default budget is the model's weight bytes, at most 10% of them plus this: the
 memory bound every operation keeps on a large model."""
+DEFAULT_BUDGET_FLOOR = 64 * 2**20
+"""...and at least this: a small model keeps many steps (its weight bytes alone would hold
+one whole-model edit, so a second edit dropped the first)."""
 
 
 def _budget(history: EditHistory, tree: Any) -> int:
-    """``budget_bytes``, else the model's weight bytes, at most 10% of them + 300 MB (twice
-    that with ``keep_originals``: room for the originals too)."""
+    """``budget_bytes``, else the model's weight bytes, at most 10% of them + 300 MB and at
+    least 64 MB (twice that with ``keep_originals``: room for the originals too)."""
     if history.budget_bytes is not None:
         return int(history.budget_bytes)
     weights = sum(int(v.nbytes) for v in tree.variables())
-    weights = min(weights, weights // 10 + DEFAULT_BUDGET_CAP)
+    weights = max(min(weights, weights // 10 + DEFAULT_BUDGET_CAP), DEFAULT_BUDGET_FLOOR)
     return 2 * weights if history.keep_originals else weights
 
 
@@ -450,7 +454,8 @@ def _move(model: Any, undo: bool, force: bool = False) -> Any:
         raise EditError(
             f"Nothing was {word}ne: {len(moved)} variable(s) of {step.description} changed "
             f"since it was {'made' if undo else 'undone'} ({', '.join(moved[:3])}"
-            f"{', ...' if len(moved) > 3 else ''}), by training or by code; an {word} would "
+            f"{', ...' if len(moved) > 3 else ''}), by training or by code; {'an' if undo else 'a'} "
+            f"{word} would "
             f"throw those changes away. hw.{word}(model, force=True) does it anyway; "
             "hw.snapshot(model) first keeps the current values.")
     # all or nothing: a failed write puts the current values back

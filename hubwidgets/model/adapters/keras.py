@@ -231,11 +231,16 @@ def check_built(layer: Any) -> None:
     if getattr(layer, "built", True) or _weights(layer):
         return
     kind = "model" if _is_model(layer) else "layer"
+    if _is_model(layer) and not getattr(layer, "layers", None):
+        raise UnbuiltModelError(
+            f"The model {layer.name!r} ({type(layer).__name__}) has no layers yet, so there "
+            "is nothing to look inside. Add layers (e.g. model.add(keras.layers.Dense(8))), "
+            "then call hubwidgets.inspect again.")
     raise UnbuiltModelError(
         f"The {kind} {layer.name!r} ({type(layer).__name__}) has not been built yet, so its "
         f"weights do not exist. Call it once on a batch of example inputs, e.g. "
-        f"`{kind}(x[:1])`, or build it with `{kind}.build(input_shape)`, e.g. "
-        f"`{kind}.build((None, 784))`. Then call hubwidgets.inspect again.")
+        f"`{kind}(x[:1])`, or build it with `{kind}.build(input_shape)` (the shape of a batch, "
+        f"e.g. `(None, number_of_features)`). Then call hubwidgets.inspect again.")
 
 
 class KerasBuilder:
