@@ -13,6 +13,7 @@ class CommRecorder:
 
     def __init__(self) -> None:
         self.sizes: list[int] = []
+        self.sent: list[dict] = []  # what was sent (the kernel's answers to requests among it)
         self.count = 0
 
     def bytes_sent(self) -> int:
@@ -20,6 +21,13 @@ class CommRecorder:
 
     def clear(self) -> None:
         self.sizes.clear()
+        self.sent.clear()
+
+    def answers(self) -> list[dict]:
+        """The responses to anywidget requests sent so far (``{"id", "response", ...}``)."""
+        return [d["content"] for d in self.sent if isinstance(d, dict) and
+                d.get("method") == "custom" and isinstance(d.get("content"), dict) and
+                d["content"].get("kind") == "anywidget-command-response"]
 
     def comm(self, *args, **kwargs) -> "RecordingComm":
         self.count += 1
@@ -38,6 +46,7 @@ class RecordingComm:
     def send(self, data=None, metadata=None, buffers=None) -> None:
         self.recorder.sizes.append(len(json.dumps(data or {}, default=str))
                                    + sum(len(memoryview(b)) for b in buffers or ()))
+        self.recorder.sent.append(data)
 
     def open(self, *args, **kwargs) -> None:
         pass
