@@ -202,9 +202,11 @@ class LayerExplorer(KnownKeywords, SessionView, anywidget.AnyWidget):
             self._top_rows = {"row": self._row(root, 0, False), **self.subtree(root.path)}
             self.rows_version += 1
 
-    def _row(self, node: Node, depth: int, expanded: bool) -> dict[str, Any]:
+    def _row(self, node: Node, depth: int, expanded: bool,
+             nonfinite: set[str] | None = None) -> dict[str, Any]:
         marks = self.session.cache.get(MARKS_KEY)  # set by an Activations view of the model
-        return node_row(node, depth, expanded, self._badged, marks)
+        return node_row(node, depth, expanded, self._badged if nonfinite is None else nonfinite,
+                        marks)
 
     def subtree(self, path: str, start: int = 0, count: int = PAGE_SIZE) -> dict[str, Any]:
         """What a view needs to open the node at ``path``: its variable rows, and the rows of
@@ -230,14 +232,14 @@ class LayerExplorer(KnownKeywords, SessionView, anywidget.AnyWidget):
             keep = self.search_matches(self.query if query is None else query)
         except (HubWidgetsError, ValueError):
             return []
-        self._badged = self.nonfinite()
+        nonfinite = self.nonfinite()
         rows: list[dict[str, Any]] = []
 
         def visit(node: Node, depth: int) -> None:
             if keep is not None and node.path not in keep:
                 return
             is_open = node.path in is_expanded or (keep is not None and node.has_children)
-            rows.append(self._row(node, depth, is_open))
+            rows.append(self._row(node, depth, is_open, nonfinite))
             if not is_open:
                 return
             children = node.children

@@ -92,8 +92,10 @@ function render({ model, el: root, experimental }) {
     }
   }
 
-  // The model changed: ask again for every subtree this view holds (the root's came synced).
+  // The model changed: ask again for the subtrees this view has open (the root's came
+  // synced); a closed one is forgotten, and asked for when it is opened again.
   async function refresh() {
+    for (const path of [...subtrees.keys()]) if (!open.has(path)) subtrees.delete(path);
     const held = [...subtrees.keys()];
     await Promise.all(held.map(async (path) => {
       const answer = await ask("_subtree_request", { path, start: 0, count: listedOf(path) });
