@@ -221,6 +221,8 @@ function render({ model, el: root, experimental }) {
   }
 
   function submitForm() {
+    if (form.sending) return; // Enter pressed twice sends once
+    form.sending = true;
     const { path, entry } = form;
     const msg = path ? { action: entry.action, path } : { action: entry.action, pattern: search.value };
     for (const field of entry.fields || []) {
@@ -228,6 +230,7 @@ function render({ model, el: root, experimental }) {
     }
     const sent = form;
     act(msg).then((answer) => {
+      sent.sending = false;
       if (form !== sent) return;
       if (answer.ok) form = null;
       else { form.error = answer.message; form.focus = true; }
@@ -276,9 +279,11 @@ function render({ model, el: root, experimental }) {
 
   function focusForm(inputs) {
     if (!form || !form.focus || !inputs.length) return;
+    const input = inputs[0];
+    input.focus({ preventScroll: true });
+    if (form.focus === "keep") input.setSelectionRange(input.value.length, input.value.length);
+    else input.select(); // opened, or answered with an error: ready to be typed over
     form.focus = false;
-    inputs[0].focus({ preventScroll: true });
-    inputs[0].select();
   }
 
   function noteLine(text, indent) {
@@ -461,7 +466,7 @@ function render({ model, el: root, experimental }) {
     for (const row of rows) if (row.depth > 0 && row.params) biggest = Math.max(biggest, row.params);
     const formHadFocus = form && document.activeElement && document.activeElement.closest &&
       document.activeElement.closest(".hw-form");
-    if (formHadFocus) form.focus = true;
+    if (formHadFocus && !form.focus) form.focus = "keep"; // redrawn while typing
     const lines = [];
     let inputs = [];
     for (const row of rows) {
