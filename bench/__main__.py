@@ -5,6 +5,7 @@ against their baselines.  ``python -m bench [--runs 5] [--write docs/performance
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import platform
 import sys
 from datetime import date
@@ -92,6 +93,11 @@ def main() -> None:
     parser.add_argument("--write", help="also write the table into this markdown file, "
                         "between the BENCH markers")
     args = parser.parse_args()
+    missing = [name for name in ("tensorboard",)
+               if importlib.util.find_spec(name) is None]
+    if missing:  # found now, not after ten minutes of the other benchmarks
+        sys.exit(f"The benchmarks need {', '.join(missing)} (the watch benchmark compares with "
+                 "TensorBoard's callback): pip install -e '.[bench]', then run again.")
     result = table(measure(args.runs))
     print(result)
     if args.write:

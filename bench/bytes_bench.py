@@ -1,5 +1,6 @@
 """Bytes from kernel to browser for ``explore(ResNet50)``: the first display (every widget's
-opening state included, each JavaScript/CSS bundle counted once), then each selection change;
+opening state included, each JavaScript/CSS bundle counted once), the overview filling in
+from the statistics computed in the background, then each selection change;
 how many widgets a dashboard makes for a tiny and a large model; and the overview's payload
 at 1,000 layers.  ``python -m bench.bytes_bench``
 """
@@ -77,6 +78,10 @@ def measure(hw, widget_module, recorder) -> None:
     dashboard = hw.explore(model)
     first = recorder.bytes_sent()  # bundles already left out, once each
     bundles = recorder.bundle_bytes()
+    # the overview filling in from the background statistics is not a selection's traffic
+    recorder.clear()
+    dashboard.wait()
+    statistics_fill = recorder.bytes_sent()
     changes = []
     for path in ("resnet50/conv2_block1_1_conv", "resnet50/conv5_block3_3_conv",
                  "resnet50/predictions/kernel"):
@@ -85,6 +90,7 @@ def measure(hw, widget_module, recorder) -> None:
         changes.append(recorder.bytes_sent())
     big = hw.explore(many_layers(1000))
     emit({"first_display_bytes": first + bundles, "explorer_bundle_bytes": bundles,
+          "statistics_fill_bytes": statistics_fill,
           "selection_change_bytes_max": max(changes),
           "widgets_tiny_model": widgets_made(many_layers(3)),
           "widgets_resnet50": widgets_made(model),

@@ -54,6 +54,7 @@ _EXPORTS = {
     "redo": "hubwidgets.model.edits",
     "undo_history": "hubwidgets.model.edits",
     "EditSpec": "hubwidgets.model.edit_specs",
+    "FineTunedMeaning": "hubwidgets.model.edit_specs",
     "EditField": "hubwidgets.model.edit_specs",
     "register_edit": "hubwidgets.model.edit_specs",
     "edit_code": "hubwidgets.model.codegen",
@@ -70,6 +71,7 @@ _EXPORTS = {
     "load_ipython_extension": "hubwidgets.ipython",
     "unload_ipython_extension": "hubwidgets.ipython",
     "HubWidgetsError": "hubwidgets.model.errors",
+    "ArgumentError": "hubwidgets.model.errors",
     "UnbuiltModelError": "hubwidgets.model.errors",
     "NotAModelError": "hubwidgets.model.errors",
     "ModelLoadError": "hubwidgets.model.errors",
@@ -94,11 +96,11 @@ if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs; tests/test_a
     from .model.codegen import edit_code
     from .model.compile_state import needs_compile
     from .model.diff import VariableDiff, WeightDiff, diff
-    from .model.edit_specs import EditField, EditSpec, register_edit
+    from .model.edit_specs import EditField, EditSpec, FineTunedMeaning, register_edit
     from .model.edits import (add_noise, prune_weights, redo, reset_weights,
                               scale_weights, undo, undo_history)
     from .model.effective import effective_weights
-    from .model.errors import (EditError, FreezeError, HubWidgetsError, HubWidgetsWarning,
+    from .model.errors import (ArgumentError, EditError, FreezeError, HubWidgetsError, HubWidgetsWarning,
                                InsufficientMemoryError, MessageError, ModelGoneError,
                                ModelLoadError, NonFiniteWeightsWarning, NotAModelError,
                                ProbeError, ReplicaDriftWarning, SearchTooSlowError,

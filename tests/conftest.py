@@ -230,6 +230,17 @@ def hub_backbone(tf_keras, saved_dir):
     return path
 
 
+@pytest.fixture
+def frozen_hub_classifier(hub_backbone, hub, tf_keras):
+    """A tf_keras classifier on a frozen ``hub.KerasLayer`` of :func:`hub_backbone` ("hub")
+    with a trainable Dense head ("head"), compiled with SGD: frozen module, moving head."""
+    layer = hub.KerasLayer(hub_backbone, trainable=False, name="hub")
+    model = tf_keras.Sequential([tf_keras.Input((4,)), layer,
+                                 tf_keras.layers.Dense(2, name="head")], name="clf")
+    model.compile(optimizer=tf_keras.optimizers.SGD(0.1), loss="mse")
+    return model
+
+
 @pytest.fixture(scope="session")
 def tf1_hub_module(tf, saved_dir):
     """A module in the legacy TF1 Hub format: a tag-less TF1 SavedModel with tfhub_module.pb."""

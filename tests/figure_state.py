@@ -24,11 +24,19 @@ def decoded(value: Any) -> Any:
     return value
 
 
+def state_figure(figure: Any) -> dict[str, Any]:
+    """The figure a view draws from the widget state (its base with its patch applied)."""
+    from hubwidgets.widgets.figure import drawn_figure
+
+    state = figure.get_state()
+    return drawn_figure(state["figure"], state["patch"])
+
+
 def state_data(figure: Any) -> list[dict[str, Any]]:
     """The traces in the figure's widget state."""
-    return decoded(figure.get_state()["figure"]["data"])
+    return decoded(state_figure(figure)["data"])
 
 
 def state_layout(figure: Any) -> dict[str, Any]:
     """The layout in the figure's widget state."""
-    return decoded(figure.get_state()["figure"]["layout"])
+    return decoded(state_figure(figure)["layout"])

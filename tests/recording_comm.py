@@ -13,7 +13,7 @@ class CommRecorder:
 
     def __init__(self) -> None:
         self.sizes: list[int] = []
-        self.sent: list[dict] = []  # what was sent (the kernel's answers to requests among it)
+        self.messages: list[dict] = []  # what each message sent, as it was sent
         self.count = 0
 
     def bytes_sent(self) -> int:
@@ -21,12 +21,12 @@ class CommRecorder:
 
     def clear(self) -> None:
         self.sizes.clear()
-        self.sent.clear()
+        self.messages.clear()
 
     def answers(self) -> list[dict]:
         """The responses to anywidget requests sent so far (``{"id", "response", ...}``)."""
-        return [d["content"] for d in self.sent if isinstance(d, dict) and
-                d.get("method") == "custom" and isinstance(d.get("content"), dict) and
+        return [d["content"] for d in self.messages if d.get("method") == "custom" and
+                isinstance(d.get("content"), dict) and
                 d["content"].get("kind") == "anywidget-command-response"]
 
     def comm(self, *args, **kwargs) -> "RecordingComm":
@@ -44,9 +44,9 @@ class RecordingComm:
         self.comm_id = comm_id
 
     def send(self, data=None, metadata=None, buffers=None) -> None:
+        self.recorder.messages.append(data or {})
         self.recorder.sizes.append(len(json.dumps(data or {}, default=str))
                                    + sum(len(memoryview(b)) for b in buffers or ()))
-        self.recorder.sent.append(data)
 
     def open(self, *args, **kwargs) -> None:
         pass

@@ -1,12 +1,15 @@
 """The package's shape: no import cycles (in-function imports included), the backend free of
 widget imports, one public surface (the TYPE_CHECKING block names every export; every error
 and warning in errors.py, exported), every widget refusing unknown keywords, adapters found
-along the MRO, and the tree's own invariants (unique paths, parents).  Private TensorFlow in
-one module: tests/test_tf_compat.py."""
+along the MRO, the tree's own invariants (unique paths, parents), one hubwidgets attribute
+on a user's model, and a README whose Layout and "Where to add" name what exists.  Private
+TensorFlow in one module: tests/test_tf_compat.py."""
 
 from __future__ import annotations
 
 import ast
+import dataclasses
+import re
 import sys
 from pathlib import Path
 
@@ -379,3 +382,79 @@ def test_hubwidgets_puts_one_attribute_on_a_model(keras, tf_keras, hub, hub_back
         for layer in model._flatten_layers(include_self=False, recursive=True):
             assert _own_hubwidgets_attributes(layer) == set(), layer.name
     assert len(vars(tfk)["_hubwidgets_session"].layers) >= 1  # the hub layer's order is kept
+
+
+# -- the README's layout and "Where to add" name what exists ---------------------------------
+README = PACKAGE.parent / "README.md"
+
+
+def _readme_section(title: str) -> str:
+    text = README.read_text()
+    start = text.index(title)
+    return text[start:text.index("\n## ", start + 1) if "\n## " in text[start + 1:] else None]
+
+
+def test_the_readme_layout_names_every_module_and_only_files_that_exist():
+    layout = _readme_section("## Layout")
+    block = layout[layout.index("```") + 3:]
+    block = block[:block.index("```")]
+    named = set(re.findall(r"\b(\w+\.(?:py|c))\b", block))
+    files = {p.name for p in PACKAGE.rglob("*") if p.suffix in (".py", ".c")}
+    unnamed = sorted(str(p.relative_to(PACKAGE)) for p in PACKAGE.rglob("*")
+                     if p.suffix in (".py", ".c") and p.name != "__init__.py"
+                     and p.name not in named)
+    assert unnamed == [], f"modules the README's Layout does not name: {unnamed}"
+    assert sorted(named - files - {"__init__.py"}) == []
+
+
+def test_the_places_where_to_add_names_are_real():
+    """Each `module.name` (or `module.Class.member`, or a full `hubwidgets....` path) in
+    "Where to add" names something that exists: the one place to add an edit, an action, a
+    panel, an adapter or a statistic.  (`session.x` there is a ModelSession's attribute.)"""
+    import importlib
+
+    from hubwidgets.model.session import ModelSession
+    from hubwidgets.model.session_cache import SessionCache
+
+    section = _readme_section("Where to add:")
+    modules = {p.stem: _module_name(p) for p in PACKAGE.rglob("*.py") if p.stem != "__init__"}
+    checked = []
+    for dotted in set(re.findall(r"`([A-Za-z_][\w./]*)[`(]", section)):
+        parts = dotted.split(".")
+        if parts[-1] in ("py", "js", "c", "css"):  # a file
+            assert (PACKAGE.parent / dotted).exists() or list(
+                PACKAGE.rglob(dotted.rsplit("/", 1)[-1])), f"no file {dotted!r}"
+            checked.append(dotted)
+            continue
+        if parts[0] == "session":  # a session's attribute: its class, or its cache's
+            assert hasattr(ModelSession, parts[1]) or parts[1] == "cache", dotted
+            if parts[1] == "cache" and len(parts) > 2:
+                assert hasattr(SessionCache, parts[2]), dotted
+            checked.append(dotted)
+            continue
+        if parts[0] == "hubwidgets":
+            known = {_module_name(p) for p in PACKAGE.rglob("*.py")}
+            cut = max(i for i in range(1, len(parts) + 1) if ".".join(parts[:i]) in known)
+            module, rest = ".".join(parts[:cut]), parts[cut:]
+        elif parts[0] in modules and len(parts) > 1:
+            module, rest = modules[parts[0]], parts[1:]
+        else:
+            continue
+        obj = importlib.import_module(module)
+        for part in rest:
+            assert hasattr(obj, part), f"README names {dotted!r}; {part!r} does not exist"
+            obj = getattr(obj, part)
+        checked.append(dotted)
+    assert {"stats._from_reduction", "host_stats.numpy_reduction", "stats._Kernels",
+            "host_stats.pattern_reduction", "host_stats.Reduction", "session.update",
+            "session.cache.cached", "hubwidgets.model.session.cached_for_tree"} <= set(checked)
+
+    from hubwidgets.model.edit_specs import EditSpec
+    from hubwidgets.model.stats import WeightStats
+    from hubwidgets.widgets.explorer import ROW_MENU_ACTIONS
+    from hubwidgets.widgets.session_view import SessionView
+
+    assert callable(WeightStats.to_dict) and ROW_MENU_ACTIONS
+    assert {"fine_tuned", "unchanged_warning", "make_compute"} <= {
+        f.name for f in dataclasses.fields(EditSpec)}
+    assert callable(SessionView._follow) and callable(SessionView._on_session_change)

@@ -622,6 +622,83 @@ def test_every_text_is_readable_in_each_theme(jupyter_lab, theme, picture):
     assert _our_errors(console_errors) == []
 
 
+FIGURE_VIEW_JS = """async ([source, plotly, state]) => {
+  // a StatefulFigure's view (figure.js) as anywidget runs it: render({ model, el, host })
+  const url = URL.createObjectURL(new Blob([source], { type: "text/javascript" }));
+  const view = (await import(url)).default;
+  const listeners = {};
+  const sent = [];
+  const model = {
+    get: (key) => state[key], set: (key, value) => { state[key] = value; },
+    on: (event, callback) => { (listeners[event] ||= []).push(callback); }, off: () => {},
+    send: (message) => sent.push(message), save_changes: () => sent.push("save_changes"),
+  };
+  window.hw = { sent, change(key, value) {
+    state[key] = value;
+    for (const callback of listeners["change:" + key] || []) callback();
+  } };
+  const el = document.createElement("div");
+  document.body.append(el);
+  await view.render({ model, el, host: { getModel: async () => ({ get: () => plotly }) } });
+}"""
+THEMES = {  # JupyterLab's variables, as its Light and Dark themes set them on the page
+    "light": ("true", "--jp-layout-color0:#ffffff;--jp-content-font-color1:rgb(33, 33, 33);"
+                      "--jp-border-color2:#e0e0e0;background:#ffffff"),
+    "dark": ("false", "--jp-layout-color0:#111111;--jp-content-font-color1:rgb(240, 240, 240);"
+                      "--jp-border-color2:#444444;background:#111111"),
+}
+THEME_JS = ("([light, style]) => { document.body.setAttribute('style', style);"
+            " document.body.dataset.jpThemeLight = light; }")
+
+
+def test_each_view_draws_the_figure_in_its_own_pages_theme():
+    """One figure's state, two views in pages of different themes: each draws the page's
+    text colour, follows its page's theme switch, and tells the kernel nothing; a patch
+    from the kernel (a new selection's title and bars) shows in the view."""
+    import json
+
+    from playwright.sync_api import expect, sync_playwright
+    from plotly.offline import get_plotlyjs
+
+    from hubwidgets.widgets.figure import STATIC, StatefulFigure
+
+    fig = StatefulFigure(data=[dict(type="heatmap", z=[[i + j for j in range(40)]
+                                                        for i in range(200)])],
+                         layout=dict(title=dict(text="before"), height=300, width=400))
+    state = json.loads(json.dumps(fig.get_state()))
+    source, plotly = (STATIC / "figure.js").read_text(), get_plotlyjs()
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, headless=True,
+                                    args=["--no-sandbox", "--disable-gpu"])
+        pages = {}
+        for theme in ("light", "dark"):
+            page = browser.new_page()
+            page.set_content("<html><body></body></html>")
+            page.evaluate(THEME_JS, list(THEMES[theme]))
+            page.evaluate(FIGURE_VIEW_JS, [source, plotly, state])
+            pages[theme] = page
+        title = {theme: page.locator(".gtitle") for theme, page in pages.items()}
+        expect(title["light"]).to_have_css("fill", "rgb(33, 33, 33)", timeout=30_000)
+        expect(title["dark"]).to_have_css("fill", "rgb(240, 240, 240)", timeout=30_000)
+        pages["dark"].evaluate(THEME_JS, list(THEMES["light"]))  # switched live
+        expect(title["dark"]).to_have_css("fill", "rgb(33, 33, 33)", timeout=30_000)
+        pages["light"].evaluate(THEME_JS, list(THEMES["dark"]))
+        expect(title["light"]).to_have_css("fill", "rgb(240, 240, 240)", timeout=30_000)
+        base = fig.figure
+        with fig.batch_update():  # a selection: its bars and title, sent as a patch
+            fig.add_bar(x=[0.5, 1.5], y=[3, 4], name="bars", xaxis="x", yaxis="y")
+            fig.layout.title.text = "after"
+        patch = json.loads(json.dumps(fig.patch))
+        assert fig.figure == base and patch["data"][0] is None  # the heatmap is not resent
+        for theme, page in pages.items():
+            page.evaluate("patch => window.hw.change('patch', patch)", patch)
+            expect(title[theme]).to_have_text("after", timeout=30_000)
+            expect(page.locator(".barlayer .point")).to_have_count(2)
+            expect(page.locator(".heatmaplayer image")).to_have_count(1)
+            assert page.evaluate("window.hw.sent") == []  # nothing went to the kernel
+        browser.close()
+
+
 @pytest.fixture(scope="module")
 def voila(tmp_path_factory):
     root = tmp_path_factory.mktemp("voila")

@@ -10,7 +10,7 @@ import pytest
 from figure_state import state_data, state_layout
 
 import hubwidgets as hw
-from hubwidgets.widgets.figure import PlotlyBundle, StatefulFigure
+from hubwidgets.widgets.figure import PlotlyBundle, StatefulFigure, figure_json
 
 MB = 1024 * 1024
 
@@ -34,16 +34,75 @@ def test_the_state_is_the_figure_and_plotly_js_is_shared():
     assert _state_bytes(one) < 20_000 and _state_bytes(two) < 20_000  # no bundle inside
 
 
+def _recorded(**kwargs) -> tuple[StatefulFigure, list[dict]]:
+    """A figure, and the state of each update it sends from then on, as sent."""
+    from recording_comm import recording_comms
+
+    with recording_comms() as recorder:
+        fig = StatefulFigure(**kwargs)
+    recorder.clear()
+    return fig, recorder.messages
+
+
+def _states(messages: list[dict]) -> list[dict]:
+    return [m["state"] for m in messages if m.get("method") == "update"]
+
+
 def test_changes_reach_the_state_once_per_batch():
-    fig = StatefulFigure(layout=dict(height=100))
-    sent = []
-    fig.observe(lambda change: sent.append(change["new"]), "figure")
+    fig, messages = _recorded(layout=dict(height=100))
     with fig.batch_update():
         fig.add_bar(x=[1, 2], y=[3, 4], name="a")
         fig.layout.title.text = "t"
-    assert len(sent) == 1 and [t["type"] for t in sent[0]["data"]] == ["bar"]
+    sent = _states(messages)
+    assert len(sent) == 1 and [t["type"] for t in fig.drawn["data"]] == ["bar"]
+    assert fig.drawn["layout"]["title"]["text"] == "t"
     fig.keep_state()  # nothing changed: nothing sent
-    assert len(sent) == 1
+    assert len(_states(messages)) == 1
+
+
+def test_a_small_change_sends_only_itself_and_a_large_one_a_new_base():
+    """A bar and a title over a large heatmap go as a patch (the heatmap is not sent again);
+    a new heatmap goes as the new base; the state always draws the figure Python holds."""
+    big = np.arange(200 * 40, dtype=np.uint8).reshape(200, 40)
+    fig, messages = _recorded(data=[dict(type="heatmap", z=big)], layout=dict(height=300))
+    heatmap_bytes = len(json.dumps(fig.figure["data"][0]))
+
+    def check(kind: str) -> None:
+        assert fig.drawn == figure_json(fig.to_figure())  # what every view draws
+        message = _states(messages)[-1]
+        assert len(json.dumps(message)) < heatmap_bytes if kind == "patch" else \
+            message["figure"]["data"][0]["type"] == "heatmap" and message["patch"] == {}
+
+    with fig.batch_update():
+        fig.add_bar(x=[1.0, 2.0], y=[3, 4], name="a", xaxis="x", yaxis="y")
+        fig.layout.title.text = "a"
+    check("patch")
+    assert list(_states(messages)[-1]) == ["patch"]
+    assert _states(messages)[-1]["patch"]["data"][0] is None  # the heatmap: the base's
+    with fig.batch_update():  # another selection: the patch is made again from the base
+        fig.data = fig.data[:1]
+        fig.add_bar(x=[1.0], y=[2], name="b")
+        fig.layout.title.text = "b"
+        fig.layout.height = None  # a key taken away
+    check("patch")
+    assert _states(messages)[-1]["patch"]["removed"] == ["height"]
+    with fig.batch_update():  # the heatmap changes: a new base, in one message
+        fig.data[0].z = big[::-1]
+    check("base")
+    assert len(_states(messages)) == 3
+    with fig.batch_update():  # the bars go
+        fig.data = fig.data[:1]
+    check("patch")
+
+
+def test_the_browser_cannot_change_the_figure():
+    """Only clicks come from the views: a ``figure`` or ``patch`` sent from the browser is
+    dropped, so the kernel's state stays the figure it holds."""
+    fig = StatefulFigure(data=[dict(type="bar", x=[1], y=[2])])
+    before = fig.drawn
+    fig._handle_msg({"content": {"data": {"method": "update", "buffer_paths": [], "state": {
+        "figure": {"data": 5}, "patch": {"data": [None, None, {"type": "x"}]}}}}, "buffers": []})
+    assert fig.drawn == before == figure_json(fig.to_figure())
 
 
 def _click(fig, content) -> None:

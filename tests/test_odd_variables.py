@@ -244,7 +244,7 @@ def test_keras_variable_created_in_a_stateless_scope_is_not_initialised(keras):
 
 
 def test_a_model_built_in_a_stateless_scope_gets_numbers_once_the_scope_ends(keras):
-    """A model's statistics plan is kept with its tree, but not past the moment its Keras 3
+    """A model's statistics plan is kept for its tree, but not past the moment its Keras 3
     variables get their values: inside the scope every figure is "not initialised", after
     it numpy's, on the same model and tree."""
     with keras.StatelessScope():
@@ -262,7 +262,7 @@ def test_a_model_built_in_a_stateless_scope_gets_numbers_once_the_scope_ends(ker
 
 
 def test_a_module_whose_variables_are_added_replaced_or_reshaped_gets_their_numbers(tf):
-    """A tf.Module's statistics plan is kept with its tree only while it holds the same
+    """A tf.Module's statistics plan is kept for its tree only while it holds the same
     variables: one added later, one replaced by a new variable of the same name and shape,
     and an unknown-shape variable given values of other shapes each get numpy's figures
     (with the shape of the value) on the next call, the warm one included."""

@@ -8,7 +8,6 @@ import pytest
 
 import hubwidgets as hw
 from hubwidgets.widgets import overview as ov
-from hubwidgets.widgets.weights import DARK, LIGHT
 from figure_state import state_data, state_layout
 from model_state import GENERATIONS, repeated_names_model
 
@@ -83,17 +82,50 @@ def test_figure_data_lives_in_widget_state_and_clicks_select_in_the_explorer(con
     assert state_layout(figure)["shapes"][0]["y0"] == 1.5
 
 
-def test_the_figure_follows_the_theme_the_front_end_reports(conv_bn):
-    plot = hw.explore(conv_bn).weights
-    assert plot.figure.layout.template.layout.font.color == LIGHT["font"]
-    plot.probe.theme = {"dark": True, "font": "rgb(250, 250, 250)", "grid": "rgb(80, 80, 80)"}
-    layout = plot.figure.layout.template.layout
-    assert layout.font.color == "rgb(250, 250, 250)"
-    assert layout.xaxis.gridcolor == "rgb(80, 80, 80)"
-    assert layout.paper_bgcolor == "rgba(0,0,0,0)"
-    assert state_layout(plot.figure)["template"]["layout"]["font"]["color"] == "rgb(250, 250, 250)"
-    plot.probe.theme = {"dark": True}  # no colours: the dark defaults
-    assert plot.figure.layout.template.layout.font.color == DARK["font"]
+def test_the_theme_is_the_views_own_not_the_kernels(conv_bn):
+    """Each view styles its plot from its own page's theme (figure.js): nothing in the
+    kernel holds a theme that two views in different themes would overwrite."""
+    dashboard = hw.explore(conv_bn)
+    widgets = [dashboard, *_descendants(dashboard)]
+    assert [w for w in widgets if "theme" in w.trait_names()] == []
+    assert "template" not in state_layout(dashboard.weights.figure)
+    dashboard.close()
+
+
+def _descendants(widget):
+    for child in getattr(widget, "children", ()):
+        yield child
+        yield from _descendants(child)
+
+
+def _selection_bytes(model, path: str) -> tuple[int, int]:
+    """(bytes of the whole figure, bytes a selection of ``path`` sends), once the overview
+    is complete."""
+    from bench.bytes_bench import figure_payload
+    from recording_comm import recording_comms
+
+    with recording_comms() as recorder:
+        plot = hw.WeightPlot(model)
+        assert plot.wait(timeout=120)
+        whole = figure_payload(plot.figure)
+        recorder.clear()
+        plot.selected = path
+        assert plot.selection_traces  # the selection is drawn
+        sent = recorder.bytes_sent()
+    plot.close()
+    return whole, sent
+
+
+def test_a_selection_sends_its_histogram_not_the_overview_again(keras):
+    """On a model of 400 layers a selection sends what it changes (its bars, title and the
+    frame on its row), as much as on a model of 20; before, the whole figure went again."""
+    from bench.models import many_layers
+
+    small_figure, small = _selection_bytes(many_layers(20), "layers_20/dense_3")
+    big_figure, big = _selection_bytes(many_layers(400), "layers_400/dense_3")
+    assert big_figure > 5 * small_figure  # the overview is most of the figure
+    assert big <= 1.2 * small, (small, big)
+    assert big * 10 < big_figure, (big, big_figure)
 
 
 def test_overview_of_many_layers_stays_small(keras):

@@ -56,11 +56,21 @@ def test_refresh_after_pop_and_add_shows_the_new_structure(keras):
     assert [n.name for n in dashboard.weights.tree.root.children] == ["a", "c"]
 
 
-def test_an_unchanged_model_is_not_walked_again(keras):
-    model = small_model(keras, "warm")
+def test_an_unchanged_model_is_not_walked_again_but_its_flags_are_reread(keras):
+    """A freeze by hand reaches the kept tree's counts and notes on the next look (the
+    nodes keep them until the trainable state is re-read), without a new walk."""
+    from hubwidgets.model.notes import FROZEN_BN_NOTE
+
+    model = keras.Sequential([keras.Input((3,)), keras.layers.Dense(4, name="a"),
+                              keras.layers.BatchNormalization(name="bn")], name="warm")
     tree = hw.inspect(model)
-    version = tree.version
-    assert hw.inspect(model) is tree and tree.version > version  # flags re-read, no walk
+    bn = tree.find("bn")
+    assert FROZEN_BN_NOTE not in bn.notes and bn.trainable is True
+    model.get_layer("bn").trainable = False
+    assert hw.inspect(model) is tree  # no walk
+    assert FROZEN_BN_NOTE in bn.notes and bn.trainable is False
+    assert tree.root.trainable_params == sum(int(np.prod(w.shape))
+                                             for w in model.trainable_weights)
 
 
 def test_new_weights_redraw_the_plots(keras):
@@ -242,7 +252,7 @@ def test_stats_of_the_dashboard_follow_training_and_a_new_layer(keras):
     ``refresh("values")``, then after a layer is popped and another added: every variable
     of the model as it is now, each with numpy's figures, also through the new tree's Node
     and VariableInfo."""
-    from hubwidgets.model.session_stats import session_stats
+    from hubwidgets.model.session_stats import every_variable_statistics
 
     model = small_model(keras, "follows")
     model.compile(optimizer=keras.optimizers.SGD(0.5), loss="mse")
@@ -273,7 +283,7 @@ def test_stats_of_the_dashboard_follow_training_and_a_new_layer(keras):
         np.testing.assert_allclose(np.asarray(bar.x), (edges[:-1] + edges[1:]) / 2)
 
     def assert_every_view_is_numpys():
-        assert_numpys(session_stats(session), weights_of(*model.layers))
+        assert_numpys(every_variable_statistics(session), weights_of(*model.layers))
         assert_numpys(hw.weight_stats(model), weights_of(*model.layers))
         assert_numpys(hw.weight_stats(session.tree), weights_of(*model.layers))
 

@@ -142,11 +142,8 @@ def test_tf_keras_frozen_part_and_bn_reason_says_training_false(tf_keras, tf, xy
     assert all("training=False" in i.fix for i in d.frozen_changed)
 
 
-def test_hub_keras_layer_frozen_module_unchanged_head_moves(hub_backbone, hub, tf_keras, tf, xy):
-    layer = hub.KerasLayer(hub_backbone, trainable=False, name="hub")
-    model = tf_keras.Sequential([tf_keras.Input((4,)), layer,
-                                 tf_keras.layers.Dense(2, name="head")], name="clf")
-    model.compile(optimizer=tf_keras.optimizers.SGD(0.1), loss="mse")
+def test_hub_keras_layer_frozen_module_unchanged_head_moves(frozen_hub_classifier, tf, xy):
+    model = frozen_hub_classifier
     before = hw.snapshot(model)
     assert any(p.startswith("clf/hub/") for p in before)
     model.fit(*xy, epochs=1, batch_size=8, verbose=0)
@@ -610,6 +607,10 @@ def test_a_snapshot_that_cannot_be_written_says_so_and_leaves_no_file(keras, tmp
     with pytest.raises(hw.HubWidgetsError, match="Could not write the snapshot"):
         hw.snapshot(model).save(tmp_path / "taken.npz")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["taken.npz"]  # no .partial left
+    (tmp_path / "runs").mkdir()  # a folder given as the target: not "runs.npz" beside it
+    with pytest.raises(hw.HubWidgetsError, match="is a directory.*runs/before.npz"):
+        hw.snapshot(model, tmp_path / "runs")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["runs", "taken.npz"]
 
 
 def test_a_tf_keras_checkpoint_of_an_auto_named_twin_pairs_nothing_by_leaf_name(tf_keras, tf,

@@ -51,9 +51,9 @@ def test_shared_value_range_and_bins(k3_sequential):
     _, counts, edges = expected(kernel.numpy(), bins=10, value_range=(-0.1, 0.1))
     np.testing.assert_array_equal(stat.counts, counts)
     np.testing.assert_allclose(stat.edges, edges)
-    with pytest.raises(ValueError, match="lo < hi"):
+    with pytest.raises(hw.ArgumentError, match="lo < hi"):
         hw.weight_stats(k3_sequential, value_range=(1, 0))
-    with pytest.raises(ValueError, match="positive integer"):
+    with pytest.raises(hw.ArgumentError, match="positive integer"):
         hw.weight_stats(k3_sequential, bins=0)
 
 
@@ -460,7 +460,7 @@ def _figures_match_numpy(stats, values, bins=64):
 
 @pytest.mark.parametrize("generation", ["keras", "tf_keras"])
 def test_a_models_kept_plan_reads_the_values_of_every_update(generation, request, tmp_path):
-    """A model's statistics plan is made once and kept with its tree (the speed of warm
+    """A model's statistics plan is made once and kept for its tree (the speed of warm
     calls), but never its values: after an assign, set_weights, load_weights, and one
     optimizer step each with SGD and with a new Adam (BatchNormalization's moving
     statistics move too), every variable's figures are numpy's on its own values, on the

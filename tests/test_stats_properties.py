@@ -169,21 +169,12 @@ def run_case(values, bins, value_range, keras_variable, tf, keras, stats_path):
     check_against_exact(again, values, bins, value_range)  # read before: read by host_arrays
 
 
+@pytest.mark.parametrize("kind", ["float", "int"])
 @SETTINGS
 @given(data=st.data())
-def test_float_statistics_are_exact_or_missing_with_a_reason(stats_path, tf, keras, data):
-    dtype = data.draw(st.sampled_from(FLOATS), label="dtype")
-    values = float_arrays(data.draw, dtype)
-    run_case(values, data.draw(st.integers(1, 40), label="bins"),
-             data.draw(value_ranges(), label="value_range"),
-             data.draw(st.booleans(), label="keras_variable"), tf, keras, stats_path)
-
-
-@SETTINGS
-@given(data=st.data())
-def test_int_statistics_are_exact_or_missing_with_a_reason(stats_path, tf, keras, data):
-    dtype = data.draw(st.sampled_from(INTS), label="dtype")
-    values = int_arrays(data.draw, dtype)
+def test_statistics_are_exact_or_missing_with_a_reason(kind, stats_path, tf, keras, data):
+    dtypes, arrays = (FLOATS, float_arrays) if kind == "float" else (INTS, int_arrays)
+    values = arrays(data.draw, data.draw(st.sampled_from(dtypes), label="dtype"))
     run_case(values, data.draw(st.integers(1, 40), label="bins"),
              data.draw(value_ranges(), label="value_range"),
              data.draw(st.booleans(), label="keras_variable"), tf, keras, stats_path)

@@ -104,3 +104,19 @@ def test_a_closed_training_panel_frees_its_model(keras):
     del model, callback
     gc.collect()
     assert alive() is None
+
+
+def test_a_closed_dashboard_with_an_activations_panel_frees_its_model(keras):
+    """The panel keeps its probe without the model (a Probe holds the model it ran)."""
+    model = _model(keras, "release_probe")
+    model.compile(loss="mse")
+    x = np.ones((2, 4), np.float32)
+    dashboard = hw.explore(model, probe=(x, np.zeros((2, 2), np.float32)))
+    dashboard.wait(timeout=30)
+    panel = dashboard.activations
+    assert panel.result.model is model and panel.result.layers  # bound while shown
+    alive = weakref.ref(model)
+    dashboard.close()
+    del model
+    gc.collect()
+    assert alive() is None

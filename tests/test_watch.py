@@ -331,11 +331,8 @@ def test_history_as_arrays_and_dataframe(keras, tf, xy):
     np.testing.assert_array_equal(frame["update_ratio"].to_numpy(), arrays["update_ratio"])
 
 
-def test_tf_keras_with_a_frozen_hub_keras_layer(hub_backbone, hub, tf_keras, tf, xy):
-    layer = hub.KerasLayer(hub_backbone, trainable=False, name="hub")
-    model = tf_keras.Sequential([tf_keras.Input((4,)), layer,
-                                 tf_keras.layers.Dense(2, name="head")], name="clf")
-    model.compile(optimizer=tf_keras.optimizers.SGD(0.1), loss="mse")
+def test_tf_keras_with_a_frozen_hub_keras_layer(frozen_hub_classifier, tf_keras, tf, xy):
+    model = frozen_hub_classifier
     cb = hw.watch(model)
     assert isinstance(cb, tf_keras.callbacks.Callback)
     oracle = Oracle(tf_keras, model)
@@ -388,8 +385,10 @@ def test_mirrored_strategy_reads_one_replica_and_checks_drift(generation, reques
 
 def test_bad_arguments_say_what_to_pass(keras, plain_module):
     model = k3_model(keras)
-    with pytest.raises(ValueError, match="'epoch' or a number of steps"):
+    with pytest.raises(hw.ArgumentError, match="'epoch' or a number of steps"):
         hw.watch(model, every=0)
+    with pytest.raises(hw.ArgumentError, match="histogram bins >= 1"):
+        hw.watch(model, bins=0)  # a HubWidgetsError (and still a ValueError)
     with pytest.raises(hw.HubWidgetsError, match="Keras 3 or tf_keras model"):
         hw.watch(plain_module)
     with pytest.raises(hw.HubWidgetsError, match=r"No layer or module 'nope'.*layers=None"):

@@ -89,7 +89,7 @@ def test_the_wheel_carries_every_file_of_the_package(wheel):
     names = set(zipfile.ZipFile(wheel).namelist())
     static = {p.relative_to(ROOT).as_posix() for p in (PACKAGE / "widgets" / "static").iterdir()}
     assert {"hubwidgets/widgets/static/explorer.js", "hubwidgets/widgets/static/explorer.css",
-            "hubwidgets/widgets/static/figure.js", "hubwidgets/widgets/static/theme.js"} <= static
+            "hubwidgets/widgets/static/figure.js"} <= static
     assert static <= names
     assert _package_files() - names == set()
     # this machine has a C compiler: the statistics kernel is compiled into the wheel

@@ -31,6 +31,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import hubwidgets as hw
+from hubwidgets.widgets.figure import figure_json
 
 LAYERS = ("d1", "bn", "d2")
 HOSTILE_TEXT = ["", " ", "/", "fuzz/", "fuzz//d1", ".*", "(", "[", "d1)", "*", "\\",
@@ -91,7 +92,7 @@ view_request = st.builds(  # what a view asks for: subtrees, searches, the way t
 
 
 garbage_custom = st.tuples(
-    st.sampled_from(["explorer", "weights", "header", "probe"]),
+    st.sampled_from(["explorer", "weights", "header", "figure"]),
     st.builds(lambda c: {"method": "custom", "content": c},
               st.one_of(junk, st.dictionaries(st.sampled_from(["action", "path", "x"]), junk,
                                               max_size=3),
@@ -101,9 +102,10 @@ state_update = st.one_of(
         lambda k, v: {"method": "update", "state": {k: v}, "buffer_paths": []},
         st.sampled_from(["selected", "query", "rows_version"]),
         st.one_of(paths, st.lists(paths, max_size=3), junk))),
-    st.tuples(st.just("probe"), st.builds(
-        lambda v: {"method": "update", "state": {"theme": v}, "buffer_paths": []},
-        st.one_of(junk, st.fixed_dictionaries({"dark": st.booleans(), "text": st.text(max_size=9)})))),
+    st.tuples(st.just("figure"), st.builds(  # the figure is the kernel's: never the browser's
+        lambda k, v: {"method": "update", "state": {k: v}, "buffer_paths": []},
+        st.sampled_from(["figure", "patch"]),
+        st.one_of(junk, st.fixed_dictionaries({"data": st.one_of(junk, st.lists(junk))})))),
     st.tuples(st.sampled_from(["log_box", "shared_box"]), st.builds(
         lambda v: {"method": "update", "state": {"value": v}, "buffer_paths": []},
         st.one_of(st.booleans(), junk))),
@@ -183,7 +185,7 @@ def views(dashboard):
              if hasattr(box, "description")}
     log_box, shared_box = boxes["log y"], boxes["shared bins"]
     return {"explorer": dashboard.explorer, "weights": weights, "header": dashboard.header,
-            "probe": weights.probe, "log_box": log_box, "shared_box": shared_box,
+            "figure": weights.figure, "log_box": log_box, "shared_box": shared_box,
             "picker": dashboard.training.layer_picker}
 
 
@@ -253,6 +255,8 @@ def check_views(dashboard, model):
             assert row["trainable_params"] == sum(int(np.prod(w.shape))
                                                   for w in layer.trainable_weights), row
     assert explorer.selected == session.selection == weights.selected
+    # what the figure's views draw (its state) is the figure Python holds
+    assert weights.figure.drawn == figure_json(weights.figure.to_figure())
     panel = dashboard.training  # between messages no fit runs: the panel must not say so
     assert "(training)" not in panel.status.value
     offered = [o[1] if isinstance(o, tuple) else o for o in panel.layer_picker.options]

@@ -19,7 +19,7 @@ from .edit_specs import CodeContext, edit_spec
 from .edit_targets import edit_session
 from .errors import EditError
 from .lora import lora_layers, lora_refreeze_code
-from .lora_edits import plan_code_lines, special_layer
+from .lora_edits import special_layer
 from .matching import matching_nodes
 from .tree import ModelTree, Node
 
@@ -171,9 +171,10 @@ def edit_action_code(tree: ModelTree, action: str, target: str, args: tuple[Any,
             lines += spec.node_code(CodeContext(tree, node, var, arguments, reach))
             continue
         getter = _getter(tree, node, var)
-        if action in ("scale_weights", "reset_weights") and special_layer(node) \
+        meaning = spec.fine_tuned
+        if meaning is not None and meaning.code is not None and special_layer(node) \
                 and getter is not None:
-            lines += plan_code_lines(node, action, args, getter)  # LoRA / quantized: its meaning
+            lines += meaning.code(node, args, getter)  # LoRA / quantized: the edit's meaning
             continue
         if holds_special:
             lines.append(f"# {node.path}: holds LoRA or quantized layers, where editing each "

@@ -21,6 +21,7 @@ import numpy as np
 
 from .edit_targets import layer_initializer, variable_owners
 from .errors import EditError
+from .fine_tuned_edits import reset_code, reset_layer, reset_named, scale_code, scale_layer
 
 Compute = Callable[[np.ndarray, Any], np.ndarray]
 """What an edit computes for one variable: ``compute(old_values, variable_info) -> new``."""
@@ -48,6 +49,31 @@ class CodeContext:
     reach: Callable[[Any], str | None]
 
 
+LayerPlan = Callable[[Any, list[Any], tuple[Any, ...], str, dict[int, Compute], set[int]], None]
+"""``plan(owner_node, its_variables, args, action, overrides, dropped)``: fills
+``overrides`` (variable key -> Compute) and ``dropped`` (keys left as they are)."""
+
+
+@dataclass(frozen=True)
+class FineTunedMeaning:
+    """What an edit means on a LoRA or quantized layer (Keras 3), where editing each variable
+    alone would not do what the edit says (:mod:`hubwidgets.model.fine_tuned_edits`).
+
+    ``layer``: the plan for such a layer edited as a whole (a :data:`LayerPlan`; it raises
+    :class:`EditError` where the edit has no meaning for that layer).  ``named``:
+    ``named(owner_node, variable, overrides)`` for one of its variables named alone (None:
+    the edit's own compute).  ``code``: ``code(node, args, getter)``, the plain Keras lines
+    for the layer reached by ``getter`` (None: the code says the hubwidgets call does it).
+    ``note``: what the edit did there, added to the explorer's message with ``{count}`` and
+    ``{names}`` filled in ("" says nothing).
+    """
+
+    layer: LayerPlan
+    named: Callable[[Any, Any, dict[int, Compute]], None] | None = None
+    code: Callable[[Any, tuple[Any, ...], str], list[str]] | None = None
+    note: str = ""
+
+
 @dataclass(frozen=True)
 class EditSpec:
     """One weight edit.
@@ -61,6 +87,13 @@ class EditSpec:
     (imports, helper functions) before them, or a function of the arguments giving them;
     ``node_code``, a function of a :class:`CodeContext` giving a node's lines itself
     (instead of the templates).  ``label`` and ``fields``: the row menu's entry.
+    ``fine_tuned``: what the edit means on a LoRA or quantized layer
+    (:class:`FineTunedMeaning`); None refuses it on such a layer as a whole (naming one of
+    its float variables still edits that variable).
+    ``unchanged_warning``: for an edit that may leave every value as it was (a reset to the
+    values already held), why; such a call writes nothing, records no undo step, and warns
+    ``"<the call> changed nothing: <unchanged_warning> No undo step was recorded."``.  ""
+    records it as any edit.
     """
 
     name: str
@@ -72,6 +105,8 @@ class EditSpec:
     variable_code: str | None = None
     helper_code: tuple[str, ...] | Callable[[dict[str, Any]], list[str]] = ()
     node_code: Callable[[CodeContext], list[str]] | None = None
+    fine_tuned: FineTunedMeaning | None = None
+    unchanged_warning: str = ""
     parameters: tuple[inspect.Parameter, ...] = field(default=(), compare=False)
 
     def __post_init__(self) -> None:
@@ -255,12 +290,23 @@ register_edit(EditSpec(
     fields=(EditField("factor", "Multiply the weights by", "2"),),
     layer_code="layer.set_weights([w * {factor!r} for w in layer.get_weights()])",
     variable_code="w * {factor!r}",
+    fine_tuned=FineTunedMeaning(
+        layer=scale_layer, code=scale_code,
+        note=("On {count} LoRA/quantized layer(s) ({names}) the output is scaled: base kernel, "
+              "lora_*_b and bias times the factor (not lora_*_a); int8 codes kept, their "
+              "scale divided by it.")),
     doc="""Multiply every variable of ``target`` by ``factor``, in the variable's own dtype
     (``w * factor`` with ``factor`` cast to that dtype: bit for bit what numpy gives)."""))
 
 register_edit(EditSpec(
     name="reset_weights", label="Reset to initializers", make_compute=_resetter,
     node_code=_reset_lines,
+    fine_tuned=FineTunedMeaning(
+        layer=reset_layer, named=reset_named, code=reset_code,
+        note=("On {count} LoRA layer(s) ({names}) only lora_*_b went back to zeros: the layer "
+              "computes with its base weights again.")),
+    unchanged_warning=("the initializers gave the values the variables already hold (e.g. "
+                       "zeros for a zero bias)."),
     doc="""Re-initialize every variable of ``target`` with its layer's own initializer
     (``layer.<name>_initializer``: ``kernel_initializer``, ``bias_initializer``,
     ``gamma_initializer``, ``moving_variance_initializer``...), Keras 3 and tf_keras alike.

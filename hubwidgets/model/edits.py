@@ -317,11 +317,15 @@ def _edit_session(session: Any, action: str, target: str, args: tuple[Any, ...],
     # LoRA and quantized layers: what the edit means there (or a refusal), see lora_edits
     variables, compute = fine_tuning_plan(tree, action, nodes, variables, compute, args)
     return _apply(session, variables, compute,
-                  describe_call(action, session.var_name, target, args, kwargs))
+                  describe_call(action, session.var_name, target, args, kwargs),
+                  unchanged_warning=edit_spec(action).unchanged_warning)
 
 
 def _apply(session: Any, variables: list[Any], compute: Compute, description: str,
-           allow_any_dtype: bool = False) -> Any:
+           allow_any_dtype: bool = False, unchanged_warning: str = "") -> Any:
+    """Compute every new value, check them all, then write them as one undo step.
+    ``unchanged_warning`` (an :class:`EditSpec`'s): when no value changed, write nothing,
+    record nothing, and warn with it."""
     import tensorflow as tf
 
     from .adapters.common import replica_components
@@ -346,10 +350,9 @@ def _apply(session: Any, variables: list[Any], compute: Compute, description: st
             _check_finite(v.path, before[0], new, description)
         changes.append(_Change(v.path, components, before))
         news.append(new)
-    if description.startswith("reset_weights(") and all(
+    if unchanged_warning and all(
             _digest([n]) == _digest(c.before) for c, n in zip(changes, news, strict=True)):
-        warnings.warn(f"{description} changed nothing: the initializers gave the values the "
-                      "variables already hold (e.g. zeros for a zero bias). No undo step was "
+        warnings.warn(f"{description} changed nothing: {unchanged_warning} No undo step was "
                       "recorded.", HubWidgetsWarning, stacklevel=_user_stacklevel())
         return session.tree
     _write(changes, [[n] for n in news])

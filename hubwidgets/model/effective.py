@@ -128,8 +128,7 @@ def effective_weight_stats(target: Any, bins: int, value_range: tuple[float, flo
     tree = infos[0]._tree
     if tree is None:
         return results
-    # kept with the tree: quantize() and enable_lora() change the structure, so a new tree
-    special = tree.cached("effective_special_bases", lambda: _special_bases(tree.obj))
+    special = _special_bases_of(tree)
     for info in infos:
         layer = special.get(info.key)
         if layer is None or info.path not in results:
@@ -144,8 +143,19 @@ def effective_weight_stats(target: Any, bins: int, value_range: tuple[float, flo
 
 
 def has_special_layers(tree: Any) -> bool:
-    """Whether the tree's model has a quantized or LoRA layer (kept with the tree)."""
-    return bool(tree.cached("effective_special_bases", lambda: _special_bases(tree.obj)))
+    """Whether the tree's model has a quantized or LoRA layer."""
+    return bool(_special_bases_of(tree))
+
+
+SPECIAL_BASES_KEY = "effective_special_bases"
+
+
+def _special_bases_of(tree: Any) -> dict[int, Any]:
+    """:func:`_special_bases` of the tree's model, kept in its session's cache until the
+    structure changes (quantize() and enable_lora() change it)."""
+    from .session import cached_for_tree
+
+    return cached_for_tree(tree, SPECIAL_BASES_KEY, lambda: _special_bases(tree.obj))
 
 
 def _variable_infos(target: Any) -> list[Any]:

@@ -14,6 +14,11 @@ class HubWidgetsError(Exception):
     """Base class of every error hubwidgets raises on purpose."""
 
 
+class ArgumentError(HubWidgetsError, ValueError):
+    """An argument of a public function outside what it accepts (``bins=0``, an empty
+    pattern); nothing ran."""
+
+
 class UnbuiltModelError(HubWidgetsError, ValueError):
     """The model has no weights yet because it was never built or called."""
 

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any, Iterable
 
 import regex
 
-from .errors import SearchTooSlowError
+from .errors import ArgumentError, SearchTooSlowError
 from .inspect import inspect
 from .tree import Node
 
@@ -31,7 +31,7 @@ def compile_search(pattern: str) -> "regex.Pattern[str]":
     if not isinstance(pattern, str):
         raise TypeError(f"A search pattern is a string, got {type(pattern).__name__}.")
     if len(pattern) > MAX_PATTERN_LENGTH:
-        raise ValueError(f"The search pattern is {len(pattern):,} characters long; "
+        raise ArgumentError(f"The search pattern is {len(pattern):,} characters long; "
                          f"keep it under {MAX_PATTERN_LENGTH:,}.")
     try:
         return regex.compile(pattern, regex.IGNORECASE | regex.VERSION0)
@@ -156,7 +156,7 @@ def check_entries(entries: list[Any]) -> None:
                 f"{type(entry).__name__} {entry!r}. Pass them as separate arguments: "
                 "hubwidgets.freeze(model, 'dense_1', 'dense_2').")
         if not entry.strip():
-            raise ValueError("An empty pattern matches nothing. To change the whole model, "
+            raise ArgumentError("An empty pattern matches nothing. To change the whole model, "
                              "call hubwidgets.freeze(model) or unfreeze(model) with no pattern.")
 
 

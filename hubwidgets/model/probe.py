@@ -40,8 +40,9 @@ BINS = 64
 """Histogram bins of each layer's activations."""
 
 MARKS_KEY = "probe_marks"
-"""Where a view keeps :meth:`Probe.marks` in its model session's ``cache`` (emptied when the
-weights change, as the probe then no longer describes the model) for the explorer's rows."""
+"""Where a view keeps :meth:`Probe.marks` in its model session's ``cache``, depending on
+"values" (dropped when the weights change: the probe then no longer describes the model),
+for the explorer's rows."""
 
 _SATURATING = {"tanh": "tanh", "sigmoid": "sigmoid", "hard_sigmoid": "sigmoid",
                "hard_tanh": "tanh", "softsign": "tanh"}

@@ -1,7 +1,9 @@
 """``ModelSession``: the one object per live model that every view and action goes through.
 
-A session holds the model's :class:`~hubwidgets.model.tree.ModelTree`, a version counter,
-the selection, the variable name used in generated code, and the latest statistics.  Views
+A session holds the model's :class:`~hubwidgets.model.tree.ModelTree`, the one version
+counter, the selection, the variable name used in generated code, the one cache of results
+derived from the model (:class:`~hubwidgets.model.session_cache.SessionCache`) and the
+statistics.  Views
 (the explorer, the weight plots, the header, training and edit panels) :meth:`observe` it;
 actions (freezing, edits, a training callback) call :meth:`update` once and every open view
 follows.  Two dashboards of one model share one session: it is kept on the model object.
@@ -14,6 +16,7 @@ from typing import Any, Callable, Iterable, Literal
 
 from .build import build_tree
 from .layer_bookkeeping import LayerBook
+from .session_cache import Dependency, SessionCache
 from .tree import ModelTree
 
 Change = Literal["structure", "flags", "values", "selection"]
@@ -26,8 +29,9 @@ SESSION_ATTR = "_hubwidgets_session"
 class ModelSession:
     """The shared, live state of one model.
 
-    ``version`` grows on every change; ``cache`` (statistics...) is emptied only when the
-    weights or the structure may have changed, so it is reused across freezes and selections.
+    ``version`` grows on every change told to the views (the one version of the model's
+    state); ``cache`` drops an entry only on the changes the entry names (and on a change of
+    the structure), so a statistics plan outlives freezes, edits and selections.
     """
 
     def __init__(self, model: Any, var_name: str = "model") -> None:
@@ -38,8 +42,8 @@ class ModelSession:
         self.version = 0
         self.selection = ""
         self._observers: list[Callable[[], Observer | None]] = []
-        self.cache: dict[Any, Any] = {}
-        """Results derived from the weights, emptied when values change."""
+        self.cache = SessionCache()
+        """Results derived from the model, each dropped by the changes it depends on."""
         self.statistics: dict[tuple[int, bool], Any] = {}
         """Per-variable statistics by (bin count, effective weights)
         (:class:`~hubwidgets.model.session_stats.VariableStatistics`): a change drops only
@@ -147,8 +151,7 @@ class ModelSession:
 
     def _changed(self, what: str) -> None:
         self.version += 1
-        if what in ("structure", "values"):
-            self.cache.clear()
+        self.cache.changed(what)
         if what == "structure":
             for store in self.statistics.values():
                 store.keep_only(self.tree)
@@ -214,10 +217,23 @@ def session_for(model: Any, var_name: str | None = None) -> ModelSession:
         return session
     session = ModelSession(model, var_name or "model")
     try:
-        object.__setattr__(model, SESSION_ATTR, session)
+        # on what was loaded for a path (a string keeps nothing), so its tree finds it
+        object.__setattr__(session.model, SESSION_ATTR, session)
     except (AttributeError, TypeError):  # an object without a __dict__: not shared
         pass
     return session
+
+
+def cached_for_tree(tree: ModelTree, key: str, make: Callable[[], Any], *,
+                    depends_on: Iterable[Dependency] = (),
+                    current: Callable[[Any], bool] | None = None) -> Any:
+    """``make()`` for work that has only a tree: kept in the cache of the session whose tree
+    it is (:meth:`SessionCache.cached`); made each time for a tree no session keeps (a path's
+    tree, a tree a structure change replaced), which no change could drop."""
+    session = existing_session(tree.obj)
+    if session is not None and session.tree is tree:
+        return session.cache.cached(key, make, depends_on, current)
+    return make()
 
 
 def layer_book(tree: ModelTree) -> LayerBook:

@@ -246,7 +246,7 @@ def statistics_of(session: Any, bins: int = 64, effective: bool = False) -> Vari
     return store
 
 
-def session_stats(session: Any, bins: int = 64) -> dict[str, WeightStats]:
+def every_variable_statistics(session: Any, bins: int = 64) -> dict[str, WeightStats]:
     """:func:`~hubwidgets.weight_stats` of every variable of the session's model, computing
     only those with no kept statistics."""
     return statistics_of(session, bins).of(session.tree.variables())

@@ -36,6 +36,9 @@ def write_file(path: str | os.PathLike[str], compress: bool, meta: dict[str, Any
     (one value in memory at a time), then the JSON entry with the paths and dtypes.  Written
     to a temporary name and renamed, so a failure never leaves a partial file behind."""
     target = os.fspath(path)
+    if os.path.isdir(target):
+        raise HubWidgetsError(f"Could not write the snapshot: {target!r} is a directory. Give "
+                              f"it a file name, e.g. {os.path.join(target, 'before.npz')!r}.")
     if not target.endswith(".npz"):
         target += ".npz"
     partial = target + ".partial"

@@ -8,7 +8,8 @@ not be compiled).  Variables elsewhere (a GPU) are reduced where they live
 the bin counts come back to the host.  No value is cached: a pass on the device costs about
 what a checksum of the bits would, and a checksum can collide (two different bfloat16 values
 with the same sum served stale statistics), so every call reads the current values; only
-what to read (:class:`StatsPlan`) is kept, with the model's tree.
+what to read (:class:`StatsPlan`) is kept, in the model session's cache until the
+structure changes.
 
 Every figure is computed so that it cannot overflow for the input's range (see
 ``host_stats``); a figure that does not fit in float64, or a histogram numpy could not make,
@@ -26,7 +27,7 @@ from typing import Any, Callable
 
 import numpy as np
 
-from .errors import NonFiniteWeightsWarning, OutOfDate, ReplicaDriftWarning
+from .errors import ArgumentError, NonFiniteWeightsWarning, OutOfDate, ReplicaDriftWarning
 from .host_stats import SAFE_MAGNITUDE, histogram_edges
 
 FLOAT_KINDS = ("float16", "bfloat16", "float32", "float64")
@@ -188,11 +189,11 @@ def _kernels() -> _Kernels:
 def check_bins(bins: Any) -> int:
     """``bins`` as an int, or a ValueError that says what is accepted."""
     if not isinstance(bins, numbers.Integral) or isinstance(bins, (bool, np.bool_)):
-        raise ValueError(f"bins must be a positive integer (at most {MAX_BINS:,}), got "
+        raise ArgumentError(f"bins must be a positive integer (at most {MAX_BINS:,}), got "
                          f"{bins!r} of type {type(bins).__name__}.")
     bins = int(bins)
     if not 1 <= bins <= MAX_BINS:
-        raise ValueError(f"bins must be a positive integer of at most {MAX_BINS:,} "
+        raise ArgumentError(f"bins must be a positive integer of at most {MAX_BINS:,} "
                          f"(hubwidgets.model.stats.MAX_BINS), got {bins:,}; each bin costs "
                          "memory for every variable. Use fewer bins.")
     return bins
@@ -205,14 +206,14 @@ def check_value_range(value_range: Any, bins: int) -> tuple[float, float] | None
     try:
         lo, hi = (float(v) for v in value_range)
     except (TypeError, ValueError):
-        raise ValueError(f"value_range must be two numbers (lo, hi), got {value_range!r}.") \
+        raise ArgumentError(f"value_range must be two numbers (lo, hi), got {value_range!r}.") \
             from None
     if not (math.isfinite(lo) and math.isfinite(hi) and lo < hi):
-        raise ValueError(f"value_range must be two finite numbers (lo, hi) with lo < hi, "
+        raise ArgumentError(f"value_range must be two finite numbers (lo, hi) with lo < hi, "
                          f"got {value_range!r}.")
     edges, reason = histogram_edges(lo, hi, bins)
     if edges is None:
-        raise ValueError(f"value_range {value_range!r} cannot be used: {reason}.")
+        raise ArgumentError(f"value_range {value_range!r} cannot be used: {reason}.")
     return lo, hi
 
 
@@ -330,8 +331,8 @@ class StatsPlan:
     """A fixed list of variables ready to be reduced: each one's path with the components
     read one by one (a mirrored variable's replicas, see ``replica_components``), and the
     :class:`~hubwidgets.model.host_stats.ReadPlan` of every component in that order.  A
-    model's plan is kept with its tree, whose variables never change, so a warm call goes
-    straight to reading."""
+    model's plan is kept in its session's cache until the structure changes (a tree's
+    variables never change), so a warm call goes straight to reading."""
 
     parts: tuple[tuple[str, tuple[Any, ...]], ...]
     reads: Any
@@ -349,7 +350,10 @@ class StatsPlan:
         return not any(getattr(v, "_value", None) is not None for v in self.unbacked)
 
 
-PLAN_KEY = "stats_plan"  # where a tree keeps its StatsPlan (ModelTree.derived)
+PLAN_KEY = "stats_plan"
+"""Where a session's cache keeps the model's StatsPlan (dropped by a structure change only:
+freezes, edits and training keep it; :meth:`StatsPlan.is_current` says when it is out of
+date otherwise)."""
 
 
 def stats_plan(targets: list[tuple[str, Any]]) -> StatsPlan:
@@ -365,16 +369,17 @@ def stats_plan(targets: list[tuple[str, Any]]) -> StatsPlan:
 
 def _plan_of(target: Any) -> StatsPlan:
     """The plan of what :func:`weight_stats` was given: a model's (or tree's) from its
-    tree, made once per tree."""
+    tree, kept in its session's cache (made each time for a tree no session keeps)."""
     from .inspect import inspect
+    from .session import cached_for_tree
     from .tree import ModelTree, Node, VariableInfo
 
     if isinstance(target, (VariableInfo, Node, list, tuple)) or (
             hasattr(target, "assign") and hasattr(target, "dtype")):
         return stats_plan(_targets(target))
     tree = target if isinstance(target, ModelTree) else inspect(target)
-    return tree.cached(PLAN_KEY, lambda: stats_plan(
-        [(v.path, v.variable) for v in tree.variables()]), StatsPlan.is_current)
+    return cached_for_tree(tree, PLAN_KEY, lambda: stats_plan(
+        [(v.path, v.variable) for v in tree.variables()]), current=StatsPlan.is_current)
 
 
 def _kept_plan(target: Any) -> tuple[StatsPlan, Callable[[], bool]] | None:
@@ -388,7 +393,7 @@ def _kept_plan(target: Any) -> tuple[StatsPlan, Callable[[], bool]] | None:
     if isinstance(target, ModelTree):
         return None
     session = existing_session(target)
-    plan = session.tree.cached_value(PLAN_KEY) if session is not None else None
+    plan = session.cache.get(PLAN_KEY) if session is not None else None
     if plan is None or not plan.is_current():
         return None
     return plan, session.matches_model

@@ -125,7 +125,7 @@ class Node:
     _subtree_cache: dict[int, tuple[int, bool, int]] | None = field(default=None, repr=False)
     _counts_cache: tuple[Any, tuple[int, int, int, frozenset[bool]]] | None = \
         field(default=None, repr=False)
-    _notes_cache: tuple[int, list[str]] | None = field(default=None, repr=False)
+    _notes_cache: tuple[Any, list[str]] | None = field(default=None, repr=False)
 
     # -- structure -------------------------------------------------------------------------
     @property
@@ -250,10 +250,11 @@ class Node:
     @property
     def notes(self) -> list[str]:
         """What the user should know about this node: notes fixed at build time, plus notes
-        computed from the live model (cached until the tree is refreshed)."""
-        version = self._tree.version if self._tree is not None else 0
-        if self._notes_cache is None or self._notes_cache[0] != version:
-            self._notes_cache = (version, list(self.build_notes) + live_notes(self))
+        computed from the live model (kept, like the counts, until the tree re-reads the
+        trainable state: :meth:`ModelTree.refresh`)."""
+        keys = self._tree.trainable_keys if self._tree is not None else None
+        if self._notes_cache is None or self._notes_cache[0] is not keys:
+            self._notes_cache = (keys, list(self.build_notes) + live_notes(self))
         return list(self._notes_cache[1])
 
     # -- counts ----------------------------------------------------------------------------
@@ -354,7 +355,10 @@ class ModelTree:
     """The whole model: a root :class:`Node`, lookups, and a text summary.
 
     ``obj`` is the live object the tree describes (for a path, what was loaded from it);
-    ``source`` the adapter that built it.  ``version`` grows on every :meth:`refresh`.
+    ``source`` the adapter that built it.  What is derived from the model and worth keeping
+    lives in the model session's cache
+    (:func:`hubwidgets.model.session.cached_for_tree`), not here; nodes keep their counts and
+    notes until :meth:`refresh` re-reads the trainable state (a new ``trainable_keys``).
     """
 
     def __init__(self, obj: Any, framework: str, source: str | None = None) -> None:
@@ -362,14 +366,12 @@ class ModelTree:
         self.framework = framework
         self.source = source
         self.adapter: TreeSource | None = None
-        self.version = 0
         self._root: Node = Node(name="", path="", class_name="")
         self.trainable_keys: frozenset[int] = frozenset()
         self._index: dict[str, Node] = {}
         self._variables_by_path: dict[str, VariableInfo] | None = None
         self._all_variables: list[VariableInfo] | None = None
         self._census: dict[str, dict[str, int]] = {}
-        self._cache: dict[str, Any] = {}
 
     @property
     def root(self) -> Node:
@@ -387,7 +389,6 @@ class ModelTree:
         self._index[node.path] = node
         self._variables_by_path = None
         self._all_variables = None
-        self._cache.clear()
 
     def forget_path(self, path: str, node: Node) -> None:
         """Drop ``path`` from the index when it points to ``node`` (the node moved)."""
@@ -396,10 +397,12 @@ class ModelTree:
 
     # -- live state ------------------------------------------------------------------------
     def refresh(self) -> "ModelTree":
-        """Re-read which variables are trainable from the live model."""
-        if self.adapter is not None:
-            self.trainable_keys = frozenset(self.adapter.trainable_keys())
-        self.version += 1
+        """Re-read which variables are trainable from the live model: a new
+        ``trainable_keys`` object every time, so what nodes keep from the last read (counts,
+        notes) is made again."""
+        source = self.adapter
+        keys = source.trainable_keys() if source is not None else set(self.trainable_keys)
+        self.trainable_keys = frozenset(keys)
         return self
 
     def fingerprint(self) -> tuple[Any, ...]:
@@ -419,20 +422,6 @@ class ModelTree:
         if self._all_variables is None:
             self._all_variables = self.root.all_variables()
         return list(self._all_variables)
-
-    def cached(self, key: str, make: Callable[[], Any],
-                current: Callable[[Any], bool] | None = None) -> Any:
-        """``make()``, computed once from the tree's variables and kept with the tree (what
-        :meth:`variables` gives never changes once the tree is built); made again when
-        ``current`` says the kept one is out of date."""
-        value = self._cache.get(key)
-        if value is None or (current is not None and not current(value)):
-            value = self._cache[key] = make()
-        return value
-
-    def cached_value(self, key: str) -> Any:
-        """What :meth:`cached` keeps under ``key``, or None."""
-        return self._cache.get(key)
 
     def ancestors(self, path_or_node: "str | Node") -> list[Node]:
         """The nodes above a node, from the root down."""

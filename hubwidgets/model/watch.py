@@ -17,7 +17,7 @@ from typing import Any, Callable
 import numpy as np
 
 from . import watch_reductions as reduce
-from .errors import HubWidgetsError, ReplicaDriftWarning, UnbuiltModelError
+from .errors import ArgumentError, HubWidgetsError, ReplicaDriftWarning, UnbuiltModelError
 from .watch_reductions import WatchedWeight
 
 
@@ -132,9 +132,9 @@ class _Watcher:
                layers: list[str] | None, diff: bool, min_refresh_s: float) -> None:
         if every != "epoch" and not (isinstance(every, int) and not isinstance(every, bool)
                                      and every > 0):
-            raise ValueError(f"every={every!r}: pass 'epoch' or a number of steps >= 1.")
+            raise ArgumentError(f"every={every!r}: pass 'epoch' or a number of steps >= 1.")
         if not isinstance(bins, int) or bins < 1:
-            raise ValueError(f"bins={bins!r}: pass a number of histogram bins >= 1.")
+            raise ArgumentError(f"bins={bins!r}: pass a number of histogram bins >= 1.")
         self.watched_model = model
         self.every = every
         self.update_ratio = bool(update_ratio)

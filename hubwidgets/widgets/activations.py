@@ -1,7 +1,7 @@
 """``ActivationsPanel``: what a model does to one batch (a :class:`~hubwidgets.model.probe.Probe`).
 
 Three plotly figures, each one ``FigureWidget`` updated in place and kept in its widget
-state (see :class:`~hubwidgets.widgets.weights.StatefulFigure`):
+state (see :class:`~hubwidgets.widgets.figure.StatefulFigure`):
 
 - the layers' activation distributions, one heatmap row per layer (value bins across,
   colour = density), like the weights' overview; dead and saturated layers are marked on
@@ -17,6 +17,7 @@ A click on a row of the heatmap selects the layer for every view of the model.
 
 from __future__ import annotations
 
+import dataclasses
 import html
 from typing import Any
 
@@ -27,9 +28,9 @@ import traitlets
 from ..model.probe import MARKS_KEY, Probe, probe
 from ..model.session import ModelSession, session_for
 from . import overview as ov
+from .figure import StatefulFigure
 from .keywords import KnownKeywords
 from .session_view import SessionView
-from .weights import DARK, LIGHT, StatefulFigure, ThemeProbe, theme_template
 
 ROW_PX = 16
 MAX_ROWS_SHOWN = 40
@@ -131,8 +132,8 @@ class ActivationsPanel(KnownKeywords, SessionView, widgets.VBox):
         super().__init__(**kwargs)
         self.add_class("hw-activations")
         self.session: ModelSession = session_for(model)
-        self.result = as_probe(self.session.model, probe)
-        self.session.cache[MARKS_KEY] = self.result.marks(MARK_AT)  # the explorer's badges
+        self._probe = dataclasses.replace(as_probe(self.session.model, probe), model=None)
+        self.session.cache.put(MARKS_KEY, self._probe.marks(MARK_AT), depends_on=["values"])
         self.root = self.session.tree.root.path
         self.heatmap = activation_heatmap(self.result, self.root)
         self.activations_figure = StatefulFigure(data=self._heatmap_traces(),
@@ -153,9 +154,6 @@ class ActivationsPanel(KnownKeywords, SessionView, widgets.VBox):
         if spatial:  # an empty picker's value is None, which no path is
             widgets.link((self.layer_picker, "value"), (self, "feature_layer"))
         widgets.link((self.sample_picker, "value"), (self, "sample"))
-        self.theme_probe = ThemeProbe(layout={"display": "none"})  # figures follow the theme
-        self.theme_probe.observe(self._on_theme, "theme")
-        self._apply_theme(dict(LIGHT))
         summary = widgets.HTML(f"<pre>{html.escape(self.result.summary())}</pre>",
                                layout={"max_height": "240px", "overflow": "auto"})
         parts: list[widgets.Widget] = [self.activations_figure]
@@ -164,10 +162,17 @@ class ActivationsPanel(KnownKeywords, SessionView, widgets.VBox):
         if spatial:
             parts += [widgets.HBox([self.layer_picker, self.sample_picker]), self.maps_figure]
         self.children = [widgets.HBox(parts[:2], layout={"flex_flow": "row wrap"}),
-                         *parts[2:], summary, self.theme_probe]
+                         *parts[2:], summary]
         if spatial:
             self.feature_layer = spatial[0]
         self._follow(self.session)
+
+    @property
+    def result(self) -> Probe:
+        """The probe this panel shows, bound to the live model.  The panel keeps it without
+        the model (the session holds that, weakly once the panel is closed or cleared), so
+        a panel never keeps a model alive on its own."""
+        return dataclasses.replace(self._probe, model=self.session.model)
 
     def spatial_layers(self) -> list[str]:
         """Paths of the probed layers whose output is ``(batch, height, width, channels)``,
@@ -186,19 +191,6 @@ class ActivationsPanel(KnownKeywords, SessionView, widgets.VBox):
     def figures(self) -> list[StatefulFigure]:
         """The panel's three figures."""
         return [self.activations_figure, self.gradients_figure, self.maps_figure]
-
-    def _on_theme(self, change: dict[str, Any]) -> None:
-        theme = change["new"] or {}
-        if isinstance(theme, dict):
-            self._apply_theme({**(DARK if theme.get("dark") else LIGHT),
-                               **{k: v for k, v in theme.items() if isinstance(v, (str, bool))}})
-
-    def _apply_theme(self, theme: dict[str, Any]) -> None:
-        template = theme_template(theme)
-        for fig in self.figures:
-            with fig.batch_update():
-                fig.layout.template = template
-            fig.keep_state()
 
     # -- heatmap ---------------------------------------------------------------------------
     def _heatmap_traces(self) -> list[dict[str, Any]]:

@@ -8,6 +8,16 @@ private plotly method.  Here the Python side is a plain ``go.Figure`` (the same 
 (numpy arrays as plotly's base64 typed arrays), and plotly.js travels in one
 :class:`PlotlyBundle` widget per kernel that every figure refers to: once in a page, once in
 a saved notebook.  The view draws whatever the state is once plotly.js is ready.
+
+The state is two traits, so that a small change sends only itself: ``figure`` (a base:
+data and layout) and ``patch`` (what differs from the base: replaced or added traces, changed
+layout keys).  A change smaller than half the figure goes in ``patch`` alone (a weight plot's
+new selection: its bars, title and frame, not the whole-model overview it sits on); a larger
+one becomes the new base.  :func:`drawn_figure` is what a view draws from the two.
+
+The state carries no colours of a theme: each view reads its page's theme (light or dark,
+JupyterLab's CSS variables) and styles its own plotly layout, again when the theme changes,
+so two views in different themes do not overwrite each other.
 """
 
 from __future__ import annotations
@@ -52,12 +62,49 @@ class PlotlyBundle(KnownKeywords, anywidget.AnyWidget):
 
 
 def figure_json(figure: go.Figure) -> dict[str, Any]:
-    """The figure as plotly.js reads it: ``{"data": [...], "layout": {...}}``."""
-    return json.loads(pio.to_json(figure, validate=False, engine="json"))
+    """The figure as plotly.js reads it: ``{"data": [...], "layout": {...}}``, without a
+    template (each view applies its page's theme as the template)."""
+    drawn = json.loads(pio.to_json(figure, validate=False, engine="json"))
+    drawn.setdefault("data", [])
+    drawn.setdefault("layout", {}).pop("template", None)
+    return drawn
+
+
+def figure_patch(base: dict[str, Any], new: dict[str, Any]) -> dict[str, Any]:
+    """What turns ``base`` into ``new``: ``data`` (``new``'s traces, ``None`` where the
+    base's trace at that index is the same), ``layout`` (the top-level keys whose value
+    changed) and ``removed`` (the layout keys ``new`` no longer has); empty when equal."""
+    patch: dict[str, Any] = {}
+    old_data, data = base.get("data", []), new.get("data", [])
+    if data != old_data:
+        patch["data"] = [None if i < len(old_data) and trace == old_data[i] else trace
+                         for i, trace in enumerate(data)]
+    old_layout, layout = base.get("layout", {}), new.get("layout", {})
+    changed = {k: v for k, v in layout.items() if k not in old_layout or old_layout[k] != v}
+    if changed:
+        patch["layout"] = changed
+    removed = [k for k in old_layout if k not in layout]
+    if removed:
+        patch["removed"] = removed
+    return patch
+
+
+def drawn_figure(base: dict[str, Any], patch: dict[str, Any]) -> dict[str, Any]:
+    """The figure a view draws from the ``figure`` and ``patch`` traits (figure.js does the
+    same)."""
+    data = list(base.get("data", []))
+    if isinstance(patch.get("data"), list):
+        data = [trace if trace is not None else data[i]
+                for i, trace in enumerate(patch["data"]) if trace is not None or i < len(data)]
+    layout = {k: v for k, v in base.get("layout", {}).items()
+              if k not in patch.get("removed", ())}
+    layout.update(patch.get("layout", {}))
+    return {"data": data, "layout": layout}
 
 
 class StatefulFigure(KnownKeywords, anywidget.AnyWidget):
-    """A plotly figure whose widget state is the figure (``figure``: data and layout JSON).
+    """A plotly figure whose widget state is the figure (``figure``, a base of data and
+    layout JSON, and ``patch``, what changed since: see :func:`drawn_figure`).
 
     Change it through the ``go.Figure`` API (``fig.data``, ``fig.layout``, ``fig.add_bar``,
     ``fig.add_trace``); :meth:`batch_update` and :meth:`keep_state` send the result as one
@@ -67,6 +114,7 @@ class StatefulFigure(KnownKeywords, anywidget.AnyWidget):
 
     _esm = STATIC / "figure.js"
     figure = traitlets.Dict().tag(sync=True)
+    patch = traitlets.Dict().tag(sync=True)
     bundle = anywidget.WidgetTrait().tag(sync=True)
 
     def __init__(self, data: Any = None, layout: Any = None, **kwargs: Any) -> None:
@@ -114,8 +162,27 @@ class StatefulFigure(KnownKeywords, anywidget.AnyWidget):
         self.keep_state()
 
     def keep_state(self) -> None:
-        """Copy the figure into the widget state (sent only when it changed)."""
-        self.figure = figure_json(self._figure)
+        """Copy the figure into the widget state (sent only when it changed): as a patch
+        when the change is smaller than half the figure, else as a new base."""
+        new = figure_json(self._figure)
+        patch = figure_patch(self.figure, new)
+        if len(json.dumps(patch)) * 2 <= len(json.dumps(new)):
+            self.patch = patch
+            return
+        with self.hold_sync():  # one message: the new base, and no patch over it
+            self.figure = new
+            self.patch = {}
+
+    def set_state(self, sync_data: dict[str, Any]) -> None:
+        """State from the front end: the figure is the kernel's to send, never the
+        browser's (its views send clicks), so ``figure`` and ``patch`` from there are
+        dropped."""
+        super().set_state({k: v for k, v in sync_data.items() if k not in ("figure", "patch")})
+
+    @property
+    def drawn(self) -> dict[str, Any]:
+        """The figure its views draw now (``figure`` with ``patch`` applied)."""
+        return drawn_figure(self.figure, self.patch)
 
     def to_figure(self) -> go.Figure:
         """A copy of the figure as a plain ``go.Figure``."""

@@ -7,9 +7,8 @@ variable's histogram, or an overlay of a layer's variables); below, the whole-mo
 to the browser; see :mod:`.overview`).
 
 The figure's data also lives in its widget state, so Voilà, ``nbconvert --execute`` and a
-notebook re-opened with saved widget state show it before any click.  A tiny probe widget
-reports the front end's theme, and the figure follows it (fonts, axes, grid, transparent
-paper).
+notebook re-opened with saved widget state show it before any click.  The colours are each
+view's own: the figure's view reads its page's theme (see :mod:`.figure`).
 """
 
 from __future__ import annotations
@@ -17,13 +16,10 @@ from __future__ import annotations
 import html
 import threading
 import time
-from pathlib import Path
 from typing import Any
 
-import anywidget
 import ipywidgets as widgets
 import numpy as np
-import plotly.graph_objects as go
 import traitlets
 
 from ..model.session import ModelSession, session_for
@@ -35,7 +31,6 @@ from .figure import StatefulFigure
 from .keywords import KnownKeywords
 from .session_view import SessionView
 
-STATIC = Path(__file__).parent / "static"
 REDRAW_SECONDS = 0.5  # the overview is redrawn at most this often while it fills in
 
 
@@ -56,41 +51,6 @@ FIGURE_WIDTH = 460  # fits beside the explorer, and in Notebook 7's narrow page
 SELECTION_PX = 230  # the selection histogram's height
 GAP_PX = 96  # between the two plots: x ticks, legend, the overview's title
 MARGIN = dict(l=50, r=12, t=36, b=44)
-
-# Colours when no front end has reported its theme yet (JupyterLab Light's).
-LIGHT = {"dark": False, "font": "rgb(33, 33, 33)", "muted": "rgb(97, 97, 97)",
-         "grid": "rgb(224, 224, 224)", "background": "rgb(255, 255, 255)"}
-DARK = {"dark": True, "font": "rgb(255, 255, 255)", "muted": "rgb(189, 189, 189)",
-        "grid": "rgb(66, 66, 66)", "background": "rgb(17, 17, 17)"}
-
-
-def theme_template(theme: dict[str, Any]) -> go.layout.Template:
-    """A small plotly template from the front end's colours: transparent paper, the page's
-    text colour for every label, its border colour for grid and axes."""
-    base = DARK if theme.get("dark") else LIGHT
-    colors = {k: theme.get(k) or base[k] for k in base}
-    axis = dict(gridcolor=colors["grid"], linecolor=colors["grid"], zerolinecolor=colors["grid"],
-                tickcolor=colors["grid"], color=colors["font"])
-    return go.layout.Template(layout=dict(
-        font=dict(color=colors["font"], family="var(--jp-ui-font-family, sans-serif)"),
-        paper_bgcolor="rgba(0,0,0,0)", plot_bgcolor="rgba(0,0,0,0)",
-        xaxis=axis, yaxis=axis, xaxis2=axis, yaxis2=axis,
-        hoverlabel=dict(bgcolor=colors["background"], font=dict(color=colors["font"]),
-                        bordercolor=colors["grid"]),
-        legend=dict(font=dict(color=colors["font"])),
-        colorway=(["#6ab0f3", "#ffb74d", "#81c784", "#e57373", "#ba68c8", "#4dd0e1"]
-                  if colors["dark"] else
-                  ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#17becf"]),
-    ))
-
-
-class ThemeProbe(KnownKeywords, anywidget.AnyWidget):
-    """Reports the front end's theme (dark or light, and its text, border and background
-    colours) to Python; renders nothing visible."""
-
-    _esm = STATIC / "theme.js"
-    theme = traitlets.Dict().tag(sync=True)
-
 
 class WeightPlot(KnownKeywords, SessionView, widgets.VBox):
     """Histograms of the selected variable or layer, and a whole-model overview.
@@ -114,7 +74,6 @@ class WeightPlot(KnownKeywords, SessionView, widgets.VBox):
         self.add_class("hw-weights")
         self.session = session_for(model)
         self.bins = bins
-        self.theme: dict[str, Any] = dict(LIGHT)
         self._draw_lock = threading.RLock()  # the background work redraws the overview
         self._drawn_at = 0.0
         self._on_statistics = on_statistics
@@ -125,8 +84,6 @@ class WeightPlot(KnownKeywords, SessionView, widgets.VBox):
         self.overview: ov.Overview | None = self._compute_overview() if overview else None
         self.figure = StatefulFigure(data=self._overview_traces(), layout=self._base_layout())
         self.figure.on_click(self._on_overview_click, trace_type="heatmap")
-        self.probe = ThemeProbe(layout={"display": "none"})
-        self.probe.observe(self._on_theme, "theme")
         log_box = widgets.Checkbox(description="log y", value=False, indent=False)
         shared_box = widgets.Checkbox(description="shared bins", value=True, indent=False)
         widgets.link((log_box, "value"), (self, "log_y"))
@@ -135,8 +92,7 @@ class WeightPlot(KnownKeywords, SessionView, widgets.VBox):
                                          indent=False)  # quantized / LoRA: not the codes
         widgets.link((effective_box, "value"), (self, "effective"))
         self.children = [widgets.HBox([log_box, shared_box, effective_box, self.progress]),
-                         self.figure,
-                         self.probe]
+                         self.figure]
         self.selected = selected or self.session.selection  # nothing drawn until a pick
         self._follow(self.session)
         self.statistics_work: BackgroundStatistics | None = None
@@ -249,7 +205,7 @@ class WeightPlot(KnownKeywords, SessionView, widgets.VBox):
         plot_px = SELECTION_PX + gap + overview_px
         layout: dict[str, Any] = dict(
             height=plot_px + MARGIN["t"] + MARGIN["b"], width=FIGURE_WIDTH, margin=MARGIN,
-            barmode="overlay", template=theme_template(self.theme), dragmode="pan",
+            barmode="overlay", dragmode="pan",
             title=dict(text="Select a layer or variable", font=dict(size=13)),
             legend=dict(orientation="h", yanchor="top", x=0,
                         y=(overview_px + gap - 26) / plot_px if overview_px else -0.15),
@@ -266,17 +222,6 @@ class WeightPlot(KnownKeywords, SessionView, widgets.VBox):
                 y=overview_px / plot_px, yshift=6, yanchor="bottom", showarrow=False,
                 font=dict(size=12))]
         return layout
-
-    def _on_theme(self, change: dict[str, Any]) -> None:
-        theme = change["new"] or {}
-        if not isinstance(theme, dict):
-            return
-        self.theme = {**(DARK if theme.get("dark") else LIGHT),
-                      **{k: v for k, v in theme.items() if isinstance(v, (str, bool))}}
-        with self._draw_lock, self.figure.batch_update():
-            self.figure.layout.template = theme_template(self.theme)
-        with self._draw_lock:
-            self.figure.keep_state()
 
     # -- selection -------------------------------------------------------------------------
     @traitlets.observe("selected", "log_y", "shared_bins", "effective")
