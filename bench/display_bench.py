@@ -24,7 +24,7 @@ def main(which: str) -> None:
         return hw.LayerExplorer(model)
 
     explorer = median_time(first_display, 5)
-    rows = len(hw.LayerExplorer(model)._rows)
+    rows = len(hw.LayerExplorer(model).visible_rows())  # what a view first shows
     emit({"model": which, "summary_s": summary, "explorer_s": explorer, "rows": rows,
           "layers": len(model.layers)})
 

@@ -23,6 +23,12 @@ class CommRecorder:
         self.sizes.clear()
         self.messages.clear()
 
+    def answers(self) -> list[dict]:
+        """The responses to anywidget requests sent so far (``{"id", "response", ...}``)."""
+        return [d["content"] for d in self.messages if d.get("method") == "custom" and
+                isinstance(d.get("content"), dict) and
+                d["content"].get("kind") == "anywidget-command-response"]
+
     def comm(self, *args, **kwargs) -> "RecordingComm":
         self.count += 1
         return RecordingComm(self, f"recording-{self.count}")

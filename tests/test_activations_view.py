@@ -70,8 +70,7 @@ def test_explore_with_a_probe_shows_the_activations_tab(keras, frozen_base):
     assert panel.maps_figure.figure["data"]  # kept in the widget state (Voilà, saved state)
 
     # the explorer's rows carry the marks: conv and flat dead, no mark elsewhere
-    dashboard.explorer.handle_action({"action": "expand", "path": "frozen_base"})
-    rows = {r["path"]: r["badges"] for r in dashboard.explorer._rows}
+    rows = {r["path"]: r["badges"] for r in dashboard.explorer.visible_rows()}
     assert "dead 67%" in rows["frozen_base/conv"]
     assert f"dead {flat_dead:.0%}" in rows["frozen_base/flat"]
     assert not any(b.startswith(("dead", "saturated")) for b in rows["frozen_base/hidden"])
@@ -81,10 +80,10 @@ def test_explore_with_a_probe_shows_the_activations_tab(keras, frozen_base):
 def test_marks_leave_the_explorer_when_the_weights_change(keras, frozen_base):
     x, _ = _batch(keras)
     dashboard = hw.explore(frozen_base, probe=x)
-    dashboard.explorer.handle_action({"action": "expand", "path": "frozen_base"})
-    assert "dead 67%" in {r["path"]: r["badges"] for r in dashboard.explorer._rows}["frozen_base/conv"]
+    badges = {r["path"]: r["badges"] for r in dashboard.explorer.visible_rows()}
+    assert "dead 67%" in badges["frozen_base/conv"]
     dashboard.refresh()  # e.g. after training: the probe no longer describes the model
-    rows = {r["path"]: r["badges"] for r in dashboard.explorer._rows}
+    rows = {r["path"]: r["badges"] for r in dashboard.explorer.visible_rows()}
     assert not any(b.startswith("dead") for b in rows["frozen_base/conv"])
     dashboard.close()
 

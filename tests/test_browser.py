@@ -226,6 +226,18 @@ def jupyter_lab(tmp_path_factory):
     _training_notebook(root / "training.ipynb")
     _activations_notebook(root / "activations.ipynb")
     _lora_notebook(root / "lora.ipynb")
+    _write_notebook(
+        root / "two_views.ipynb",
+        "import keras, hubwidgets as hw\n"
+        "block = keras.Sequential([keras.Input((4,)), keras.layers.Dense(4, name='inner_a')],\n"
+        "    name='block')\n"
+        "model = keras.Sequential([keras.Input((4,)), block], name='twice')\n"
+        "kernel = block.get_layer('inner_a').kernel.numpy().copy()\n"
+        "explorer = hw.LayerExplorer(model)\n"
+        "display(explorer)\n"
+        "display(explorer)",
+        "print('VIEWS', explorer.views_shown, 'UNCHANGED',\n"
+        "      bool((block.get_layer('inner_a').kernel.numpy() == kernel).all()))")
     _write_notebook(root / "background.ipynb", BACKGROUND_CELL,
                     "print('NEXT CELL RAN')", BACKGROUND_WAIT)
     _fuzz_notebook(root / "fuzz.ipynb")
@@ -761,23 +773,20 @@ def test_voila_shows_the_figures_with_data_before_any_click(voila):
 
 
 def test_an_edit_and_its_undo_from_the_row_menu(jupyter_lab):
-    """Scale a layer's weights from its row menu (the number asked in a prompt), read the
-    doubled values in the kernel, undo from the toolbar, and read them back bit for bit."""
+    """Scale a layer's weights from its row menu (the number asked in an inline form in the
+    row: a wrong one is answered there, nothing changed), read the doubled values in the
+    kernel, undo from the toolbar, and read them back bit for bit.  No browser dialog."""
     from playwright.sync_api import expect, sync_playwright
 
     console_errors: list[str] = []
-    prompts: list[str] = []
-
-    def answer(dialog):
-        prompts.append(dialog.message)
-        dialog.accept("2") if dialog.type == "prompt" else dialog.dismiss()
+    dialogs: list[str] = []
 
     with sync_playwright() as p:
         browser = p.chromium.launch(executable_path=CHROMIUM, headless=True,
                                     args=["--no-sandbox", "--disable-gpu", "--no-first-run"])
         page = browser.new_page(viewport={"width": 1500, "height": 1000})
         page.on("console", lambda m: m.type == "error" and console_errors.append(m.text))
-        page.on("dialog", answer)
+        page.on("dialog", lambda d: (dialogs.append(d.message), d.dismiss()))
         page.goto(f"{jupyter_lab}/lab/tree/edits.ipynb?reset")
         page.get_by_text("Python 3 (ipykernel) | Idle").wait_for(timeout=90_000)
         cells = page.locator(".jp-Notebook .jp-CodeCell")
@@ -786,9 +795,21 @@ def test_an_edit_and_its_undo_from_the_row_menu(jupyter_lab):
         expect(stem).to_be_visible(timeout=120_000)
         expect(page.locator(".hw-undo")).to_be_disabled()
         stem.locator(".hw-menu").select_option("scale_weights")
+        form = page.locator(".hw-rows .hw-form")
+        expect(form.locator(".hw-form-question")).to_have_text("Multiply the weights by")
+        field = form.locator("input")
+        expect(field).to_be_focused()
+        field.fill("abc")
+        field.press("Enter")  # the error comes back to the form that sent it
+        expect(form.locator(".hw-form-error")).to_have_text(
+            "Action 'scale_weights': 'factor' must be a finite number, got 'abc'.",
+            timeout=30_000)
+        expect(page.locator(".hw-code")).to_be_hidden()  # nothing was done
+        field.fill("2")
+        form.locator(".hw-form-ok").click()
         expect(page.locator(".hw-code")).to_contain_text(
             "hubwidgets.scale_weights(model, 'edits/stem', 2.0)", timeout=30_000)
-        assert prompts == ["Multiply the weights by"]
+        expect(form).to_have_count(0)
         run_cell(page, cells.nth(1))
         expect(page.locator(".jp-RenderedText", has_text="DOUBLED")).to_contain_text(
             "DOUBLED True", timeout=60_000)
@@ -801,6 +822,43 @@ def test_an_edit_and_its_undo_from_the_row_menu(jupyter_lab):
             "RESTORED True True", timeout=60_000)
         browser.close()
     assert _our_errors(console_errors) == []
+    assert dialogs == []
+
+
+def test_two_views_of_one_explorer_open_apart(jupyter_lab):
+    """One explorer displayed twice: opening a layer in one view opens it there only, and an
+    action's error is answered in the view whose click caused it."""
+    from playwright.sync_api import expect, sync_playwright
+
+    console_errors: list[str] = []
+    dialogs: list[str] = []
+    with sync_playwright() as p:
+        browser, page = _open(p, f"{jupyter_lab}/lab/tree/two_views.ipynb?reset",
+                              console_errors, dialogs)
+        page.get_by_text("Python 3 (ipykernel) | Idle").wait_for(timeout=90_000)
+        cells = page.locator(".jp-Notebook .jp-CodeCell")
+        run_cell(page, cells.nth(0))
+        views = page.locator(".hw-explorer")
+        expect(views).to_have_count(2, timeout=120_000)
+        first, second = views.nth(0), views.nth(1)
+        inner = ".hw-row[data-path='twice/block/inner_a']"
+        first.locator(".hw-row[data-path='twice/block'] .hw-caret").click()
+        expect(first.locator(inner)).to_be_visible(timeout=30_000)
+        expect(second.locator(".hw-row[data-path='twice/block']")).to_have_attribute(
+            "aria-expanded", "false")
+        assert second.locator(inner).count() == 0
+        second.locator(".hw-row[data-path='twice/block'] .hw-menu").select_option("prune_weights")
+        field = second.locator(".hw-form input")
+        field.fill("7")
+        field.press("Enter")
+        expect(second.locator(".hw-form-error")).to_contain_text("fraction", timeout=30_000)
+        assert first.locator(".hw-form").count() == 0
+        run_cell(page, cells.nth(1))
+        expect(page.locator(".jp-RenderedText", has_text="VIEWS")).to_contain_text(
+            "VIEWS 2 UNCHANGED True", timeout=60_000)
+        browser.close()
+    assert _our_errors(console_errors) == []
+    assert dialogs == []
 
 
 def test_the_training_panel_draws_a_short_fit(jupyter_lab):
@@ -1000,24 +1058,20 @@ def test_the_activations_tab_draws_the_probe(jupyter_lab):
 
 
 def test_lora_from_the_row_menu_asks_first_and_badges_the_layer(jupyter_lab):
-    """"LoRA…" in a row menu: the prompt says it cannot be undone before anything changes,
+    """"LoRA…" in a row menu: its inline form says it cannot be undone before anything changes,
     Keras' own code is shown, the row gets its "LoRA r4" badge (an int8 layer its "int8"), and
     the kernel has the adapters with the base frozen."""
     from playwright.sync_api import expect, sync_playwright
 
     console_errors: list[str] = []
-    prompts: list[str] = []
-
-    def answer(dialog):
-        prompts.append(dialog.message)
-        dialog.accept("4") if dialog.type == "prompt" else dialog.dismiss()
+    dialogs: list[str] = []
 
     with sync_playwright() as p:
         browser = p.chromium.launch(executable_path=CHROMIUM, headless=True,
                                     args=["--no-sandbox", "--disable-gpu", "--no-first-run"])
         page = browser.new_page(viewport={"width": 1500, "height": 1000})
         page.on("console", lambda m: m.type == "error" and console_errors.append(m.text))
-        page.on("dialog", answer)
+        page.on("dialog", lambda d: (dialogs.append(d.message), d.dismiss()))
         page.goto(f"{jupyter_lab}/lab/tree/lora.ipynb?reset")
         page.get_by_text("Python 3 (ipykernel) | Idle").wait_for(timeout=90_000)
         cells = page.locator(".jp-Notebook .jp-CodeCell")
@@ -1027,9 +1081,13 @@ def test_lora_from_the_row_menu_asks_first_and_badges_the_layer(jupyter_lab):
         head = page.locator(".hw-row", has=page.locator(".hw-name", has_text="head"))
         expect(head.locator(".hw-badge-quant")).to_have_text("int8", timeout=30_000)
         stem.locator(".hw-menu").select_option("enable_lora")
+        form = page.locator(".hw-rows .hw-form")  # asks first, in the row: nothing changed yet
+        expect(form.locator(".hw-form-question")).to_contain_text("cannot be undone")
+        assert page.locator(".hw-badge-lora").count() == 0
+        expect(form.locator("input")).to_have_value("4")
+        form.locator("input").press("Enter")
         expect(page.locator(".hw-code")).to_contain_text(
             "model.get_layer('stem').enable_lora(4)", timeout=30_000)
-        assert len(prompts) == 1 and "cannot be undone" in prompts[0]
         expect(stem.locator(".hw-badge-lora")).to_have_text("LoRA r4", timeout=30_000)
         expect(page.locator(".hw-message")).to_contain_text("cannot be undone")
         run_cell(page, cells.nth(1))
@@ -1037,6 +1095,7 @@ def test_lora_from_the_row_menu_asks_first_and_badges_the_layer(jupyter_lab):
             "LORA 4 False True", timeout=60_000)
         browser.close()
     assert _our_errors(console_errors) == []
+    assert dialogs == []
 
 
 def test_where_styles_are_stripped_each_row_reads_as_one_indented_line(keras):
@@ -1157,7 +1216,7 @@ def _fuzz_step(page, rng, explorer) -> str:
         name = target.inner_text()
         if target.is_enabled():
             target.click(timeout=2_000)
-        return f"button {name!r}"
+        return f"button {name!r}" + _answer_form(rng, explorer)
     selector = {"row": ".hw-row .hw-name", "caret": ".hw-caret", "toggle": ".hw-toggle",
                 "menu": ".hw-menu"}[kind]
     targets = explorer.locator(selector)
@@ -1170,14 +1229,38 @@ def _fuzz_step(page, rng, explorer) -> str:
         value = rng.choice(["scale_weights", "reset_weights", "prune_weights", "add_noise",
                             "restore_snapshot", "enable_lora", ""])
         target.select_option(value, timeout=2_000)
-        return f"menu {index} {value}"
+        return f"menu {index} {value}" + _answer_form(rng, explorer)
     target.click(timeout=2_000)
     return f"{kind} {index}"
 
 
+def _answer_form(rng, explorer) -> str:
+    """Answer the inline form an action opened, if one is open: a good, bad or no number,
+    sent with Enter or OK, or closed with Escape or Cancel."""
+    form = explorer.locator(".hw-form")
+    if form.count() == 0:
+        return ""
+    field = form.first.locator("input").first
+    if rng.random() < 0.15:
+        if rng.random() < 0.5:
+            field.press("Escape", timeout=2_000)
+        else:
+            form.first.locator(".hw-form-cancel").click(timeout=2_000)
+        return ", form closed"
+    text = rng.choice(["2", "0.5", "0", "-1", "abc", "", "1e400", "nan", "4", "0.01", " 3 ",
+                       "1e-30"])
+    field.fill(text, timeout=2_000)
+    if rng.random() < 0.5:
+        field.press("Enter", timeout=2_000)
+    else:
+        form.first.locator(".hw-form-ok").click(timeout=2_000)
+    return f", form {text!r}"
+
+
 def test_random_clicks_keys_and_text_leave_the_ui_and_the_model_in_agreement(jupyter_lab):
     """For a bounded time, random (seeded) clicks on rows, carets, toggles and toolbar
-    buttons, random row-menu edits (their prompts answered with good, bad and no numbers),
+    buttons, random row-menu edits (their inline forms answered with good, bad and no
+    numbers, or closed), with no browser dialog ever,
     random text in the search box and random keys in the table.  Then: no console error of
     ours, no traceback in any output, and a cell that reads the model with Keras and numpy
     agrees with what the page shows: every row's toggle, every variable's label, the totals,
@@ -1189,23 +1272,15 @@ def test_random_clicks_keys_and_text_leave_the_ui_and_the_model_in_agreement(jup
 
     rng = random.Random(FUZZ_SEED)
     console_errors: list[str] = []
-    prompts: list[str] = []
+    dialogs: list[str] = []
     done: list[str] = []
-
-    def answer(dialog):
-        prompts.append(dialog.message)
-        if dialog.type != "prompt" or rng.random() < 0.15:
-            dialog.dismiss()
-            return
-        dialog.accept(rng.choice(["2", "0.5", "0", "-1", "abc", "", "1e400", "nan", "4",
-                                  "0.01", " 3 ", "1e-30"]))
 
     with sync_playwright() as p:
         browser = p.chromium.launch(executable_path=CHROMIUM, headless=True,
                                     args=["--no-sandbox", "--disable-gpu", "--no-first-run"])
         page = browser.new_page(viewport={"width": 1500, "height": 1000})
         page.on("console", lambda m: m.type == "error" and console_errors.append(m.text))
-        page.on("dialog", answer)
+        page.on("dialog", lambda d: (dialogs.append(d.message), d.dismiss()))
         page.goto(f"{jupyter_lab}/lab/tree/fuzz.ipynb?reset")
         page.get_by_text("Python 3 (ipykernel) | Idle").wait_for(timeout=90_000)
         cells = page.locator(".jp-Notebook .jp-CodeCell")
@@ -1245,7 +1320,7 @@ def test_random_clicks_keys_and_text_leave_the_ui_and_the_model_in_agreement(jup
         oracle_text = page.locator(".jp-RenderedText", has_text="ORACLE")
         expect(oracle_text).to_be_visible(timeout=60_000)
         oracle = json.loads(oracle_text.inner_text().split("ORACLE", 1)[1].splitlines()[0])
-        trail = f"after {len(done)} actions: {done[-15:]}, prompts {prompts[-5:]}"
+        trail = f"after {len(done)} actions: {done[-15:]}"
 
         def shown_and_expected():
             ui = page.evaluate(UI_STATE_JS)
@@ -1289,4 +1364,5 @@ def test_random_clicks_keys_and_text_leave_the_ui_and_the_model_in_agreement(jup
         kernel_log = log.read()
     assert "Traceback" not in kernel_log, (kernel_log[-3000:], trail)
     assert _our_errors(console_errors) == [], trail
+    assert dialogs == [], trail
     assert len(done) >= 40, done  # the fuzz did run for its time

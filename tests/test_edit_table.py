@@ -42,8 +42,10 @@ def added_edits():
 
 
 def _message(widget, content) -> None:
-    """A custom message, as the browser's view sends it through the widget's comm."""
-    widget._handle_msg({"content": {"data": {"method": "custom", "content": content}},
+    """An action, as the browser's view sends it through the widget's comm (an anywidget
+    request, answered by the ``_action_request`` command)."""
+    request = {"id": "1", "kind": "anywidget-command", "name": "_action_request", "msg": content}
+    widget._handle_msg({"content": {"data": {"method": "custom", "content": request}},
                         "buffers": []})
 
 

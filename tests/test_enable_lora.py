@@ -78,7 +78,7 @@ def test_explorer_lora_action_says_it_is_final_and_shows_keras_code(keras):
     assert explorer.code.splitlines()[0] == "model.get_layer('a').enable_lora(3)"
     exec(explorer.code, {"model": copy})
     assert copy.get_layer("a").lora_rank == 3 and copy.count_params() == model.count_params()
-    rows = {r["path"]: r for r in explorer._rows}
+    rows = {r["path"]: r for r in explorer.visible_rows()}
     assert "LoRA r3" in rows[explorer.tree.find("a").path]["badges"]
     explorer.handle_action({"action": "enable_lora_pattern", "pattern": "^b$", "rank": 2})
     assert model.get_layer("b").lora_rank == 2

@@ -19,11 +19,11 @@ def test_toggling_the_third_row_freezes_the_third_layer(generation, request, tf)
     K = request.getfixturevalue(generation)
     model = repeated_names_model(K, tf)
     explorer = hw.LayerExplorer(model)
-    third_row = [r for r in explorer._rows if r["name"] == "hidden"][2]
+    third_row = [r for r in explorer.visible_rows() if r["name"] == "hidden"][2]
     assert third_row["path"] == "m/hidden[2]"
     explorer.handle_action({"action": "set_trainable", "path": third_row["path"], "value": False})
     assert [layer.trainable for layer in model.h] == [True, True, False]
-    rows = {r["path"]: r for r in explorer._rows}
+    rows = {r["path"]: r for r in explorer.visible_rows()}
     assert [rows[p]["frozen_params"] for p in ("m/hidden", "m/hidden[1]", "m/hidden[2]")] == [
         0, 0, 20]
     assert explorer.message == ""
@@ -49,12 +49,9 @@ def test_freeze_matches_names_repeated_layers_apart(keras, tf):
 # -- malformed browser messages: refused, model unchanged, a clear message ---------------------
 # Each action's fields, as LayerExplorer declares them (checked against the class below).
 ACTION_FIELDS = {
-    "collapse": {"path": str},
-    "expand": {"path": str},
     "freeze_all": {},
     "freeze_pattern": {"pattern": str},
     "freeze_up_to": {"path": str},
-    "more": {"path": str},
     "select": {"path": str},
     "set_trainable": {"path": str, "value": bool},
     "unfreeze_all": {},
@@ -68,8 +65,7 @@ ACTION_FIELDS = {
     "enable_lora": {"path": str, "rank": float},
     "enable_lora_pattern": {"pattern": str, "rank": float},
 }
-REQUIRED = {"collapse": {"path"}, "expand": {"path"}, "freeze_pattern": {"pattern"},
-            "more": {"path"}, "select": {"path"}, "set_trainable": {"path", "value"},
+REQUIRED = {"freeze_pattern": {"pattern"}, "select": {"path"}, "set_trainable": {"path", "value"},
             "scale_weights": {"path", "factor"}, "reset_weights": {"path"},
             "prune_weights": {"path", "fraction"}, "add_noise": {"path", "std"},
             "restore_snapshot": {"path"}, "enable_lora": {"path", "rank"},
@@ -87,7 +83,8 @@ def malformed_messages():
              for m in (None, [], ["freeze_all"], "freeze_all", 3, 2.5, True)]
     cases += [pytest.param({"action": a}, "Unknown action", id=f"action-{a!r}")
               for a in ("nope", "", "FREEZE_ALL", "__init__", "_outcome", "refresh",
-                        "show_more", "handle_action", None, 3, ["freeze_all"])]
+                        "show_more", "handle_action", None, 3, ["freeze_all"],
+                        "expand", "collapse", "more")]  # what a view opens is the view's
     cases.append(pytest.param({}, "Unknown action", id="empty-dict"))
     for action, fields in ACTION_FIELDS.items():
         good = {"action": action, **{f: GOOD[f] for f in fields}}
@@ -109,7 +106,7 @@ def malformed_messages():
             if kind is str:
                 cases.append(pytest.param({**good, field: HUGE}, "10,000,000 characters",
                                           id=f"{action}-{field}-10MB"))
-    for action in ("select", "expand", "more", "set_trainable", "freeze_up_to"):
+    for action in ("select", "set_trainable", "freeze_up_to"):
         fields = {f: GOOD[f] for f in ACTION_FIELDS[action]}
         cases.append(pytest.param({"action": action, **fields, "path": "mm/nope"},
                                   "'mm/nope'", id=f"{action}-path-that-does-not-exist"))
@@ -139,15 +136,15 @@ def test_malformed_message_changes_nothing_and_says_why(message_model, message, 
     hw.unfreeze(message_model)
     hw.freeze(message_model, "mm/d2")  # a state that a wrong freeze or unfreeze would change
     explorer = hw.LayerExplorer(message_model)
-    explorer.handle_action({"action": "expand", "path": "mm/inner"})
-    state = (explorer.selected, list(explorer._expanded), explorer.code, explorer.query)
+    state = (explorer.selected, explorer.code, explorer.query, explorer.rows_version)
     before = model_state(message_model)
     start = time.monotonic()
-    explorer.handle_action(message)
+    answer = explorer.handle_action(message)
     assert time.monotonic() - start < 2.0
     assert model_state(message_model) == before
-    assert (explorer.selected, list(explorer._expanded), explorer.code, explorer.query) == state
+    assert (explorer.selected, explorer.code, explorer.query, explorer.rows_version) == state
     assert says in explorer.message
+    assert answer == {"ok": False, "message": explorer.message, "code": ""}  # to the click
     assert len(explorer.message) < 1000  # a 10 MB field is not echoed back
 
 
@@ -172,11 +169,11 @@ def test_a_synced_trait_of_the_wrong_type_is_refused_by_traitlets(message_model,
     hw.unfreeze(message_model)
     explorer = hw.LayerExplorer(message_model)
     explorer.handle_action({"action": "select", "path": "mm/d1"})
-    before, rows = model_state(message_model), list(explorer._rows)
+    before, rows = model_state(message_model), explorer.visible_rows()
     with pytest.raises(traitlets.TraitError, match="expected a unicode string"):
         explorer.set_state(state)
     assert model_state(message_model) == before
-    assert (explorer.selected, explorer.query, explorer._rows) == ("mm/d1", "", rows)
+    assert (explorer.selected, explorer.query, explorer.visible_rows()) == ("mm/d1", "", rows)
 
 
 # -- messages that say what happened ----------------------------------------------------------
@@ -198,7 +195,6 @@ def test_an_invalid_regex_in_freeze_matches_is_said_to_be_invalid(three_dense):
     {"action": "set_trainable", "path": "m/d2", "value": False},
     {"action": "freeze_all"},
     {"action": "select", "path": "m/d1"},
-    {"action": "expand", "path": "m/d1"},
 ])
 def test_an_old_error_is_cleared_by_a_later_success(three_dense, failing, succeeding):
     explorer = hw.LayerExplorer(three_dense)
@@ -211,7 +207,6 @@ def test_an_old_error_is_cleared_by_a_later_success(three_dense, failing, succee
 
 def test_freeze_up_to_a_selected_variable_row_uses_its_layer(three_dense, keras, tf):
     explorer = hw.LayerExplorer(three_dense)
-    explorer.handle_action({"action": "expand", "path": "m/d2"})
     explorer.handle_action({"action": "select", "path": "m/d2/kernel"})
     assert explorer.selected == "m/d2/kernel" and explorer.message == ""
     explorer.handle_action({"action": "freeze_up_to"})

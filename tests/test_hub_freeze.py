@@ -222,12 +222,11 @@ def test_explorer_shows_what_a_hub_keras_layer_cannot_train_and_why(listed_modul
 
     explorer = hw.LayerExplorer(model)
     explorer.handle_action({"action": "set_trainable", "path": "model/hub", "value": False})
-    explorer.handle_action({"action": "expand", "path": "model/hub/scaler"})
     explorer.handle_action({"action": "set_trainable", "path": "model/hub/scaler",
                             "value": True})  # the module's part: only its list trains
     assert [w.name for w in layer.trainable_weights] == ["scaler/kernel:0"]
     assert explorer.totals["trainable"] == 4 * 2 + (2 * 2 + 2)
-    rows = {r["path"]: r for r in explorer._rows}
+    rows = {r["path"]: r for r in explorer.visible_rows(["model", "model/hub", "model/hub/scaler"])}
     assert rows["model/hub/scaler"]["trainable"] == rows["model/hub"]["trainable"] == "trainable"
     shown = {v["name"]: (v["can_train"], v["trainable"])
              for v in rows["model/hub/scaler"]["variables"]}  # can_train False: "not trained"
@@ -593,7 +592,7 @@ def test_freeze_matches_inside_a_hub_layer_freezes_the_shown_parts(hub_model_fac
     model = hub_model_factory()
     explorer = hw.LayerExplorer(model)
     explorer.query = "BLOCK1"
-    assert [r["path"] for r in explorer._rows] == [
+    assert [r["path"] for r in explorer.visible_rows()] == [
         "hm", "hm/hub", "hm/hub/block1_dense", "hm/hub/block1_bn"]
     explorer.handle_action({"action": "freeze_pattern", "pattern": "BLOCK1"})
     assert explorer.message.startswith("Froze 2 layer(s): hub/block1_dense, hub/block1_bn")

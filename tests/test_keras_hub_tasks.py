@@ -46,7 +46,7 @@ def test_task_tree_shows_preprocessor_and_tokenizer():
 def test_task_in_the_explorer_and_through_a_freeze_round_trip():
     task = bert_classifier()
     explorer = hw.LayerExplorer(task)
-    rows = {r["name"]: r for r in explorer._rows}
+    rows = {r["name"]: r for r in explorer.visible_rows()}
     pre = rows[task.preprocessor.name]
     assert pre["params"] == 0 and pre["has_children"]
     assert any("sequence length" in n for n in pre["notes"])

@@ -99,9 +99,8 @@ def test_explorer_rows_badge_lora_rank_and_mode():
     model.enable_lora(4)
     explorer = hw.LayerExplorer(model)
     block = hw.inspect(model).find("decoder_block_0").path
-    for path in (block, block + "/attention"):
-        explorer.handle_action({"action": "expand", "path": path})
-    rows = {r["path"]: r for r in explorer._rows}
+    opened = [explorer.tree.root.path, block, block + "/attention"]
+    rows = {r["path"]: r for r in explorer.visible_rows(opened)}
     query = rows[block + "/attention/query"]
     assert "LoRA r4" in query["badges"] and "int8" in query["badges"]
     assert query["lora_rank"] == 4 and query["quantization"] == "int8"
@@ -114,8 +113,8 @@ def test_quantized_variables_say_why_they_never_train(keras):
     model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(3, name="d")])
     model.quantize("int8")
     explorer = hw.LayerExplorer(model)
-    explorer.handle_action({"action": "expand", "path": explorer.tree.find("d").path})
-    row = next(r for r in explorer._rows if r["path"].endswith("/d"))
+    opened = [explorer.tree.root.path, explorer.tree.find("d").path]
+    row = next(r for r in explorer.visible_rows(opened) if r["path"].endswith("/d"))
     why = {v["name"]: v["not_trained_why"] for v in row["variables"]}
     assert "integer codes of a quantized layer" in why["kernel"]
     assert "quantization" in why["kernel_scale"] and "counter" not in why["kernel_scale"]

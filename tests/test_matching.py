@@ -89,7 +89,7 @@ def test_freeze_matches_freezes_exactly_what_the_search_box_shows(named_model, p
     hw.unfreeze(named_model)
     explorer = hw.LayerExplorer(named_model)
     explorer.query = pattern
-    shown = {r["name"] for r in explorer._rows if r["path"] != "nm"}
+    shown = {r["name"] for r in explorer.visible_rows() if r["path"] != "nm"}
     # an independent oracle: Python's re, case-insensitive, on names and class names
     expected = {layer.name for layer in named_model.layers
                 if re.search(pattern, layer.name, re.I) or re.search(pattern, "Dense", re.I)}
@@ -112,7 +112,7 @@ def test_dense_1_shows_and_freezes_dense_1_and_dense_10_to_19(generation, reques
                                            for i in range(20)]], name="dm")
     explorer = hw.LayerExplorer(model)
     explorer.query = "dense_1"
-    shown = [r["name"] for r in explorer._rows if r["path"] != "dm"]
+    shown = [r["name"] for r in explorer.visible_rows() if r["path"] != "dm"]
     explorer.handle_action({"action": "freeze_pattern", "pattern": "dense_1"})
     frozen = [layer.name for layer in model.layers if not layer.trainable]
     assert frozen == shown == ["dense_1"] + [f"dense_{i}" for i in range(10, 20)]
@@ -171,7 +171,7 @@ def test_a_catastrophic_regex_answers_too_slow_in_time(long_names_model, site):
     assert "too slow" in text and "Simplify it" in text
     assert model_state(long_names_model) == before
     if site == "search box":
-        assert explorer._rows == []
+        assert explorer.visible_rows() == []
 
 
 @pytest.mark.parametrize("site", SITES)
@@ -183,7 +183,7 @@ def test_the_issue_regex_bomb_returns_in_time_and_changes_nothing(long_names_mod
     assert time.monotonic() - start < BOMB_BUDGET_S
     assert model_state(long_names_model) == before
     if site == "search box":  # nothing matches (no "!" in any name): an empty view
-        assert (explorer._rows == [] and text == "") or "too slow" in text
+        assert (explorer.visible_rows() == [] and text == "") or "too slow" in text
     elif site == "hw.search":
         assert text == "" or "too slow" in text
     else:
@@ -195,7 +195,7 @@ def test_a_search_after_a_too_slow_one_clears_its_error(long_names_model):
     explorer.query = REAL_BOMB
     assert "too slow" in explorer.message
     explorer.query = "_1$"
-    assert [r["path"] for r in explorer._rows] == ["bomb", "bomb/" + "w" * 30 + "_1"]
+    assert [r["path"] for r in explorer.visible_rows()] == ["bomb", "bomb/" + "w" * 30 + "_1"]
     assert "too slow" not in explorer.message
 
 
@@ -206,7 +206,7 @@ def test_a_huge_search_box_query_is_refused_quickly(long_names_model, length):
     explorer.query = "w" * length
     assert time.monotonic() - start < 2.0
     assert f"{length:,} characters long" in explorer.message
-    assert explorer._rows == []
+    assert explorer.visible_rows() == []
 
 
 @pytest.mark.parametrize("call", [

@@ -116,7 +116,7 @@ def test_showing_shapes_changes_nothing_in_the_model(K):
     tree = hw.inspect(model)
     assert sum(node.output_shape is not None for node in tree) == 6
     assert "(3, 6, 6, 4)" in tree.summary()
-    assert hw.LayerExplorer(model)._rows
+    assert hw.LayerExplorer(model).visible_rows()
     assert model_state(model) == before
     assert np.array_equal(model.norm.moving_mean, moving[0])
     assert np.array_equal(model.norm.moving_variance, moving[1])
@@ -134,7 +134,7 @@ def test_explorer_rows_show_the_shape_text(K):
     assert rows == {"recording": "", "conv": "(3, 6, 6, 4)", "norm": "(3, 6, 6, 4)",
                     "flat": "(3, 144)", "block": "", "inner_a": "(3, 3)", "inner_b": "(3, 5)",
                     "head": "(3, 2)", "unused": ""}
-    explorer_rows = {row["name"]: row["output_shape"] for row in hw.LayerExplorer(model)._rows
+    explorer_rows = {row["name"]: row["output_shape"] for row in hw.LayerExplorer(model).visible_rows()
                      if "output_shape" in row}
     assert explorer_rows["conv"] == "(3, 6, 6, 4)" and explorer_rows["block"] == ""
     assert re.search(r"\n  conv +Conv2D +\(3, 6, 6, 4\) ", tree.summary())

@@ -25,7 +25,7 @@ def test_two_dashboards_of_one_model_share_one_session(keras):
     first.explorer.handle_action({"action": "set_trainable", "path": "shared_view/a",
                                   "value": False})
     assert model.get_layer("a").trainable is False
-    rows = {r["path"]: r for r in second.explorer._rows}
+    rows = {r["path"]: r for r in second.explorer.visible_rows()}
     assert rows["shared_view/a"]["trainable"] == "frozen"
     assert second.explorer.totals["frozen"] == 3 * 4 + 4
     assert "16 trainable" not in second.header.value and "10 trainable" in second.header.value
@@ -37,7 +37,7 @@ def test_a_python_call_updates_every_open_view(keras):
     model = small_model(keras, "py_call")
     dashboard = hw.explore(model)
     hw.freeze(model, "b")
-    assert {r["path"]: r["trainable"] for r in dashboard.explorer._rows}["py_call/b"] == "frozen"
+    assert {r["path"]: r["trainable"] for r in dashboard.explorer.visible_rows()}["py_call/b"] == "frozen"
     hw.unfreeze(model)
     assert dashboard.explorer.totals["frozen"] == 0
 
@@ -49,7 +49,7 @@ def test_refresh_after_pop_and_add_shows_the_new_structure(keras):
     model.pop()
     model.add(keras.layers.Dense(5, name="c"))
     dashboard.refresh()
-    assert [r["path"] for r in dashboard.explorer._rows] == ["grows", "grows/a", "grows/c"]
+    assert [r["path"] for r in dashboard.explorer.visible_rows()] == ["grows", "grows/a", "grows/c"]
     assert dashboard.explorer.totals["params"] == model.count_params() == 3 * 4 + 4 + 4 * 5 + 5
     assert f"{model.count_params():,} params" in dashboard.header.value
     assert hw.inspect(model) is not before  # walked again: the structure changed
@@ -120,20 +120,20 @@ def test_a_copied_model_gets_its_own_session(keras):
 def test_a_new_toolbar_action_is_one_method(keras):
     class ExplorerWithReset(hw.LayerExplorer):
         @action
-        def collapse_all(self) -> None:
-            """Close every node."""
-            self._expanded = [self.tree.root.path]
+        def select_first(self) -> None:
+            """Select the first layer."""
+            self.selected = self.tree.root.children[0].path
 
     assert set(actions_of(hw.LayerExplorer)) == {
-        "expand", "collapse", "more", "select", "set_trainable", "freeze_all", "unfreeze_all",
+        "select", "set_trainable", "freeze_all", "unfreeze_all",
         "freeze_up_to", "freeze_pattern", "scale_weights", "reset_weights", "prune_weights",
         "add_noise", "restore_snapshot", "undo", "redo", "enable_lora", "enable_lora_pattern"}
     explorer = ExplorerWithReset(small_model(keras, "custom_action"))
-    explorer.handle_action({"action": "expand", "path": "custom_action/a"})
-    explorer.handle_action({"action": "collapse_all"})
-    assert explorer._expanded == ["custom_action"] and explorer.message == ""
-    explorer.handle_action({"action": "collapse_all", "path": "x"})
-    assert explorer.message == "Action 'collapse_all' takes no field 'path'."
+    assert explorer.handle_action({"action": "select_first"}) == {
+        "ok": True, "message": "", "code": ""}
+    assert explorer.selected == "custom_action/a" and explorer.message == ""
+    explorer.handle_action({"action": "select_first", "path": "x"})
+    assert explorer.message == "Action 'select_first' takes no field 'path'."
 
 
 def test_an_edit_redraws_every_open_view(keras):
@@ -335,7 +335,7 @@ def test_dashboard_refresh_after_pop_shows_the_new_structure(poppable):
     assert dash.tree.root.params == poppable.count_params() == 4 * 5 + 5 + 5 * 3 + 3
     assert dash.explorer.totals["params"] == poppable.count_params()
     assert f"{poppable.count_params():,} params" in dash.header.value
-    assert [r["path"] for r in dash.explorer._rows] == ["s", "s/a", "s/b"]
+    assert [r["path"] for r in dash.explorer.visible_rows()] == ["s", "s/a", "s/b"]
     [heatmap] = [t for t in dash.weights.overview_figure.data if t.type == "heatmap"]
     assert list(heatmap.y) == ["a", "b"]
     assert dash.explorer.selected == "" and dash.weights.selected == ""  # the removed pick
@@ -344,7 +344,6 @@ def test_dashboard_refresh_after_pop_shows_the_new_structure(poppable):
 @pytest.mark.parametrize("message", [
     {"action": "select", "path": "s/c"},
     {"action": "set_trainable", "path": "s/c", "value": False},
-    {"action": "expand", "path": "s/c"},
     {"action": "freeze_up_to", "path": "s/c"},
     {"action": "freeze_pattern", "pattern": "^c$"},
 ])
@@ -400,7 +399,7 @@ def test_two_dashboards_of_one_model_both_follow_a_pop(poppable):
     first.refresh()
     for dash in (first, second):
         assert dash.explorer.totals["params"] == poppable.count_params()
-        assert [r["path"] for r in dash.explorer._rows] == ["s", "s/a", "s/b"]
+        assert [r["path"] for r in dash.explorer.visible_rows()] == ["s", "s/a", "s/b"]
 
 
 @pytest.mark.parametrize("generation", GENERATIONS)
@@ -435,5 +434,5 @@ def test_an_action_after_add_without_refresh_covers_the_new_layer(generation, re
     assert [layer.trainable for layer in model.layers] == [False, False]
     assert dash.explorer.totals == {**dash.explorer.totals, "params": model.count_params(),
                                     "trainable": 0, "frozen": model.count_params()}
-    assert [r["path"] for r in dash.explorer._rows] == ["s", "s/a", "s/e"]
+    assert [r["path"] for r in dash.explorer.visible_rows()] == ["s", "s/a", "s/e"]
     assert f"{model.count_params():,} params" in dash.header.value

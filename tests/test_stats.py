@@ -558,6 +558,6 @@ def test_nan_weights_are_badged_and_left_alone(keras):
     with pytest.warns(hw.NonFiniteWeightsWarning):
         hw.weight_stats(model)
     dash = hw.explore(model)
-    rows = {r["path"]: r for r in dash.explorer._rows}
+    rows = {r["path"]: r for r in dash.explorer.visible_rows()}
     assert "NaN/Inf" in rows["nan/bad"]["badges"] and "NaN/Inf" not in rows["nan/good"]["badges"]
     assert model_state(model) == before

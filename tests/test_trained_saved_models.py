@@ -254,7 +254,7 @@ def test_explorer_shows_the_training_state_collapsed(trained):
 
     model, path, state_params = trained
     explorer = LayerExplorer(path)
-    rows = {row["path"]: row for row in explorer._rows}
+    rows = {row["path"]: row for row in explorer.visible_rows()}
     root = rows["trained"]
     assert root["expanded"] and root["params"] == model.count_params()
     state = rows[f"trained/{TRAINING_STATE_NAME}"]

@@ -20,15 +20,15 @@ def explorer_of(keras):
 
 def test_explorer_expands_lazily_and_toggles_the_live_model(k3_nested_shared, explorer_of):
     explorer = explorer_of(k3_nested_shared)
-    assert [r["path"] for r in explorer._rows] == [
+    assert [r["path"] for r in explorer.visible_rows()] == [
         "nested_shared", "nested_shared/x", "nested_shared/shared_dense", "nested_shared/block",
         "nested_shared/head"]
-    explorer.handle_action({"action": "expand", "path": "nested_shared/block"})
-    rows = {r["path"]: r for r in explorer._rows}
+    opened = ["nested_shared", "nested_shared/block"]
+    rows = {r["path"]: r for r in explorer.visible_rows(opened)}
     assert "nested_shared/block/inner_bn" in rows
     assert [v["name"] for v in rows["nested_shared/block"]["variables"]] == []
-    explorer.handle_action({"action": "expand", "path": "nested_shared/block/inner_bn"})
-    bn = {r["path"]: r for r in explorer._rows}["nested_shared/block/inner_bn"]
+    opened.append("nested_shared/block/inner_bn")
+    bn = {r["path"]: r for r in explorer.visible_rows(opened)}["nested_shared/block/inner_bn"]
     assert [(v["name"], v["trainable"]) for v in bn["variables"]] == [
         ("gamma", True), ("beta", True), ("moving_mean", False), ("moving_variance", False)]
     why = [v["not_trained_why"] for v in bn["variables"]]  # the "not trained" badge's tooltip
@@ -41,7 +41,7 @@ def test_explorer_expands_lazily_and_toggles_the_live_model(k3_nested_shared, ex
     assert all(id(w) not in {id(t) for t in k3_nested_shared.trainable_weights} for w in block.weights)
     assert explorer.totals["frozen"] == block.count_params()
     assert explorer.code == "model.get_layer('block').trainable = False"
-    row = {r["path"]: r for r in explorer._rows}["nested_shared/block"]
+    row = {r["path"]: r for r in explorer.visible_rows(opened)}["nested_shared/block"]
     assert row["trainable"] == "frozen" and "frozen" in row["badges"]
 
     explorer.handle_action({"action": "unfreeze_all"})
@@ -52,13 +52,13 @@ def test_explorer_expands_lazily_and_toggles_the_live_model(k3_nested_shared, ex
 def test_search_filters_by_regex_and_class(k3_nested_shared, explorer_of):
     explorer = explorer_of(k3_nested_shared)
     explorer.query = "inner_(a|bn)"
-    assert [r["path"] for r in explorer._rows] == [
+    assert [r["path"] for r in explorer.visible_rows()] == [
         "nested_shared", "nested_shared/block", "nested_shared/block/inner_a",
         "nested_shared/block/inner_bn"]
     explorer.query = "BatchNorm"
-    assert explorer._rows[-1]["path"] == "nested_shared/block/inner_bn"
+    assert explorer.visible_rows()[-1]["path"] == "nested_shared/block/inner_bn"
     explorer.query = "(["  # not a valid regex: searched as text, no error
-    assert [r["path"] for r in explorer._rows] == []
+    assert [r["path"] for r in explorer.visible_rows()] == []
 
 
 def test_compiled_model_change_says_compile_again(keras, explorer_of):
@@ -88,7 +88,7 @@ def test_names_are_text_not_html(keras, explorer_of):
     evil = "<img src=x onerror=alert(1)>"
     model = keras.Sequential([keras.Input((2,)), keras.layers.Dense(2, name=evil)], name="m")
     dashboard = hw.explore(model)
-    assert dashboard.explorer._rows[1]["name"] == evil  # the view sets it with textContent
+    assert dashboard.explorer.visible_rows()[1]["name"] == evil  # the view sets it with textContent
     assert evil not in dashboard.header.value
     from hubwidgets.widgets.explorer import STATIC
 
@@ -117,15 +117,15 @@ def test_hub_keras_layer_in_tf_keras_model(tfk_saved_model, hub, tf_keras, explo
     model = tf_keras.Sequential([tf_keras.Input((4,)), layer, tf_keras.layers.Dense(2, name="head")],
                                 name="with_hub")
     explorer = explorer_of(model)
-    explorer.handle_action({"action": "expand", "path": "with_hub/hub"})
-    assert "with_hub/hub/features_1" in [r["path"] for r in explorer._rows]
+    opened = ["with_hub", "with_hub/hub"]
+    assert "with_hub/hub/features_1" in [r["path"] for r in explorer.visible_rows(opened)]
     explorer.handle_action({"action": "set_trainable", "path": "with_hub/hub", "value": False})
     assert layer.trainable is False and explorer.totals["trainable"] == 3 * 2 + 2
     # a toggle inside the frozen module unfreezes exactly that part
     explorer.handle_action({"action": "set_trainable", "path": "with_hub/hub/features_2", "value": True})
     assert layer.trainable is True
     assert explorer.totals["trainable"] == (8 * 3 + 3) + (3 * 2 + 2)
-    rows = {r["path"]: r for r in explorer._rows}
+    rows = {r["path"]: r for r in explorer.visible_rows(opened)}
     assert rows["with_hub/hub"]["trainable"] == "mixed"
     assert "hubwidgets.set_trainable(model, 'with_hub/hub/features_2', True)" in explorer.code
 
@@ -136,7 +136,10 @@ def test_resnet50_bytes_to_browser(keras):
         explorer = hw.LayerExplorer(model)
         first = recorder.bytes_sent()
         # the root, the first page of its 177 layers, and a "show more" row
-        assert len(explorer._rows) == 1 + 100 + 1 and explorer._rows[-1]["remaining"] == 77
+        top = explorer._top_rows  # what the first paint draws, synced
+        assert (len(top["children"]), top["total"]) == (100, 177)
+        rows = explorer.visible_rows()
+        assert len(rows) == 1 + 100 + 1 and rows[-1]["remaining"] == 77
         assert first < 100_000, first
         recorder.clear()
         explorer.handle_action({"action": "select", "path": "resnet50/conv2_block1_1_conv"})
@@ -148,13 +151,14 @@ def test_long_layer_lists_come_in_pages(keras, explorer_of):
     model = keras.Sequential([keras.Input((2,))] + [keras.layers.Dense(2, name=f"d{i}")
                                                     for i in range(250)], name="long")
     explorer = explorer_of(model)
-    assert [r["name"] for r in explorer._rows[-2:]] == ["d99", "150 more"]
-    explorer.handle_action({"action": "more", "path": "long"})
-    assert [r["name"] for r in explorer._rows[-2:]] == ["d199", "50 more"]
-    explorer.handle_action({"action": "more", "path": "long"})
-    assert explorer._rows[-1]["name"] == "d249" and len(explorer._rows) == 251
+    assert [r["name"] for r in explorer.visible_rows()[-2:]] == ["d99", "150 more"]
+    assert [r["name"] for r in explorer.visible_rows(shown={"long": 200})[-2:]] == [
+        "d199", "50 more"]
+    rows = explorer.visible_rows(shown={"long": 300})
+    assert rows[-1]["name"] == "d249" and len(rows) == 251
     explorer.query = "d24"  # a search lists its matches, paged the same way
-    assert [r["name"] for r in explorer._rows] == ["long", "d24"] + [f"d24{i}" for i in range(10)]
+    assert [r["name"] for r in explorer.visible_rows()] == ["long", "d24"] + [
+        f"d24{i}" for i in range(10)]
 
 
 def test_dashboard_badges_nan_weights_from_its_overview(keras):
@@ -163,7 +167,7 @@ def test_dashboard_badges_nan_weights_from_its_overview(keras):
     kernel = model.get_layer("broken").kernel
     kernel.assign(np.where(np.eye(2, dtype=bool), np.nan, kernel.numpy()))
     dashboard = hw.explore(model)
-    rows = {r["name"]: r for r in dashboard.explorer._rows}
+    rows = {r["name"]: r for r in dashboard.explorer.visible_rows()}
     assert "NaN/Inf" in rows["broken"]["badges"] and "NaN/Inf" not in rows["ok"]["badges"]
 
 
@@ -183,7 +187,7 @@ def test_a_dashboard_computes_each_statistic_once_per_change(keras, reductions_c
     kernel.assign(np.where(np.eye(4, 2, dtype=bool), np.nan, kernel.numpy()))
     dashboard.session.update("values")
     assert sorted(reduced) == sorted(paths)
-    rows = {r["name"]: r for r in dashboard.explorer._rows}
+    rows = {r["name"]: r for r in dashboard.explorer.visible_rows()}
     assert "NaN/Inf" in rows["b"]["badges"] and "NaN/Inf" not in rows["a"]["badges"]
 
 
@@ -208,7 +212,7 @@ def test_a_layer_with_a_long_hostile_name_is_text_and_freezes(keras):
     model = keras.Sequential([keras.Input((2,)), keras.layers.Dense(2, name=name),
                               keras.layers.Dense(2, name="ok")], name="hostile")
     explorer = hw.LayerExplorer(model)
-    assert explorer._rows[1]["name"] == name
+    assert explorer.visible_rows()[1]["name"] == name
     explorer.handle_action({"action": "set_trainable", "path": f"hostile/{name}", "value": False})
     assert explorer.message == ""
     assert [layer.trainable for layer in model.layers] == [False, True]

@@ -1,27 +1,42 @@
 """``LayerExplorer``: a lazily expanded tree of the model's layers with freeze toggles.
 
-Python owns the state; the browser view (``static/explorer.js``) only renders ``_rows`` and
-sends actions as custom messages (``{"action": "expand", "path": ...}``).  Each action is a
-method marked :func:`~hubwidgets.widgets.actions.action`; a message is validated against its
-signature before it runs (tests send the same messages through :meth:`handle_action`).
-The explorer observes the model's :class:`~hubwidgets.model.session.ModelSession`, so a
-change made anywhere (another view, ``hw.freeze``, training) shows here.
+The model's rows live in Python; what a view shows of them lives in the view
+(``static/explorer.js``): which nodes are open, how many children are listed, the scroll.
+Two views of one explorer open their trees apart.  The browser asks with anywidget's
+request/response commands (``experimental.invoke``):
+
+- ``_subtree_request``: one node's variables and a page of its children, asked for the first
+  time a view opens the node (``_top_rows``, synced, holds the root's, so the first paint and
+  a saved notebook need no round trip);
+- ``_search_request``: what the search box shows (matches and their ancestors);
+- ``_reveal_request``: which nodes to open, and how far to page, to list a selection made
+  elsewhere;
+- ``_action_request``: every action (a method marked :func:`~hubwidgets.widgets.actions.action`,
+  validated against its signature before it runs); its response ``{ok, message, code}`` goes
+  back to the click that sent it.
+
+When the model changes, ``rows_version`` grows and each view asks again for the subtrees it
+has open.  Python runs the same actions with :meth:`LayerExplorer.handle_action`, and reads
+what a view shows with :meth:`LayerExplorer.visible_rows`.  The explorer observes the model's
+:class:`~hubwidgets.model.session.ModelSession`, so a change made anywhere (another view,
+``hw.freeze``, training) shows here.
 """
 
 from __future__ import annotations
 
 import functools
 import inspect
+import math
 import warnings
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Iterable, Mapping
 
 import anywidget
 import traitlets
 
 from ..model import codegen, edits
 from ..model.edit_specs import EDITS, EditSpec
-from ..model.errors import HubWidgetsError
+from ..model.errors import HubWidgetsError, MessageError
 from ..model.lora import unfreeze_message, will_restore
 from ..model.lora_edits import plan_note
 from ..model.lora_enable import (enable_lora, enable_lora_message,
@@ -36,12 +51,14 @@ from ..model.session_stats import nonfinite_paths
 from ..model.snapshot import before_first_edit, restore
 from ..model.tree import Node, VariableInfo
 from ..model.variable_flags import why_not_trained
-from .actions import action, actions_of, bind_message
+from .actions import MAX_STRING, action, actions_of, bind_message
 from .keywords import KnownKeywords
 from .session_view import GONE, SessionView, count_views
 
 STATIC = Path(__file__).parent / "static"
 PAGE_SIZE = 100  # children listed per expanded node before a "show more" row
+MAX_PAGE = 100_000  # the most children one request may ask for
+COMMAND = "anywidget-command"  # the kind of anywidget's request messages
 
 
 def node_row(node: Node, depth: int, expanded: bool, nonfinite: set[str],
@@ -128,8 +145,10 @@ class LayerExplorer(KnownKeywords, SessionView, anywidget.AnyWidget):
     row_menu = traitlets.List().tag(sync=True)
     """Each row's menu: one entry per weight edit of the edit table, then restore and LoRA
     (``{"action", "label", "fields": [{"name", "question", "example"}]}``)."""
-    _rows = traitlets.List().tag(sync=True)
-    _expanded = traitlets.List().tag(sync=True)
+    rows_version = traitlets.Int(0).tag(sync=True)
+    """Grows whenever the rows may have changed: each view asks again for what it shows."""
+    _top_rows = traitlets.Dict().tag(sync=True)
+    # the root's row and its subtree (variables, first page of children): the first paint
 
     def __init__(self, model: Any, *, scan_weights: bool = False, var_name: str | None = None,
                  **kwargs: Any) -> None:
@@ -139,9 +158,8 @@ class LayerExplorer(KnownKeywords, SessionView, anywidget.AnyWidget):
         session = session_for(model, var_name)
         self.session = session
         self.scan_weights = scan_weights
-        self._shown: dict[str, int] = {}  # node path -> how many children are listed
         self._search_error = ""
-        self._expanded = [self.tree.root.path]
+        self._searched: tuple[Any, ...] = ()  # (query, version, matches): the last search
         self.row_menu = row_menu()
         self.selected = selected or self.session.selection
         self.on_msg(self._on_custom_msg)
@@ -169,7 +187,8 @@ class LayerExplorer(KnownKeywords, SessionView, anywidget.AnyWidget):
             self.render_rows()
 
     def render_rows(self) -> None:
-        """Recompute the visible rows and totals from the session's tree."""
+        """Send the totals and the top of the tree again, and tell the views that the rows
+        changed (each asks again for the subtrees it has open)."""
         root = self.tree.root
         with self.hold_sync():
             history = edits.undo_history(self.session)  # no look at the model
@@ -179,34 +198,54 @@ class LayerExplorer(KnownKeywords, SessionView, anywidget.AnyWidget):
                            "needs_compile": needs_compile(self.tree),
                            "can_undo": bool(history.undo_steps),
                            "can_redo": bool(history.redo_steps)}
-            self._rows = self._visible_rows()
+            self._badged = self.nonfinite()
+            self._top_rows = {"row": self._row(root, 0, False), **self.subtree(root.path)}
+            self.rows_version += 1
 
-    def _visible_rows(self) -> list[dict[str, Any]]:
-        expanded = set(self._expanded)
-        try:
-            keep = self._search_matches()
-        except (HubWidgetsError, ValueError) as exc:
-            self.message = self._search_error = _text(exc)
-            keep = set()
-        else:
-            if self._search_error and self.message == self._search_error:
-                self.message = ""  # the search that failed was replaced by one that works
-            self._search_error = ""
-        nonfinite = self._badged = self.nonfinite()
+    def _row(self, node: Node, depth: int, expanded: bool,
+             nonfinite: set[str] | None = None) -> dict[str, Any]:
         marks = self.session.cache.get(MARKS_KEY)  # set by an Activations view of the model
+        return node_row(node, depth, expanded, self._badged if nonfinite is None else nonfinite,
+                        marks)
+
+    def subtree(self, path: str, start: int = 0, count: int = PAGE_SIZE) -> dict[str, Any]:
+        """What a view needs to open the node at ``path``: its variable rows, and the rows of
+        its children ``start`` to ``start + count`` (``total``: how many it has)."""
+        node = self._node_at(path)
+        depth = len(node.ancestors()) + 1
+        children = node.children
+        return {"path": node.path, "start": start, "total": len(children),
+                "variables": [variable_row(v, self._badged) for v in node.variables],
+                "children": [self._row(c, depth, False)
+                             for c in children[start:start + count]]}
+
+    def visible_rows(self, expanded: Iterable[str] | None = None,
+                     shown: Mapping[str, int] | None = None,
+                     query: str | None = None) -> list[dict[str, Any]]:
+        """The rows a view shows, top to bottom, when the nodes at ``expanded`` are open
+        (default: the root only), ``shown[path]`` children are listed under a node (default
+        :data:`PAGE_SIZE`) and the search box holds ``query`` (default: :attr:`query`; a
+        search opens every node on the way to a match).  A search that fails shows nothing."""
+        is_expanded = {self.tree.root.path} if expanded is None else set(expanded)
+        shown = shown or {}
+        try:
+            keep = self.search_matches(self.query if query is None else query)
+        except (HubWidgetsError, ValueError):
+            return []
+        nonfinite = self.nonfinite()
         rows: list[dict[str, Any]] = []
 
         def visit(node: Node, depth: int) -> None:
             if keep is not None and node.path not in keep:
                 return
-            is_open = node.path in expanded or (keep is not None and node.has_children)
-            rows.append(node_row(node, depth, is_open, nonfinite, marks))
+            is_open = node.path in is_expanded or (keep is not None and node.has_children)
+            rows.append(self._row(node, depth, is_open, nonfinite))
             if not is_open:
                 return
             children = node.children
             if keep is not None:
                 children = [c for c in children if c.path in keep]
-            limit = self._shown.get(node.path, PAGE_SIZE)
+            limit = shown.get(node.path, PAGE_SIZE)
             for child in children[:limit]:
                 visit(child, depth + 1)
             if len(children) > limit:
@@ -215,19 +254,56 @@ class LayerExplorer(KnownKeywords, SessionView, anywidget.AnyWidget):
         visit(self.tree.root, 0)
         return rows
 
-    def _search_matches(self) -> set[str] | None:
-        """Paths to show for the search box: matches and their ancestors (None: no search)."""
-        if not self.query.strip():
+    def search_matches(self, query: str) -> set[str] | None:
+        """Paths the search box shows for ``query``: the matches and their ancestors (None:
+        no search).  A bad or too slow pattern raises an error that says why."""
+        if not query.strip():
             return None
-        keep: set[str] = set()
-        for node in search_nodes(self.tree, self.query):
-            keep.update(n.path for n in [*node.ancestors(), node])
-        return keep
+        if self._searched[:2] != (query, self.session.version):
+            keep: set[str] = set()
+            for node in search_nodes(self.tree, query):
+                keep.update(n.path for n in [*node.ancestors(), node])
+            self._searched = (query, self.session.version, keep)
+        return self._searched[2]
 
-    @traitlets.observe("query", "_expanded")
-    def _on_view_change(self, change: dict[str, Any]) -> None:
-        if getattr(self, "_ready", False):
-            self._rows = self._visible_rows()
+    def reveal_steps(self, path: str) -> list[dict[str, Any]]:
+        """How a view lists the row at ``path``: each node above it (from the root down)
+        with how many of its children must be listed (a multiple of :data:`PAGE_SIZE`)."""
+        owner = self._owner_of(path)
+        chain = [*owner.ancestors(), owner]
+        steps = []
+        for parent, child in zip(chain, chain[1:]):
+            index = next(i for i, c in enumerate(parent.children) if c is child)
+            steps.append({"path": parent.path, "listed": PAGE_SIZE * (index // PAGE_SIZE + 1)})
+        if owner.path != path:  # a variable: its layer is opened too
+            steps.append({"path": owner.path, "listed": PAGE_SIZE})
+        return steps
+
+    def _owner_of(self, path: str) -> Node:
+        """The node at ``path``, or the node a variable at ``path`` belongs to."""
+        if self._is_variable(path):
+            return next(n for n in self.tree if any(v.path == path for v in n.variables))
+        return self._node_at(path)
+
+    def _node_at(self, path: str) -> Node:
+        """The node at exactly ``path`` (a message names rows by their full path)."""
+        node = self._node(path)
+        if node.path != path.strip("/"):
+            raise KeyError(f"No layer {path!r} in {self.tree.root.name!r}.")
+        return node
+
+    @traitlets.observe("query")
+    def _on_query(self, change: dict[str, Any]) -> None:
+        if not getattr(self, "_ready", False):
+            return
+        try:
+            self.search_matches(change["new"])
+        except (HubWidgetsError, ValueError) as exc:
+            self.message = self._search_error = _text(exc)
+        else:
+            if self._search_error and self.message == self._search_error:
+                self.message = ""  # the search that failed was replaced by one that works
+            self._search_error = ""
 
     @traitlets.observe("selected")
     def _on_selected(self, change: dict[str, Any]) -> None:
@@ -244,12 +320,8 @@ class LayerExplorer(KnownKeywords, SessionView, anywidget.AnyWidget):
         if what == "selection":
             self.selected = session.selection
             return
-        if what == "structure":
-            self._shown = {p: n for p, n in self._shown.items() if self._exists(p)}
-            self._expanded = [p for p in self._expanded if self._exists(p)] \
-                or [self.tree.root.path]
-            if self.selected and not self._exists(self.selected):
-                self.selected = ""
+        if what == "structure" and self.selected and not self._exists(self.selected):
+            self.selected = ""
         self.render_rows()
 
     def _exists(self, path: str) -> bool:
@@ -271,6 +343,40 @@ class LayerExplorer(KnownKeywords, SessionView, anywidget.AnyWidget):
             raise KeyError("No layer or variable path was given; nothing changed.")
         return self.tree.find(path)
 
+    # -- the browser's requests (anywidget commands: each answers the view that asked) --------
+    @anywidget.experimental.command
+    def _subtree_request(self, msg: Any, buffers: list[bytes]) -> tuple[dict[str, Any], list]:
+        """``{path, start, count}`` -> :meth:`subtree` with ``ok``, or ``{ok: false, message}``."""
+        def answer(fields: dict[str, Any]) -> dict[str, Any]:
+            path = _string(fields, "path")
+            return self.subtree(path, _count(fields, "start", 0),
+                                _count(fields, "count", PAGE_SIZE))
+        return _answer(answer, msg), []
+
+    @anywidget.experimental.command
+    def _search_request(self, msg: Any, buffers: list[bytes]) -> tuple[dict[str, Any], list]:
+        """``{query, shown}`` -> ``{ok, rows}``: what the search box shows (every node on the way
+        to a match open, ``shown[path]`` children listed), or ``{ok: false, message}``."""
+        def answer(fields: dict[str, Any]) -> dict[str, Any]:
+            query, shown = _string(fields, "query"), fields.get("shown") or {}
+            if not isinstance(shown, dict):
+                raise MessageError("'shown' must map paths to counts.")
+            shown = {str(p): _count(shown, p, PAGE_SIZE) for p in list(shown)[:10_000]}
+            self.search_matches(query)  # its error goes back to the search box
+            return {"rows": self.visible_rows(shown=shown, query=query)}
+        return _answer(answer, msg), []
+
+    @anywidget.experimental.command
+    def _reveal_request(self, msg: Any, buffers: list[bytes]) -> tuple[dict[str, Any], list]:
+        """``{path}`` -> ``{ok, steps}``: :meth:`reveal_steps`."""
+        return _answer(lambda fields: {"steps": self.reveal_steps(_string(fields, "path"))},
+                       msg), []
+
+    @anywidget.experimental.command
+    def _action_request(self, msg: Any, buffers: list[bytes]) -> tuple[dict[str, Any], list]:
+        """One action, as :meth:`handle_action` runs it; its response goes to the click."""
+        return self.handle_action(msg), []
+
     # -- actions ---------------------------------------------------------------------------
     views_shown = 0
     """How many views of this explorer the browser shows now (each reports itself)."""
@@ -280,8 +386,7 @@ class LayerExplorer(KnownKeywords, SessionView, anywidget.AnyWidget):
 
     def _on_custom_msg(self, _widget: Any, content: Any, _buffers: Any) -> None:
         shown = count_views(self.views_shown, content)
-        if shown is None:
-            self.handle_action(content)
+        if shown is None:  # a request (answered by its command) or nothing we know
             return
         self.views_shown = shown
         if self.on_views_changed is not None:
@@ -291,43 +396,23 @@ class LayerExplorer(KnownKeywords, SessionView, anywidget.AnyWidget):
         elif not self.hold():
             self.message = GONE
 
-    def handle_action(self, content: Any) -> None:
-        """Run one message as the browser sends it.  A malformed message, or an action that
-        fails, changes nothing and says why in ``message``."""
+    def handle_action(self, content: Any) -> dict[str, Any]:
+        """Run one message as the browser sends it, and answer as the browser is answered:
+        ``{"ok", "message", "code"}``.  A malformed message, or an action that fails, changes
+        nothing and says why (``ok`` false); ``message`` and ``code`` are kept in the traits
+        of the same names too."""
         try:
             name, fields = bind_message(type(self), content)
             self.session.update()  # the model may have changed since the rows were sent
             outcome = actions_of(type(self))[name](self, **fields)
         except (HubWidgetsError, KeyError, ValueError, TypeError) as exc:
             self.message = _text(exc)
-            return
+            return {"ok": False, "message": self.message, "code": ""}
         if isinstance(outcome, tuple):  # (code, what happened) of an action that changed the model
             self.code, self.message = outcome
-        elif name in ("select", "expand", "collapse", "more"):
-            self.message = ""
-
-    @action
-    def expand(self, path: str) -> None:
-        """Open the node at ``path`` (and its parents): its children are sent now."""
-        node = self._node(path)
-        opened = [n.path for n in [*node.ancestors(), node]]
-        self._expanded = list(dict.fromkeys([*self._expanded, *opened]))
-
-    @action
-    def collapse(self, path: str) -> None:
-        """Close the node at ``path``."""
-        self._expanded = [p for p in self._expanded if p != path]
-
-    @action
-    def more(self, path: str) -> None:
-        """List the next :data:`PAGE_SIZE` children of the node at ``path``."""
-        node = self._node(path)
-        self._shown[node.path] = self._shown.get(node.path, PAGE_SIZE) + PAGE_SIZE
-        self._rows = self._visible_rows()
-
-    def show_more(self, path: str) -> None:
-        """Python's name for the "show more" row."""
-        self.more(path)
+            return {"ok": True, "message": self.message, "code": self.code}
+        self.message = ""
+        return {"ok": True, "message": "", "code": ""}
 
     @action
     def select(self, path: str) -> None:
@@ -503,6 +588,32 @@ def _edit_action(spec: EditSpec) -> Callable[..., tuple[str, str]]:
         + [inspect.Parameter(n, inspect.Parameter.KEYWORD_ONLY, annotation="float")
            for n in names])
     return run
+
+
+def _answer(answer: Callable[[dict[str, Any]], dict[str, Any]], msg: Any) -> dict[str, Any]:
+    """A request's response: ``answer(msg)`` with ``ok``, or ``{ok: false, message}`` (a
+    request never raises: the view waiting for it would wait in vain)."""
+    try:
+        if not isinstance(msg, dict):
+            raise MessageError(f"A request is an object, not {type(msg).__name__}.")
+        return {"ok": True, **answer(msg)}
+    except (HubWidgetsError, KeyError, ValueError, TypeError) as exc:
+        return {"ok": False, "message": _text(exc)}
+
+
+def _string(fields: Mapping[str, Any], name: str) -> str:
+    value = fields.get(name)
+    if not isinstance(value, str) or len(value) > MAX_STRING:
+        raise MessageError(f"{name!r} must be a string of at most {MAX_STRING:,} characters.")
+    return value
+
+
+def _count(fields: Mapping[str, Any], name: str, default: int) -> int:
+    value = fields.get(name, default)
+    if type(value) not in (int, float) or not math.isfinite(value) or not \
+            0 <= value <= MAX_PAGE:
+        raise MessageError(f"{name!r} must be a count from 0 to {MAX_PAGE:,}, got {value!r}.")
+    return int(value)
 
 
 def _text(exc: BaseException) -> str:

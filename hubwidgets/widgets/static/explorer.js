@@ -1,6 +1,9 @@
-// hubwidgets LayerExplorer view: a tree-table. Python owns the state; this file renders
-// `_rows` and sends actions as custom messages. Every name from a model is set with
-// textContent, never as HTML.
+// hubwidgets LayerExplorer view: a tree-table. What this view shows is its own state (open
+// nodes, paging, scroll, an open inline form): two views of one explorer open their trees
+// apart. The rows come from Python: the root's subtree in the synced `_top_rows` (the first
+// paint needs no round trip), the rest asked for, once per subtree, with anywidget's
+// experimental.invoke. Every action is a request whose response (ok, message, code) is shown
+// by the click that sent it. Every name from a model is set with textContent, never as HTML.
 
 function el(tag, className, text) {
   const node = document.createElement(tag);
@@ -21,11 +24,143 @@ function button(label, title, onClick) {
   return b;
 }
 
-const INDENT = 14; // px per depth level
-const COLUMNS = ["Layer", "Class", "Output shape", "Params", "Train"];
+// A number typed in an inline form: sent as a number when it reads as one, else as the text
+// itself (Python refuses it and says what it got).
+function typed(text) {
+  const trimmed = text.trim();
+  const value = Number(trimmed);
+  return trimmed !== "" && Number.isFinite(value) ? value : trimmed;
+}
 
-function render({ model, el: root }) {
-  const send = (msg) => model.send(msg);
+const INDENT = 14; // px per depth level
+const PAGE = 100; // children asked for per "show more"
+const READ_MS = 60_000; // how long a view waits for rows
+const ACT_MS = 600_000; // and for an action (an edit of a large model takes a while)
+const COLUMNS = ["Layer", "Class", "Output shape", "Params", "Train"];
+const LORA_ON_MATCHES = {
+  action: "enable_lora_pattern", label: "LoRA on matches",
+  fields: [{ name: "rank", example: "4",
+    question: "Add LoRA adapters of rank (to the Dense, EinsumDense and Embedding layers " +
+      "matching the search box). Keras cannot remove adapters: this cannot be undone." }],
+};
+
+function render({ model, el: root, experimental }) {
+  const invoke = experimental && experimental.invoke;
+  // One request to Python; never rejects: a failure is a response that says why.
+  async function ask(name, msg, ms = READ_MS) {
+    if (!invoke) return { ok: false, message: "This copy is not connected to a kernel." };
+    try {
+      const [response] = await invoke(name, msg, { signal: AbortSignal.timeout(ms) });
+      return response || { ok: false, message: "No answer from the kernel." };
+    } catch (error) {
+      return { ok: false, message: `No answer from the kernel (${error && error.name || error}).` };
+    }
+  }
+
+  // -- this view's own state -----------------------------------------------------------------
+  const top = () => model.get("_top_rows") || {};
+  const rootPath = () => (top().row || {}).path;
+  const open = new Set(); // paths of the open nodes
+  if (rootPath()) open.add(rootPath());
+  const listed = new Map(); // node path -> how many children this view lists
+  const subtrees = new Map(); // node path -> {variables, children, total} asked for
+  const asking = new Set(); // node paths whose subtree is on its way
+  let searchRows = null; // what the search box shows (flat rows from Python), or null
+  let form = null; // the open inline form: {path ("" for the toolbar), entry, values, error}
+  let note = null; // {path, text}: the error an action of that row answered
+  let toolbarNote = ""; // the error a toolbar button's action answered
+  let pendingScroll = false;
+
+  const listedOf = (path) => listed.get(path) || PAGE;
+  const subtreeOf = (path) => subtrees.get(path) || (path === rootPath() ? top() : null);
+
+  // Make sure this view holds the first listedOf(path) children of the node at path.
+  async function ensure(path) {
+    const current = subtreeOf(path);
+    const want = listedOf(path);
+    if (current && current.children && current.children.length >= Math.min(want, current.total)) return;
+    if (asking.has(path)) return;
+    asking.add(path);
+    const start = current && current.children ? current.children.length : 0;
+    const answer = await ask("_subtree_request", { path, start, count: want - start });
+    asking.delete(path);
+    if (!answer.ok) { // gone (the model changed): closed
+      open.delete(path);
+      subtrees.delete(path);
+    } else {
+      subtrees.set(path, start ? { ...answer, children: current.children.concat(answer.children) } : answer);
+    }
+  }
+
+  // The model changed: ask again for the subtrees this view has open (the root's came
+  // synced); a closed one is forgotten, and asked for when it is opened again.
+  async function refresh() {
+    for (const path of [...subtrees.keys()]) if (!open.has(path)) subtrees.delete(path);
+    const held = [...subtrees.keys()];
+    await Promise.all(held.map(async (path) => {
+      const answer = await ask("_subtree_request", { path, start: 0, count: listedOf(path) });
+      if (answer.ok) subtrees.set(path, answer);
+      else { subtrees.delete(path); open.delete(path); }
+    }));
+    if (searchRows) await runSearch();
+    draw();
+  }
+
+  async function runSearch() {
+    const query = model.get("query");
+    if (!query.trim()) {
+      searchRows = null;
+      toolbarNote = "";
+      return;
+    }
+    const answer = await ask("_search_request", { query, shown: Object.fromEntries(listed) });
+    if (model.get("query") !== query) return; // typed on meanwhile
+    searchRows = answer.ok ? answer.rows : [];
+    toolbarNote = answer.ok ? "" : answer.message; // said under the search box
+  }
+
+  function setOpen(path, isOpen) {
+    if (isOpen) open.add(path);
+    else open.delete(path);
+    draw();
+  }
+
+  function showMore(path) {
+    const current = subtreeOf(path);
+    listed.set(path, Math.max(listedOf(path), current && current.children ? current.children.length : 0) + PAGE);
+    if (searchRows) runSearch().then(draw);
+    else ensure(path).then(draw);
+  }
+
+  // A selection made elsewhere (a click in the overview) may name a row this view does not
+  // list: open the nodes above it, paging as far as needed, then scroll it into view.
+  async function reveal(path) {
+    if (!path || searchRows || listedNow(path)) return;
+    const answer = await ask("_reveal_request", { path });
+    if (!answer.ok || model.get("selected") !== path) return;
+    for (const step of answer.steps) {
+      open.add(step.path);
+      if (listedOf(step.path) < step.listed) listed.set(step.path, step.listed);
+    }
+    await Promise.all(answer.steps.map((step) => ensure(step.path)));
+    pendingScroll = true;
+    draw();
+  }
+
+  const listedNow = (path) => [...body.querySelectorAll(".hw-row")].some((l) => l.dataset.path === path);
+
+  // An action: a request whose response comes back to the click that sent it.
+  function act(msg, place) {
+    return ask("_action_request", msg, ACT_MS).then((answer) => {
+      const error = answer.ok ? "" : answer.message;
+      if (place === "toolbar") toolbarNote = error;
+      else if (place !== undefined) note = error ? { path: place, text: error } : null;
+      draw();
+      return answer;
+    });
+  }
+
+  // -- the page ------------------------------------------------------------------------------
   const container = el("div", "hw-explorer");
   const header = el("div", "hw-totals");
   const toolbar = el("div", "hw-toolbar");
@@ -43,26 +178,25 @@ function render({ model, el: root }) {
   });
   toolbar.append(
     search,
-    button("Freeze all", "Freeze every layer", () => send({ action: "freeze_all" })),
-    button("Unfreeze all", "Make every layer trainable", () => send({ action: "unfreeze_all" })),
+    button("Freeze all", "Freeze every layer", () => act({ action: "freeze_all" }, "toolbar")),
+    button("Unfreeze all", "Make every layer trainable", () => act({ action: "unfreeze_all" }, "toolbar")),
     button("Freeze up to selected", "Freeze every layer up to and including the selected one",
-      () => send({ action: "freeze_up_to", path: model.get("selected") })),
+      () => act({ action: "freeze_up_to", path: model.get("selected") }, "toolbar")),
     button("Freeze matches", "Freeze the layers matching the search box",
-      () => send({ action: "freeze_pattern", pattern: search.value })),
+      () => act({ action: "freeze_pattern", pattern: search.value }, "toolbar")),
     button("LoRA on matches…", "Add LoRA adapters to the layers matching the search box (cannot be undone)",
-      () => {
-        const answer = window.prompt("Add LoRA adapters of rank (to the Dense, EinsumDense and Embedding layers matching the search box). Keras cannot remove adapters: this cannot be undone.", "4");
-        if (answer === null) return;
-        send({ action: "enable_lora_pattern", pattern: search.value, rank: Number(answer.trim()) });
-      }),
+      () => openForm("", LORA_ON_MATCHES)),
   );
   const undoButton = button("Undo", "Undo the last weight edit (bit for bit)",
-    () => send({ action: "undo" }));
+    () => act({ action: "undo" }, "toolbar"));
   const redoButton = button("Redo", "Redo the last undone weight edit",
-    () => send({ action: "redo" }));
+    () => act({ action: "redo" }, "toolbar"));
   undoButton.classList.add("hw-undo");
   redoButton.classList.add("hw-redo");
   toolbar.append(undoButton, redoButton);
+  const toolbarArea = el("div", "hw-toolbar-area"); // the toolbar's form and its error
+  toolbarArea.setAttribute("data-lm-suppress-shortcuts", "true");
+  toolbarArea.setAttribute("data-p-suppress-shortcuts", "true");
   const message = el("div", "hw-message");
   const code = el("pre", "hw-code");
   const table = el("div", "hw-table");
@@ -76,12 +210,92 @@ function render({ model, el: root }) {
   for (const title of COLUMNS) head.append(el("span", "", title));
   const body = el("div", "hw-rows");
   table.append(head, body);
-  container.append(header, toolbar, message, table, code);
+  container.append(header, toolbar, toolbarArea, message, table, code);
   root.append(container);
 
+  // -- the inline form (numbers an action needs), in a row or in the toolbar -----------------
+  function openForm(path, entry) {
+    form = { path, entry, values: {}, error: "", focus: true };
+    note = null;
+    draw();
+  }
+
+  function submitForm() {
+    if (form.sending) return; // Enter pressed twice sends once
+    form.sending = true;
+    const { path, entry } = form;
+    const msg = path ? { action: entry.action, path } : { action: entry.action, pattern: search.value };
+    for (const field of entry.fields || []) {
+      msg[field.name] = typed(form.values[field.name] ?? field.example);
+    }
+    const sent = form;
+    act(msg).then((answer) => {
+      sent.sending = false;
+      if (form !== sent) return;
+      if (answer.ok) form = null;
+      else { form.error = answer.message; form.focus = true; }
+      draw();
+    });
+  }
+
+  function formBox(indent) {
+    const box = el("div", "hw-form");
+    box.setAttribute("role", "group");
+    box.setAttribute("aria-label", form.entry.label);
+    if (indent !== undefined) box.style.marginLeft = `${indent}px`;
+    const inputs = [];
+    for (const field of form.entry.fields || []) {
+      const label = el("label", "hw-form-field");
+      const input = el("input", "hw-form-input");
+      input.type = "text";
+      input.value = form.values[field.name] ?? field.example;
+      input.setAttribute("aria-label", field.question);
+      input.dataset.field = field.name;
+      input.addEventListener("input", () => { form.values[field.name] = input.value; });
+      label.append(el("span", "hw-form-question", field.question), input);
+      box.append(label);
+      inputs.push(input);
+    }
+    const ok = button("OK", `${form.entry.label}: send`, submitForm);
+    ok.classList.add("hw-form-ok");
+    const cancel = button("Cancel", "Close without changing anything", () => { form = null; draw(); });
+    cancel.classList.add("hw-form-cancel");
+    box.append(ok, cancel);
+    if (form.error) {
+      const error = el("div", "hw-form-error", form.error);
+      error.setAttribute("role", "alert");
+      box.append(error);
+    }
+    box.addEventListener("keydown", (e) => {
+      if (e.key === "Enter" && e.target.tagName === "INPUT") submitForm();
+      else if (e.key === "Escape") { form = null; draw(); table.focus({ preventScroll: true }); }
+      else { e.stopPropagation(); return; } // typing, arrows, Space: the input's, not the tree's
+      e.preventDefault();
+      e.stopPropagation();
+    });
+    box.addEventListener("click", (e) => e.stopPropagation());
+    return { box, inputs };
+  }
+
+  function focusForm(inputs) {
+    if (!form || !form.focus || !inputs.length) return;
+    const input = inputs[0];
+    input.focus({ preventScroll: true });
+    if (form.focus === "keep") input.setSelectionRange(input.value.length, input.value.length);
+    else input.select(); // opened, or answered with an error: ready to be typed over
+    form.focus = false;
+  }
+
+  function noteLine(text, indent) {
+    const line = el("div", "hw-note", text);
+    line.setAttribute("role", "alert");
+    line.style.marginLeft = `${indent}px`;
+    return line;
+  }
+
   // The row menu: the weight edits (values only; trainable flags never change), then restore
-  // and LoRA, as Python's edit table sends them (row_menu). A number is asked for where the
-  // entry needs one; Python checks it before anything runs.
+  // and LoRA, as Python's edit table sends them (row_menu). An entry that needs numbers opens
+  // the inline form in its row; Python checks them before anything runs.
   function editMenu(path, name) {
     const entries = model.get("row_menu") || [];
     const menu = el("select", "hw-menu");
@@ -101,13 +315,8 @@ function render({ model, el: root }) {
       const entry = entries.find((e) => e.action === menu.value);
       menu.value = "";
       if (!entry) return;
-      const msg = { action: entry.action, path };
-      for (const field of entry.fields || []) {
-        const answer = window.prompt(field.question, field.example);
-        if (answer === null) return;
-        msg[field.name] = Number(answer.trim());
-      }
-      send(msg);
+      if ((entry.fields || []).length) openForm(path, entry);
+      else act({ action: entry.action, path }, path);
     });
     return menu;
   }
@@ -180,7 +389,7 @@ function render({ model, el: root }) {
     caret.title = row.expanded ? "Collapse" : "Expand";
     caret.addEventListener("click", (e) => {
       e.stopPropagation();
-      send({ action: row.expanded ? "collapse" : "expand", path: row.path });
+      if (!searchRows) setOpen(row.path, !row.expanded);
     });
     name.append(caret, el("span", "hw-name", row.name));
     name.title = row.name;
@@ -205,7 +414,7 @@ function render({ model, el: root }) {
     toggle.setAttribute("aria-label", `${row.name} trainable`);
     toggle.addEventListener("click", (e) => e.stopPropagation());
     toggle.addEventListener("change", () =>
-      send({ action: "set_trainable", path: row.path, value: toggle.checked }));
+      act({ action: "set_trainable", path: row.path, value: toggle.checked }, row.path));
     toggleCell.append(toggle);
     if (row.params > 0) toggleCell.append(editMenu(row.path, row.name));
     const params = paramsCell(row.params, row.depth === 0 ? row.params : biggest);
@@ -221,28 +430,89 @@ function render({ model, el: root }) {
   }
 
   function select(path) {
-    send({ action: "select", path });
+    act({ action: "select", path }, path);
   }
 
-  function renderRows() {
-    const rows = model.get("_rows") || [];
+  // The rows this view shows, top to bottom: the search's, or the tree with this view's open
+  // nodes (a node opened for the first time asks for its subtree, drawn when it comes).
+  function visibleRows() {
+    if (searchRows) return searchRows;
+    const rows = [];
+    const first = top().row;
+    if (!first) return rows;
+    (function visit(row, depth) {
+      const isOpen = open.has(row.path);
+      const subtree = isOpen ? subtreeOf(row.path) : null;
+      rows.push({ ...row, depth, expanded: isOpen, variables: subtree ? subtree.variables : [] });
+      if (!isOpen) return;
+      if (!subtree || (subtree.children || []).length < Math.min(listedOf(row.path), subtree.total)) {
+        if (!asking.has(row.path)) ensure(row.path).then(draw);
+        if (!subtree) {
+          rows.push({ loading: row.path, depth: depth + 1 });
+          return;
+        }
+      }
+      for (const child of subtree.children || []) visit(child, depth + 1);
+      const remaining = subtree.total - (subtree.children || []).length;
+      if (remaining > 0) rows.push({ more_of: row.path, remaining, depth: depth + 1 });
+    })(first, 0);
+    return rows;
+  }
+
+  function draw() {
+    const rows = visibleRows();
     const selected = model.get("selected");
     let biggest = 0;
     for (const row of rows) if (row.depth > 0 && row.params) biggest = Math.max(biggest, row.params);
+    const formHadFocus = form && document.activeElement && document.activeElement.closest &&
+      document.activeElement.closest(".hw-form");
+    if (formHadFocus && !form.focus) form.focus = "keep"; // redrawn while typing
     const lines = [];
+    let inputs = [];
     for (const row of rows) {
+      if (row.loading !== undefined) {
+        lines.push(el("div", "hw-loading", "…"));
+        lines[lines.length - 1].style.marginLeft = `${row.depth * INDENT + 22}px`;
+        continue;
+      }
       if (row.more_of !== undefined) {
         const more = button(`Show more (${fmt(row.remaining)} not listed)`,
-          "List the next layers", () => send({ action: "more", path: row.more_of }));
+          "List the next layers", () => showMore(row.more_of));
         more.classList.add("hw-more");
         more.style.marginLeft = `${row.depth * INDENT + 22}px`;
         lines.push(more);
         continue;
       }
       lines.push(nodeLine(row, selected, biggest));
-      if (row.expanded) for (const v of row.variables || []) lines.push(variableLine(row, v, selected, biggest));
+      const indent = (row.depth + 1) * INDENT;
+      if (form && form.path === row.path) {
+        const made = formBox(indent);
+        lines.push(made.box);
+        inputs = made.inputs;
+      }
+      if (note && note.path === row.path) lines.push(noteLine(note.text, indent));
+      if (row.expanded) {
+        for (const v of row.variables || []) {
+          lines.push(variableLine(row, v, selected, biggest));
+          if (form && form.path === v.path) {
+            const made = formBox(indent + INDENT);
+            lines.push(made.box);
+            inputs = made.inputs;
+          }
+          if (note && note.path === v.path) lines.push(noteLine(note.text, indent + INDENT));
+        }
+      }
     }
     body.replaceChildren(...lines);
+    const parts = [];
+    if (form && form.path === "") {
+      const made = formBox();
+      parts.push(made.box);
+      inputs = made.inputs;
+    }
+    if (toolbarNote) parts.push(noteLine(toolbarNote, 0));
+    toolbarArea.replaceChildren(...parts);
+    focusForm(inputs);
     const current = body.querySelector(".hw-selected");
     if (current && (table.contains(document.activeElement) || pendingScroll)) {
       const top = current.offsetTop - head.offsetHeight;
@@ -251,8 +521,8 @@ function render({ model, el: root }) {
       }
     }
     pendingScroll = false;
+    renderMessage();
   }
-  let pendingScroll = false;
 
   function onKey(e) {
     const lines = [...body.querySelectorAll(".hw-row")];
@@ -266,17 +536,17 @@ function render({ model, el: root }) {
       pendingScroll = true;
       select(lines[index].dataset.path);
     } else if ((e.key === "Enter" || e.key === "ArrowRight") && isNode) {
-      if (current.dataset.expandable && !current.dataset.expanded) send({ action: "expand", path: selected });
+      if (current.dataset.expandable && !current.dataset.expanded && !searchRows) setOpen(selected, true);
       else if (e.key === "ArrowRight" && lines[index + 1]) { pendingScroll = true; select(lines[index + 1].dataset.path); }
     } else if (e.key === "ArrowLeft" && current) {
-      if (isNode && current.dataset.expanded) send({ action: "collapse", path: selected });
+      if (isNode && current.dataset.expanded && !searchRows) setOpen(selected, false);
       else {
         const parent = selected.slice(0, selected.lastIndexOf("/"));
         if (parent && lines.some((l) => l.dataset.path === parent)) { pendingScroll = true; select(parent); }
       }
     } else if (e.key === " " && isNode) {
       const toggle = current.querySelector(".hw-toggle");
-      send({ action: "set_trainable", path: selected, value: !toggle.checked });
+      act({ action: "set_trainable", path: selected, value: !toggle.checked }, selected);
     } else {
       return;
     }
@@ -284,65 +554,51 @@ function render({ model, el: root }) {
     e.stopPropagation(); // JupyterLab's notebook shortcuts must not see these keys
   }
   table.addEventListener("keydown", onKey);
-  body.addEventListener("mousedown", () => table.focus({ preventScroll: true }));
+  body.addEventListener("mousedown", (e) => {
+    if (!(e.target.closest && e.target.closest(".hw-form"))) table.focus({ preventScroll: true });
+  });
 
+  // The shared message line; hidden while this view shows the same text where it was caused.
   function renderMessage() {
-    message.textContent = model.get("message");
-    message.style.display = model.get("message") ? "" : "none";
+    const text = model.get("message");
+    const shownHere = text && ((note && note.text === text) || toolbarNote === text ||
+      (form && form.error === text));
+    message.textContent = text;
+    message.style.display = text && !shownHere ? "" : "none";
     code.textContent = model.get("code");
     code.style.display = model.get("code") ? "" : "none";
   }
 
-  // A selection made elsewhere (a click in the overview) may name a row not listed yet: open
-  // its parents, then page on, until it is listed (each step re-renders and comes back here).
-  let seeking = null;
-  let seekSteps = 0;
-  function seek() {
-    const selected = model.get("selected");
-    if (!seeking || seeking !== selected) return;
-    const rows = model.get("_rows") || [];
-    const listed = rows.some((r) => r.path === selected ||
-      (r.variables || []).some((v) => v.path === selected));
-    const parent = selected.slice(0, selected.lastIndexOf("/"));
-    if (listed || !parent || seekSteps++ > 50) {
-      seeking = null;
-      return;
-    }
-    const parentRow = rows.find((r) => r.path === parent);
-    if (!parentRow || !parentRow.expanded) send({ action: "expand", path: parent });
-    else if (rows.some((r) => r.more_of === parent)) send({ action: "more", path: parent });
-    else seeking = null;
-  }
-
   function onSelected() {
     pendingScroll = true; // e.g. a click in the overview: bring the row into view
-    seeking = model.get("selected");
-    seekSteps = 0;
-    renderRows();
-    seek();
+    draw();
+    reveal(model.get("selected"));
   }
 
-  function onRows() {
-    if (seeking) pendingScroll = true;
-    renderRows();
-    seek();
+  function onTopRows() {
+    if (!open.size && rootPath()) open.add(rootPath());
   }
 
   renderTotals();
-  renderRows();
-  renderMessage();
+  draw();
+  if (model.get("query").trim()) runSearch().then(draw);
   model.on("change:totals", renderTotals);
-  model.on("change:_rows", onRows);
+  model.on("change:_top_rows", onTopRows);
+  model.on("change:rows_version", () => { draw(); refresh(); });
+  model.on("change:query", () => {
+    if (search.value !== model.get("query") && document.activeElement !== search) search.value = model.get("query");
+    runSearch().then(draw);
+  });
   model.on("change:selected", onSelected);
   model.on("change:message", renderMessage);
   model.on("change:code", renderMessage);
   // the kernel holds the model only while some view shows it (a cleared output, a re-run
   // cell or a closed tab lets a large model go)
-  send({ view: "shown" });
+  model.send({ view: "shown" });
   return () => {
     clearTimeout(timer);
     table.removeEventListener("keydown", onKey);
-    send({ view: "removed" });
+    model.send({ view: "removed" });
   };
 }
 
