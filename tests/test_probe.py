@@ -397,3 +397,24 @@ def test_a_dict_of_inputs_by_name(keras):
     xa, xb = _batch((4, 2)), _batch((4, 3), seed=5)
     result = hw.probe(model, {"a": xa, "b": xb})
     _expect_stats(result.layers["two_inputs/cat"], np.concatenate([xa, xb], axis=1))
+
+
+def test_a_layer_whose_output_is_nan_is_not_reported_healthy(keras):
+    """One NaN in the first kernel makes the next layer's output all NaN: its figures are
+    NaN (not mean 0 and min +inf), and the summary and the marks say NaN/Inf."""
+    model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(3, name="first"),
+                              keras.layers.Dense(2, name="second")], name="nanprobe")
+    kernel = model.get_layer("first").kernel.numpy()
+    kernel[0, 0] = np.nan
+    model.get_layer("first").kernel.assign(kernel)
+    result = hw.probe(model, np.ones((2, 4), np.float32))
+    second = result.layers["nanprobe/second"]
+    out = model(np.ones((2, 4), np.float32)).numpy()
+    assert np.isnan(out).all() and second.nan == out.size and second.nonfinite_fraction == 1.0
+    assert all(np.isnan(v) for v in (second.mean, second.std, second.min, second.max))
+    first = result.layers["nanprobe/first"]
+    finite = model.get_layer("first")(np.ones((2, 4), np.float32)).numpy()
+    assert first.nan == np.isnan(finite).sum() == 2
+    assert first.mean == pytest.approx(finite[np.isfinite(finite)].mean())
+    assert "NaN/Inf 100%" in result.summary()
+    assert "NaN/Inf 100%" in result.marks()["nanprobe/second"]

@@ -52,7 +52,8 @@ _SATURATING = {"tanh": "tanh", "sigmoid": "sigmoid", "hard_sigmoid": "sigmoid",
 class ActivationStats:
     """One layer's output on the probed batch, reduced.
 
-    ``mean``/``std``/``min``/``max`` cover the finite values; ``zero_fraction`` is the share
+    ``mean``/``std``/``min``/``max`` cover the finite values (NaN when there is none);
+    ``nan``/``inf`` count the others; ``zero_fraction`` is the share
     of values that are exactly zero; ``dead_fraction`` the share of units (the last axis:
     a Dense unit, a convolution's channel) that are zero for every sample and position of
     the batch; ``saturated_fraction`` the share of values past :data:`SATURATION` for a
@@ -83,6 +84,11 @@ class ActivationStats:
     def size(self) -> int:
         """Number of values in the output."""
         return math.prod(self.shape)
+
+    @property
+    def nonfinite_fraction(self) -> float:
+        """The share of the output that is NaN or Inf."""
+        return (self.nan + self.inf) / max(self.size, 1)
 
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON-ready values (lists for the histogram)."""
@@ -160,13 +166,16 @@ class Probe:
 
     def marks(self, threshold: float = 0.5) -> dict[str, list[str]]:
         """Per layer path, its badges: ``"dead 67%"`` when at least ``threshold`` of its
-        units are dead, ``"saturated 80%"`` likewise."""
+        units are dead, ``"saturated 80%"`` likewise, and ``"NaN/Inf 100%"`` for any layer
+        whose output holds NaN or Inf."""
         out: dict[str, list[str]] = {}
         for path, s in self.layers.items():
             if s.dead_fraction >= threshold:
                 out.setdefault(path, []).append(f"dead {s.dead_fraction:.0%}")
             if s.saturated_fraction is not None and s.saturated_fraction >= threshold:
                 out.setdefault(path, []).append(f"saturated {s.saturated_fraction:.0%}")
+            if s.nan + s.inf:  # any: a NaN spreads to every layer after it
+                out.setdefault(path, []).append(f"NaN/Inf {s.nonfinite_fraction:.0%}")
         return out
 
     def layer_gradients(self) -> dict[str, tuple[float | None, bool]]:
@@ -199,6 +208,7 @@ class Probe:
             sat = "-" if s.saturated_fraction is None else f"{s.saturated_fraction:.0%}"
             flag = "  DEAD" if s.dead_fraction >= 0.5 else ""
             flag += "  SATURATED" if (s.saturated_fraction or 0) >= 0.5 else ""
+            flag += f"  NaN/Inf {s.nonfinite_fraction:.0%}" if s.nan + s.inf else ""
             lines.append(f"{path:<{width}}  {format_shape(s.shape):<18} {s.mean:>10.4g} "
                          f"{s.std:>10.4g} {s.zero_fraction:>6.0%} {s.dead_fraction:>6.0%} "
                          f"{sat:>6}{flag}")
@@ -521,9 +531,12 @@ def _reduce_output(out: Any, layer: Any) -> ActivationStats:
         saturated = float(np.count_nonzero(np.abs(flat) > SATURATION)) / size
     elif kind == "sigmoid":
         saturated = float(np.count_nonzero((flat < 1 - SATURATION) | (flat > SATURATION))) / size
+    finite = flat.size - int(r.nan) - int(r.inf)
+    nothing = math.nan  # no finite value: no figure (not 0, and not the empty min/max +-inf)
     return ActivationStats(
-        shape=tuple(int(d) for d in value.shape), dtype=dtype, mean=float(r.mean),
-        std=float(r.std), min=float(r.min), max=float(r.max),
+        shape=tuple(int(d) for d in value.shape), dtype=dtype,
+        mean=float(r.mean) if finite else nothing, std=float(r.std) if finite else nothing,
+        min=float(r.min) if finite else nothing, max=float(r.max) if finite else nothing,
         zero_fraction=r.zeros / size, dead_fraction=dead,
         saturated_fraction=saturated, counts=np.asarray(r.counts), edges=np.asarray(r.edges),
         nan=int(r.nan), inf=int(r.inf), activation=activation, outputs=len(tensors))
