@@ -166,3 +166,15 @@ def test_scaling_a_bert_attention_query_scales_its_output():
     before = np.array(layer(x))
     hw.scale_weights(model, query.path, -1.5)
     np.testing.assert_allclose(np.array(layer(x)), -1.5 * before, rtol=2e-5, atol=1e-6)
+
+
+def test_the_refusal_on_a_quantized_layer_without_lora_speaks_of_its_codes_only(keras):
+    model, layer = one_layer(keras, "dense", mode="int8", lora=False)
+    kept = values(model)
+    with pytest.raises(EditError, match="no honest meaning") as err:
+        hw.prune_weights(model, "d", 0.5)
+    text = str(err.value)
+    assert "integer codes times a scale" in text
+    assert "alpha/rank" not in text and "lora_kernel_b" not in text  # it has no adapters
+    assert f"{layer.bias.path.split('/')[-1]}" in text  # names a float variable it has
+    assert all(np.array_equal(kept[p], v) for p, v in values(model).items())

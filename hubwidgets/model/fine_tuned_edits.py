@@ -170,9 +170,15 @@ def reset_code(node: Any, _args: tuple[Any, ...], getter: str) -> list[str]:
 # -- an edit with no meaning on such a layer -------------------------------------------------
 def refuse_layer(owner: Any, action: str) -> None:
     """The refusal of an edit that gives no meaning on a LoRA or quantized layer as a whole."""
+    has_lora = lora_rank(owner.obj) is not None
+    computes = " and ".join(
+        (["W + (alpha/rank)·A·B"] if has_lora else [])
+        + (["integer codes times a scale"] if quantization_mode(owner.obj) is not None else []))
+    floats = [v.path for v in owner.all_variables() if not is_integer_variable(v.variable)]
+    example = (f"e.g. {owner.path + '/lora_kernel_b'!r}" if has_lora
+               else f"e.g. {floats[0]!r}" if floats else "if it has one")
     raise EditError(
         f"{action} on {owner.path!r} ({owner.class_name}; {layer_kind(owner)}) has no honest "
-        "meaning for the layer as a whole: it computes with W + (alpha/rank)·A·B and/or "
-        f"integer codes times a scale, and {action} of each variable alone is not {action} of "
-        "that. Name one float variable instead (e.g. "
-        f"{owner.path + '/lora_kernel_b'!r} or a float base kernel); nothing changed.")
+        f"meaning for the layer as a whole: it computes with {computes or 'its weights'}, and "
+        f"{action} of each variable alone is not {action} of that. Name one float variable "
+        f"instead ({example}); nothing changed.")
