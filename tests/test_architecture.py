@@ -451,7 +451,7 @@ def test_the_places_where_to_add_names_are_real():
 
     from hubwidgets.model.edit_specs import EditSpec
     from hubwidgets.model.stats import WeightStats
-    from hubwidgets.widgets.explorer import ROW_MENU_ACTIONS
+    from hubwidgets.widgets.explorer_rows import ROW_MENU_ACTIONS
     from hubwidgets.widgets.session_view import SessionView
 
     assert callable(WeightStats.to_dict) and ROW_MENU_ACTIONS

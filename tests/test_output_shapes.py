@@ -15,7 +15,7 @@ import pytest
 
 import hubwidgets as hw
 from hubwidgets.model.formatting import format_shape
-from hubwidgets.widgets.explorer import node_row
+from hubwidgets.widgets.explorer_rows import node_row
 from tree_invariants import assert_tree_consistent
 
 GENERATIONS = ["keras", "tf_keras"]

@@ -41,7 +41,7 @@ from ..model.lora import unfreeze_message, will_restore
 from ..model.lora_edits import plan_note
 from ..model.lora_enable import (enable_lora, enable_lora_message,
                                  lora_candidates)
-from ..model.formatting import format_bytes, format_shape, trainable_label
+from ..model.formatting import format_bytes
 from ..model.freeze import (freeze_up_to, needs_compile, set_trainable,
                             top_level_index)
 from ..model.matching import is_regular_expression, outermost, search_nodes
@@ -49,9 +49,9 @@ from ..model.session import ModelSession, session_for
 from ..model.probe import MARKS_KEY
 from ..model.session_stats import nonfinite_paths
 from ..model.snapshot import before_first_edit, restore
-from ..model.tree import Node, VariableInfo
-from ..model.variable_flags import why_not_trained
+from ..model.tree import Node
 from .actions import MAX_STRING, action, actions_of, bind_message
+from .explorer_rows import more_row, node_row, row_menu, variable_row
 from .keywords import KnownKeywords
 from .session_view import GONE, SessionView, count_views
 
@@ -59,66 +59,6 @@ STATIC = Path(__file__).parent / "static"
 PAGE_SIZE = 100  # children listed per expanded node before a "show more" row
 MAX_PAGE = 100_000  # the most children one request may ask for
 COMMAND = "anywidget-command"  # the kind of anywidget's request messages
-
-
-def node_row(node: Node, depth: int, expanded: bool, nonfinite: set[str],
-             marks: dict[str, list[str]] | None = None) -> dict[str, Any]:
-    """What one row of the explorer shows (JSON-ready); ``marks``: extra badges by path (a
-    probe's dead and saturated layers)."""
-    flag = node.trainable
-    badges = [] if flag is True else [trainable_label(flag)]
-    if nonfinite and any(v.path in nonfinite for v in node.all_variables()):
-        badges.append("NaN/Inf")
-    if node.shared:
-        badges.append("shared")
-    rank, mode = node.lora_rank, node.quantization
-    if rank is not None:
-        badges.append(f"LoRA r{rank}")
-    if mode is not None:
-        badges.append(mode)
-    badges += (marks or {}).get(node.path, [])
-    row = {
-        "path": node.path, "name": node.name, "class_name": node.class_name,
-        "output_shape": format_shape(node.output_shape) if node.output_shape is not None else "",
-        "params": node.params, "trainable_params": node.trainable_params,
-        "frozen_params": node.non_trainable_params, "trainable": trainable_label(flag),
-        "badges": badges, "depth": depth, "has_children": node.has_children,
-        "expanded": expanded, "notes": list(node.notes),
-        "lora_rank": rank, "quantization": mode,
-    }
-    if expanded:
-        row["variables"] = [variable_row(v, nonfinite) for v in node.variables]
-    return row
-
-
-def more_row(parent: Node, depth: int, remaining: int) -> dict[str, Any]:
-    """The row that stands for children not listed yet."""
-    return {"path": parent.path + "/\u2026", "more_of": parent.path, "remaining": remaining,
-            "depth": depth, "name": f"{remaining:,} more", "class_name": "", "badges": []}
-
-
-def variable_row(var: VariableInfo, nonfinite: set[str]) -> dict[str, Any]:
-    return {"path": var.path, "name": var.name, "shape": format_shape(var.shape),
-            "dtype": var.dtype, "trainable": var.trainable, "device": var.device,
-            "size": format_bytes(var.nbytes), "nonfinite": var.path in nonfinite,
-            "can_train": var.can_train, "not_trained_why": why_not_trained(var),
-            "params": var.size}
-
-
-ROW_MENU_ACTIONS = [
-    {"action": "restore_snapshot", "label": "Restore (before the first edit)", "fields": []},
-    {"action": "enable_lora", "label": "LoRA\u2026", "fields": [{
-        "name": "rank", "example": "4",
-        "question": "Add LoRA adapters of rank (to every Dense, EinsumDense and Embedding "
-                    "here; the base kernels are frozen). Keras cannot remove adapters: this "
-                    "cannot be undone."}]},
-]
-"""The row menu's entries after the weight edits: the explorer's own row actions."""
-
-
-def row_menu() -> list[dict[str, Any]]:
-    """The row menu the browser draws: every edit of the table, then :data:`ROW_MENU_ACTIONS`."""
-    return [spec.menu_entry() for spec in EDITS.values()] + ROW_MENU_ACTIONS
 
 
 class LayerExplorer(KnownKeywords, SessionView, anywidget.AnyWidget):
