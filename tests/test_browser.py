@@ -359,6 +359,14 @@ def _open(p, url: str, console_errors: list[str], dialogs: list[str]):
     return browser, page
 
 
+def _run_first_cell(page):
+    """Wait for the kernel, run the notebook's first cell; the notebook's code cells."""
+    page.get_by_text("Python 3 (ipykernel) | Idle").wait_for(timeout=90_000)
+    cells = page.locator(".jp-Notebook .jp-CodeCell")
+    run_cell(page, cells.nth(0))
+    return cells
+
+
 def _our_errors(console_errors: list[str]) -> list[str]:
     keys = ("hubwidgets", "hw-", "explorer", "anywidget")
     return [e for e in console_errors if any(k in e for k in keys)]
@@ -486,9 +494,7 @@ def _open_dashboard(page, console_errors):
     """Run MobileNetV2's cell; wait for the tree and the overview's heatmap."""
     from playwright.sync_api import expect
 
-    page.get_by_text("Python 3 (ipykernel) | Idle").wait_for(timeout=90_000)
-    cell = page.locator(".jp-Notebook .jp-CodeCell").first
-    run_cell(page, cell)
+    _run_first_cell(page)
     try:
         expect(page.locator(".hw-row .hw-name", has_text="block_5_project").first).to_be_visible(
             timeout=240_000)
@@ -782,15 +788,8 @@ def test_an_edit_and_its_undo_from_the_row_menu(jupyter_lab):
     dialogs: list[str] = []
 
     with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, headless=True,
-                                    args=["--no-sandbox", "--disable-gpu", "--no-first-run"])
-        page = browser.new_page(viewport={"width": 1500, "height": 1000})
-        page.on("console", lambda m: m.type == "error" and console_errors.append(m.text))
-        page.on("dialog", lambda d: (dialogs.append(d.message), d.dismiss()))
-        page.goto(f"{jupyter_lab}/lab/tree/edits.ipynb?reset")
-        page.get_by_text("Python 3 (ipykernel) | Idle").wait_for(timeout=90_000)
-        cells = page.locator(".jp-Notebook .jp-CodeCell")
-        run_cell(page, cells.nth(0))
+        browser, page = _open(p, f"{jupyter_lab}/lab/tree/edits.ipynb?reset", console_errors, dialogs)
+        cells = _run_first_cell(page)
         stem = page.locator(".hw-row", has=page.locator(".hw-name", has_text="stem"))
         expect(stem).to_be_visible(timeout=120_000)
         expect(page.locator(".hw-undo")).to_be_disabled()
@@ -835,9 +834,7 @@ def test_two_views_of_one_explorer_open_apart(jupyter_lab):
     with sync_playwright() as p:
         browser, page = _open(p, f"{jupyter_lab}/lab/tree/two_views.ipynb?reset",
                               console_errors, dialogs)
-        page.get_by_text("Python 3 (ipykernel) | Idle").wait_for(timeout=90_000)
-        cells = page.locator(".jp-Notebook .jp-CodeCell")
-        run_cell(page, cells.nth(0))
+        cells = _run_first_cell(page)
         views = page.locator(".hw-explorer")
         expect(views).to_have_count(2, timeout=120_000)
         first, second = views.nth(0), views.nth(1)
@@ -871,9 +868,7 @@ def test_the_training_panel_draws_a_short_fit(jupyter_lab):
     with sync_playwright() as p:
         browser, page = _open(p, f"{jupyter_lab}/lab/tree/training.ipynb?reset", console_errors,
                               dialogs)
-        page.get_by_text("Python 3 (ipykernel) | Idle").wait_for(timeout=90_000)
-        cells = page.locator(".jp-Notebook .jp-CodeCell")
-        run_cell(page, cells.nth(0))
+        cells = _run_first_cell(page)
         panel = cells.nth(0).locator(".jp-OutputArea")
         expect(panel.locator(".js-plotly-plot")).to_have_count(3, timeout=120_000)
         run_cell(page, cells.nth(1))
@@ -1036,9 +1031,7 @@ def test_the_activations_tab_draws_the_probe(jupyter_lab):
     with sync_playwright() as p:
         browser, page = _open(p, f"{jupyter_lab}/lab/tree/activations.ipynb?reset",
                               console_errors, dialogs)
-        page.get_by_text("Python 3 (ipykernel) | Idle").wait_for(timeout=90_000)
-        cell = page.locator(".jp-Notebook .jp-CodeCell").nth(0)
-        run_cell(page, cell)
+        cell = _run_first_cell(page).nth(0)
         out = cell.locator(".jp-OutputArea")
         expect(out.locator(".hw-badge-dead").first).to_contain_text("dead 50%", timeout=120_000)
         out.get_by_role("tab", name="Activations").click()
@@ -1067,15 +1060,8 @@ def test_lora_from_the_row_menu_asks_first_and_badges_the_layer(jupyter_lab):
     dialogs: list[str] = []
 
     with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, headless=True,
-                                    args=["--no-sandbox", "--disable-gpu", "--no-first-run"])
-        page = browser.new_page(viewport={"width": 1500, "height": 1000})
-        page.on("console", lambda m: m.type == "error" and console_errors.append(m.text))
-        page.on("dialog", lambda d: (dialogs.append(d.message), d.dismiss()))
-        page.goto(f"{jupyter_lab}/lab/tree/lora.ipynb?reset")
-        page.get_by_text("Python 3 (ipykernel) | Idle").wait_for(timeout=90_000)
-        cells = page.locator(".jp-Notebook .jp-CodeCell")
-        run_cell(page, cells.nth(0))
+        browser, page = _open(p, f"{jupyter_lab}/lab/tree/lora.ipynb?reset", console_errors, dialogs)
+        cells = _run_first_cell(page)
         stem = page.locator(".hw-row", has=page.locator(".hw-name", has_text="stem"))
         expect(stem).to_be_visible(timeout=120_000)
         head = page.locator(".hw-row", has=page.locator(".hw-name", has_text="head"))
@@ -1141,9 +1127,7 @@ def test_a_large_models_overview_fills_in_from_the_background(jupyter_lab):
     with sync_playwright() as p:
         browser, page = _open(p, f"{jupyter_lab}/lab/tree/background.ipynb?reset",
                               console_errors, dialogs)
-        page.get_by_text("Python 3 (ipykernel) | Idle").wait_for(timeout=90_000)
-        cells = page.locator(".jp-Notebook .jp-CodeCell")
-        run_cell(page, cells.nth(0))
+        cells = _run_first_cell(page)
         expect(page.locator(".hw-row .hw-name", has_text="d11")).to_be_visible(timeout=120_000)
         run_cell(page, cells.nth(1))  # the kernel is free while the thread works
         expect(cells.nth(1).locator(".jp-RenderedText")).to_contain_text("NEXT CELL RAN",
@@ -1276,15 +1260,8 @@ def test_random_clicks_keys_and_text_leave_the_ui_and_the_model_in_agreement(jup
     done: list[str] = []
 
     with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, headless=True,
-                                    args=["--no-sandbox", "--disable-gpu", "--no-first-run"])
-        page = browser.new_page(viewport={"width": 1500, "height": 1000})
-        page.on("console", lambda m: m.type == "error" and console_errors.append(m.text))
-        page.on("dialog", lambda d: (dialogs.append(d.message), d.dismiss()))
-        page.goto(f"{jupyter_lab}/lab/tree/fuzz.ipynb?reset")
-        page.get_by_text("Python 3 (ipykernel) | Idle").wait_for(timeout=90_000)
-        cells = page.locator(".jp-Notebook .jp-CodeCell")
-        run_cell(page, cells.nth(0))
+        browser, page = _open(p, f"{jupyter_lab}/lab/tree/fuzz.ipynb?reset", console_errors, dialogs)
+        cells = _run_first_cell(page)
         explorer = cells.nth(0).locator(".hw-explorer")
         expect(explorer.locator(".hw-row .hw-name", has_text="head")).to_be_visible(
             timeout=120_000)
