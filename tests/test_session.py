@@ -188,6 +188,12 @@ def test_a_watched_model_shows_its_training_panel_as_a_tab(keras):
     [tabs] = dashboard.children
     assert [tabs.get_title(i) for i in range(2)] == ["Model", "Training"]
     assert hw.explore(model).training is callback.panel  # a new dashboard opens with it
+    closed = callback.panel
+    dashboard.close()  # closes its Training tab (which held the watcher, and so the model)
+    again = hw.explore(model).training
+    assert again is callback.panel and again is not closed  # a new, live panel
+    model.fit(x, y, epochs=1, verbose=0, callbacks=[callback])
+    assert "3 intervals" in again.status.value  # it draws the next fit
 
 
 def test_the_training_panel_observes_the_session_like_every_view(keras):

@@ -150,7 +150,6 @@ class _Watcher:
         self._step = 0
         self._epoch = 0
         self._epoch_first_step = 0
-        self._listeners: list[Callable[[Any, str], None]] = []
         self.panel_factory: Callable[[Any], Any] | None = None
         """Makes :attr:`panel` (the widget layer's ``hubwidgets.watch`` sets it: the backend
         never imports widgets)."""
@@ -161,23 +160,12 @@ class _Watcher:
         from .session import session_for
         session_for(model).watcher = self
 
-    # -- listeners (the panel) -----------------------------------------------------------
-    def add_listener(self, listener: Callable[[Any, str], None]) -> None:
-        """``listener(callback, event)`` after every record ("interval"), at "begin" and
-        "end" of fit."""
-        self._listeners.append(listener)
-
-    def remove_listener(self, listener: Callable[[Any, str], None]) -> None:
-        """Stop calling ``listener``; a closed panel is forgotten (the next one is new)."""
-        if listener in self._listeners:
-            self._listeners.remove(listener)
-        owner = getattr(listener, "__self__", None)
-        if owner is not None and getattr(self, "_panel", None) is owner:
+    def forget_panel(self, panel: Any) -> None:
+        """``panel`` was closed: the next :attr:`panel` is a new one."""
+        if getattr(self, "_panel", None) is panel:
             self._panel = None
 
     def _notify(self, event: str) -> None:
-        for listener in list(self._listeners):
-            listener(self, event)
         from .session import existing_session
 
         session = existing_session(self.watched_model)

@@ -78,6 +78,8 @@ class TrainingPanel(KnownKeywords, SessionView, widgets.VBox):
     def close(self) -> None:
         """Close the panel and its figures; it stops following the session and holds the
         callback no longer, so the model is freed once the user's own references are gone."""
+        if self.callback is not None:
+            self.callback.forget_panel(self)  # explore() after this makes a new panel
         self.callback = None
         super().close()  # SessionView: stops observing, lets the session go, closes children
 
