@@ -58,7 +58,6 @@ from .session_view import GONE, SessionView, count_views
 STATIC = Path(__file__).parent / "static"
 PAGE_SIZE = 100  # children listed per expanded node before a "show more" row
 MAX_PAGE = 100_000  # the most children one request may ask for
-COMMAND = "anywidget-command"  # the kind of anywidget's request messages
 
 
 class LayerExplorer(KnownKeywords, SessionView, anywidget.AnyWidget):
