@@ -44,7 +44,8 @@ from ..model.lora_enable import (enable_lora, enable_lora_message,
 from ..model.formatting import format_bytes
 from ..model.freeze import (freeze_up_to, needs_compile, set_trainable,
                             top_level_index)
-from ..model.matching import is_regular_expression, outermost, search_nodes
+from ..model.matching import (is_regular_expression, node_of_variable, outermost,
+                              search_nodes)
 from ..model.session import ModelSession, session_for
 from ..model.probe import MARKS_KEY
 from ..model.session_stats import nonfinite_paths
@@ -221,7 +222,7 @@ class LayerExplorer(KnownKeywords, SessionView, anywidget.AnyWidget):
     def _owner_of(self, path: str) -> Node:
         """The node at ``path``, or the node a variable at ``path`` belongs to."""
         if self._is_variable(path):
-            return next(n for n in self.tree if any(v.path == path for v in n.variables))
+            return node_of_variable(self.tree, path)
         return self._node_at(path)
 
     def _node_at(self, path: str) -> Node:

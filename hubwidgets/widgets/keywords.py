@@ -9,6 +9,7 @@ that names the unknown and the accepted names.
 
 from __future__ import annotations
 
+import functools
 import inspect
 from typing import Any
 
@@ -18,12 +19,17 @@ from ..model.errors import UnknownKeywordError
 def accepted_keywords(cls: type) -> list[str]:
     """The keyword arguments ``cls(...)`` takes: its ``__init__``'s named parameters, and its
     public traits when ``__init__`` passes ``**kwargs`` on."""
+    return list(_accepted(cls))
+
+
+@functools.cache  # derived once per class, not at every widget built
+def _accepted(cls: type) -> tuple[str, ...]:
     parameters = list(inspect.signature(cls.__init__).parameters.values())[1:]
     named = [p.name for p in parameters
              if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)]
     if any(p.kind is p.VAR_KEYWORD for p in parameters):
         named += [t for t in cls.class_trait_names() if not t.startswith("_")]
-    return sorted(set(named))
+    return tuple(sorted(set(named)))
 
 
 def refuse_unknown_keywords(cls: type, kwargs: dict[str, Any]) -> None:
